@@ -1,0 +1,337 @@
+//! [`Engine`]: the cloneable handle the API, the scheduler and tests use to
+//! start runs, read them, act on them as an operator, and run executors.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::sync::Notify;
+
+use crate::clock::Clock;
+use crate::definition::{Definitions, LoadedDefinition, WorkflowDefinition};
+use crate::error::{Error, Result};
+use crate::executor::{self, ExecutorHandle, ExecutorOptions};
+use crate::handler::Registry;
+use crate::ids::{RunId, TenantId};
+use crate::saga::{self, ActionError, OperatorAction};
+use crate::store::{
+    CreateOutcome, EventRecord, NewRun, OperatorWrite, RunFilter, RunRecord, Store,
+};
+
+/// What the executors and the API share.
+pub(crate) struct Shared {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) definitions: Definitions,
+    pub(crate) clock: Arc<dyn Clock>,
+    /// Wakes this process's executors.
+    pub(crate) wake: Arc<Notify>,
+    snapshots: std::sync::Mutex<HashMap<String, Arc<WorkflowDefinition>>>,
+}
+
+impl Shared {
+    /// The definition snapshot a run is pinned to.
+    pub(crate) async fn definition(&self, id: &str) -> Result<Arc<WorkflowDefinition>> {
+        if let Some(d) = self
+            .snapshots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+        {
+            return Ok(d.clone());
+        }
+        let def = self.store.get_definition(id).await?.ok_or_else(|| {
+            Error::FailedPrecondition(format!("definition snapshot {id} is missing"))
+        })?;
+        let def = Arc::new(def);
+        self.snapshots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_owned(), def.clone());
+        Ok(def)
+    }
+
+    /// Wakes local executors at `at` (in this engine's clock).
+    pub(crate) fn wake_at(&self, at: DateTime<Utc>) {
+        let delay = executor::delay_until(at, self.clock.now());
+        let wake = self.wake.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            wake.notify_one();
+        });
+    }
+}
+
+/// A request to start a run.
+#[derive(Debug, Clone)]
+pub struct StartRequest {
+    pub tenant_id: TenantId,
+    pub workflow_name: String,
+    /// 0: the latest version.
+    pub workflow_version: u32,
+    /// A JSON object.
+    pub input: Value,
+    pub idempotency_key: Option<String>,
+    pub schedule_id: Option<String>,
+    /// W3C `traceparent` of the caller, stored with the run.
+    pub traceparent: Option<String>,
+    /// Who started it (a principal name, or "scheduler").
+    pub actor: String,
+}
+
+impl StartRequest {
+    pub fn new(tenant: &str, workflow: &str, input: Value) -> Self {
+        Self {
+            tenant_id: TenantId::new(tenant),
+            workflow_name: workflow.to_owned(),
+            workflow_version: 0,
+            input,
+            idempotency_key: None,
+            schedule_id: None,
+            traceparent: None,
+            actor: "engine".into(),
+        }
+    }
+}
+
+/// The answer to a start.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub run: RunRecord,
+    /// False when the idempotency key matched an existing run.
+    pub created: bool,
+}
+
+/// The engine. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("definitions", &self.shared.definitions.names())
+            .finish()
+    }
+}
+
+/// Hex SHA-256 of the canonical JSON text (object keys sorted).
+pub fn input_hash(input: &Value) -> String {
+    Sha256::digest(input.to_string().as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl Engine {
+    /// Builds an engine and records every definition's snapshot in the store.
+    pub async fn new(
+        store: Arc<dyn Store>,
+        registry: Arc<Registry>,
+        definitions: Definitions,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self> {
+        let mut snapshots = HashMap::new();
+        for d in definitions.all() {
+            store.put_definition(d).await?;
+            snapshots.insert(d.id.clone(), Arc::new(d.definition.clone()));
+        }
+        Ok(Self {
+            shared: Arc::new(Shared {
+                store,
+                registry,
+                definitions,
+                clock,
+                wake: Arc::new(Notify::new()),
+                snapshots: std::sync::Mutex::new(snapshots),
+            }),
+        })
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.shared.store
+    }
+
+    pub fn definitions(&self) -> &Definitions {
+        &self.shared.definitions
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.shared.clock
+    }
+
+    /// Starts an executor in this process.
+    pub fn start_executor(&self, opts: ExecutorOptions) -> ExecutorHandle {
+        executor::spawn(self.shared.clone(), opts)
+    }
+
+    /// Tells executors (here and, through the store, in other replicas)
+    /// that there is new work.
+    pub fn wake(&self) {
+        self.shared.wake.notify_one();
+        let store = self.shared.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.notify_work().await {
+                tracing::debug!(error = %e, "could not notify other replicas");
+            }
+        });
+    }
+
+    /// The definition a start with `name` and `version` (0: latest) uses.
+    pub fn resolve(&self, name: &str, version: u32) -> Result<Arc<LoadedDefinition>> {
+        self.shared
+            .definitions
+            .resolve(name, version)
+            .ok_or_else(|| {
+                let known = self.shared.definitions.names().join(", ");
+                if version == 0 || self.shared.definitions.resolve(name, 0).is_none() {
+                    Error::InvalidArgument(format!(
+                        "unknown workflow {name:?}; registered workflows: {known}"
+                    ))
+                } else {
+                    Error::InvalidArgument(format!("workflow {name:?} has no version {version}"))
+                }
+            })
+    }
+
+    /// Starts a run (or returns the one its idempotency key names).
+    pub async fn start(&self, req: StartRequest) -> Result<Started> {
+        let def = self.resolve(&req.workflow_name, req.workflow_version)?;
+        if !req.input.is_object() {
+            return Err(Error::InvalidArgument("input must be a JSON object".into()));
+        }
+        let concurrency = match &def.definition.concurrency {
+            None => None,
+            Some(spec) => {
+                let key = match req.input.pointer(&spec.key) {
+                    Some(Value::String(s)) if !s.is_empty() => s.clone(),
+                    Some(Value::Number(n)) => n.to_string(),
+                    _ => {
+                        return Err(Error::InvalidArgument(format!(
+                            "input needs a non-empty string at {} (the workflow's concurrency key)",
+                            spec.key
+                        )));
+                    }
+                };
+                Some((key, spec.policy))
+            }
+        };
+        let trace_id = req
+            .traceparent
+            .as_deref()
+            .and_then(|tp| tp.split('-').nth(1))
+            .filter(|t| t.len() == 32)
+            .map(str::to_owned);
+        let new = NewRun {
+            id: RunId::new(),
+            tenant_id: req.tenant_id,
+            input_hash: input_hash(&req.input),
+            input: req.input,
+            definition: def.clone(),
+            idempotency_key: req.idempotency_key.filter(|k| !k.is_empty()),
+            concurrency: concurrency.clone(),
+            schedule_id: req.schedule_id,
+            traceparent: req.traceparent,
+            trace_id,
+            actor: req.actor,
+            now: self.shared.clock.now(),
+        };
+        match self.shared.store.create_run(&new).await? {
+            CreateOutcome::Created(run) => {
+                if run.next_run_at.is_some() {
+                    self.wake();
+                }
+                Ok(Started { run, created: true })
+            }
+            CreateOutcome::Existing(run) => Ok(Started {
+                run,
+                created: false,
+            }),
+            CreateOutcome::IdempotencyConflict => Err(Error::IdempotencyConflict {
+                workflow: def.definition.name.clone(),
+                key: new.idempotency_key.unwrap_or_default(),
+            }),
+            CreateOutcome::ConcurrencyKeyHeld { holder } => Err(Error::ConcurrencyKeyHeld {
+                key: concurrency.map(|c| c.0).unwrap_or_default(),
+                holder,
+            }),
+        }
+    }
+
+    pub async fn get(&self, tenant: &TenantId, id: RunId) -> Result<RunRecord> {
+        self.shared
+            .store
+            .get_run(tenant, id)
+            .await?
+            .ok_or(Error::RunNotFound(id))
+    }
+
+    pub async fn list(&self, tenant: &TenantId, filter: &RunFilter) -> Result<Vec<RunRecord>> {
+        Ok(self.shared.store.list_runs(tenant, filter).await?)
+    }
+
+    /// Events after `after` (0: the whole history).
+    pub async fn events(
+        &self,
+        tenant: &TenantId,
+        id: RunId,
+        after: u64,
+    ) -> Result<Vec<EventRecord>> {
+        self.shared
+            .store
+            .events(tenant, id, after)
+            .await?
+            .ok_or(Error::RunNotFound(id))
+    }
+
+    /// Applies an operator's action. The write is conditional on the run not
+    /// having changed since it was read; on a race the action is decided
+    /// again on the new state (and refused if it no longer fits).
+    pub async fn act(
+        &self,
+        tenant: &TenantId,
+        id: RunId,
+        action: OperatorAction,
+        actor: &str,
+        reason: &str,
+    ) -> Result<RunRecord> {
+        for _ in 0..8 {
+            let mut run = self.get(tenant, id).await?;
+            let def = self.shared.definition(&run.definition_id).await?;
+            let seen = run.last_seq;
+            let now = self.shared.clock.now();
+            let change = saga::operate(&mut run, &def, action.clone(), actor, reason, now)
+                .map_err(|e| match e {
+                    ActionError::Precondition(m) => Error::FailedPrecondition(m),
+                    ActionError::Invalid(m) => Error::InvalidArgument(m),
+                })?;
+            let w = OperatorWrite {
+                tenant_id: tenant.clone(),
+                run_id: id,
+                expected_seq: seen,
+                require_free_lease: change.require_free_lease,
+                now,
+                state: run.state,
+                cursor: run.cursor,
+                context: run.context.clone(),
+                steps: run.steps.clone(),
+                error: run.error.clone(),
+                cancel_request: run.cancel_request,
+                next_run_at: run.next_run_at,
+                finished_at: run.finished_at,
+                events: change.events,
+                release_concurrency_key: change.finished,
+            };
+            if self.shared.store.operator_write(&w).await? {
+                if run.next_run_at.is_some() {
+                    self.wake();
+                }
+                return self.get(tenant, id).await;
+            }
+        }
+        Err(Error::Contention(id))
+    }
+}

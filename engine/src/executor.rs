@@ -1,0 +1,456 @@
+//! The executor: claims runnable runs under a lease, drives each through its
+//! steps, and records every outcome in one short write fenced by the lease.
+//!
+//! - Wakes on new work (in-process, and Postgres `LISTEN/NOTIFY` across
+//!   replicas) with polling as the fallback.
+//! - Renews the leases of the runs it holds; a run whose lease is lost is
+//!   dropped at once (its handler is told through the cancellation signal).
+//! - Never holds a transaction open while a handler runs.
+//! - On shutdown stops claiming, lets attempts in flight finish up to a
+//!   deadline, and gives the leases back.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info_span, warn};
+
+use crate::definition::WorkflowDefinition;
+use crate::engine::Shared;
+use crate::handler::{CallKind, StepError, StepRequest};
+use crate::ids::{LeaseToken, RunId};
+use crate::saga::{self, Next, Outcome};
+use crate::store::{Checkpoint, CheckpointAck, RunRecord};
+
+/// How an executor behaves. Defaults suit a production replica.
+#[derive(Debug, Clone)]
+pub struct ExecutorOptions {
+    /// Names this replica in leases (`lease_owner`).
+    pub owner: String,
+    /// Runs driven at once.
+    pub max_in_flight: usize,
+    /// Runs claimed per claim statement.
+    pub claim_batch: u32,
+    /// How long a lease lasts without renewal.
+    pub lease: Duration,
+    /// How often to look for due work when nothing wakes the executor.
+    pub poll_interval: Duration,
+    /// How long shutdown waits for attempts in flight.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ExecutorOptions {
+    fn default() -> Self {
+        Self {
+            owner: format!(
+                "{}-{}",
+                std::env::var("HOSTNAME").unwrap_or_else(|_| "sagaflow".into()),
+                std::process::id()
+            ),
+            max_in_flight: 256,
+            claim_batch: 64,
+            lease: Duration::from_secs(30),
+            poll_interval: Duration::from_secs(1),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A running executor. Dropping it does not stop it; call [`shutdown`](Self::shutdown).
+#[derive(Debug)]
+pub struct ExecutorHandle {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ExecutorHandle {
+    /// Stops claiming, drains attempts in flight (up to the grace period)
+    /// and releases every lease still held.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+
+    /// Stops at once without draining or releasing anything, like a crash:
+    /// the leases expire and other replicas take the runs over.
+    pub fn abort(self) {
+        self.task.abort();
+    }
+}
+
+struct Lease {
+    token: LeaseToken,
+    cancel: CancellationToken,
+}
+
+struct Exec {
+    shared: Arc<Shared>,
+    opts: ExecutorOptions,
+    leases: std::sync::Mutex<HashMap<RunId, Lease>>,
+    /// No new attempt starts once set.
+    draining: AtomicBool,
+    /// The last claim filled its batch: there may be more due work.
+    maybe_more: AtomicBool,
+    wake: Arc<Notify>,
+}
+
+pub(crate) fn spawn(shared: Arc<Shared>, opts: ExecutorOptions) -> ExecutorHandle {
+    let stop = CancellationToken::new();
+    let exec = Arc::new(Exec {
+        wake: shared.wake.clone(),
+        shared,
+        opts,
+        leases: Default::default(),
+        draining: AtomicBool::new(false),
+        maybe_more: AtomicBool::new(true),
+    });
+    let task = tokio::spawn(run(exec, stop.clone()));
+    ExecutorHandle { stop, task }
+}
+
+async fn run(exec: Arc<Exec>, stop: CancellationToken) {
+    let permits = Arc::new(Semaphore::new(exec.opts.max_in_flight));
+    let mut tasks = JoinSet::new();
+    let listen_stop = stop.child_token();
+    let listener = {
+        let store = exec.shared.store.clone();
+        let wake = exec.wake.clone();
+        let s = listen_stop.clone();
+        tokio::spawn(async move { store.listen_for_work(wake, s).await })
+    };
+    let renewer = tokio::spawn(renew_loop(exec.clone(), stop.clone()));
+    let mut poll = tokio::time::interval(exec.opts.poll_interval);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let mut polled = false;
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = exec.wake.notified() => {}
+            _ = poll.tick() => polled = true,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {
+                if !exec.maybe_more.load(Ordering::Relaxed) { continue; }
+            }
+        }
+        while tasks.try_join_next().is_some() {}
+        if polled
+            && let Err(e) = exec
+                .shared
+                .store
+                .promote_queued(exec.shared.clock.now())
+                .await
+        {
+            warn!(error = %e, "promoting queued runs failed");
+        }
+        // Claim as long as there is room and due work.
+        loop {
+            let free = permits.available_permits();
+            if free == 0 {
+                break;
+            }
+            let want = (free as u32).min(exec.opts.claim_batch);
+            let now = exec.shared.clock.now();
+            let token = LeaseToken::new();
+            let until = now + chrono::Duration::from_std(exec.opts.lease).unwrap_or_default();
+            let claimed = match exec
+                .shared
+                .store
+                .claim(&exec.opts.owner, token, now, until, want)
+                .await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(error = %e, "claiming runs failed; retrying at the next poll");
+                    break;
+                }
+            };
+            let got = claimed.len() as u32;
+            exec.maybe_more.store(got == want, Ordering::Relaxed);
+            for r in claimed {
+                let Ok(permit) = permits.clone().try_acquire_owned() else {
+                    break;
+                };
+                let cancel = CancellationToken::new();
+                lock(&exec.leases).insert(
+                    r.id,
+                    Lease {
+                        token,
+                        cancel: cancel.clone(),
+                    },
+                );
+                let e = exec.clone();
+                let span = info_span!("run", run_id = %r.id, workflow = %r.workflow_name, tenant = %r.tenant_id);
+                tasks.spawn(
+                    async move {
+                        let id = r.id;
+                        drive(&e, r, token, cancel).await;
+                        lock(&e.leases).remove(&id);
+                        drop(permit);
+                    }
+                    .instrument(span),
+                );
+            }
+            if got < want {
+                break;
+            }
+        }
+    }
+    // Shutdown: no new attempts; let those in flight finish.
+    exec.draining.store(true, Ordering::SeqCst);
+    listen_stop.cancel();
+    let drained = tokio::time::timeout(exec.opts.shutdown_grace, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        warn!("shutdown grace period over; abandoning attempts still in flight");
+        for l in lock(&exec.leases).values() {
+            l.cancel.cancel();
+        }
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
+    renewer.abort();
+    listener.abort();
+    let held: Vec<(RunId, LeaseToken)> = lock(&exec.leases)
+        .drain()
+        .map(|(id, l)| (id, l.token))
+        .collect();
+    if let Err(e) = exec
+        .shared
+        .store
+        .release_leases(&held, exec.shared.clock.now())
+        .await
+    {
+        warn!(error = %e, "releasing leases at shutdown failed; they will expire");
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+async fn renew_loop(exec: Arc<Exec>, stop: CancellationToken) {
+    let every = exec.opts.lease / 3;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let held: Vec<(RunId, LeaseToken)> = lock(&exec.leases)
+            .iter()
+            .map(|(id, l)| (*id, l.token))
+            .collect();
+        if held.is_empty() {
+            continue;
+        }
+        let now = exec.shared.clock.now();
+        let until = now + chrono::Duration::from_std(exec.opts.lease).unwrap_or_default();
+        match exec.shared.store.renew_leases(&held, now, until).await {
+            Ok(lost) => {
+                let leases = lock(&exec.leases);
+                for id in lost {
+                    if let Some(l) = leases.get(&id) {
+                        warn!(run_id = %id, "lease lost; abandoning the run");
+                        l.cancel.cancel();
+                    }
+                }
+            }
+            Err(e) => warn!(error = %e, "renewing leases failed"),
+        }
+    }
+}
+
+/// Drives one claimed run until it stops, waits, or the lease is lost.
+async fn drive(exec: &Exec, mut run: RunRecord, token: LeaseToken, lease_lost: CancellationToken) {
+    let def = match exec.shared.definition(&run.definition_id).await {
+        Ok(d) => d,
+        Err(e) => {
+            warn!(error = %e, definition = %run.definition_id, "cannot load the run's definition; leaving it for later");
+            return;
+        }
+    };
+    let mut outcome: Option<Outcome> = None;
+    let mut carried: Vec<crate::store::NewEvent> = Vec::new();
+    loop {
+        let now = exec.shared.clock.now();
+        let may_start = !exec.draining.load(Ordering::SeqCst);
+        let adv = match saga::advance(&mut run, &def, outcome.take(), now, may_start, &mut || {
+            fastrand::f64()
+        }) {
+            Ok(a) => a,
+            Err(e) => {
+                warn!(error = %e, "run is in a state the executor cannot continue from");
+                return;
+            }
+        };
+        let lease_until = now + chrono::Duration::from_std(exec.opts.lease).unwrap_or_default();
+        let (next_run_at, keep_lease) = match adv.next {
+            Next::Execute { .. } => (Some(lease_until), Some(lease_until)),
+            Next::Wait(at) => (Some(at), None),
+            Next::Stop => (None, None),
+        };
+        let cp = Checkpoint {
+            run_id: run.id,
+            lease: token,
+            now,
+            state: run.state,
+            cursor: run.cursor,
+            context: adv.context_changed.then(|| run.context.clone()),
+            steps: run.steps.clone(),
+            error: run.error.clone(),
+            events: carried.drain(..).chain(adv.events).collect(),
+            next_run_at,
+            lease_until: keep_lease,
+            finished_at: run.finished_at,
+            release_concurrency_key: adv.finished,
+        };
+        let Some(ack) = write_checkpoint(exec, &cp, &lease_lost).await else {
+            return;
+        };
+        run.last_seq += cp.events.len() as u64;
+        match ack {
+            CheckpointAck::Fenced => {
+                debug!("lease lost before the checkpoint; another replica has the run");
+                return;
+            }
+            CheckpointAck::Applied { cancel_request } => {
+                if let (
+                    Some(_),
+                    None,
+                    Next::Execute {
+                        step,
+                        kind: CallKind::Forward,
+                        ..
+                    },
+                ) = (cancel_request, run.cancel_request, adv.next)
+                {
+                    // Cancelled by an operator before this attempt called
+                    // anything: withdraw it and carry the cancellation out.
+                    run.cancel_request = cancel_request;
+                    match saga::withdraw_attempt(&mut run, &def, step, exec.shared.clock.now()) {
+                        Ok(ev) => carried.push(ev),
+                        Err(e) => warn!(error = %e, "cannot withdraw the attempt"),
+                    }
+                    continue;
+                }
+                run.cancel_request = run.cancel_request.or(cancel_request);
+            }
+        }
+        match adv.next {
+            Next::Execute {
+                step,
+                kind,
+                attempt,
+            } => {
+                let result = tokio::select! {
+                    r = call(exec, &run, &def, step, kind, attempt, &lease_lost) => r,
+                    _ = lease_lost.cancelled() => return,
+                };
+                if lease_lost.is_cancelled() {
+                    return;
+                }
+                outcome = Some(Outcome { step, kind, result });
+            }
+            Next::Wait(at) => {
+                exec.shared.wake_at(at);
+                return;
+            }
+            Next::Stop => return,
+        }
+    }
+}
+
+/// Writes a checkpoint, retrying while the store is unreachable and the
+/// lease still holds. None: give the run up (the lease will expire).
+async fn write_checkpoint(
+    exec: &Exec,
+    cp: &Checkpoint,
+    lease_lost: &CancellationToken,
+) -> Option<CheckpointAck> {
+    let mut delay = Duration::from_millis(50);
+    let deadline = tokio::time::Instant::now() + exec.opts.lease;
+    loop {
+        match exec.shared.store.checkpoint(cp).await {
+            Ok(ack) => return Some(ack),
+            Err(e) => {
+                warn!(error = %e, "checkpoint failed; retrying");
+                if tokio::time::Instant::now() + delay > deadline || lease_lost.is_cancelled() {
+                    return None;
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+/// Calls the step's handler with its timeout. A panic or a timeout is a
+/// retryable failure of the attempt.
+async fn call(
+    exec: &Exec,
+    run: &RunRecord,
+    def: &WorkflowDefinition,
+    step: usize,
+    kind: CallKind,
+    attempt: u32,
+    lease_lost: &CancellationToken,
+) -> Result<crate::handler::StepOutput, StepError> {
+    let sd = &def.steps[step];
+    let (name, key) = match kind {
+        CallKind::Forward => (Some(&sd.handler), format!("{}:{}", run.id, sd.name)),
+        CallKind::Compensate => (
+            sd.compensation.as_ref(),
+            format!("{}:{}:compensate", run.id, sd.name),
+        ),
+    };
+    let Some(handler) = name.and_then(|n| exec.shared.registry.get(n)) else {
+        return Err(StepError::fatal(
+            "unknown_handler",
+            format!(
+                "handler {:?} is not registered in this engine",
+                name.map(String::as_str).unwrap_or("")
+            ),
+        ));
+    };
+    let cancel = lease_lost.child_token();
+    let request = StepRequest {
+        run_id: run.id,
+        tenant_id: run.tenant_id.clone(),
+        workflow: def.name.clone(),
+        step: sd.name.clone(),
+        kind,
+        attempt,
+        idempotency_key: key,
+        context: Arc::new(run.context.clone()),
+        cancel: cancel.clone(),
+    };
+    let span =
+        info_span!("step", step = %sd.name, attempt, compensation = kind == CallKind::Compensate);
+    let mut task = tokio::spawn(async move { handler.call(request).await }.instrument(span));
+    let timeout = sd.timeout();
+    tokio::select! {
+        joined = &mut task => match joined {
+            Ok(r) => r,
+            Err(e) if e.is_panic() => Err(StepError::retryable("panic", "the handler panicked")),
+            Err(_) => Err(StepError::retryable("cancelled", "the attempt was cancelled")),
+        },
+        _ = tokio::time::sleep(timeout) => {
+            // Tell the handler, give it a moment to stop cleanly, then drop it.
+            cancel.cancel();
+            if tokio::time::timeout(Duration::from_secs(1), &mut task).await.is_err() {
+                task.abort();
+            }
+            Err(StepError::retryable("timeout", format!("the attempt took longer than {} ms", timeout.as_millis())))
+        }
+    }
+}
+
+/// When a waiting run becomes due, in real time from `now` on `clock`.
+pub(crate) fn delay_until(at: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
+    (at - now).to_std().unwrap_or(Duration::ZERO)
+}

@@ -1,0 +1,162 @@
+//! Step handlers: the [`StepHandler`] trait and the [`Registry`] that maps
+//! the handler names used in workflow files to implementations.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+use tokio_util::sync::CancellationToken;
+
+use crate::ids::{RunId, TenantId};
+
+/// A JSON object: a step's output, merged into the run's context.
+pub type StepOutput = Map<String, Value>;
+
+/// Whether a call does a step or undoes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallKind {
+    Forward,
+    Compensate,
+}
+
+/// What a handler gets for one attempt.
+#[derive(Debug, Clone)]
+pub struct StepRequest {
+    pub run_id: RunId,
+    pub tenant_id: TenantId,
+    pub workflow: String,
+    pub step: String,
+    pub kind: CallKind,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// `{run_id}:{step}`, or `{run_id}:{step}:compensate`: the same for every
+    /// attempt, so external systems apply the effect once.
+    pub idempotency_key: String,
+    /// The run's context: its input plus every earlier step's output.
+    pub context: Arc<Value>,
+    /// Fired when the attempt times out, the run's lease is lost or the
+    /// engine shuts down; a handler should stop soon after.
+    pub cancel: CancellationToken,
+}
+
+impl StepRequest {
+    /// A string field of the context, or a non-retryable error naming it.
+    pub fn context_str(&self, pointer: &str) -> Result<&str, StepError> {
+        self.context
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                StepError::fatal(
+                    "invalid_context",
+                    format!("the context has no string at {pointer}"),
+                )
+            })
+    }
+}
+
+/// A classified failure: the engine retries `Retryable` errors per the step's
+/// policy and never retries `Fatal` ones. `kind` is a short machine-readable
+/// word (e.g. `timeout`, `pool_exhausted`) that policies can name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StepError {
+    #[error("{kind}: {message}")]
+    Retryable { kind: String, message: String },
+    #[error("{kind}: {message}")]
+    Fatal { kind: String, message: String },
+}
+
+impl StepError {
+    pub fn retryable(kind: impl Into<String>, message: impl Into<String>) -> Self {
+        StepError::Retryable {
+            kind: kind.into(),
+            message: message.into(),
+        }
+    }
+    pub fn fatal(kind: impl Into<String>, message: impl Into<String>) -> Self {
+        StepError::Fatal {
+            kind: kind.into(),
+            message: message.into(),
+        }
+    }
+    pub fn kind(&self) -> &str {
+        match self {
+            StepError::Retryable { kind, .. } | StepError::Fatal { kind, .. } => kind,
+        }
+    }
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StepError::Retryable { .. })
+    }
+}
+
+/// One step implementation (or compensation). Handlers are executed at least
+/// once per attempt key and must be idempotent on `idempotency_key`.
+#[async_trait]
+pub trait StepHandler: Send + Sync + 'static {
+    async fn call(&self, request: StepRequest) -> Result<StepOutput, StepError>;
+}
+
+struct FnHandler<F>(F);
+
+#[async_trait]
+impl<F, Fut> StepHandler for FnHandler<F>
+where
+    F: Fn(StepRequest) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<StepOutput, StepError>> + Send + 'static,
+{
+    async fn call(&self, request: StepRequest) -> Result<StepOutput, StepError> {
+        (self.0)(request).await
+    }
+}
+
+/// Handler names → implementations. Built once at startup, then shared.
+#[derive(Clone, Default)]
+pub struct Registry {
+    handlers: BTreeMap<String, Arc<dyn StepHandler>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.handlers.keys()).finish()
+    }
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers `handler` under `name`, replacing any earlier one.
+    pub fn register(&mut self, name: impl Into<String>, handler: Arc<dyn StepHandler>) {
+        self.handlers.insert(name.into(), handler);
+    }
+
+    /// Registers an async closure.
+    pub fn register_fn<F, Fut>(&mut self, name: impl Into<String>, f: F)
+    where
+        F: Fn(StepRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<StepOutput, StepError>> + Send + 'static,
+    {
+        self.register(name, Arc::new(FnHandler(f)));
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<dyn StepHandler>> {
+        self.handlers.get(name).cloned()
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.handlers.contains_key(name)
+    }
+
+    pub fn names(&self) -> Vec<&str> {
+        self.handlers.keys().map(String::as_str).collect()
+    }
+
+    /// Registers the engine's own handlers: `builtin.noop` (returns an empty
+    /// output) used by the benchmark and examples.
+    pub fn with_builtins(mut self) -> Self {
+        self.register_fn("builtin.noop", |_| async { Ok(StepOutput::new()) });
+        self
+    }
+}

@@ -1,0 +1,533 @@
+//! The [`Store`] trait: everything the executor and the API need from the
+//! database, and its two backends ([`postgres`], [`sqlite`]) which pass one
+//! conformance suite. SQL lives only in the backends.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::definition::{ConcurrencyPolicy, LoadedDefinition, WorkflowDefinition};
+use crate::ids::{LeaseToken, RunId, TenantId};
+use crate::state::{RunState, StepState};
+
+pub mod postgres;
+pub mod sqlite;
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A failure of the store. The text may contain SQL or database detail: log
+/// it, never show it to a client.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A row that does not decode (an unknown state, malformed JSON).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    #[error("unsupported database url {0:?}: use postgres://… or sqlite://…")]
+    UnsupportedUrl(String),
+}
+
+impl StoreError {
+    /// Whether the database could not be reached at all (as opposed to a
+    /// statement failing): the API answers UNAVAILABLE for these.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Database(
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
+            )
+        )
+    }
+}
+
+/// What a backend is, for messages and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// An operator's cancellation, waiting for the executor to carry it out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CancelRequest {
+    /// Compensate completed steps, then end CANCELLED.
+    Compensate,
+    /// End TERMINATED without compensation.
+    Terminate,
+}
+
+impl CancelRequest {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CancelRequest::Compensate => "compensate",
+            CancelRequest::Terminate => "terminate",
+        }
+    }
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "compensate" => Ok(Self::Compensate),
+            "terminate" => Ok(Self::Terminate),
+            other => Err(StoreError::Corrupt(format!("cancel request {other:?}"))),
+        }
+    }
+}
+
+/// One step of a run, as stored (the run's `steps` JSON array).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub name: String,
+    pub state: StepState,
+    pub attempts: u32,
+    pub compensation_attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+impl StepRecord {
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            state: StepState::Pending,
+            attempts: 0,
+            compensation_attempts: 0,
+            last_error: None,
+            output: None,
+            started_at: None,
+            finished_at: None,
+            next_attempt_at: None,
+        }
+    }
+}
+
+/// A run as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRecord {
+    pub id: RunId,
+    pub tenant_id: TenantId,
+    pub workflow_name: String,
+    pub workflow_version: u32,
+    pub definition_id: String,
+    pub state: RunState,
+    pub input: Value,
+    pub context: Value,
+    pub steps: Vec<StepRecord>,
+    /// Index of the first forward step not yet done.
+    pub cursor: u32,
+    pub error: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub concurrency_key: Option<String>,
+    pub schedule_id: Option<String>,
+    pub trace_id: Option<String>,
+    pub traceparent: Option<String>,
+    pub cancel_request: Option<CancelRequest>,
+    /// Sequence number of the run's last event.
+    pub last_seq: u64,
+    /// When the executor should next look at the run; none: nothing to do
+    /// (finished, waiting for an operator, or queued behind its key).
+    pub next_run_at: Option<DateTime<Utc>>,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl RunRecord {
+    /// Whether some executor holds a live lease on the run at `now`.
+    pub fn is_leased(&self, now: DateTime<Utc>) -> bool {
+        self.lease_owner.is_some() && self.lease_expires_at.is_some_and(|t| t > now)
+    }
+
+    /// The name of the step the run is at, if any.
+    pub fn current_step(&self) -> Option<&str> {
+        match self.state {
+            RunState::Compensating | RunState::CompensationFailed => self
+                .steps
+                .iter()
+                .rev()
+                .find(|s| {
+                    matches!(
+                        s.state,
+                        StepState::Compensating | StepState::CompensationFailed
+                    )
+                })
+                .map(|s| s.name.as_str()),
+            RunState::Completed
+            | RunState::Compensated
+            | RunState::Cancelled
+            | RunState::Terminated => None,
+            _ => self
+                .steps
+                .get(self.cursor as usize)
+                .map(|s| s.name.as_str()),
+        }
+    }
+}
+
+/// The kind of an event in a run's history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    RunStarted,
+    RunQueued,
+    StepStarted,
+    StepSucceeded,
+    StepFailed,
+    StepRetryScheduled,
+    StepFailedNonBlocking,
+    StepSkipped,
+    /// An attempt was found unfinished after a crash or a lost lease.
+    StepInterrupted,
+    RunCompleted,
+    RunFailed,
+    CompensationStarted,
+    CompensationStepStarted,
+    StepCompensated,
+    CompensationStepFailed,
+    CompensationRetryScheduled,
+    RunCompensated,
+    RunCompensationFailed,
+    OperatorRetry,
+    OperatorSkip,
+    OperatorCompensate,
+    OperatorCancel,
+    RunCancelled,
+    RunTerminated,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 24] = [
+        EventKind::RunStarted,
+        EventKind::RunQueued,
+        EventKind::StepStarted,
+        EventKind::StepSucceeded,
+        EventKind::StepFailed,
+        EventKind::StepRetryScheduled,
+        EventKind::StepFailedNonBlocking,
+        EventKind::StepSkipped,
+        EventKind::StepInterrupted,
+        EventKind::RunCompleted,
+        EventKind::RunFailed,
+        EventKind::CompensationStarted,
+        EventKind::CompensationStepStarted,
+        EventKind::StepCompensated,
+        EventKind::CompensationStepFailed,
+        EventKind::CompensationRetryScheduled,
+        EventKind::RunCompensated,
+        EventKind::RunCompensationFailed,
+        EventKind::OperatorRetry,
+        EventKind::OperatorSkip,
+        EventKind::OperatorCompensate,
+        EventKind::OperatorCancel,
+        EventKind::RunCancelled,
+        EventKind::RunTerminated,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::RunStarted => "run_started",
+            EventKind::RunQueued => "run_queued",
+            EventKind::StepStarted => "step_started",
+            EventKind::StepSucceeded => "step_succeeded",
+            EventKind::StepFailed => "step_failed",
+            EventKind::StepRetryScheduled => "step_retry_scheduled",
+            EventKind::StepFailedNonBlocking => "step_failed_non_blocking",
+            EventKind::StepSkipped => "step_skipped",
+            EventKind::StepInterrupted => "step_interrupted",
+            EventKind::RunCompleted => "run_completed",
+            EventKind::RunFailed => "run_failed",
+            EventKind::CompensationStarted => "compensation_started",
+            EventKind::CompensationStepStarted => "compensation_step_started",
+            EventKind::StepCompensated => "step_compensated",
+            EventKind::CompensationStepFailed => "compensation_step_failed",
+            EventKind::CompensationRetryScheduled => "compensation_retry_scheduled",
+            EventKind::RunCompensated => "run_compensated",
+            EventKind::RunCompensationFailed => "run_compensation_failed",
+            EventKind::OperatorRetry => "operator_retry",
+            EventKind::OperatorSkip => "operator_skip",
+            EventKind::OperatorCompensate => "operator_compensate",
+            EventKind::OperatorCancel => "operator_cancel",
+            EventKind::RunCancelled => "run_cancelled",
+            EventKind::RunTerminated => "run_terminated",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| StoreError::Corrupt(format!("event kind {s:?}")))
+    }
+}
+
+/// An event to append.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub kind: EventKind,
+    pub step: Option<String>,
+    pub attempt: u32,
+    /// The run's state after this event.
+    pub run_state: RunState,
+    pub message: Option<String>,
+    /// "engine", or the operator's principal.
+    pub actor: String,
+    pub at: DateTime<Utc>,
+}
+
+/// An event of a run's history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRecord {
+    pub run_id: RunId,
+    /// 1, 2, 3 … per run, without gaps.
+    pub seq: u64,
+    pub at: DateTime<Utc>,
+    pub kind: EventKind,
+    pub step: Option<String>,
+    pub attempt: u32,
+    pub run_state: RunState,
+    pub message: Option<String>,
+    pub actor: String,
+}
+
+/// A run to create.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub id: RunId,
+    pub tenant_id: TenantId,
+    pub definition: Arc<LoadedDefinition>,
+    pub input: Value,
+    /// Hex SHA-256 of the canonical input, compared on idempotent repeats.
+    pub input_hash: String,
+    pub idempotency_key: Option<String>,
+    pub concurrency: Option<(String, ConcurrencyPolicy)>,
+    pub schedule_id: Option<String>,
+    pub traceparent: Option<String>,
+    pub trace_id: Option<String>,
+    pub actor: String,
+    pub now: DateTime<Utc>,
+}
+
+/// What `create_run` did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CreateOutcome {
+    Created(RunRecord),
+    /// The idempotency key matched a run with the same input.
+    Existing(RunRecord),
+    /// The idempotency key matched a run with a different input.
+    IdempotencyConflict,
+    /// The concurrency key is held and the policy is `reject`.
+    ConcurrencyKeyHeld {
+        holder: RunId,
+    },
+}
+
+/// The outcome of a step (or more), written by the lease holder in one
+/// transaction fenced by its lease.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    pub run_id: RunId,
+    pub lease: LeaseToken,
+    pub now: DateTime<Utc>,
+    pub state: RunState,
+    pub cursor: u32,
+    /// The new context; none: unchanged.
+    pub context: Option<Value>,
+    pub steps: Vec<StepRecord>,
+    pub error: Option<String>,
+    pub events: Vec<NewEvent>,
+    pub next_run_at: Option<DateTime<Utc>>,
+    /// Some: keep the lease until then; none: release it.
+    pub lease_until: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The run is terminal: free its concurrency key and wake the next run
+    /// queued on it.
+    pub release_concurrency_key: bool,
+}
+
+/// The store's answer to a checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointAck {
+    /// Written. Carries an operator's cancellation, if one arrived.
+    Applied {
+        cancel_request: Option<CancelRequest>,
+    },
+    /// The lease was lost: nothing was written.
+    Fenced,
+}
+
+/// A write by an operator action, applied only if the run has not changed
+/// since it was read (`expected_seq`) and, when `require_free_lease`, no
+/// executor holds a live lease on it.
+#[derive(Debug, Clone)]
+pub struct OperatorWrite {
+    pub tenant_id: TenantId,
+    pub run_id: RunId,
+    pub expected_seq: u64,
+    pub require_free_lease: bool,
+    pub now: DateTime<Utc>,
+    pub state: RunState,
+    pub cursor: u32,
+    pub context: Value,
+    pub steps: Vec<StepRecord>,
+    pub error: Option<String>,
+    pub cancel_request: Option<CancelRequest>,
+    pub next_run_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub events: Vec<NewEvent>,
+    pub release_concurrency_key: bool,
+}
+
+/// Filters of `list_runs`; every one optional.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub workflow_name: Option<String>,
+    pub states: Vec<RunState>,
+    pub concurrency_key: Option<String>,
+    pub created_after: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
+    /// Keyset cursor: runs strictly older than this (created_at, id).
+    pub before: Option<(DateTime<Utc>, RunId)>,
+    pub limit: u32,
+}
+
+/// A workflow definition snapshot, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredDefinition {
+    pub id: String,
+    pub definition: WorkflowDefinition,
+}
+
+/// Everything the engine needs from its database.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn backend(&self) -> Backend;
+
+    /// Applies the embedded migrations.
+    async fn migrate(&self) -> Result<()>;
+
+    /// Whether the database answers and every migration is applied.
+    async fn ready(&self) -> Result<bool>;
+
+    /// Stores a definition snapshot (no-op when its id exists).
+    async fn put_definition(&self, def: &LoadedDefinition) -> Result<()>;
+
+    async fn get_definition(&self, id: &str) -> Result<Option<WorkflowDefinition>>;
+
+    /// Inserts the run, its steps and its first events in one transaction,
+    /// enforcing the idempotency and concurrency keys.
+    async fn create_run(&self, new: &NewRun) -> Result<CreateOutcome>;
+
+    async fn get_run(&self, tenant: &TenantId, id: RunId) -> Result<Option<RunRecord>>;
+
+    /// Runs of a tenant, newest first (steps left empty).
+    async fn list_runs(&self, tenant: &TenantId, filter: &RunFilter) -> Result<Vec<RunRecord>>;
+
+    /// Events of a run with `seq > after`, in order; none if the run is not
+    /// the tenant's.
+    async fn events(
+        &self,
+        tenant: &TenantId,
+        id: RunId,
+        after: u64,
+    ) -> Result<Option<Vec<EventRecord>>>;
+
+    /// Leases up to `limit` runnable runs (due, not leased) to `owner` with
+    /// `token` until `now + lease`.
+    async fn claim(
+        &self,
+        owner: &str,
+        token: LeaseToken,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<RunRecord>>;
+
+    /// Extends the leases still held; returns the runs whose lease was lost.
+    async fn renew_leases(
+        &self,
+        leases: &[(RunId, LeaseToken)],
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<RunId>>;
+
+    /// Gives leases back, making the runs claimable at once (shutdown).
+    async fn release_leases(
+        &self,
+        leases: &[(RunId, LeaseToken)],
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+
+    async fn checkpoint(&self, cp: &Checkpoint) -> Result<CheckpointAck>;
+
+    /// Writes several checkpoints in one transaction (group commit).
+    async fn checkpoint_many(&self, cps: &[Checkpoint]) -> Result<Vec<CheckpointAck>> {
+        let mut out = Vec::with_capacity(cps.len());
+        for cp in cps {
+            out.push(self.checkpoint(cp).await?);
+        }
+        Ok(out)
+    }
+
+    /// Applies an operator's change; false if the run changed meanwhile.
+    async fn operator_write(&self, w: &OperatorWrite) -> Result<bool>;
+
+    /// Tells other replicas there is new work (Postgres `NOTIFY`, sent on
+    /// its own, never inside a hot write transaction).
+    async fn notify_work(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Wakes `wake` whenever another replica reports new work, until `stop`.
+    async fn listen_for_work(
+        &self,
+        wake: Arc<tokio::sync::Notify>,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        let _ = wake;
+        stop.cancelled().await;
+    }
+
+    /// Hands free concurrency keys to the oldest run queued on each (the
+    /// fallback for a start that raced a release). Returns how many ran.
+    async fn promote_queued(&self, now: DateTime<Utc>) -> Result<u64>;
+}
+
+/// Connects to `url` (`postgres://…` or `sqlite://…`) and applies migrations.
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
+    let store: Arc<dyn Store> =
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Arc::new(postgres::PgStore::connect(url).await?)
+        } else if url.starts_with("sqlite:") {
+            Arc::new(sqlite::SqliteStore::connect(url).await?)
+        } else {
+            return Err(StoreError::UnsupportedUrl(url.to_owned()));
+        };
+    store.migrate().await?;
+    Ok(store)
+}
+
+pub(crate) fn steps_to_json(steps: &[StepRecord]) -> Value {
+    serde_json::to_value(steps).unwrap_or(Value::Array(Vec::new()))
+}
+
+pub(crate) fn steps_from_json(v: Value) -> Result<Vec<StepRecord>> {
+    serde_json::from_value(v).map_err(|e| StoreError::Corrupt(format!("steps: {e}")))
+}
+
+pub(crate) fn initial_steps(def: &WorkflowDefinition) -> Vec<StepRecord> {
+    def.steps.iter().map(|s| StepRecord::new(&s.name)).collect()
+}

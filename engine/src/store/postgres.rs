@@ -1,0 +1,673 @@
+//! The PostgreSQL backend: the production store. Many engine replicas share
+//! one database and claim work with `FOR UPDATE SKIP LOCKED`. Every hot-path
+//! write is a single statement (a CTE), so a checkpoint is one round trip.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+use uuid::Uuid;
+
+use super::*;
+use crate::definition::{ConcurrencyPolicy, LoadedDefinition, WorkflowDefinition};
+use crate::ids::{LeaseToken, RunId, TenantId};
+use crate::state::RunState;
+use sqlx::AssertSqlSafe;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// The PostgreSQL store.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+const RUN_COLUMNS: &str = "id, tenant_id, workflow_name, workflow_version, definition_id, state, \
+    input, context, steps, cursor, error, idempotency_key, concurrency_key, schedule_id, trace_id, \
+    traceparent, cancel_request, last_seq, next_run_at, lease_owner, lease_expires_at, created_at, \
+    updated_at, finished_at";
+
+impl PgStore {
+    /// Connects with a pool of `max_connections` (default 16).
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, 16).await
+    }
+
+    pub async fn connect_with(url: &str, max_connections: u32) -> Result<Self> {
+        let opts: PgConnectOptions = url.parse()?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(opts.application_name("sagaflow"))
+            .await?;
+        Ok(Self { pool })
+    }
+
+    /// Wraps an existing pool (tests use the one `#[sqlx::test]` gives).
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+fn run_from_row(row: &PgRow) -> Result<RunRecord> {
+    let state: String = row.try_get("state")?;
+    let cancel: Option<String> = row.try_get("cancel_request")?;
+    Ok(RunRecord {
+        id: RunId(row.try_get("id")?),
+        tenant_id: TenantId(row.try_get("tenant_id")?),
+        workflow_name: row.try_get("workflow_name")?,
+        workflow_version: row.try_get::<i32, _>("workflow_version")? as u32,
+        definition_id: row.try_get("definition_id")?,
+        state: state
+            .parse()
+            .map_err(|e: crate::state::UnknownState| StoreError::Corrupt(e.to_string()))?,
+        input: row.try_get("input")?,
+        context: row.try_get("context")?,
+        steps: steps_from_json(row.try_get("steps")?)?,
+        cursor: row.try_get::<i32, _>("cursor")? as u32,
+        error: row.try_get("error")?,
+        idempotency_key: row.try_get("idempotency_key")?,
+        concurrency_key: row.try_get("concurrency_key")?,
+        schedule_id: row.try_get("schedule_id")?,
+        trace_id: row.try_get("trace_id")?,
+        traceparent: row.try_get("traceparent")?,
+        cancel_request: cancel.as_deref().map(CancelRequest::parse).transpose()?,
+        last_seq: row.try_get::<i64, _>("last_seq")? as u64,
+        next_run_at: row.try_get("next_run_at")?,
+        lease_owner: row.try_get("lease_owner")?,
+        lease_expires_at: row.try_get("lease_expires_at")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        finished_at: row.try_get("finished_at")?,
+    })
+}
+
+fn event_from_row(row: &PgRow) -> Result<EventRecord> {
+    let state: String = row.try_get("run_state")?;
+    let kind: String = row.try_get("kind")?;
+    Ok(EventRecord {
+        run_id: RunId(row.try_get("run_id")?),
+        seq: row.try_get::<i64, _>("seq")? as u64,
+        at: row.try_get("at")?,
+        kind: EventKind::parse(&kind)?,
+        step: row.try_get("step")?,
+        attempt: row.try_get::<i32, _>("attempt")? as u32,
+        run_state: state
+            .parse()
+            .map_err(|e: crate::state::UnknownState| StoreError::Corrupt(e.to_string()))?,
+        message: row.try_get("message")?,
+        actor: row.try_get("actor")?,
+    })
+}
+
+/// Events as parallel arrays, for `unnest` in one statement.
+struct EventArrays {
+    kinds: Vec<&'static str>,
+    steps: Vec<Option<String>>,
+    attempts: Vec<i32>,
+    states: Vec<&'static str>,
+    messages: Vec<Option<String>>,
+    actors: Vec<String>,
+    ats: Vec<DateTime<Utc>>,
+}
+
+impl EventArrays {
+    fn new(events: &[NewEvent]) -> Self {
+        Self {
+            kinds: events.iter().map(|e| e.kind.as_str()).collect(),
+            steps: events.iter().map(|e| e.step.clone()).collect(),
+            attempts: events.iter().map(|e| e.attempt as i32).collect(),
+            states: events.iter().map(|e| e.run_state.as_str()).collect(),
+            messages: events.iter().map(|e| e.message.clone()).collect(),
+            actors: events.iter().map(|e| e.actor.clone()).collect(),
+            ats: events.iter().map(|e| e.at).collect(),
+        }
+    }
+}
+
+/// `INSERT INTO run_events` from the arrays bound at `$first..$first+6`,
+/// numbering them after the run's previous `last_seq` taken from CTE `r`.
+fn insert_events_sql(first: usize) -> String {
+    let p = |i: usize| format!("${}", first + i);
+    format!(
+        "INSERT INTO run_events (run_id, seq, at, kind, step, attempt, run_state, message, actor) \
+         SELECT r.id, r.last_seq - cardinality({k}::text[]) + ev.ord, ev.at, ev.kind, ev.step, ev.attempt, ev.run_state, ev.message, ev.actor \
+         FROM r, unnest({k}::text[], {s}::text[], {a}::int4[], {st}::text[], {m}::text[], {ac}::text[], {at}::timestamptz[]) \
+            WITH ORDINALITY AS ev(kind, step, attempt, run_state, message, actor, at, ord)",
+        k = p(0),
+        s = p(1),
+        a = p(2),
+        st = p(3),
+        m = p(4),
+        ac = p(5),
+        at = p(6),
+    )
+}
+
+fn bind_events<'q>(
+    q: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    ev: &'q EventArrays,
+) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+    q.bind(&ev.kinds)
+        .bind(&ev.steps)
+        .bind(&ev.attempts)
+        .bind(&ev.states)
+        .bind(&ev.messages)
+        .bind(&ev.actors)
+        .bind(&ev.ats)
+}
+
+/// Frees the run's concurrency key and hands it to the oldest run queued on it.
+async fn release_key(tx: &mut sqlx::PgConnection, run_id: RunId, now: DateTime<Utc>) -> Result<()> {
+    sqlx::query(
+        "WITH d AS (DELETE FROM concurrency_locks WHERE run_id = $1 RETURNING tenant_id, key), \
+         n AS (SELECT q.id, q.tenant_id, q.concurrency_key FROM runs q, d \
+               WHERE q.tenant_id = d.tenant_id AND q.concurrency_key = d.key \
+                 AND q.state = 'PENDING' AND q.next_run_at IS NULL \
+               ORDER BY q.created_at, q.id LIMIT 1 FOR UPDATE OF q SKIP LOCKED), \
+         l AS (INSERT INTO concurrency_locks (tenant_id, key, run_id) SELECT tenant_id, concurrency_key, id FROM n) \
+         UPDATE runs SET next_run_at = $2 FROM n WHERE runs.id = n.id",
+    )
+    .bind(run_id.0)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn ready(&self) -> Result<bool> {
+        let applied: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(applied as usize >= MIGRATOR.iter().count())
+    }
+
+    async fn put_definition(&self, def: &LoadedDefinition) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO workflow_definitions (id, name, version, body) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&def.id)
+        .bind(&def.definition.name)
+        .bind(def.definition.version as i32)
+        .bind(&def.snapshot)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_definition(&self, id: &str) -> Result<Option<WorkflowDefinition>> {
+        let body: Option<Value> =
+            sqlx::query_scalar("SELECT body FROM workflow_definitions WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        body.map(|b| {
+            serde_json::from_value(b)
+                .map_err(|e| StoreError::Corrupt(format!("definition {id}: {e}")))
+        })
+        .transpose()
+    }
+
+    async fn create_run(&self, new: &NewRun) -> Result<CreateOutcome> {
+        let def = &new.definition.definition;
+        let mut tx = self.pool.begin().await?;
+        let mut queued = false;
+        if let Some((key, policy)) = &new.concurrency {
+            let got: Option<Uuid> = sqlx::query_scalar(
+                "INSERT INTO concurrency_locks (tenant_id, key, run_id) \
+                 SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM runs WHERE tenant_id = $1 \
+                   AND concurrency_key = $2 AND state = 'PENDING' AND next_run_at IS NULL) \
+                 ON CONFLICT DO NOTHING RETURNING run_id",
+            )
+            .bind(new.tenant_id.as_str())
+            .bind(key)
+            .bind(new.id.0)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if got.is_none() {
+                match policy {
+                    ConcurrencyPolicy::Queue => queued = true,
+                    ConcurrencyPolicy::Reject => {
+                        tx.rollback().await?;
+                        if let Some(existing) = self.find_idempotent(new).await? {
+                            return Ok(existing);
+                        }
+                        let holder: Option<Uuid> = sqlx::query_scalar(
+                            "SELECT run_id FROM concurrency_locks WHERE tenant_id = $1 AND key = $2",
+                        )
+                        .bind(new.tenant_id.as_str())
+                        .bind(key)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                        return Ok(CreateOutcome::ConcurrencyKeyHeld {
+                            holder: RunId(holder.unwrap_or_default()),
+                        });
+                    }
+                }
+            }
+        }
+        let mut events = vec![NewEvent {
+            kind: EventKind::RunStarted,
+            step: None,
+            attempt: 0,
+            run_state: RunState::Pending,
+            message: None,
+            actor: new.actor.clone(),
+            at: new.now,
+        }];
+        if queued {
+            events.push(NewEvent {
+                kind: EventKind::RunQueued,
+                message: Some("waiting for the concurrency key to be free".into()),
+                ..events[0].clone()
+            });
+        }
+        let ev = EventArrays::new(&events);
+        let sql = format!(
+            "WITH r AS (INSERT INTO runs (id, tenant_id, workflow_name, workflow_version, definition_id, state, \
+                input, input_hash, context, steps, idempotency_key, concurrency_key, schedule_id, trace_id, \
+                traceparent, last_seq, next_run_at, created_at, updated_at) \
+              VALUES ($1, $2, $3, $4, $5, 'PENDING', $6, $7, $6, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16) \
+              ON CONFLICT (tenant_id, workflow_name, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
+              RETURNING id, last_seq) {}",
+            insert_events_sql(17)
+        );
+        let steps = steps_to_json(&initial_steps(def));
+        let q = sqlx::query(AssertSqlSafe(sql))
+            .bind(new.id.0)
+            .bind(new.tenant_id.as_str())
+            .bind(&def.name)
+            .bind(def.version as i32)
+            .bind(&new.definition.id)
+            .bind(&new.input)
+            .bind(&new.input_hash)
+            .bind(&steps)
+            .bind(&new.idempotency_key)
+            .bind(new.concurrency.as_ref().map(|c| &c.0))
+            .bind(&new.schedule_id)
+            .bind(&new.trace_id)
+            .bind(&new.traceparent)
+            .bind(events.len() as i64)
+            .bind(if queued { None } else { Some(new.now) })
+            .bind(new.now);
+        let inserted = bind_events(q, &ev).execute(&mut *tx).await?.rows_affected();
+        if inserted == 0 {
+            tx.rollback().await?;
+            return Ok(self
+                .find_idempotent(new)
+                .await?
+                .unwrap_or(CreateOutcome::IdempotencyConflict));
+        }
+        tx.commit().await?;
+        let run = self
+            .get_run(&new.tenant_id, new.id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("run {} vanished after insert", new.id)))?;
+        Ok(CreateOutcome::Created(run))
+    }
+
+    async fn get_run(&self, tenant: &TenantId, id: RunId) -> Result<Option<RunRecord>> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE id = $1 AND tenant_id = $2"
+        )))
+        .bind(id.0)
+        .bind(tenant.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(run_from_row).transpose()
+    }
+
+    async fn list_runs(&self, tenant: &TenantId, f: &RunFilter) -> Result<Vec<RunRecord>> {
+        let cols = RUN_COLUMNS.replace("steps,", "'[]'::jsonb AS steps,");
+        let mut q =
+            QueryBuilder::<Postgres>::new(format!("SELECT {cols} FROM runs WHERE tenant_id = "));
+        q.push_bind(tenant.as_str());
+        if let Some(w) = &f.workflow_name {
+            q.push(" AND workflow_name = ").push_bind(w);
+        }
+        if !f.states.is_empty() {
+            let states: Vec<&str> = f.states.iter().map(|s| s.as_str()).collect();
+            q.push(" AND state = ANY(").push_bind(states).push(")");
+        }
+        if let Some(k) = &f.concurrency_key {
+            q.push(" AND concurrency_key = ").push_bind(k);
+        }
+        if let Some(t) = f.created_after {
+            q.push(" AND created_at > ").push_bind(t);
+        }
+        if let Some(t) = f.created_before {
+            q.push(" AND created_at < ").push_bind(t);
+        }
+        if let Some((t, id)) = f.before {
+            q.push(" AND (created_at, id) < (")
+                .push_bind(t)
+                .push(", ")
+                .push_bind(id.0)
+                .push(")");
+        }
+        q.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+            .push_bind(f.limit.max(1) as i64);
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    async fn events(
+        &self,
+        tenant: &TenantId,
+        id: RunId,
+        after: u64,
+    ) -> Result<Option<Vec<EventRecord>>> {
+        let exists: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM runs WHERE id = $1 AND tenant_id = $2")
+                .bind(id.0)
+                .bind(tenant.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        if exists.is_none() {
+            return Ok(None);
+        }
+        let rows = sqlx::query(
+            "SELECT run_id, seq, at, kind, step, attempt, run_state, message, actor \
+             FROM run_events WHERE run_id = $1 AND seq > $2 ORDER BY seq",
+        )
+        .bind(id.0)
+        .bind(after as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(event_from_row)
+            .collect::<Result<_>>()
+            .map(Some)
+    }
+
+    async fn claim(
+        &self,
+        owner: &str,
+        token: LeaseToken,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<RunRecord>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "WITH c AS (SELECT id FROM runs WHERE next_run_at <= $1 \
+                 AND (lease_expires_at IS NULL OR lease_expires_at <= $1) \
+               ORDER BY next_run_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
+             UPDATE runs SET lease_owner = $3, lease_token = $4, lease_expires_at = $5, next_run_at = $5 \
+             FROM c WHERE runs.id = c.id RETURNING {}",
+            RUN_COLUMNS
+                .split(", ")
+                .map(|c| format!("runs.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )))
+        .bind(now)
+        .bind(limit as i64)
+        .bind(owner)
+        .bind(token.0)
+        .bind(lease_until)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    async fn renew_leases(
+        &self,
+        leases: &[(RunId, LeaseToken)],
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<RunId>> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<Uuid> = leases.iter().map(|l| l.0.0).collect();
+        let tokens: Vec<Uuid> = leases.iter().map(|l| l.1.0).collect();
+        let kept: Vec<Uuid> = sqlx::query_scalar(
+            "UPDATE runs SET lease_expires_at = $3, next_run_at = $3 \
+             FROM unnest($1::uuid[], $2::uuid[]) AS l(id, token) \
+             WHERE runs.id = l.id AND runs.lease_token = l.token AND runs.lease_expires_at > $4 \
+             RETURNING runs.id",
+        )
+        .bind(&ids)
+        .bind(&tokens)
+        .bind(until)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids
+            .into_iter()
+            .filter(|id| !kept.contains(id))
+            .map(RunId)
+            .collect())
+    }
+
+    async fn release_leases(
+        &self,
+        leases: &[(RunId, LeaseToken)],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        if leases.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Uuid> = leases.iter().map(|l| l.0.0).collect();
+        let tokens: Vec<Uuid> = leases.iter().map(|l| l.1.0).collect();
+        sqlx::query(
+            "UPDATE runs SET lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, next_run_at = $3 \
+             FROM unnest($1::uuid[], $2::uuid[]) AS l(id, token) \
+             WHERE runs.id = l.id AND runs.lease_token = l.token",
+        )
+        .bind(&ids)
+        .bind(&tokens)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn checkpoint(&self, cp: &Checkpoint) -> Result<CheckpointAck> {
+        if cp.release_concurrency_key {
+            let mut tx = self.pool.begin().await?;
+            let ack = checkpoint_on(&mut tx, cp).await?;
+            if matches!(ack, CheckpointAck::Applied { .. }) {
+                release_key(&mut tx, cp.run_id, cp.now).await?;
+            }
+            tx.commit().await?;
+            return Ok(ack);
+        }
+        let mut conn = self.pool.acquire().await?;
+        checkpoint_on(&mut conn, cp).await
+    }
+
+    async fn checkpoint_many(&self, cps: &[Checkpoint]) -> Result<Vec<CheckpointAck>> {
+        let mut tx = self.pool.begin().await?;
+        let mut acks = Vec::with_capacity(cps.len());
+        for cp in cps {
+            let ack = checkpoint_on(&mut tx, cp).await?;
+            if cp.release_concurrency_key && matches!(ack, CheckpointAck::Applied { .. }) {
+                release_key(&mut tx, cp.run_id, cp.now).await?;
+            }
+            acks.push(ack);
+        }
+        tx.commit().await?;
+        Ok(acks)
+    }
+
+    async fn operator_write(&self, w: &OperatorWrite) -> Result<bool> {
+        let ev = EventArrays::new(&w.events);
+        let sql = format!(
+            "WITH r AS (UPDATE runs SET state = $4, cursor = $5, context = $6, steps = $7, error = $8, \
+                cancel_request = $9, next_run_at = $10, finished_at = $11, updated_at = $12, \
+                last_seq = last_seq + $13, \
+                lease_owner = CASE WHEN $14 THEN NULL ELSE lease_owner END, \
+                lease_token = CASE WHEN $14 THEN NULL ELSE lease_token END, \
+                lease_expires_at = CASE WHEN $14 THEN NULL ELSE lease_expires_at END \
+              WHERE id = $1 AND tenant_id = $2 AND last_seq = $3 \
+                AND (NOT $14 OR lease_expires_at IS NULL OR lease_expires_at <= $12) \
+              RETURNING id, last_seq) {}",
+            insert_events_sql(15)
+        );
+        let mut tx = self.pool.begin().await?;
+        let q = sqlx::query(AssertSqlSafe(sql))
+            .bind(w.run_id.0)
+            .bind(w.tenant_id.as_str())
+            .bind(w.expected_seq as i64)
+            .bind(w.state.as_str())
+            .bind(w.cursor as i32)
+            .bind(&w.context)
+            .bind(steps_to_json(&w.steps))
+            .bind(&w.error)
+            .bind(w.cancel_request.map(CancelRequest::as_str))
+            .bind(w.next_run_at)
+            .bind(w.finished_at)
+            .bind(w.now)
+            .bind(w.events.len() as i64)
+            .bind(w.require_free_lease);
+        let applied = bind_events(q, &ev).execute(&mut *tx).await?.rows_affected() > 0;
+        if applied && w.release_concurrency_key {
+            release_key(&mut tx, w.run_id, w.now).await?;
+        }
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    async fn notify_work(&self) -> Result<()> {
+        sqlx::query("SELECT pg_notify('sagaflow_work', '')")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn listen_for_work(
+        &self,
+        wake: std::sync::Arc<tokio::sync::Notify>,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        let mut backoff = Duration::from_millis(100);
+        while !stop.is_cancelled() {
+            let mut listener = match sqlx::postgres::PgListener::connect_with(&self.pool).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::debug!(error = %e, "LISTEN connection failed; polling meanwhile");
+                    tokio::select! { _ = stop.cancelled() => return, _ = tokio::time::sleep(backoff) => {} }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            if listener.listen("sagaflow_work").await.is_err() {
+                continue;
+            }
+            backoff = Duration::from_millis(100);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    n = listener.try_recv() => match n {
+                        Ok(Some(_)) => wake.notify_one(),
+                        // The connection dropped: wake once (we may have
+                        // missed something) and reconnect.
+                        Ok(None) | Err(_) => { wake.notify_one(); break; }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn promote_queued(&self, now: DateTime<Utc>) -> Result<u64> {
+        let n = sqlx::query(
+            "WITH q AS (SELECT DISTINCT ON (tenant_id, concurrency_key) id, tenant_id, concurrency_key \
+                FROM runs WHERE state = 'PENDING' AND next_run_at IS NULL AND concurrency_key IS NOT NULL \
+                ORDER BY tenant_id, concurrency_key, created_at, id), \
+             ins AS (INSERT INTO concurrency_locks (tenant_id, key, run_id) \
+                SELECT tenant_id, concurrency_key, id FROM q ON CONFLICT DO NOTHING RETURNING run_id) \
+             UPDATE runs SET next_run_at = $1 FROM ins WHERE runs.id = ins.run_id",
+        )
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n)
+    }
+}
+
+impl PgStore {
+    async fn find_idempotent(&self, new: &NewRun) -> Result<Option<CreateOutcome>> {
+        let Some(key) = &new.idempotency_key else {
+            return Ok(None);
+        };
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS}, input_hash FROM runs \
+             WHERE tenant_id = $1 AND workflow_name = $2 AND idempotency_key = $3"
+        )))
+        .bind(new.tenant_id.as_str())
+        .bind(&new.definition.definition.name)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let hash: String = row.try_get("input_hash")?;
+        if hash == new.input_hash {
+            Ok(Some(CreateOutcome::Existing(run_from_row(&row)?)))
+        } else {
+            Ok(Some(CreateOutcome::IdempotencyConflict))
+        }
+    }
+}
+
+/// The hot path: one statement updates the run (fenced by the lease) and
+/// appends its events, numbered after the run's `last_seq`.
+async fn checkpoint_on(conn: &mut sqlx::PgConnection, cp: &Checkpoint) -> Result<CheckpointAck> {
+    let ev = EventArrays::new(&cp.events);
+    let sql = format!(
+        "WITH r AS (UPDATE runs SET state = $3, cursor = $4, context = COALESCE($5, context), steps = $6, \
+            error = $7, next_run_at = $8, finished_at = $9, updated_at = $10, last_seq = last_seq + $11, \
+            lease_expires_at = $12, \
+            lease_owner = CASE WHEN $12::timestamptz IS NULL THEN NULL ELSE lease_owner END, \
+            lease_token = CASE WHEN $12::timestamptz IS NULL THEN NULL ELSE lease_token END \
+          WHERE id = $1 AND lease_token = $2 AND lease_expires_at > $10 \
+          RETURNING id, last_seq, cancel_request), \
+         e AS ({}) \
+         SELECT cancel_request FROM r",
+        insert_events_sql(13)
+    );
+    let q = sqlx::query(AssertSqlSafe(sql))
+        .bind(cp.run_id.0)
+        .bind(cp.lease.0)
+        .bind(cp.state.as_str())
+        .bind(cp.cursor as i32)
+        .bind(&cp.context)
+        .bind(steps_to_json(&cp.steps))
+        .bind(&cp.error)
+        .bind(cp.next_run_at)
+        .bind(cp.finished_at)
+        .bind(cp.now)
+        .bind(cp.events.len() as i64)
+        .bind(cp.lease_until);
+    let row = bind_events(q, &ev).fetch_optional(&mut *conn).await?;
+    match row {
+        None => Ok(CheckpointAck::Fenced),
+        Some(row) => {
+            let c: Option<String> = row.try_get("cancel_request")?;
+            Ok(CheckpointAck::Applied {
+                cancel_request: c.as_deref().map(CancelRequest::parse).transpose()?,
+            })
+        }
+    }
+}

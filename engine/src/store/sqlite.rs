@@ -1,0 +1,645 @@
+//! The SQLite backend: the embedded default for `sagaflow dev` and quick
+//! starts. One process, one file. Writes go through a single connection
+//! (SQLite has one writer anyway), reads through a small pool, in WAL mode.
+//! Timestamps are stored as INTEGER microseconds, JSON as TEXT.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
+
+use super::*;
+use crate::definition::{ConcurrencyPolicy, LoadedDefinition, WorkflowDefinition};
+use crate::ids::{LeaseToken, RunId, TenantId};
+use crate::state::RunState;
+use sqlx::AssertSqlSafe;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+
+/// The SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+const RUN_COLUMNS: &str = "id, tenant_id, workflow_name, workflow_version, definition_id, state, \
+    input, context, steps, cursor, error, idempotency_key, concurrency_key, schedule_id, trace_id, \
+    traceparent, cancel_request, last_seq, next_run_at, lease_owner, lease_expires_at, created_at, \
+    updated_at, finished_at";
+
+fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+fn opt_micros(t: Option<DateTime<Utc>>) -> Option<i64> {
+    t.map(micros)
+}
+
+fn from_micros(v: i64) -> Result<DateTime<Utc>> {
+    DateTime::from_timestamp_micros(v).ok_or_else(|| StoreError::Corrupt(format!("timestamp {v}")))
+}
+
+fn opt_from_micros(v: Option<i64>) -> Result<Option<DateTime<Utc>>> {
+    v.map(from_micros).transpose()
+}
+
+fn json(text: &str, what: &str) -> Result<Value> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+fn uuid_col(row: &SqliteRow, col: &str) -> Result<uuid::Uuid> {
+    let s: String = row.try_get(col)?;
+    uuid::Uuid::parse_str(&s).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
+}
+
+fn run_from_row(row: &SqliteRow) -> Result<RunRecord> {
+    let state: String = row.try_get("state")?;
+    let cancel: Option<String> = row.try_get("cancel_request")?;
+    let input: String = row.try_get("input")?;
+    let context: String = row.try_get("context")?;
+    let steps: String = row.try_get("steps")?;
+    Ok(RunRecord {
+        id: RunId(uuid_col(row, "id")?),
+        tenant_id: TenantId(row.try_get("tenant_id")?),
+        workflow_name: row.try_get("workflow_name")?,
+        workflow_version: row.try_get::<i64, _>("workflow_version")? as u32,
+        definition_id: row.try_get("definition_id")?,
+        state: state
+            .parse()
+            .map_err(|e: crate::state::UnknownState| StoreError::Corrupt(e.to_string()))?,
+        input: json(&input, "input")?,
+        context: json(&context, "context")?,
+        steps: steps_from_json(json(&steps, "steps")?)?,
+        cursor: row.try_get::<i64, _>("cursor")? as u32,
+        error: row.try_get("error")?,
+        idempotency_key: row.try_get("idempotency_key")?,
+        concurrency_key: row.try_get("concurrency_key")?,
+        schedule_id: row.try_get("schedule_id")?,
+        trace_id: row.try_get("trace_id")?,
+        traceparent: row.try_get("traceparent")?,
+        cancel_request: cancel.as_deref().map(CancelRequest::parse).transpose()?,
+        last_seq: row.try_get::<i64, _>("last_seq")? as u64,
+        next_run_at: opt_from_micros(row.try_get("next_run_at")?)?,
+        lease_owner: row.try_get("lease_owner")?,
+        lease_expires_at: opt_from_micros(row.try_get("lease_expires_at")?)?,
+        created_at: from_micros(row.try_get("created_at")?)?,
+        updated_at: from_micros(row.try_get("updated_at")?)?,
+        finished_at: opt_from_micros(row.try_get("finished_at")?)?,
+    })
+}
+
+fn event_from_row(row: &SqliteRow) -> Result<EventRecord> {
+    let state: String = row.try_get("run_state")?;
+    let kind: String = row.try_get("kind")?;
+    Ok(EventRecord {
+        run_id: RunId(uuid_col(row, "run_id")?),
+        seq: row.try_get::<i64, _>("seq")? as u64,
+        at: from_micros(row.try_get("at")?)?,
+        kind: EventKind::parse(&kind)?,
+        step: row.try_get("step")?,
+        attempt: row.try_get::<i64, _>("attempt")? as u32,
+        run_state: state
+            .parse()
+            .map_err(|e: crate::state::UnknownState| StoreError::Corrupt(e.to_string()))?,
+        message: row.try_get("message")?,
+        actor: row.try_get("actor")?,
+    })
+}
+
+/// Appends events after `last_seq` (the run's sequence after the update).
+async fn insert_events(
+    conn: &mut SqliteConnection,
+    run_id: RunId,
+    last_seq: i64,
+    events: &[NewEvent],
+) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let first = last_seq - events.len() as i64 + 1;
+    let mut q = QueryBuilder::<Sqlite>::new(
+        "INSERT INTO run_events (run_id, seq, at, kind, step, attempt, run_state, message, actor) ",
+    );
+    q.push_values(events.iter().enumerate(), |mut b, (i, e)| {
+        b.push_bind(run_id.to_string())
+            .push_bind(first + i as i64)
+            .push_bind(micros(e.at))
+            .push_bind(e.kind.as_str())
+            .push_bind(e.step.clone())
+            .push_bind(e.attempt as i64)
+            .push_bind(e.run_state.as_str())
+            .push_bind(e.message.clone())
+            .push_bind(e.actor.clone());
+    });
+    q.build().execute(&mut *conn).await?;
+    Ok(())
+}
+
+async fn release_key(conn: &mut SqliteConnection, run_id: RunId, now: DateTime<Utc>) -> Result<()> {
+    let freed =
+        sqlx::query("DELETE FROM concurrency_locks WHERE run_id = ?1 RETURNING tenant_id, key")
+            .bind(run_id.to_string())
+            .fetch_optional(&mut *conn)
+            .await?;
+    let Some(freed) = freed else { return Ok(()) };
+    let tenant: String = freed.try_get("tenant_id")?;
+    let key: String = freed.try_get("key")?;
+    hand_over(conn, &tenant, &key, now).await
+}
+
+/// Gives a free key to the oldest run queued on it.
+async fn hand_over(
+    conn: &mut SqliteConnection,
+    tenant: &str,
+    key: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let next: Option<String> = sqlx::query_scalar(
+        "SELECT id FROM runs WHERE tenant_id = ?1 AND concurrency_key = ?2 AND state = 'PENDING' \
+         AND next_run_at IS NULL ORDER BY created_at, id LIMIT 1",
+    )
+    .bind(tenant)
+    .bind(key)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(next) = next {
+        sqlx::query("INSERT INTO concurrency_locks (tenant_id, key, run_id) VALUES (?1, ?2, ?3)")
+            .bind(tenant)
+            .bind(key)
+            .bind(&next)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("UPDATE runs SET next_run_at = ?2 WHERE id = ?1")
+            .bind(&next)
+            .bind(micros(now))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file of `url`, e.g.
+    /// `sqlite://.sagaflow/dev.db`.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let opts = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        if let Some(dir) = opts.get_filename().parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        }
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts.clone())
+            .await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts.read_only(true))
+            .await?;
+        Ok(Self { writer, reader })
+    }
+
+    async fn find_idempotent(
+        &self,
+        conn: &mut SqliteConnection,
+        new: &NewRun,
+    ) -> Result<Option<CreateOutcome>> {
+        let Some(key) = &new.idempotency_key else {
+            return Ok(None);
+        };
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS}, input_hash FROM runs \
+             WHERE tenant_id = ?1 AND workflow_name = ?2 AND idempotency_key = ?3"
+        )))
+        .bind(new.tenant_id.as_str())
+        .bind(&new.definition.definition.name)
+        .bind(key)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let hash: String = row.try_get("input_hash")?;
+        Ok(Some(if hash == new.input_hash {
+            CreateOutcome::Existing(run_from_row(&row)?)
+        } else {
+            CreateOutcome::IdempotencyConflict
+        }))
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        MIGRATOR.run(&self.writer).await?;
+        Ok(())
+    }
+
+    async fn ready(&self) -> Result<bool> {
+        let applied: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&self.reader)
+                .await?;
+        Ok(applied as usize >= MIGRATOR.iter().count())
+    }
+
+    async fn put_definition(&self, def: &LoadedDefinition) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO workflow_definitions (id, name, version, body) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&def.id)
+        .bind(&def.definition.name)
+        .bind(def.definition.version as i64)
+        .bind(def.snapshot.to_string())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_definition(&self, id: &str) -> Result<Option<WorkflowDefinition>> {
+        let body: Option<String> =
+            sqlx::query_scalar("SELECT body FROM workflow_definitions WHERE id = ?1")
+                .bind(id)
+                .fetch_optional(&self.reader)
+                .await?;
+        body.map(|b| {
+            serde_json::from_str(&b)
+                .map_err(|e| StoreError::Corrupt(format!("definition {id}: {e}")))
+        })
+        .transpose()
+    }
+
+    async fn create_run(&self, new: &NewRun) -> Result<CreateOutcome> {
+        let def = &new.definition.definition;
+        let mut tx = self.writer.begin().await?;
+        if let Some(found) = self.find_idempotent(&mut tx, new).await? {
+            tx.rollback().await?;
+            return Ok(found);
+        }
+        let mut queued = false;
+        if let Some((key, policy)) = &new.concurrency {
+            let holder: Option<String> = sqlx::query_scalar(
+                "SELECT run_id FROM concurrency_locks WHERE tenant_id = ?1 AND key = ?2",
+            )
+            .bind(new.tenant_id.as_str())
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let waiting: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM runs WHERE tenant_id = ?1 AND concurrency_key = ?2 AND state = 'PENDING' \
+                 AND next_run_at IS NULL LIMIT 1",
+            )
+            .bind(new.tenant_id.as_str())
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await?;
+            match (holder, waiting, policy) {
+                (None, None, _) => {
+                    sqlx::query("INSERT INTO concurrency_locks (tenant_id, key, run_id) VALUES (?1, ?2, ?3)")
+                        .bind(new.tenant_id.as_str())
+                        .bind(key)
+                        .bind(new.id.to_string())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                (holder, _, ConcurrencyPolicy::Reject) => {
+                    tx.rollback().await?;
+                    let holder = holder
+                        .and_then(|h| uuid::Uuid::parse_str(&h).ok())
+                        .unwrap_or_default();
+                    return Ok(CreateOutcome::ConcurrencyKeyHeld {
+                        holder: RunId(holder),
+                    });
+                }
+                (_, _, ConcurrencyPolicy::Queue) => queued = true,
+            }
+        }
+        let mut events = vec![NewEvent {
+            kind: EventKind::RunStarted,
+            step: None,
+            attempt: 0,
+            run_state: RunState::Pending,
+            message: None,
+            actor: new.actor.clone(),
+            at: new.now,
+        }];
+        if queued {
+            events.push(NewEvent {
+                kind: EventKind::RunQueued,
+                message: Some("waiting for the concurrency key to be free".into()),
+                ..events[0].clone()
+            });
+        }
+        let input = new.input.to_string();
+        sqlx::query(
+            "INSERT INTO runs (id, tenant_id, workflow_name, workflow_version, definition_id, state, \
+                input, input_hash, context, steps, idempotency_key, concurrency_key, schedule_id, trace_id, \
+                traceparent, last_seq, next_run_at, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, 'PENDING', ?6, ?7, ?6, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?16)",
+        )
+        .bind(new.id.to_string())
+        .bind(new.tenant_id.as_str())
+        .bind(&def.name)
+        .bind(def.version as i64)
+        .bind(&new.definition.id)
+        .bind(&input)
+        .bind(&new.input_hash)
+        .bind(steps_to_json(&initial_steps(def)).to_string())
+        .bind(&new.idempotency_key)
+        .bind(new.concurrency.as_ref().map(|c| &c.0))
+        .bind(&new.schedule_id)
+        .bind(&new.trace_id)
+        .bind(&new.traceparent)
+        .bind(events.len() as i64)
+        .bind(if queued { None } else { Some(micros(new.now)) })
+        .bind(micros(new.now))
+        .execute(&mut *tx)
+        .await?;
+        insert_events(&mut tx, new.id, events.len() as i64, &events).await?;
+        tx.commit().await?;
+        let run = self
+            .get_run(&new.tenant_id, new.id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("run {} vanished after insert", new.id)))?;
+        Ok(CreateOutcome::Created(run))
+    }
+
+    async fn get_run(&self, tenant: &TenantId, id: RunId) -> Result<Option<RunRecord>> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1 AND tenant_id = ?2"
+        )))
+        .bind(id.to_string())
+        .bind(tenant.as_str())
+        .fetch_optional(&self.reader)
+        .await?;
+        row.as_ref().map(run_from_row).transpose()
+    }
+
+    async fn list_runs(&self, tenant: &TenantId, f: &RunFilter) -> Result<Vec<RunRecord>> {
+        let cols = RUN_COLUMNS.replace("steps,", "'[]' AS steps,");
+        let mut q =
+            QueryBuilder::<Sqlite>::new(format!("SELECT {cols} FROM runs WHERE tenant_id = "));
+        q.push_bind(tenant.as_str());
+        if let Some(w) = &f.workflow_name {
+            q.push(" AND workflow_name = ").push_bind(w.clone());
+        }
+        if !f.states.is_empty() {
+            q.push(" AND state IN (");
+            let mut sep = q.separated(", ");
+            for s in &f.states {
+                sep.push_bind(s.as_str());
+            }
+            q.push(")");
+        }
+        if let Some(k) = &f.concurrency_key {
+            q.push(" AND concurrency_key = ").push_bind(k.clone());
+        }
+        if let Some(t) = f.created_after {
+            q.push(" AND created_at > ").push_bind(micros(t));
+        }
+        if let Some(t) = f.created_before {
+            q.push(" AND created_at < ").push_bind(micros(t));
+        }
+        if let Some((t, id)) = f.before {
+            q.push(" AND (created_at < ")
+                .push_bind(micros(t))
+                .push(" OR (created_at = ")
+                .push_bind(micros(t))
+                .push(" AND id < ")
+                .push_bind(id.to_string())
+                .push("))");
+        }
+        q.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+            .push_bind(f.limit.max(1) as i64);
+        let rows = q.build().fetch_all(&self.reader).await?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    async fn events(
+        &self,
+        tenant: &TenantId,
+        id: RunId,
+        after: u64,
+    ) -> Result<Option<Vec<EventRecord>>> {
+        let exists: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM runs WHERE id = ?1 AND tenant_id = ?2")
+                .bind(id.to_string())
+                .bind(tenant.as_str())
+                .fetch_optional(&self.reader)
+                .await?;
+        if exists.is_none() {
+            return Ok(None);
+        }
+        let rows = sqlx::query(
+            "SELECT run_id, seq, at, kind, step, attempt, run_state, message, actor \
+             FROM run_events WHERE run_id = ?1 AND seq > ?2 ORDER BY seq",
+        )
+        .bind(id.to_string())
+        .bind(after as i64)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(event_from_row)
+            .collect::<Result<_>>()
+            .map(Some)
+    }
+
+    async fn claim(
+        &self,
+        owner: &str,
+        token: LeaseToken,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<RunRecord>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE runs SET lease_owner = ?3, lease_token = ?4, lease_expires_at = ?5, next_run_at = ?5 \
+             WHERE id IN (SELECT id FROM runs WHERE next_run_at <= ?1 \
+                 AND (lease_expires_at IS NULL OR lease_expires_at <= ?1) ORDER BY next_run_at LIMIT ?2) \
+             RETURNING {RUN_COLUMNS}"
+        )))
+        .bind(micros(now))
+        .bind(limit as i64)
+        .bind(owner)
+        .bind(token.to_string())
+        .bind(micros(lease_until))
+        .fetch_all(&self.writer)
+        .await?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    async fn renew_leases(
+        &self,
+        leases: &[(RunId, LeaseToken)],
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<RunId>> {
+        let mut lost = Vec::new();
+        let mut tx = self.writer.begin().await?;
+        for (id, token) in leases {
+            let n = sqlx::query(
+                "UPDATE runs SET lease_expires_at = ?3, next_run_at = ?3 \
+                 WHERE id = ?1 AND lease_token = ?2 AND lease_expires_at > ?4",
+            )
+            .bind(id.to_string())
+            .bind(token.to_string())
+            .bind(micros(until))
+            .bind(micros(now))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if n == 0 {
+                lost.push(*id);
+            }
+        }
+        tx.commit().await?;
+        Ok(lost)
+    }
+
+    async fn release_leases(
+        &self,
+        leases: &[(RunId, LeaseToken)],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        for (id, token) in leases {
+            sqlx::query(
+                "UPDATE runs SET lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, \
+                 next_run_at = ?3 WHERE id = ?1 AND lease_token = ?2",
+            )
+            .bind(id.to_string())
+            .bind(token.to_string())
+            .bind(micros(now))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn checkpoint(&self, cp: &Checkpoint) -> Result<CheckpointAck> {
+        self.checkpoint_many(std::slice::from_ref(cp))
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("checkpoint returned no answer".into()))
+    }
+
+    async fn checkpoint_many(&self, cps: &[Checkpoint]) -> Result<Vec<CheckpointAck>> {
+        let mut tx = self.writer.begin().await?;
+        let mut acks = Vec::with_capacity(cps.len());
+        for cp in cps {
+            let row = sqlx::query(
+                "UPDATE runs SET state = ?3, cursor = ?4, context = COALESCE(?5, context), steps = ?6, \
+                    error = ?7, next_run_at = ?8, finished_at = ?9, updated_at = ?10, last_seq = last_seq + ?11, \
+                    lease_expires_at = ?12, \
+                    lease_owner = CASE WHEN ?12 IS NULL THEN NULL ELSE lease_owner END, \
+                    lease_token = CASE WHEN ?12 IS NULL THEN NULL ELSE lease_token END \
+                 WHERE id = ?1 AND lease_token = ?2 AND lease_expires_at > ?10 \
+                 RETURNING last_seq, cancel_request",
+            )
+            .bind(cp.run_id.to_string())
+            .bind(cp.lease.to_string())
+            .bind(cp.state.as_str())
+            .bind(cp.cursor as i64)
+            .bind(cp.context.as_ref().map(Value::to_string))
+            .bind(steps_to_json(&cp.steps).to_string())
+            .bind(&cp.error)
+            .bind(opt_micros(cp.next_run_at))
+            .bind(opt_micros(cp.finished_at))
+            .bind(micros(cp.now))
+            .bind(cp.events.len() as i64)
+            .bind(opt_micros(cp.lease_until))
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = row else {
+                acks.push(CheckpointAck::Fenced);
+                continue;
+            };
+            let last_seq: i64 = row.try_get("last_seq")?;
+            let cancel: Option<String> = row.try_get("cancel_request")?;
+            insert_events(&mut tx, cp.run_id, last_seq, &cp.events).await?;
+            if cp.release_concurrency_key {
+                release_key(&mut tx, cp.run_id, cp.now).await?;
+            }
+            acks.push(CheckpointAck::Applied {
+                cancel_request: cancel.as_deref().map(CancelRequest::parse).transpose()?,
+            });
+        }
+        tx.commit().await?;
+        Ok(acks)
+    }
+
+    async fn operator_write(&self, w: &OperatorWrite) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        let row = sqlx::query(
+            "UPDATE runs SET state = ?4, cursor = ?5, context = ?6, steps = ?7, error = ?8, \
+                cancel_request = ?9, next_run_at = ?10, finished_at = ?11, updated_at = ?12, \
+                last_seq = last_seq + ?13, \
+                lease_owner = CASE WHEN ?14 THEN NULL ELSE lease_owner END, \
+                lease_token = CASE WHEN ?14 THEN NULL ELSE lease_token END, \
+                lease_expires_at = CASE WHEN ?14 THEN NULL ELSE lease_expires_at END \
+             WHERE id = ?1 AND tenant_id = ?2 AND last_seq = ?3 \
+                AND (NOT ?14 OR lease_expires_at IS NULL OR lease_expires_at <= ?12) \
+             RETURNING last_seq",
+        )
+        .bind(w.run_id.to_string())
+        .bind(w.tenant_id.as_str())
+        .bind(w.expected_seq as i64)
+        .bind(w.state.as_str())
+        .bind(w.cursor as i64)
+        .bind(w.context.to_string())
+        .bind(steps_to_json(&w.steps).to_string())
+        .bind(&w.error)
+        .bind(w.cancel_request.map(CancelRequest::as_str))
+        .bind(opt_micros(w.next_run_at))
+        .bind(opt_micros(w.finished_at))
+        .bind(micros(w.now))
+        .bind(w.events.len() as i64)
+        .bind(w.require_free_lease)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            tx.rollback().await?;
+            return Ok(false);
+        };
+        let last_seq: i64 = row.try_get("last_seq")?;
+        insert_events(&mut tx, w.run_id, last_seq, &w.events).await?;
+        if w.release_concurrency_key {
+            release_key(&mut tx, w.run_id, w.now).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn promote_queued(&self, now: DateTime<Utc>) -> Result<u64> {
+        let mut tx = self.writer.begin().await?;
+        let free: Vec<(String, String)> = sqlx::query_as(
+            "SELECT DISTINCT r.tenant_id, r.concurrency_key FROM runs r \
+             WHERE r.state = 'PENDING' AND r.next_run_at IS NULL AND r.concurrency_key IS NOT NULL \
+               AND NOT EXISTS (SELECT 1 FROM concurrency_locks l \
+                               WHERE l.tenant_id = r.tenant_id AND l.key = r.concurrency_key)",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        for (tenant, key) in &free {
+            hand_over(&mut tx, tenant, key, now).await?;
+        }
+        tx.commit().await?;
+        Ok(free.len() as u64)
+    }
+}

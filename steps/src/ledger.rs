@@ -1,0 +1,119 @@
+//! `ledger.apply` / `ledger.revert`: handlers whose only effect is a row in
+//! the `effect_ledger` table. They exist to verify the engine's promise end
+//! to end (crash tests, chaos runs): every effect applied exactly once per
+//! idempotency key, compensations only after their forward effect.
+//!
+//! Behaviour is driven by the run's context:
+//! - `/ledger/sleep_ms`: each call takes this long (default 0);
+//! - `/ledger/fail_step`: the step with this name fails for good
+//!   (non-retryable), so the run compensates.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sagaflow_engine::handler::{
+    CallKind, Registry, StepError, StepHandler, StepOutput, StepRequest,
+};
+use serde_json::json;
+use sqlx::PgPool;
+
+/// The repository of the ledger tables.
+#[derive(Debug, Clone)]
+pub struct LedgerRepo {
+    pool: PgPool,
+}
+
+impl LedgerRepo {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Records the call, then applies the effect unless the key already has
+    /// one. Returns whether this call applied it.
+    pub async fn apply_once(
+        &self,
+        key: &str,
+        run_id: uuid::Uuid,
+        step: &str,
+        compensation: bool,
+        attempt: u32,
+    ) -> Result<bool, sqlx::Error> {
+        sqlx::query("INSERT INTO effect_calls (idempotency_key, attempt) VALUES ($1, $2)")
+            .bind(key)
+            .bind(attempt as i32)
+            .execute(&self.pool)
+            .await?;
+        let applied = sqlx::query(
+            "INSERT INTO effect_ledger (idempotency_key, run_id, step, compensation) \
+             SELECT $1, $2, $3, $4 WHERE NOT EXISTS (SELECT 1 FROM effect_ledger WHERE idempotency_key = $1)",
+        )
+        .bind(key)
+        .bind(run_id)
+        .bind(step)
+        .bind(compensation)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(applied == 1)
+    }
+}
+
+struct LedgerHandler {
+    repo: LedgerRepo,
+}
+
+#[async_trait]
+impl StepHandler for LedgerHandler {
+    async fn call(&self, req: StepRequest) -> Result<StepOutput, StepError> {
+        let sleep = req
+            .context
+            .pointer("/ledger/sleep_ms")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0);
+        if sleep > 0 {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(sleep)) => {}
+                _ = req.cancel.cancelled() => return Err(StepError::retryable("cancelled", "cancelled")),
+            }
+        }
+        let compensation = req.kind == CallKind::Compensate;
+        if !compensation
+            && req
+                .context
+                .pointer("/ledger/fail_step")
+                .and_then(|v| v.as_str())
+                == Some(req.step.as_str())
+        {
+            return Err(StepError::fatal(
+                "forced",
+                format!("{} is set to fail", req.step),
+            ));
+        }
+        let applied = self
+            .repo
+            .apply_once(
+                &req.idempotency_key,
+                req.run_id.0,
+                &req.step,
+                compensation,
+                req.attempt,
+            )
+            .await
+            .map_err(|e| StepError::retryable("database", e.to_string()))?;
+        let mut out = StepOutput::new();
+        if !compensation {
+            out.insert(format!("{}_applied", req.step), json!(applied));
+        }
+        Ok(out)
+    }
+}
+
+/// Registers `ledger.apply` and `ledger.revert`.
+pub fn register(registry: &mut Registry, pool: PgPool) {
+    let handler = Arc::new(LedgerHandler {
+        repo: LedgerRepo::new(pool),
+    });
+    registry.register("ledger.apply", handler.clone());
+    registry.register("ledger.revert", handler);
+}
