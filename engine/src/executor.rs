@@ -25,6 +25,7 @@ use crate::engine::Shared;
 use crate::handler::{CallKind, StepError, StepRequest};
 use crate::ids::{LeaseToken, RunId};
 use crate::saga::{self, Next, Outcome};
+use crate::state::RunState;
 use crate::store::{Checkpoint, CheckpointAck, RunRecord};
 
 /// How an executor behaves. Defaults suit a production replica.
@@ -319,26 +320,38 @@ async fn drive(exec: &Exec, mut run: RunRecord, token: LeaseToken, lease_lost: C
                 return;
             }
             CheckpointAck::Applied { cancel_request } => {
-                if let (
-                    Some(_),
-                    None,
-                    Next::Execute {
+                let newly = cancel_request.is_some() && run.cancel_request.is_none();
+                run.cancel_request = run.cancel_request.or(cancel_request);
+                if newly
+                    && matches!(
+                        run.state,
+                        RunState::Pending | RunState::Running | RunState::Failed
+                    )
+                {
+                    // An operator cancelled the run meanwhile.
+                    if let Next::Execute {
                         step,
                         kind: CallKind::Forward,
                         ..
-                    },
-                ) = (cancel_request, run.cancel_request, adv.next)
-                {
-                    // Cancelled by an operator before this attempt called
-                    // anything: withdraw it and carry the cancellation out.
-                    run.cancel_request = cancel_request;
-                    match saga::withdraw_attempt(&mut run, &def, step, exec.shared.clock.now()) {
-                        Ok(ev) => carried.push(ev),
-                        Err(e) => warn!(error = %e, "cannot withdraw the attempt"),
+                    } = adv.next
+                    {
+                        // The attempt just recorded as started has not called
+                        // anything yet: withdraw it and carry the cancel out
+                        // under the lease we still hold.
+                        match saga::withdraw_attempt(&mut run, &def, step, exec.shared.clock.now())
+                        {
+                            Ok(ev) => carried.push(ev),
+                            Err(e) => warn!(error = %e, "cannot withdraw the attempt"),
+                        }
+                        continue;
                     }
-                    continue;
+                    if keep_lease.is_none() {
+                        // The checkpoint released the run and, seeing the
+                        // request, made it due at once: claim it again.
+                        exec.wake.notify_one();
+                        return;
+                    }
                 }
-                run.cancel_request = run.cancel_request.or(cancel_request);
             }
         }
         match adv.next {

@@ -42,6 +42,7 @@ on_both_backends!(
     required_step_giving_up_compensates_in_reverse,
     paused_failure_and_operator_actions,
     operator_cancels_running_runs,
+    cancel_reaching_a_run_that_then_pauses,
     optional_and_conditional_steps,
     idempotent_start_creates_one_run,
     concurrency_key_queue_runs_one_after_the_other,
@@ -476,6 +477,39 @@ async fn operator_cancels_running_runs(store: Arc<dyn Store>) {
             assert!(comps.is_empty());
         }
     }
+    h.shutdown().await;
+}
+
+async fn cancel_reaching_a_run_that_then_pauses(store: Arc<dyn Store>) {
+    let h = Harness::new(store, &[saga_toml("p", 1, 3, "on_failure = \"pause\"")]).await;
+    let id = h
+        .start("p", json!({"sleep_ms": {"s2": 300}, "fatal": {"s2": true}}))
+        .await
+        .run
+        .id;
+    let engine = h.engine.clone();
+    poll("s2 to start", Duration::from_secs(10), || {
+        let engine = engine.clone();
+        async move {
+            (engine.get(&tenant(), id).await.unwrap().steps[1].state == StepState::Running)
+                .then_some(())
+        }
+    })
+    .await;
+    h.engine
+        .act(
+            &tenant(),
+            id,
+            OperatorAction::Cancel { compensate: true },
+            "bob",
+            "",
+        )
+        .await
+        .unwrap();
+    // s2 fails for good and the run would pause; the cancel is carried out.
+    let r = h.wait_state(id, RunState::Cancelled).await;
+    assert_eq!(r.steps[0].state, StepState::Compensated);
+    assert_eq!(r.steps[1].state, StepState::Failed);
     h.shutdown().await;
 }
 

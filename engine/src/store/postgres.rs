@@ -637,7 +637,10 @@ async fn checkpoint_on(conn: &mut sqlx::PgConnection, cp: &Checkpoint) -> Result
     let ev = EventArrays::new(&cp.events);
     let sql = format!(
         "WITH r AS (UPDATE runs SET state = $3, cursor = $4, context = COALESCE($5, context), steps = $6, \
-            error = $7, next_run_at = $8, finished_at = $9, updated_at = $10, last_seq = last_seq + $11, \
+            error = $7, \
+            next_run_at = CASE WHEN cancel_request IS NOT NULL AND $12::timestamptz IS NULL \
+                AND $3 IN ('PENDING', 'RUNNING', 'FAILED') THEN $10 ELSE $8 END, \
+            finished_at = $9, updated_at = $10, last_seq = last_seq + $11, \
             lease_expires_at = $12, \
             lease_owner = CASE WHEN $12::timestamptz IS NULL THEN NULL ELSE lease_owner END, \
             lease_token = CASE WHEN $12::timestamptz IS NULL THEN NULL ELSE lease_token END \
