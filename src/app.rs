@@ -1,38 +1,21 @@
-//! Assembles a running engine: store, registry, definitions, executor.
+//! Assembling the parts: the store and the handler registry.
 
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
-use sagaflow_engine::Engine;
-use sagaflow_engine::clock::SystemClock;
-use sagaflow_engine::definition::Definitions;
-use sagaflow_engine::executor::{ExecutorHandle, ExecutorOptions};
 use sagaflow_engine::handler::Registry;
 use sagaflow_engine::store::{self, Store, postgres::PgStore};
 
-/// What it takes to run an engine in this process.
-#[derive(Debug, Clone)]
-pub struct AppOptions {
-    pub database_url: String,
-    pub workflows: PathBuf,
-    pub executor: ExecutorOptions,
-}
-
-/// An engine with its executor running.
-pub struct App {
-    pub engine: Engine,
-    pub executor: ExecutorHandle,
-}
-
 /// Connects the store (applying migrations) and returns it with the handler
 /// dependencies it can provide.
-pub async fn open_store(url: &str) -> anyhow::Result<(Arc<dyn Store>, sagaflow_steps::Deps)> {
+pub async fn open_store(
+    url: &str,
+    max_connections: u32,
+) -> anyhow::Result<(Arc<dyn Store>, sagaflow_steps::Deps)> {
     let mut deps = sagaflow_steps::Deps::default();
     let store: Arc<dyn Store> =
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let pg = PgStore::connect(url)
+            let pg = PgStore::connect_with(url, max_connections)
                 .await
                 .with_context(|| format!("cannot connect to {}", redact(url)))?;
             deps.postgres = Some(pg.pool().clone());
@@ -51,33 +34,6 @@ pub fn registry(deps: &sagaflow_steps::Deps) -> Registry {
     let mut r = Registry::new().with_builtins();
     sagaflow_steps::register(&mut r, deps);
     r
-}
-
-impl App {
-    pub async fn start(opts: AppOptions) -> anyhow::Result<Self> {
-        let (store, deps) = open_store(&opts.database_url).await?;
-        let registry = registry(&deps);
-        let defs = if opts.workflows.exists() {
-            Definitions::load_dir(&opts.workflows, &registry)?
-        } else {
-            tracing::warn!(dir = %opts.workflows.display(), "workflows directory not found; no workflows loaded");
-            Definitions::default()
-        };
-        if defs.is_empty() {
-            tracing::warn!("no workflows loaded");
-        }
-        for d in defs.all() {
-            tracing::info!(workflow = %d.definition.name, version = d.definition.version, id = %d.id, "workflow loaded");
-        }
-        let engine = Engine::new(store, Arc::new(registry), defs, Arc::new(SystemClock)).await?;
-        let executor = engine.start_executor(opts.executor);
-        Ok(Self { engine, executor })
-    }
-
-    /// Drains the executor and releases its leases.
-    pub async fn shutdown(self) {
-        self.executor.shutdown().await;
-    }
 }
 
 /// The URL without its password, for messages.
@@ -114,10 +70,6 @@ pub async fn shutdown_signal() {
         _ = ctrl_c => {}
         _ = term => {}
     }
-}
-
-pub fn millis(ms: u64) -> Duration {
-    Duration::from_millis(ms)
 }
 
 #[cfg(test)]

@@ -1,12 +1,15 @@
-//! The command line: `sagaflow dev | serve | migrate`.
+//! The command line. Exit codes: 0 ok, 1 request refused (or server
+//! unreachable), 2 usage.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use sagaflow_engine::executor::ExecutorOptions;
 
-use crate::app::{self, App, AppOptions};
+use crate::app;
+use crate::client::{self, Client, ClientError, Output};
+use crate::config::Config;
+use crate::server::Server;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -15,112 +18,149 @@ use crate::app::{self, App, AppOptions};
     about = "A durable saga engine for network operators"
 )]
 pub struct Cli {
-    /// Log format.
-    #[arg(
-        long,
-        global = true,
-        env = "SAGAFLOW_LOG_FORMAT",
-        default_value = "text"
-    )]
-    pub log_format: LogFormat,
+    /// A TOML configuration file (see docs/configuration.md).
+    #[arg(long, global = true, env = "SAGAFLOW_CONFIG")]
+    pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
 
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run everything in one process: SQLite store, gRPC on 127.0.0.1:50051,
+    /// HTTP on 127.0.0.1:9090, fixed dev tokens.
+    Dev(ServerArgs),
+    /// Run a production replica against PostgreSQL.
+    Serve(ServerArgs),
+    /// Apply the database migrations and exit.
+    Migrate {
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+    /// Show the effective configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Start, read and repair workflow runs.
+    Workflow {
+        #[command(flatten)]
+        conn: ClientArgs,
+        #[command(subcommand)]
+        command: client::WorkflowCommand,
+    },
+    /// List the registered workflow definitions.
+    Definitions {
+        #[command(flatten)]
+        conn: ClientArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run everything in one process on the embedded SQLite store.
-    Dev(DevArgs),
-    /// Run an engine replica against PostgreSQL (production).
-    Serve(ServeArgs),
-    /// Apply the database migrations and exit.
-    Migrate(MigrateArgs),
+pub enum ConfigCommand {
+    /// Print the configuration after defaults, file, environment.
+    Print,
 }
 
-#[derive(Debug, Args)]
-pub struct EngineArgs {
+/// Flags over the configuration file and environment.
+#[derive(Debug, Args, Default)]
+pub struct ServerArgs {
+    #[arg(long)]
+    pub database_url: Option<String>,
+    #[arg(long)]
+    pub grpc_addr: Option<String>,
+    #[arg(long)]
+    pub http_addr: Option<String>,
     /// Directory of workflow definition files.
-    #[arg(long, env = "SAGAFLOW_WORKFLOWS", default_value = "workflows")]
-    pub workflows: PathBuf,
-    /// This replica's name in leases (default: host name and pid).
-    #[arg(long, env = "SAGAFLOW_OWNER")]
+    #[arg(long)]
+    pub workflows: Option<PathBuf>,
+    /// This replica's name in leases.
+    #[arg(long)]
     pub owner: Option<String>,
-    /// How long a lease lasts without renewal, in milliseconds.
-    #[arg(long, env = "SAGAFLOW_LEASE_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(100..))]
-    pub lease_ms: u64,
-    /// How often to look for due work when nothing wakes the executor.
-    #[arg(long, env = "SAGAFLOW_POLL_MS", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(10..))]
-    pub poll_ms: u64,
-    /// Runs driven at once by this replica.
-    #[arg(long, env = "SAGAFLOW_MAX_IN_FLIGHT", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..100_000))]
-    pub max_in_flight: u64,
+    #[arg(long)]
+    pub lease_ms: Option<u64>,
+    #[arg(long)]
+    pub poll_ms: Option<u64>,
+    #[arg(long)]
+    pub max_in_flight: Option<usize>,
+    /// `text` or `json`.
+    #[arg(long)]
+    pub log_format: Option<String>,
 }
 
-impl EngineArgs {
-    fn executor(&self) -> ExecutorOptions {
-        let mut o = ExecutorOptions {
-            lease: app::millis(self.lease_ms),
-            poll_interval: app::millis(self.poll_ms),
-            max_in_flight: self.max_in_flight as usize,
-            ..ExecutorOptions::default()
-        };
-        if let Some(owner) = &self.owner {
-            o.owner = owner.clone();
+impl ServerArgs {
+    fn apply(&self, c: &mut Config) {
+        if let Some(v) = &self.database_url {
+            c.database.url = v.clone();
         }
-        o
+        if let Some(v) = &self.grpc_addr {
+            c.grpc.addr = v.clone();
+        }
+        if let Some(v) = &self.http_addr {
+            c.http.addr = v.clone();
+        }
+        if let Some(v) = &self.workflows {
+            c.engine.workflows = v.clone();
+        }
+        if let Some(v) = &self.owner {
+            c.engine.owner = v.clone();
+        }
+        if let Some(v) = self.lease_ms {
+            c.engine.lease_ms = v;
+        }
+        if let Some(v) = self.poll_ms {
+            c.engine.poll_ms = v;
+        }
+        if let Some(v) = self.max_in_flight {
+            c.engine.max_in_flight = v;
+        }
+        if let Some(v) = &self.log_format {
+            c.log.format = v.clone();
+        }
     }
 }
 
 #[derive(Debug, Args)]
-pub struct DevArgs {
-    /// The store (SQLite by default; a postgres:// URL works too).
+pub struct ClientArgs {
+    /// The sagaflow server.
     #[arg(
         long,
-        env = "SAGAFLOW_DATABASE_URL",
-        default_value = "sqlite://.sagaflow/dev.db"
+        global = true,
+        env = "SAGAFLOW_SERVER",
+        default_value = "http://127.0.0.1:50051"
     )]
-    pub database_url: String,
-    #[command(flatten)]
-    pub engine: EngineArgs,
+    pub server: String,
+    /// The bearer token (dev: dev-crm, dev-operator or dev-admin).
+    #[arg(
+        long,
+        global = true,
+        env = "SAGAFLOW_TOKEN",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub token: String,
+    /// `table` for people, `json` for scripts.
+    #[arg(long, short = 'o', global = true, default_value = "table")]
+    pub output: Output,
 }
 
-#[derive(Debug, Args)]
-pub struct ServeArgs {
-    /// PostgreSQL URL, e.g. postgres://sagaflow@db:5432/sagaflow.
-    #[arg(long, env = "SAGAFLOW_DATABASE_URL")]
-    pub database_url: String,
-    #[command(flatten)]
-    pub engine: EngineArgs,
-}
-
-#[derive(Debug, Args)]
-pub struct MigrateArgs {
-    #[arg(long, env = "SAGAFLOW_DATABASE_URL")]
-    pub database_url: String,
-}
-
-fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,sqlx=warn,h2=warn,tower=warn")
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    let _ = if format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -128,55 +168,107 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(cli.command)) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
         }
     }
 }
 
-async fn run(command: Command) -> anyhow::Result<()> {
-    match command {
-        Command::Migrate(a) => {
-            app::open_store(&a.database_url).await?;
-            eprintln!("migrations applied to {}", app::redact(&a.database_url));
+fn usage(e: impl std::fmt::Display) -> ClientError {
+    ClientError::Usage(e.to_string())
+}
+
+fn load(cli_config: Option<&PathBuf>, args: &ServerArgs) -> Result<Config, ClientError> {
+    let mut c = Config::load(cli_config.map(|p| p.as_path())).map_err(usage)?;
+    args.apply(&mut c);
+    c.validate().map_err(usage)?;
+    Ok(c)
+}
+
+async fn run(cli: Cli) -> Result<(), ClientError> {
+    match cli.command {
+        Command::Dev(args) => {
+            let mut c = load(cli.config.as_ref(), &args)?;
+            if c.database.url.is_empty() {
+                c.database.url = "sqlite://.sagaflow/dev.db".into();
+            }
+            init_tracing(&c.log.format);
+            serve(c, true).await
+        }
+        Command::Serve(args) => {
+            let c = load(cli.config.as_ref(), &args)?;
+            if !(c.database.url.starts_with("postgres://")
+                || c.database.url.starts_with("postgresql://"))
+            {
+                return Err(usage(
+                    "database.url: serve needs a PostgreSQL URL (--database-url, SAGAFLOW_DATABASE_URL or the config file); use `sagaflow dev` for SQLite",
+                ));
+            }
+            init_tracing(&c.log.format);
+            serve(c, false).await
+        }
+        Command::Migrate { database_url } => {
+            let mut c = Config::load(cli.config.as_deref()).map_err(usage)?;
+            if let Some(u) = database_url {
+                c.database.url = u;
+            }
+            if c.database.url.is_empty() {
+                return Err(usage(
+                    "database.url: give --database-url or SAGAFLOW_DATABASE_URL",
+                ));
+            }
+            app::open_store(&c.database.url, 2).await?;
+            eprintln!("migrations applied to {}", app::redact(&c.database.url));
             Ok(())
         }
-        Command::Dev(a) => serve(a.database_url, a.engine).await,
-        Command::Serve(a) => {
-            if !(a.database_url.starts_with("postgres://")
-                || a.database_url.starts_with("postgresql://"))
-            {
-                anyhow::bail!(
-                    "serve needs a PostgreSQL URL (postgres://…); use `sagaflow dev` for SQLite"
-                );
-            }
-            serve(a.database_url, a.engine).await
+        Command::Config {
+            command: ConfigCommand::Print,
+        } => {
+            let c = load(cli.config.as_ref(), &ServerArgs::default())?;
+            print!("{}", c.to_toml());
+            Ok(())
+        }
+        Command::Workflow { conn, command } => {
+            let mut c = Client::connect(&conn.server, &conn.token).await?;
+            client::workflow(&mut c, command, conn.output).await
+        }
+        Command::Definitions { conn } => {
+            let mut c = Client::connect(&conn.server, &conn.token).await?;
+            client::definitions(&mut c, conn.output).await
         }
     }
 }
 
-async fn serve(database_url: String, engine: EngineArgs) -> anyhow::Result<()> {
-    let app = App::start(AppOptions {
-        database_url: database_url.clone(),
-        workflows: engine.workflows.clone(),
-        executor: engine.executor(),
-    })
-    .await?;
-    let names = app.engine.definitions().names();
-    if names.is_empty() {
-        eprintln!("sagaflow: no workflows in {}", engine.workflows.display());
-    } else {
-        eprintln!("sagaflow: workflows {}", names.join(", "));
-    }
+async fn serve(c: Config, dev: bool) -> Result<(), ClientError> {
+    let server = Server::start(&c, dev).await?;
+    let names = server.engine.definitions().names();
     eprintln!(
-        "sagaflow: engine running on {}; ctrl-c to stop",
-        app::redact(&database_url)
+        "sagaflow {} on {}",
+        if dev { "dev" } else { "serve" },
+        app::redact(&c.database.url)
     );
+    eprintln!("  gRPC  {}", server.grpc_addr);
+    eprintln!(
+        "  HTTP  http://{} (/healthz, /readyz, /metrics)",
+        server.http_addr
+    );
+    if names.is_empty() {
+        eprintln!("  no workflows in {}", c.engine.workflows.display());
+    } else {
+        eprintln!("  workflows: {}", names.join(", "));
+    }
+    if dev {
+        eprintln!(
+            "  tokens (tenant demo): dev-crm (crm), dev-operator (operator), dev-admin (admin)"
+        );
+        eprintln!("  try: sagaflow definitions --token dev-crm");
+    }
     app::shutdown_signal().await;
-    eprintln!("sagaflow: shutting down");
-    app.shutdown().await;
+    eprintln!("sagaflow: shutting down (draining attempts in flight)");
+    server.shutdown().await;
     Ok(())
 }

@@ -1,5 +1,8 @@
-//! The `sagaflow` binary's wiring: command line, and assembling an engine
-//! from the engine crate and the step handlers. `main.rs` only calls [`cli::main`].
+//! The `sagaflow` binary's wiring: configuration, server assembly and the
+//! command line. `main.rs` only calls [`cli::main`].
 
 pub mod app;
 pub mod cli;
+pub mod client;
+pub mod config;
+pub mod server;

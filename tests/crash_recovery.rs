@@ -63,7 +63,17 @@ fn spawn_engine(url: &str, workflows: &Path, n: u32) -> EngineProcess {
         Command::new(env!("CARGO_BIN_EXE_sagaflow"))
             .args(["serve", "--database-url", url, "--workflows"])
             .arg(workflows)
-            .args(["--lease-ms", "1000", "--poll-ms", "50", "--owner"])
+            .args([
+                "--lease-ms",
+                "1000",
+                "--poll-ms",
+                "50",
+                "--grpc-addr",
+                "127.0.0.1:0",
+                "--http-addr",
+                "127.0.0.1:0",
+                "--owner",
+            ])
             .arg(format!("crash-{n}"))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())

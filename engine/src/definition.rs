@@ -326,6 +326,12 @@ pub fn validate(
             "input_schema must be a table (a JSON Schema object)".into(),
         );
     }
+    if let Err(e) = jsonschema::validator_for(&def.input_schema) {
+        return err(
+            None,
+            format!("input_schema is not a valid JSON Schema: {e}"),
+        );
+    }
     if let Some(c) = &def.concurrency
         && !c.key.starts_with('/')
     {

@@ -28,6 +28,10 @@ pub(crate) struct Shared {
     pub(crate) clock: Arc<dyn Clock>,
     /// Wakes this process's executors.
     pub(crate) wake: Arc<Notify>,
+    /// The id of every run this process changed, for watchers.
+    pub(crate) changes: tokio::sync::broadcast::Sender<RunId>,
+    /// Compiled input schemas, by definition snapshot id.
+    validators: HashMap<String, Arc<jsonschema::Validator>>,
     snapshots: std::sync::Mutex<HashMap<String, Arc<WorkflowDefinition>>>,
 }
 
@@ -135,9 +139,18 @@ impl Engine {
         clock: Arc<dyn Clock>,
     ) -> Result<Self> {
         let mut snapshots = HashMap::new();
+        let mut validators = HashMap::new();
         for d in definitions.all() {
             store.put_definition(d).await?;
             snapshots.insert(d.id.clone(), Arc::new(d.definition.clone()));
+            let v = jsonschema::validator_for(&d.definition.input_schema).map_err(|e| {
+                crate::definition::DefinitionError {
+                    file: d.source.clone(),
+                    step: None,
+                    message: format!("input_schema is not a valid JSON Schema: {e}"),
+                }
+            })?;
+            validators.insert(d.id.clone(), Arc::new(v));
         }
         Ok(Self {
             shared: Arc::new(Shared {
@@ -146,9 +159,21 @@ impl Engine {
                 definitions,
                 clock,
                 wake: Arc::new(Notify::new()),
+                changes: tokio::sync::broadcast::channel(1024).0,
+                validators,
                 snapshots: std::sync::Mutex::new(snapshots),
             }),
         })
+    }
+
+    /// The definition snapshot a run is pinned to.
+    pub async fn definition_of(&self, run: &RunRecord) -> Result<Arc<WorkflowDefinition>> {
+        self.shared.definition(&run.definition_id).await
+    }
+
+    /// Ids of runs this process changes from now on (for watchers).
+    pub fn subscribe_changes(&self) -> tokio::sync::broadcast::Receiver<RunId> {
+        self.shared.changes.subscribe()
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -202,6 +227,25 @@ impl Engine {
         let def = self.resolve(&req.workflow_name, req.workflow_version)?;
         if !req.input.is_object() {
             return Err(Error::InvalidArgument("input must be a JSON object".into()));
+        }
+        if let Some(v) = self.shared.validators.get(&def.id) {
+            let problems: Vec<String> = v
+                .iter_errors(&req.input)
+                .take(5)
+                .map(|e| {
+                    let path = e.instance_path().to_string();
+                    let msg: String = e.to_string().chars().take(200).collect();
+                    format!("{}: {msg}", if path.is_empty() { "/" } else { &path })
+                })
+                .collect();
+            if !problems.is_empty() {
+                return Err(Error::InvalidArgument(format!(
+                    "input does not match the input schema of {} v{}: {}",
+                    def.definition.name,
+                    def.definition.version,
+                    problems.join("; ")
+                )));
+            }
         }
         let concurrency = match &def.definition.concurrency {
             None => None,
@@ -326,6 +370,7 @@ impl Engine {
                 release_concurrency_key: change.finished,
             };
             if self.shared.store.operator_write(&w).await? {
+                let _ = self.shared.changes.send(id);
                 if run.next_run_at.is_some() {
                     self.wake();
                 }

@@ -15,6 +15,9 @@ pub enum Error {
     InvalidArgument(String),
     #[error("workflow run {0} not found")]
     RunNotFound(RunId),
+    /// Something else the caller named does not exist in its tenant.
+    #[error("{0}")]
+    NotFound(String),
     /// The action does not fit the run's current state.
     #[error("{0}")]
     FailedPrecondition(String),

@@ -314,6 +314,9 @@ async fn drive(exec: &Exec, mut run: RunRecord, token: LeaseToken, lease_lost: C
             return;
         };
         run.last_seq += cp.events.len() as u64;
+        if matches!(ack, CheckpointAck::Applied { .. }) {
+            let _ = exec.shared.changes.send(run.id);
+        }
         match ack {
             CheckpointAck::Fenced => {
                 debug!("lease lost before the checkpoint; another replica has the run");

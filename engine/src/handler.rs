@@ -153,10 +153,42 @@ impl Registry {
         self.handlers.keys().map(String::as_str).collect()
     }
 
-    /// Registers the engine's own handlers: `builtin.noop` (returns an empty
-    /// output) used by the benchmark and examples.
+    /// Registers the engine's own handlers:
+    /// - `builtin.noop`: returns an empty output (the benchmark's steps);
+    /// - `builtin.demo`: for demos and tests. It waits `/demo/sleep_ms`
+    ///   milliseconds (default 0), then fails non-retryably when the
+    ///   context's `/demo/fail_step` names this step, fails retryably for the
+    ///   first `/demo/flaky/<step>` attempts, and otherwise returns
+    ///   `{"<step>": "done"}`.
     pub fn with_builtins(mut self) -> Self {
         self.register_fn("builtin.noop", |_| async { Ok(StepOutput::new()) });
+        self.register_fn("builtin.demo", |req: StepRequest| async move {
+            let ms = req.context.pointer("/demo/sleep_ms").and_then(Value::as_u64).unwrap_or(0);
+            if ms > 0 {
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(ms.min(600_000))) => {}
+                    _ = req.cancel.cancelled() => return Err(StepError::retryable("cancelled", "cancelled")),
+                }
+            }
+            if req.kind == CallKind::Forward {
+                if req.context.pointer("/demo/fail_step").and_then(Value::as_str) == Some(req.step.as_str()) {
+                    return Err(StepError::fatal("demo_failure", format!("{} fails because /demo/fail_step names it", req.step)));
+                }
+                let flaky = req
+                    .context
+                    .pointer(&format!("/demo/flaky/{}", req.step))
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0);
+                if u64::from(req.attempt) <= flaky {
+                    return Err(StepError::retryable("demo_flaky", format!("attempt {} of {} fails", req.attempt, req.step)));
+                }
+            }
+            let mut out = StepOutput::new();
+            if req.kind == CallKind::Forward {
+                out.insert(req.step.clone(), Value::String("done".into()));
+            }
+            Ok(out)
+        });
         self
     }
 }

@@ -21,6 +21,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod api;
 pub mod clock;
 pub mod definition;
 pub mod engine;

@@ -1,12 +1,13 @@
 //! The sagaflow public API, `sagaflow.v1`, generated at build time from
 //! `proto/sagaflow/v1/sagaflow.proto`. Generated code is never edited.
 
-#![allow(unreachable_pub, clippy::all, clippy::pedantic)]
-
 /// `sagaflow.v1`: messages, enums, clients and servers.
+#[allow(unreachable_pub, clippy::all, clippy::pedantic)]
 pub mod v1 {
     tonic::include_proto!("sagaflow.v1");
 }
+
+pub mod codec;
 
 /// The encoded file descriptor set, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -1,0 +1,292 @@
+//! The one place where proto and domain types meet: Struct ⇄ JSON, runs,
+//! steps, events and definitions to proto, and engine errors to gRPC status
+//! codes. Database text never reaches a client: it is logged with a
+//! reference the client gets instead.
+
+use chrono::{DateTime, Utc};
+use prost_types::value::Kind;
+use prost_types::{ListValue, Struct, Timestamp, Value as PValue};
+use sagaflow_proto::v1 as pb;
+use serde_json::{Map, Number, Value};
+use tonic::Status;
+
+use crate::definition::{LoadedDefinition, WorkflowDefinition};
+use crate::error::Error;
+use crate::state::{RunState, StepState};
+use crate::store::{EventRecord, RunRecord};
+
+/// How deep a JSON document may nest.
+pub const MAX_DEPTH: usize = 64;
+
+/// A protobuf Struct as a JSON object. Refuses what the stores cannot keep
+/// (NUL characters, non-finite numbers, excessive nesting), naming where.
+pub fn struct_to_json(s: &Struct) -> Result<Value, Status> {
+    fields_to_json(s, "", 0).map(Value::Object)
+}
+
+fn fields_to_json(s: &Struct, path: &str, depth: usize) -> Result<Map<String, Value>, Status> {
+    if depth > MAX_DEPTH {
+        return Err(Status::invalid_argument(format!(
+            "JSON nests deeper than {MAX_DEPTH} levels at {}",
+            if path.is_empty() { "/" } else { path }
+        )));
+    }
+    let mut out = Map::new();
+    for (k, v) in &s.fields {
+        let p = format!("{path}/{}", k.replace('~', "~0").replace('/', "~1"));
+        check_text(k, &p)?;
+        out.insert(k.clone(), value_to_json(v, &p, depth + 1)?);
+    }
+    Ok(out)
+}
+
+fn check_text(s: &str, path: &str) -> Result<(), Status> {
+    if s.contains('\0') {
+        return Err(Status::invalid_argument(format!(
+            "text must not contain NUL (\\u0000) characters (at {path})"
+        )));
+    }
+    Ok(())
+}
+
+fn value_to_json(v: &PValue, path: &str, depth: usize) -> Result<Value, Status> {
+    if depth > MAX_DEPTH {
+        return Err(Status::invalid_argument(format!(
+            "JSON nests deeper than {MAX_DEPTH} levels at {path}"
+        )));
+    }
+    Ok(match &v.kind {
+        None | Some(Kind::NullValue(_)) => Value::Null,
+        Some(Kind::BoolValue(b)) => Value::Bool(*b),
+        Some(Kind::StringValue(s)) => {
+            check_text(s, path)?;
+            Value::String(s.clone())
+        }
+        Some(Kind::NumberValue(n)) => {
+            if !n.is_finite() {
+                return Err(Status::invalid_argument(format!(
+                    "numbers must be finite (at {path})"
+                )));
+            }
+            if n.fract() == 0.0 && n.abs() < 9_007_199_254_740_992.0 {
+                Value::Number(Number::from(*n as i64))
+            } else {
+                Number::from_f64(*n)
+                    .map(Value::Number)
+                    .unwrap_or(Value::Null)
+            }
+        }
+        Some(Kind::StructValue(s)) => Value::Object(fields_to_json(s, path, depth + 1)?),
+        Some(Kind::ListValue(l)) => Value::Array(
+            l.values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| value_to_json(v, &format!("{path}/{i}"), depth + 1))
+                .collect::<Result<_, _>>()?,
+        ),
+    })
+}
+
+/// A JSON value as protobuf; objects become Structs.
+pub fn json_to_value(v: &Value) -> PValue {
+    let kind = match v {
+        Value::Null => Kind::NullValue(0),
+        Value::Bool(b) => Kind::BoolValue(*b),
+        Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(0.0)),
+        Value::String(s) => Kind::StringValue(s.clone()),
+        Value::Array(a) => Kind::ListValue(ListValue {
+            values: a.iter().map(json_to_value).collect(),
+        }),
+        Value::Object(m) => Kind::StructValue(map_to_struct(m)),
+    };
+    PValue { kind: Some(kind) }
+}
+
+pub fn map_to_struct(m: &Map<String, Value>) -> Struct {
+    Struct {
+        fields: m
+            .iter()
+            .map(|(k, v)| (k.clone(), json_to_value(v)))
+            .collect(),
+    }
+}
+
+/// A JSON object as a Struct (anything else as an empty one).
+pub fn json_to_struct(v: &Value) -> Struct {
+    match v {
+        Value::Object(m) => map_to_struct(m),
+        _ => Struct::default(),
+    }
+}
+
+pub fn timestamp(t: DateTime<Utc>) -> Timestamp {
+    Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    }
+}
+
+pub fn from_timestamp(t: &Timestamp) -> Result<DateTime<Utc>, Status> {
+    DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)
+        .ok_or_else(|| Status::invalid_argument("timestamp out of range"))
+}
+
+pub fn run_state(s: RunState) -> pb::WorkflowState {
+    use pb::WorkflowState as W;
+    match s {
+        RunState::Pending => W::Pending,
+        RunState::Running => W::Running,
+        RunState::Completed => W::Completed,
+        RunState::Failed => W::Failed,
+        RunState::Compensating => W::Compensating,
+        RunState::Compensated => W::Compensated,
+        RunState::CompensationFailed => W::CompensationFailed,
+        RunState::Cancelled => W::Cancelled,
+        RunState::Terminated => W::Terminated,
+    }
+}
+
+/// A proto state number as a run state; UNSPECIFIED and unknown numbers are
+/// refused.
+pub fn run_state_from(n: i32) -> Result<RunState, Status> {
+    use pb::WorkflowState as W;
+    Ok(match W::try_from(n) {
+        Ok(W::Pending) => RunState::Pending,
+        Ok(W::Running) => RunState::Running,
+        Ok(W::Completed) => RunState::Completed,
+        Ok(W::Failed) => RunState::Failed,
+        Ok(W::Compensating) => RunState::Compensating,
+        Ok(W::Compensated) => RunState::Compensated,
+        Ok(W::CompensationFailed) => RunState::CompensationFailed,
+        Ok(W::Cancelled) => RunState::Cancelled,
+        Ok(W::Terminated) => RunState::Terminated,
+        Ok(W::Unspecified) | Err(_) => {
+            return Err(Status::invalid_argument(format!(
+                "{n} is not a workflow state"
+            )));
+        }
+    })
+}
+
+pub fn step_state(s: StepState) -> pb::StepState {
+    use pb::StepState as P;
+    match s {
+        StepState::Pending => P::Pending,
+        StepState::Running => P::Running,
+        StepState::Succeeded => P::Succeeded,
+        StepState::Failed => P::Failed,
+        StepState::FailedNonBlocking => P::FailedNonBlocking,
+        StepState::Skipped => P::Skipped,
+        StepState::Compensating => P::Compensating,
+        StepState::Compensated => P::Compensated,
+        StepState::CompensationFailed => P::CompensationFailed,
+    }
+}
+
+/// A run as proto; `def` (the run's snapshot) fills the steps' handlers.
+pub fn workflow(run: &RunRecord, def: Option<&WorkflowDefinition>) -> pb::Workflow {
+    let steps = run
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let sd = def.and_then(|d| d.steps.get(i));
+            pb::Step {
+                name: s.name.clone(),
+                index: i as u32,
+                state: step_state(s.state) as i32,
+                required: sd.is_none_or(|d| d.required),
+                attempts: s.attempts,
+                compensation_attempts: s.compensation_attempts,
+                last_error: s.last_error.clone().unwrap_or_default(),
+                output: s.output.as_ref().map(json_to_struct),
+                started_at: s.started_at.map(timestamp),
+                finished_at: s.finished_at.map(timestamp),
+                next_attempt_at: s.next_attempt_at.map(timestamp),
+                handler: sd.map(|d| d.handler.clone()).unwrap_or_default(),
+                compensation_handler: sd.and_then(|d| d.compensation.clone()).unwrap_or_default(),
+            }
+        })
+        .collect();
+    pb::Workflow {
+        id: run.id.to_string(),
+        tenant_id: run.tenant_id.to_string(),
+        workflow_name: run.workflow_name.clone(),
+        workflow_version: run.workflow_version,
+        state: run_state(run.state) as i32,
+        input: Some(json_to_struct(&run.input)),
+        context: Some(json_to_struct(&run.context)),
+        steps,
+        current_step: run.current_step().unwrap_or_default().to_owned(),
+        error: run.error.clone().unwrap_or_default(),
+        idempotency_key: run.idempotency_key.clone().unwrap_or_default(),
+        concurrency_key: run.concurrency_key.clone().unwrap_or_default(),
+        schedule_id: run.schedule_id.clone().unwrap_or_default(),
+        trace_id: run.trace_id.clone().unwrap_or_default(),
+        created_at: Some(timestamp(run.created_at)),
+        updated_at: Some(timestamp(run.updated_at)),
+        finished_at: run.finished_at.map(timestamp),
+    }
+}
+
+pub fn event(e: &EventRecord) -> pb::WorkflowEvent {
+    pb::WorkflowEvent {
+        workflow_id: e.run_id.to_string(),
+        sequence: e.seq,
+        at: Some(timestamp(e.at)),
+        r#type: e.kind.as_str().to_owned(),
+        step: e.step.clone().unwrap_or_default(),
+        attempt: e.attempt,
+        workflow_state: run_state(e.run_state) as i32,
+        message: e.message.clone().unwrap_or_default(),
+        actor: e.actor.clone(),
+    }
+}
+
+pub fn definition(d: &LoadedDefinition) -> pb::WorkflowDefinition {
+    let def = &d.definition;
+    pb::WorkflowDefinition {
+        name: def.name.clone(),
+        version: def.version,
+        description: def.description.clone(),
+        steps: def
+            .steps
+            .iter()
+            .map(|s| pb::StepDefinition {
+                name: s.name.clone(),
+                handler: s.handler.clone(),
+                compensation_handler: s.compensation.clone().unwrap_or_default(),
+                required: s.required,
+                max_attempts: s.retry().max_attempts,
+                timeout_ms: s.timeout().as_millis().min(u32::MAX as u128) as u32,
+            })
+            .collect(),
+        input_schema: Some(json_to_struct(&def.input_schema)),
+    }
+}
+
+/// Maps an engine error to the status the contract documents. Store errors
+/// are logged with a reference; the client sees only the reference.
+pub fn status(e: Error) -> Status {
+    match e {
+        Error::InvalidArgument(m) => Status::invalid_argument(m),
+        Error::RunNotFound(_) => Status::not_found(e.to_string()),
+        Error::NotFound(m) => Status::not_found(m),
+        Error::FailedPrecondition(m) => Status::failed_precondition(m),
+        Error::IdempotencyConflict { .. } => Status::already_exists(e.to_string()),
+        Error::ConcurrencyKeyHeld { .. } | Error::Contention(_) => Status::aborted(e.to_string()),
+        Error::Definition(d) => Status::failed_precondition(d.to_string()),
+        Error::Store(s) => {
+            let reference = uuid::Uuid::now_v7();
+            if s.is_unavailable() {
+                tracing::warn!(%reference, error = %s, "store unavailable");
+                Status::unavailable(format!(
+                    "the store is unavailable; retry later (ref {reference})"
+                ))
+            } else {
+                tracing::error!(%reference, error = %s, "store error");
+                Status::internal(format!("internal error (ref {reference})"))
+            }
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! The gRPC API: `sagaflow.v1.WorkflowService` (and, in their own modules,
+//! the other services), authentication, and proto ⇄ domain conversion.
+
+pub mod auth;
+pub mod convert;
+mod workflows;
+
+pub use workflows::WorkflowApi;
+
+/// Limits the API enforces.
+#[derive(Debug, Clone)]
+pub struct ApiOptions {
+    /// Largest input, context patch or output accepted, in bytes (encoded).
+    pub max_payload_bytes: usize,
+    /// How often a watch looks for events written by other replicas.
+    pub watch_poll: std::time::Duration,
+}
+
+impl Default for ApiOptions {
+    fn default() -> Self {
+        Self {
+            max_payload_bytes: 256 * 1024,
+            watch_poll: std::time::Duration::from_millis(250),
+        }
+    }
+}
+
+/// Checks a text field of a request: length and no NUL characters.
+pub(crate) fn check_text(field: &str, value: &str, max: usize) -> Result<(), tonic::Status> {
+    if value.chars().count() > max {
+        return Err(tonic::Status::invalid_argument(format!(
+            "{field} is longer than {max} characters"
+        )));
+    }
+    if value.contains('\0') {
+        return Err(tonic::Status::invalid_argument(format!(
+            "{field} must not contain NUL (\\u0000) characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Parses a run id; the message says what a valid one looks like.
+pub(crate) fn run_id(field: &str, s: &str) -> Result<crate::ids::RunId, tonic::Status> {
+    if s.len() == 36
+        && let Ok(id) = s.parse()
+    {
+        return Ok(id);
+    }
+    let shown: String = s.chars().take(40).collect();
+    Err(tonic::Status::invalid_argument(format!(
+        "{field} must be a workflow id (a UUID such as 0190a5d2-ac96-7d4b-bcce-b302099a8057), not {shown:?}"
+    )))
+}

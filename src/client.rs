@@ -1,0 +1,522 @@
+//! The client side of the CLI: `sagaflow workflow …` and `sagaflow
+//! definitions`, talking gRPC to a server, printing a table or JSON.
+
+use std::io::Write;
+
+use anyhow::Context;
+use sagaflow_engine::api::convert;
+use sagaflow_proto::v1 as pb;
+use sagaflow_proto::v1::workflow_service_client::WorkflowServiceClient;
+use serde_json::{Value, json};
+use tonic::transport::Channel;
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+/// An error of a client command, with the exit code it gets.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server refused the request (exit code 1).
+    #[error("{}: {}", code_name(.0.code()), .0.message())]
+    Refused(tonic::Status),
+    /// The command line was wrong (exit code 2).
+    #[error("{0}")]
+    Usage(String),
+    /// The server could not be reached (exit code 1).
+    #[error("{0:#}")]
+    Other(#[from] anyhow::Error),
+}
+
+impl From<tonic::Status> for ClientError {
+    fn from(s: tonic::Status) -> Self {
+        ClientError::Refused(s)
+    }
+}
+
+impl ClientError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ClientError::Usage(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+fn code_name(c: tonic::Code) -> String {
+    format!("{c:?}")
+        .chars()
+        .flat_map(|ch| {
+            if ch.is_uppercase() {
+                vec!['_', ch]
+            } else {
+                vec![ch.to_ascii_uppercase()]
+            }
+        })
+        .collect::<String>()
+        .trim_start_matches('_')
+        .to_owned()
+}
+
+/// A connected client.
+pub struct Client {
+    inner: WorkflowServiceClient<Channel>,
+    token: String,
+}
+
+impl Client {
+    pub async fn connect(server: &str, token: &str) -> Result<Self, ClientError> {
+        let channel = Channel::from_shared(server.to_owned())
+            .map_err(|e| ClientError::Usage(format!("--server {server:?}: {e}")))?
+            .connect()
+            .await
+            .with_context(|| format!("cannot reach the sagaflow server at {server}"))?;
+        Ok(Self {
+            inner: WorkflowServiceClient::new(channel),
+            token: token.to_owned(),
+        })
+    }
+
+    fn req<T>(&self, msg: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(msg);
+        if let Ok(v) = format!("Bearer {}", self.token).parse() {
+            r.metadata_mut().insert("authorization", v);
+        }
+        r
+    }
+
+    pub fn raw(&mut self) -> &mut WorkflowServiceClient<Channel> {
+        &mut self.inner
+    }
+}
+
+/// Parses a JSON object given inline or as `@file`.
+pub fn json_object(arg: &str, what: &str) -> Result<prost_types::Struct, ClientError> {
+    let text = match arg.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| ClientError::Usage(format!("{what}: cannot read {path}: {e}")))?,
+        None => arg.to_owned(),
+    };
+    let v: Value = serde_json::from_str(&text)
+        .map_err(|e| ClientError::Usage(format!("{what} is not valid JSON: {e}")))?;
+    if !v.is_object() {
+        return Err(ClientError::Usage(format!("{what} must be a JSON object")));
+    }
+    Ok(convert::json_to_struct(&v))
+}
+
+fn struct_json(s: &Option<prost_types::Struct>) -> Value {
+    s.as_ref()
+        .and_then(|s| convert::struct_to_json(s).ok())
+        .unwrap_or(Value::Null)
+}
+
+fn ts(t: &Option<prost_types::Timestamp>) -> Value {
+    t.as_ref()
+        .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
+        .map(|t| Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)))
+        .unwrap_or(Value::Null)
+}
+
+fn state_name(n: i32) -> String {
+    pb::WorkflowState::try_from(n)
+        .map(|s| {
+            s.as_str_name()
+                .trim_start_matches("WORKFLOW_STATE_")
+                .to_owned()
+        })
+        .unwrap_or_else(|_| n.to_string())
+}
+
+fn step_state_name(n: i32) -> String {
+    pb::StepState::try_from(n)
+        .map(|s| s.as_str_name().trim_start_matches("STEP_STATE_").to_owned())
+        .unwrap_or_else(|_| n.to_string())
+}
+
+pub fn workflow_json(w: &pb::Workflow) -> Value {
+    json!({
+        "id": w.id,
+        "tenant_id": w.tenant_id,
+        "workflow_name": w.workflow_name,
+        "workflow_version": w.workflow_version,
+        "state": state_name(w.state),
+        "input": struct_json(&w.input),
+        "context": struct_json(&w.context),
+        "steps": w.steps.iter().map(|s| json!({
+            "name": s.name,
+            "index": s.index,
+            "state": step_state_name(s.state),
+            "required": s.required,
+            "attempts": s.attempts,
+            "compensation_attempts": s.compensation_attempts,
+            "last_error": s.last_error,
+            "output": struct_json(&s.output),
+            "started_at": ts(&s.started_at),
+            "finished_at": ts(&s.finished_at),
+            "next_attempt_at": ts(&s.next_attempt_at),
+            "handler": s.handler,
+            "compensation_handler": s.compensation_handler,
+        })).collect::<Vec<_>>(),
+        "current_step": w.current_step,
+        "error": w.error,
+        "idempotency_key": w.idempotency_key,
+        "concurrency_key": w.concurrency_key,
+        "schedule_id": w.schedule_id,
+        "trace_id": w.trace_id,
+        "created_at": ts(&w.created_at),
+        "updated_at": ts(&w.updated_at),
+        "finished_at": ts(&w.finished_at),
+    })
+}
+
+pub fn event_json(e: &pb::WorkflowEvent) -> Value {
+    json!({
+        "workflow_id": e.workflow_id,
+        "sequence": e.sequence,
+        "at": ts(&e.at),
+        "type": e.r#type,
+        "step": e.step,
+        "attempt": e.attempt,
+        "workflow_state": state_name(e.workflow_state),
+        "message": e.message,
+        "actor": e.actor,
+    })
+}
+
+fn print_json(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+fn print_workflow(w: &pb::Workflow, out: Output) {
+    if out == Output::Json {
+        return print_json(&workflow_json(w));
+    }
+    println!("id:        {}", w.id);
+    println!("workflow:  {} v{}", w.workflow_name, w.workflow_version);
+    println!("state:     {}", state_name(w.state));
+    if !w.current_step.is_empty() {
+        println!("step:      {}", w.current_step);
+    }
+    if !w.error.is_empty() {
+        println!("error:     {}", w.error);
+    }
+    if !w.idempotency_key.is_empty() {
+        println!("idem key:  {}", w.idempotency_key);
+    }
+    if !w.steps.is_empty() {
+        println!();
+        println!(
+            "{:<3} {:<28} {:<20} {:>8} {:>5}  ERROR",
+            "#", "STEP", "STATE", "ATTEMPTS", "COMP"
+        );
+        for s in &w.steps {
+            println!(
+                "{:<3} {:<28} {:<20} {:>8} {:>5}  {}",
+                s.index,
+                s.name,
+                step_state_name(s.state),
+                s.attempts,
+                s.compensation_attempts,
+                s.last_error
+            );
+        }
+    }
+}
+
+fn print_event(e: &pb::WorkflowEvent, out: Output) {
+    if out == Output::Json {
+        println!("{}", event_json(e));
+    } else {
+        let at = ts(&e.at);
+        println!(
+            "{:>4}  {}  {:<28} {:<24} {:>3}  {:<20} {:<14} {}",
+            e.sequence,
+            at.as_str().unwrap_or(""),
+            e.r#type,
+            e.step,
+            e.attempt,
+            state_name(e.workflow_state),
+            e.actor,
+            e.message
+        );
+    }
+    let _ = std::io::stdout().flush();
+}
+
+/// `sagaflow workflow …` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum WorkflowCommand {
+    /// Start a run.
+    Start {
+        /// The workflow's name, e.g. provision_subscriber.
+        name: String,
+        /// The input: a JSON object, or @file.
+        #[arg(long, default_value = "{}")]
+        input: String,
+        #[arg(long, default_value = "")]
+        idempotency_key: String,
+        /// Pin a definition version (0: latest).
+        #[arg(long, default_value_t = 0)]
+        version: u32,
+    },
+    /// Show one run with its steps.
+    Get { id: String },
+    /// List runs, newest first.
+    List {
+        #[arg(long, default_value = "")]
+        workflow: String,
+        /// Filter by state (repeatable), e.g. --state FAILED.
+        #[arg(long = "state")]
+        states: Vec<String>,
+        #[arg(long, default_value = "")]
+        concurrency_key: String,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long, default_value = "")]
+        page_token: String,
+    },
+    /// Follow a run's events until it ends.
+    Watch { id: String },
+    /// Show a run's full history.
+    History { id: String },
+    /// Resume a FAILED or COMPENSATION_FAILED run.
+    Retry {
+        id: String,
+        #[arg(long, default_value = "")]
+        from_step: String,
+        /// A JSON object merged into the run's context first (or @file).
+        #[arg(long)]
+        patch: Option<String>,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Roll a FAILED run back.
+    Compensate {
+        id: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Mark the failed step of a FAILED run as done by hand.
+    Skip {
+        id: String,
+        #[arg(long)]
+        step: String,
+        /// A JSON object merged into the context (or @file).
+        #[arg(long)]
+        output: Option<String>,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Stop a PENDING, RUNNING or FAILED run (compensating by default).
+    Cancel {
+        id: String,
+        /// End TERMINATED without compensating completed steps.
+        #[arg(long)]
+        no_compensate: bool,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+}
+
+fn state_number(s: &str) -> Result<i32, ClientError> {
+    let name = format!("WORKFLOW_STATE_{}", s.to_ascii_uppercase());
+    pb::WorkflowState::from_str_name(&name)
+        .map(|s| s as i32)
+        .ok_or_else(|| ClientError::Usage(format!("unknown state {s:?}")))
+}
+
+pub async fn workflow(
+    c: &mut Client,
+    cmd: WorkflowCommand,
+    out: Output,
+) -> Result<(), ClientError> {
+    match cmd {
+        WorkflowCommand::Start {
+            name,
+            input,
+            idempotency_key,
+            version,
+        } => {
+            let input = json_object(&input, "--input")?;
+            let r = c.req(pb::StartWorkflowRequest {
+                workflow_name: name,
+                input: Some(input),
+                idempotency_key,
+                workflow_version: version,
+            });
+            let resp = c.inner.start_workflow(r).await?.into_inner();
+            let w = resp.workflow.unwrap_or_default();
+            if out == Output::Json {
+                print_json(&json!({"created": resp.created, "workflow": workflow_json(&w)}));
+            } else {
+                println!(
+                    "{} run {}",
+                    if resp.created { "started" } else { "existing" },
+                    w.id
+                );
+                print_workflow(&w, out);
+            }
+        }
+        WorkflowCommand::Get { id } => {
+            let r = c.req(pb::GetWorkflowRequest { id });
+            print_workflow(&c.inner.get_workflow(r).await?.into_inner(), out);
+        }
+        WorkflowCommand::List {
+            workflow,
+            states,
+            concurrency_key,
+            limit,
+            page_token,
+        } => {
+            let states = states
+                .iter()
+                .map(|s| state_number(s))
+                .collect::<Result<_, _>>()?;
+            let r = c.req(pb::ListWorkflowsRequest {
+                workflow_name: workflow,
+                states,
+                concurrency_key,
+                page_size: limit,
+                page_token,
+                ..Default::default()
+            });
+            let resp = c.inner.list_workflows(r).await?.into_inner();
+            if out == Output::Json {
+                print_json(&json!({
+                    "workflows": resp.workflows.iter().map(workflow_json).collect::<Vec<_>>(),
+                    "next_page_token": resp.next_page_token,
+                }));
+            } else {
+                println!(
+                    "{:<36}  {:<24} {:<20} {:<24} STEP",
+                    "ID", "WORKFLOW", "STATE", "CREATED"
+                );
+                for w in &resp.workflows {
+                    println!(
+                        "{:<36}  {:<24} {:<20} {:<24} {}",
+                        w.id,
+                        w.workflow_name,
+                        state_name(w.state),
+                        ts(&w.created_at).as_str().unwrap_or(""),
+                        w.current_step
+                    );
+                }
+                if !resp.next_page_token.is_empty() {
+                    println!("more: --page-token {}", resp.next_page_token);
+                }
+            }
+        }
+        WorkflowCommand::Watch { id } => {
+            let r = c.req(pb::WatchWorkflowRequest { id });
+            let mut stream = c.inner.watch_workflow(r).await?.into_inner();
+            while let Some(e) = stream.message().await? {
+                print_event(&e, out);
+            }
+        }
+        WorkflowCommand::History { id } => {
+            let r = c.req(pb::GetWorkflowHistoryRequest { id });
+            let events = c.inner.get_workflow_history(r).await?.into_inner().events;
+            if out == Output::Json {
+                print_json(&Value::Array(events.iter().map(event_json).collect()));
+            } else {
+                for e in &events {
+                    print_event(e, out);
+                }
+            }
+        }
+        WorkflowCommand::Retry {
+            id,
+            from_step,
+            patch,
+            reason,
+        } => {
+            let context_patch = patch.map(|p| json_object(&p, "--patch")).transpose()?;
+            let r = c.req(pb::RetryWorkflowRequest {
+                id,
+                from_step,
+                context_patch,
+                reason,
+            });
+            print_workflow(&c.inner.retry_workflow(r).await?.into_inner(), out);
+        }
+        WorkflowCommand::Compensate { id, reason } => {
+            let r = c.req(pb::CompensateWorkflowRequest { id, reason });
+            print_workflow(&c.inner.compensate_workflow(r).await?.into_inner(), out);
+        }
+        WorkflowCommand::Skip {
+            id,
+            step,
+            output,
+            reason,
+        } => {
+            let output = output.map(|o| json_object(&o, "--output")).transpose()?;
+            let r = c.req(pb::SkipStepRequest {
+                id,
+                step,
+                output,
+                reason,
+            });
+            print_workflow(&c.inner.skip_step(r).await?.into_inner(), out);
+        }
+        WorkflowCommand::Cancel {
+            id,
+            no_compensate,
+            reason,
+        } => {
+            let r = c.req(pb::CancelWorkflowRequest {
+                id,
+                compensate: !no_compensate,
+                reason,
+            });
+            print_workflow(&c.inner.cancel_workflow(r).await?.into_inner(), out);
+        }
+    }
+    Ok(())
+}
+
+pub async fn definitions(c: &mut Client, out: Output) -> Result<(), ClientError> {
+    let r = c.req(pb::ListWorkflowDefinitionsRequest {});
+    let defs = c
+        .inner
+        .list_workflow_definitions(r)
+        .await?
+        .into_inner()
+        .definitions;
+    if out == Output::Json {
+        print_json(&Value::Array(
+            defs.iter()
+                .map(|d| {
+                    json!({
+                        "name": d.name,
+                        "version": d.version,
+                        "description": d.description,
+                        "steps": d.steps.iter().map(|s| json!({
+                            "name": s.name, "handler": s.handler, "compensation_handler": s.compensation_handler,
+                            "required": s.required, "max_attempts": s.max_attempts, "timeout_ms": s.timeout_ms,
+                        })).collect::<Vec<_>>(),
+                        "input_schema": struct_json(&d.input_schema),
+                    })
+                })
+                .collect(),
+        ));
+    } else {
+        println!(
+            "{:<28} {:>7}  {:>5}  DESCRIPTION",
+            "WORKFLOW", "VERSION", "STEPS"
+        );
+        for d in &defs {
+            println!(
+                "{:<28} {:>7}  {:>5}  {}",
+                d.name,
+                d.version,
+                d.steps.len(),
+                d.description
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,323 @@
+//! Configuration: one typed struct, layered defaults < TOML file
+//! (`--config`) < `SAGAFLOW_*` environment < command-line flags, validated
+//! at startup with messages that name the key. Every key is listed in
+//! `docs/configuration.md`; `sagaflow config print` shows the effective one.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use sagaflow_engine::api::auth::TokenEntry;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub database: DatabaseConfig,
+    pub grpc: GrpcConfig,
+    pub http: HttpConfig,
+    pub engine: EngineConfig,
+    pub auth: AuthConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `postgres://…` or `sqlite://…`. Empty: `sqlite://.sagaflow/dev.db` in
+    /// `dev`; required by `serve`.
+    pub url: String,
+    /// Connections in the PostgreSQL pool.
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            max_connections: 16,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcConfig {
+    pub addr: String,
+    /// Largest workflow input, context patch or step output, in bytes.
+    pub max_payload_bytes: usize,
+    pub tls: Option<TlsConfig>,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        Self {
+            addr: "127.0.0.1:50051".into(),
+            max_payload_bytes: 256 * 1024,
+            tls: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain of the server.
+    pub cert: PathBuf,
+    /// PEM private key of the server.
+    pub key: PathBuf,
+    /// PEM CA bundle: when set, clients must present a certificate it signed.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// `/healthz`, `/readyz` and `/metrics`.
+    pub addr: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            addr: "127.0.0.1:9090".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// Directory of workflow definition files.
+    pub workflows: PathBuf,
+    /// This replica's name in leases; empty: host name and process id.
+    pub owner: String,
+    pub lease_ms: u64,
+    pub poll_ms: u64,
+    pub max_in_flight: usize,
+    pub claim_batch: u32,
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            workflows: PathBuf::from("workflows"),
+            owner: String::new(),
+            lease_ms: 30_000,
+            poll_ms: 1_000,
+            max_in_flight: 256,
+            claim_batch: 64,
+            shutdown_grace_ms: 30_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Bearer tokens, stored as SHA-256 hashes.
+    pub tokens: Vec<TokenEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: "text".into(),
+        }
+    }
+}
+
+/// Why the configuration was refused; names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("config file {0}: {1}")]
+    Parse(PathBuf, String),
+    #[error("{key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// The environment variables read, and the keys they set.
+pub const ENV_KEYS: &[(&str, &str)] = &[
+    ("SAGAFLOW_DATABASE_URL", "database.url"),
+    (
+        "SAGAFLOW_DATABASE_MAX_CONNECTIONS",
+        "database.max_connections",
+    ),
+    ("SAGAFLOW_GRPC_ADDR", "grpc.addr"),
+    ("SAGAFLOW_GRPC_MAX_PAYLOAD_BYTES", "grpc.max_payload_bytes"),
+    ("SAGAFLOW_HTTP_ADDR", "http.addr"),
+    ("SAGAFLOW_WORKFLOWS", "engine.workflows"),
+    ("SAGAFLOW_OWNER", "engine.owner"),
+    ("SAGAFLOW_LEASE_MS", "engine.lease_ms"),
+    ("SAGAFLOW_POLL_MS", "engine.poll_ms"),
+    ("SAGAFLOW_MAX_IN_FLIGHT", "engine.max_in_flight"),
+    ("SAGAFLOW_SHUTDOWN_GRACE_MS", "engine.shutdown_grace_ms"),
+    ("SAGAFLOW_LOG_FORMAT", "log.format"),
+];
+
+impl Config {
+    /// Defaults, then the file (if any), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut c = match file {
+            None => Config::default(),
+            Some(p) => {
+                let text =
+                    std::fs::read_to_string(p).map_err(|e| ConfigError::Read(p.to_owned(), e))?;
+                toml::from_str(&text).map_err(|e| {
+                    ConfigError::Parse(p.to_owned(), e.to_string().trim_end().to_owned())
+                })?
+            }
+        };
+        c.apply_env(|k| std::env::var(k).ok())?;
+        Ok(c)
+    }
+
+    /// Applies `SAGAFLOW_*` variables read through `get`.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        for (var, key) in ENV_KEYS {
+            if let Some(v) = get(var) {
+                self.set(key, &v).map_err(|e| match e {
+                    ConfigError::Invalid { key, message } => {
+                        invalid(&format!("{key} (from {var})"), message)
+                    }
+                    other => other,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets one key from text (environment variables and flags).
+    pub fn set(&mut self, key: &str, v: &str) -> Result<(), ConfigError> {
+        fn num<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, ConfigError> {
+            v.parse()
+                .map_err(|_| invalid(key, format!("{v:?} is not a valid number")))
+        }
+        match key {
+            "database.url" => self.database.url = v.into(),
+            "database.max_connections" => self.database.max_connections = num(key, v)?,
+            "grpc.addr" => self.grpc.addr = v.into(),
+            "grpc.max_payload_bytes" => self.grpc.max_payload_bytes = num(key, v)?,
+            "http.addr" => self.http.addr = v.into(),
+            "engine.workflows" => self.engine.workflows = v.into(),
+            "engine.owner" => self.engine.owner = v.into(),
+            "engine.lease_ms" => self.engine.lease_ms = num(key, v)?,
+            "engine.poll_ms" => self.engine.poll_ms = num(key, v)?,
+            "engine.max_in_flight" => self.engine.max_in_flight = num(key, v)?,
+            "engine.shutdown_grace_ms" => self.engine.shutdown_grace_ms = num(key, v)?,
+            "log.format" => self.log.format = v.into(),
+            other => return Err(invalid(other, "unknown key")),
+        }
+        Ok(())
+    }
+
+    /// Checks every value; the message names the key and the fix.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let url = &self.database.url;
+        let known = ["postgres://", "postgresql://", "sqlite:"];
+        if !url.is_empty() && !known.iter().any(|p| url.starts_with(p)) {
+            return Err(invalid(
+                "database.url",
+                "must start with postgres://, postgresql:// or sqlite:",
+            ));
+        }
+        if !(1..=1000).contains(&self.database.max_connections) {
+            return Err(invalid(
+                "database.max_connections",
+                "must be between 1 and 1000",
+            ));
+        }
+        for (key, addr) in [
+            ("grpc.addr", &self.grpc.addr),
+            ("http.addr", &self.http.addr),
+        ] {
+            addr.parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    key,
+                    format!("{addr:?} is not an address like 127.0.0.1:50051"),
+                )
+            })?;
+        }
+        if !(1024..=64 << 20).contains(&self.grpc.max_payload_bytes) {
+            return Err(invalid(
+                "grpc.max_payload_bytes",
+                "must be between 1024 and 67108864",
+            ));
+        }
+        if self.engine.lease_ms < 100 {
+            return Err(invalid("engine.lease_ms", "must be at least 100"));
+        }
+        if self.engine.poll_ms < 10 {
+            return Err(invalid("engine.poll_ms", "must be at least 10"));
+        }
+        if self.engine.max_in_flight == 0 {
+            return Err(invalid("engine.max_in_flight", "must be at least 1"));
+        }
+        if self.engine.claim_batch == 0 {
+            return Err(invalid("engine.claim_batch", "must be at least 1"));
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(invalid("log.format", "must be text or json"));
+        }
+        sagaflow_engine::api::auth::Authenticator::new(&self.auth.tokens)
+            .map_err(|m| invalid("auth.tokens", m))?;
+        Ok(())
+    }
+
+    /// The configuration as TOML, with the database password hidden.
+    pub fn to_toml(&self) -> String {
+        let mut shown = self.clone();
+        shown.database.url = crate::app::redact(&shown.database.url);
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order_and_errors_name_the_key() {
+        let mut c: Config =
+            toml::from_str("[grpc]\naddr = \"0.0.0.0:1\"\n[engine]\nlease_ms = 500\n").unwrap();
+        assert_eq!(c.grpc.addr, "0.0.0.0:1");
+        assert_eq!(c.http.addr, "127.0.0.1:9090", "defaults under the file");
+        c.apply_env(|k| (k == "SAGAFLOW_LEASE_MS").then(|| "900".to_string()))
+            .unwrap();
+        assert_eq!(c.engine.lease_ms, 900, "environment over the file");
+        let e = c
+            .apply_env(|k| (k == "SAGAFLOW_POLL_MS").then(|| "soon".to_string()))
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("engine.poll_ms (from SAGAFLOW_POLL_MS)"),
+            "{e}"
+        );
+        c.grpc.addr = "nowhere".into();
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("grpc.addr")
+        );
+        let e = toml::from_str::<Config>("[grpc]\nadress = \"x\"\n").unwrap_err();
+        assert!(e.to_string().contains("adress"), "typos are named");
+    }
+}

@@ -1,0 +1,223 @@
+//! The server: store, engine and executor, the gRPC API (with health and
+//! reflection) and the HTTP endpoints (`/healthz`, `/readyz`, `/metrics`).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use sagaflow_engine::Engine;
+use sagaflow_engine::api::auth::{Authenticator, dev_tokens};
+use sagaflow_engine::api::{ApiOptions, WorkflowApi};
+use sagaflow_engine::clock::SystemClock;
+use sagaflow_engine::definition::Definitions;
+use sagaflow_engine::executor::{ExecutorHandle, ExecutorOptions};
+use sagaflow_engine::store::Store;
+use tokio_util::sync::CancellationToken;
+
+use crate::app;
+use crate::config::Config;
+
+/// A running server.
+pub struct Server {
+    pub engine: Engine,
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    executor: ExecutorHandle,
+    stop: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// The process-wide Prometheus recorder (installed once).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .install_recorder()
+                .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder().handle())
+        })
+        .clone()
+}
+
+impl Server {
+    /// Starts everything `config` describes. `dev` adds the fixed dev tokens.
+    pub async fn start(config: &Config, dev: bool) -> anyhow::Result<Self> {
+        config.validate()?;
+        let metrics = metrics_handle();
+        let (store, deps) =
+            app::open_store(&config.database.url, config.database.max_connections).await?;
+        let registry = app::registry(&deps);
+        let workflows = &config.engine.workflows;
+        let defs = if workflows.exists() {
+            Definitions::load_dir(workflows, &registry)?
+        } else {
+            tracing::warn!(dir = %workflows.display(), "workflows directory not found; no workflows loaded");
+            Definitions::default()
+        };
+        let engine = Engine::new(
+            store.clone(),
+            Arc::new(registry),
+            defs,
+            Arc::new(SystemClock),
+        )
+        .await?;
+        let mut tokens = config.auth.tokens.clone();
+        if dev {
+            tokens.extend(dev_tokens());
+        }
+        let auth =
+            Arc::new(Authenticator::new(&tokens).map_err(|m| anyhow::anyhow!("auth.tokens: {m}"))?);
+        if auth.is_empty() {
+            tracing::warn!("no tokens configured (auth.tokens): every call will be refused");
+        }
+        let mut exec = ExecutorOptions {
+            lease: Duration::from_millis(config.engine.lease_ms),
+            poll_interval: Duration::from_millis(config.engine.poll_ms),
+            max_in_flight: config.engine.max_in_flight,
+            claim_batch: config.engine.claim_batch,
+            shutdown_grace: Duration::from_millis(config.engine.shutdown_grace_ms),
+            ..ExecutorOptions::default()
+        };
+        if !config.engine.owner.is_empty() {
+            exec.owner = config.engine.owner.clone();
+        }
+        let executor = engine.start_executor(exec);
+        let stop = CancellationToken::new();
+        let mut tasks = Vec::new();
+
+        // gRPC.
+        let grpc_listener = tokio::net::TcpListener::bind(&config.grpc.addr)
+            .await
+            .with_context(|| format!("cannot listen on grpc.addr {}", config.grpc.addr))?;
+        let grpc_addr = grpc_listener.local_addr()?;
+        let (health, health_service) = tonic_health::server::health_reporter();
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(sagaflow_proto::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .context("building the reflection service")?;
+        let api = WorkflowApi::new(
+            engine.clone(),
+            auth.clone(),
+            ApiOptions {
+                max_payload_bytes: config.grpc.max_payload_bytes,
+                ..ApiOptions::default()
+            },
+        );
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = &config.grpc.tls {
+            let cert = std::fs::read(&tls.cert)
+                .with_context(|| format!("grpc.tls.cert {}", tls.cert.display()))?;
+            let key = std::fs::read(&tls.key)
+                .with_context(|| format!("grpc.tls.key {}", tls.key.display()))?;
+            let mut t = tonic::transport::ServerTlsConfig::new()
+                .identity(tonic::transport::Identity::from_pem(cert, key));
+            if let Some(ca) = &tls.client_ca {
+                let ca = std::fs::read(ca)
+                    .with_context(|| format!("grpc.tls.client_ca {}", ca.display()))?;
+                t = t.client_ca_root(tonic::transport::Certificate::from_pem(ca));
+            }
+            builder = builder.tls_config(t).context("grpc.tls")?;
+        }
+        let router = builder
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(api.into_service());
+        let s = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
+            if let Err(e) = router
+                .serve_with_incoming_shutdown(incoming, s.cancelled())
+                .await
+            {
+                tracing::error!(error = %e, "gRPC server stopped");
+            }
+        }));
+
+        // Health: SERVING only while the store answers and is migrated.
+        let s = stop.clone();
+        let st = store.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let ok = matches!(st.ready().await, Ok(true));
+                for svc in ["", "sagaflow.v1.WorkflowService"] {
+                    let status = if ok {
+                        tonic_health::ServingStatus::Serving
+                    } else {
+                        tonic_health::ServingStatus::NotServing
+                    };
+                    health.set_service_status(svc, status).await;
+                }
+                tokio::select! {
+                    _ = s.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                }
+            }
+        }));
+
+        // HTTP.
+        let http_listener = tokio::net::TcpListener::bind(&config.http.addr)
+            .await
+            .with_context(|| format!("cannot listen on http.addr {}", config.http.addr))?;
+        let http_addr = http_listener.local_addr()?;
+        let app = http_router(store, metrics);
+        let s = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let serve = axum::serve(http_listener, app)
+                .with_graceful_shutdown(async move { s.cancelled().await });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "HTTP server stopped");
+            }
+        }));
+
+        Ok(Self {
+            engine,
+            grpc_addr,
+            http_addr,
+            executor,
+            stop,
+            tasks,
+        })
+    }
+
+    /// Stops serving, drains the executor and releases its leases.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        self.executor.shutdown().await;
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+#[derive(Clone)]
+struct HttpState {
+    store: Arc<dyn Store>,
+    metrics: PrometheusHandle,
+}
+
+/// `/healthz` (the process is up), `/readyz` (the store answers and is
+/// migrated), `/metrics` (Prometheus text format).
+pub fn http_router(store: Arc<dyn Store>, metrics: PrometheusHandle) -> axum::Router {
+    axum::Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(|State(s): State<HttpState>| async move {
+                match s.store.ready().await {
+                    Ok(true) => (StatusCode::OK, "ready\n"),
+                    Ok(false) => (StatusCode::SERVICE_UNAVAILABLE, "migrations not applied\n"),
+                    Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "store unreachable\n"),
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(|State(s): State<HttpState>| async move { s.metrics.render() }),
+        )
+        .with_state(HttpState { store, metrics })
+}
