@@ -160,3 +160,109 @@ pub async fn count_rows(pool: &PgPool) -> (i64, i64) {
         .unwrap();
     (runs, events)
 }
+
+/// A `sagaflow dev` process on free ports, killed on drop.
+pub struct DevProcess {
+    pub child: std::process::Child,
+    pub server: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Drop for DevProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl DevProcess {
+    /// Starts `sagaflow dev` on a fresh SQLite file with the repository's
+    /// workflows, and waits (with a deadline) until it prints its address.
+    pub fn start() -> Self {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().unwrap();
+        let db = format!("sqlite://{}", dir.path().join("dev.db").display());
+        let workflows = concat!(env!("CARGO_MANIFEST_DIR"), "/workflows");
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sagaflow"))
+            .args([
+                "dev",
+                "--database-url",
+                &db,
+                "--workflows",
+                workflows,
+                "--grpc-addr",
+                "127.0.0.1:0",
+                "--http-addr",
+                "127.0.0.1:0",
+                "--poll-ms",
+                "50",
+            ])
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(addr) = line.trim().strip_prefix("gRPC") {
+                    let _ = tx.send(addr.trim().to_owned());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("sagaflow dev printed its gRPC address");
+        Self {
+            child,
+            server: format!("http://{addr}"),
+            dir,
+        }
+    }
+
+    /// Runs the CLI against this server; returns (exit code, stdout, stderr).
+    pub fn cli(&self, token: &str, args: &[&str]) -> (i32, String, String) {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sagaflow"))
+            .args(args)
+            .env("SAGAFLOW_SERVER", &self.server)
+            .env("SAGAFLOW_TOKEN", token)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// `cli` with `-o json`, parsed; panics unless it exits 0.
+    pub fn json(&self, token: &str, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.extend(["-o", "json"]);
+        let (code, out, err) = self.cli(token, &a);
+        assert_eq!(code, 0, "sagaflow {args:?} failed: {err}");
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("{args:?} printed no JSON ({e}): {out}"))
+    }
+
+    /// Polls `workflow get` until the run is in `state` (deadline 20 s).
+    pub fn wait_state(&self, id: &str, state: &str) -> Value {
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            let w = self.json("dev-crm", &["workflow", "get", id]);
+            if w["state"] == state {
+                return w;
+            }
+            assert!(
+                Instant::now() < end,
+                "run {id} is {} , wanted {state}",
+                w["state"]
+            );
+            std::thread::sleep(Duration::from_millis(50)); // poll interval
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! The CLI against a real `sagaflow dev` process: start, watch, get, a
+//! forced failure and a retry, all checked from the JSON output; and the
+//! exit codes (0 ok, 1 refused, 2 usage).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::DevProcess;
+
+#[test]
+fn cli_drives_a_run_through_failure_and_retry() {
+    let dev = DevProcess::start();
+
+    let defs = dev.json("dev-crm", &["definitions"]);
+    assert!(
+        defs.as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["name"] == "demo_saga")
+    );
+
+    // A run that completes; watch streams it to the end, one JSON per line.
+    let started = dev.json(
+        "dev-crm",
+        &[
+            "workflow",
+            "start",
+            "demo_saga",
+            "--input",
+            r#"{"demo": {"sleep_ms": 20}}"#,
+            "--idempotency-key",
+            "order-1",
+        ],
+    );
+    assert_eq!(started["created"], true);
+    let id = started["workflow"]["id"].as_str().unwrap().to_owned();
+    let (code, out, err) = dev.cli("dev-crm", &["workflow", "watch", &id, "-o", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let events: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.first().unwrap()["type"], "run_started");
+    assert_eq!(events.last().unwrap()["type"], "run_completed");
+    assert_eq!(events.last().unwrap()["workflow_state"], "COMPLETED");
+    let w = dev.json("dev-crm", &["workflow", "get", &id]);
+    assert_eq!(w["state"], "COMPLETED");
+    assert_eq!(w["steps"].as_array().unwrap().len(), 5);
+    let again = dev.json(
+        "dev-crm",
+        &[
+            "workflow",
+            "start",
+            "demo_saga",
+            "--input",
+            r#"{"demo": {"sleep_ms": 20}}"#,
+            "--idempotency-key",
+            "order-1",
+        ],
+    );
+    assert_eq!(
+        (again["created"].as_bool(), again["workflow"]["id"].as_str()),
+        (Some(false), Some(id.as_str()))
+    );
+
+    // A forced failure, then an operator's retry with a corrected input.
+    let failing = dev.json(
+        "dev-crm",
+        &[
+            "workflow",
+            "start",
+            "demo_saga",
+            "--input",
+            r#"{"demo": {"fail_step": "configure"}}"#,
+        ],
+    );
+    let fid = failing["workflow"]["id"].as_str().unwrap().to_owned();
+    let failed = dev.wait_state(&fid, "FAILED");
+    assert_eq!(failed["current_step"], "configure");
+    assert!(failed["error"].as_str().unwrap().contains("configure"));
+    let (code, _, err) = dev.cli("dev-crm", &["workflow", "retry", &fid]);
+    assert_eq!(code, 1, "a crm token is refused: {err}");
+    assert!(err.contains("PERMISSION_DENIED"), "{err}");
+    let retried = dev.json(
+        "dev-operator",
+        &[
+            "workflow",
+            "retry",
+            &fid,
+            "--patch",
+            r#"{"demo": {}}"#,
+            "--reason",
+            "input corrected",
+        ],
+    );
+    assert_ne!(retried["state"], "FAILED");
+    dev.wait_state(&fid, "COMPLETED");
+    let history = dev.json("dev-crm", &["workflow", "history", &fid]);
+    let op = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "operator_retry")
+        .unwrap();
+    assert_eq!(
+        (op["actor"].as_str(), op["message"].as_str()),
+        (Some("dev-operator"), Some("input corrected"))
+    );
+    let list = dev.json("dev-crm", &["workflow", "list", "--state", "COMPLETED"]);
+    assert_eq!(list["workflows"].as_array().unwrap().len(), 2);
+
+    // Exit codes.
+    let (code, _, err) = dev.cli(
+        "dev-crm",
+        &["workflow", "get", "0190a5d2-ac96-7d4b-bcce-b302099a8057"],
+    );
+    assert_eq!(code, 1, "NOT_FOUND is a refusal: {err}");
+    let (code, _, _) = dev.cli(
+        "dev-crm",
+        &["workflow", "start", "demo_saga", "--input", "not json"],
+    );
+    assert_eq!(code, 2, "bad JSON on the command line is a usage error");
+    let (code, _, _) = dev.cli("dev-crm", &["workflow", "frobnicate"]);
+    assert_eq!(code, 2);
+    // The table output is for people, but says the same thing.
+    let (code, out, _) = dev.cli("dev-crm", &["workflow", "get", &fid]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("COMPLETED") && out.contains("configure"),
+        "{out}"
+    );
+}
