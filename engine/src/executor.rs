@@ -43,6 +43,10 @@ pub struct ExecutorOptions {
     pub poll_interval: Duration,
     /// How long shutdown waits for attempts in flight.
     pub shutdown_grace: Duration,
+    /// Most checkpoints written in one transaction (group commit).
+    pub checkpoint_batch: usize,
+    /// Checkpoint batches written at once.
+    pub checkpoint_writers: usize,
 }
 
 impl Default for ExecutorOptions {
@@ -58,6 +62,8 @@ impl Default for ExecutorOptions {
             lease: Duration::from_secs(30),
             poll_interval: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(30),
+            checkpoint_batch: 128,
+            checkpoint_writers: 4,
         }
     }
 }
@@ -91,6 +97,7 @@ struct Lease {
 
 struct Exec {
     shared: Arc<Shared>,
+    batcher: Batcher,
     opts: ExecutorOptions,
     leases: std::sync::Mutex<HashMap<RunId, Lease>>,
     /// No new attempt starts once set.
@@ -103,6 +110,11 @@ struct Exec {
 pub(crate) fn spawn(shared: Arc<Shared>, opts: ExecutorOptions) -> ExecutorHandle {
     let stop = CancellationToken::new();
     let exec = Arc::new(Exec {
+        batcher: Batcher::spawn(
+            shared.store.clone(),
+            opts.checkpoint_batch,
+            opts.checkpoint_writers,
+        ),
         wake: shared.wake.clone(),
         shared,
         opts,
@@ -308,7 +320,7 @@ async fn drive(exec: &Exec, mut run: RunRecord, token: LeaseToken, lease_lost: C
             next_run_at,
             lease_until: keep_lease,
             finished_at: run.finished_at,
-            release_concurrency_key: adv.finished,
+            release_concurrency_key: adv.finished && run.concurrency_key.is_some(),
         };
         let Some(ack) = write_checkpoint(exec, &cp, &lease_lost).await else {
             return;
@@ -391,7 +403,7 @@ async fn write_checkpoint(
     let mut delay = Duration::from_millis(50);
     let deadline = tokio::time::Instant::now() + exec.opts.lease;
     loop {
-        match exec.shared.store.checkpoint(cp).await {
+        match exec.batcher.write(cp.clone()).await {
             Ok(ack) => return Some(ack),
             Err(e) => {
                 warn!(error = %e, "checkpoint failed; retrying");
@@ -469,4 +481,72 @@ async fn call(
 /// When a waiting run becomes due, in real time from `now` on `clock`.
 pub(crate) fn delay_until(at: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
     (at - now).to_std().unwrap_or(Duration::ZERO)
+}
+
+type Reply = tokio::sync::oneshot::Sender<Result<CheckpointAck, crate::store::StoreError>>;
+
+/// Group commit: checkpoints from every run this executor drives are
+/// collected and written together, one statement and one commit per batch.
+/// While batches are being written the next one fills up, so the batch
+/// size follows the load by itself.
+struct Batcher {
+    tx: tokio::sync::mpsc::UnboundedSender<(Checkpoint, Reply)>,
+}
+
+impl Batcher {
+    fn spawn(store: Arc<dyn crate::store::Store>, max_batch: usize, writers: usize) -> Self {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Checkpoint, Reply)>();
+        let writers = Arc::new(Semaphore::new(writers.max(1)));
+        let max_batch = max_batch.max(1);
+        tokio::spawn(async move {
+            let mut buf = Vec::with_capacity(max_batch);
+            loop {
+                let Ok(permit) = writers.clone().acquire_owned().await else {
+                    return;
+                };
+                if rx.recv_many(&mut buf, max_batch).await == 0 {
+                    return; // every sender is gone
+                }
+                let batch = std::mem::take(&mut buf);
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let (cps, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+                    match store.checkpoint_many(&cps).await {
+                        Ok(acks) => {
+                            for (reply, ack) in replies.into_iter().zip(acks) {
+                                let _ = reply.send(Ok(ack));
+                            }
+                        }
+                        Err(e) if e.is_unavailable() => {
+                            for reply in replies {
+                                let _ = reply.send(Err(crate::store::StoreError::Database(
+                                    sqlx::Error::PoolTimedOut,
+                                )));
+                            }
+                        }
+                        Err(e) => {
+                            // One bad checkpoint must not hold the others
+                            // back: write them one by one.
+                            warn!(error = %e, "checkpoint batch failed; writing its checkpoints one by one");
+                            for (cp, reply) in cps.iter().zip(replies) {
+                                let _ = reply.send(store.checkpoint(cp).await);
+                            }
+                        }
+                    }
+                    drop(permit);
+                });
+            }
+        });
+        Self { tx }
+    }
+
+    async fn write(&self, cp: Checkpoint) -> Result<CheckpointAck, crate::store::StoreError> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.tx.send((cp, reply)).map_err(|_| {
+            crate::store::StoreError::Corrupt("the checkpoint writer stopped".into())
+        })?;
+        rx.await.map_err(|_| {
+            crate::store::StoreError::Corrupt("the checkpoint writer dropped a checkpoint".into())
+        })?
+    }
 }

@@ -164,18 +164,24 @@ fn bind_events<'q>(
         .bind(&ev.ats)
 }
 
-/// Frees the run's concurrency key and hands it to the oldest run queued on it.
-async fn release_key(tx: &mut sqlx::PgConnection, run_id: RunId, now: DateTime<Utc>) -> Result<()> {
+/// Frees the concurrency keys of `runs` and hands each to the oldest run
+/// queued on it.
+async fn release_keys(
+    tx: &mut sqlx::PgConnection,
+    runs: &[Uuid],
+    now: DateTime<Utc>,
+) -> Result<()> {
     sqlx::query(
-        "WITH d AS (DELETE FROM concurrency_locks WHERE run_id = $1 RETURNING tenant_id, key), \
-         n AS (SELECT q.id, q.tenant_id, q.concurrency_key FROM runs q, d \
-               WHERE q.tenant_id = d.tenant_id AND q.concurrency_key = d.key \
-                 AND q.state = 'PENDING' AND q.next_run_at IS NULL \
-               ORDER BY q.created_at, q.id LIMIT 1 FOR UPDATE OF q SKIP LOCKED), \
-         l AS (INSERT INTO concurrency_locks (tenant_id, key, run_id) SELECT tenant_id, concurrency_key, id FROM n) \
-         UPDATE runs SET next_run_at = $2 FROM n WHERE runs.id = n.id",
+        "WITH d AS (DELETE FROM concurrency_locks WHERE run_id = ANY($1) RETURNING tenant_id, key), \
+         n AS (SELECT DISTINCT ON (q.tenant_id, q.concurrency_key) q.id, q.tenant_id, q.concurrency_key \
+               FROM runs q JOIN d ON q.tenant_id = d.tenant_id AND q.concurrency_key = d.key \
+               WHERE q.state = 'PENDING' AND q.next_run_at IS NULL \
+               ORDER BY q.tenant_id, q.concurrency_key, q.created_at, q.id), \
+         l AS (INSERT INTO concurrency_locks (tenant_id, key, run_id) SELECT tenant_id, concurrency_key, id FROM n \
+               ON CONFLICT DO NOTHING RETURNING run_id) \
+         UPDATE runs SET next_run_at = $2 FROM l WHERE runs.id = l.run_id",
     )
-    .bind(run_id.0)
+    .bind(runs)
     .bind(now)
     .execute(&mut *tx)
     .await?;
@@ -484,28 +490,35 @@ impl Store for PgStore {
     }
 
     async fn checkpoint(&self, cp: &Checkpoint) -> Result<CheckpointAck> {
-        if cp.release_concurrency_key {
-            let mut tx = self.pool.begin().await?;
-            let ack = checkpoint_on(&mut tx, cp).await?;
-            if matches!(ack, CheckpointAck::Applied { .. }) {
-                release_key(&mut tx, cp.run_id, cp.now).await?;
-            }
-            tx.commit().await?;
-            return Ok(ack);
-        }
-        let mut conn = self.pool.acquire().await?;
-        checkpoint_on(&mut conn, cp).await
+        self.checkpoint_many(std::slice::from_ref(cp))
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("checkpoint returned no answer".into()))
     }
 
     async fn checkpoint_many(&self, cps: &[Checkpoint]) -> Result<Vec<CheckpointAck>> {
+        let releasing: Vec<Uuid> = cps
+            .iter()
+            .filter(|c| c.release_concurrency_key)
+            .map(|c| c.run_id.0)
+            .collect();
+        if releasing.is_empty() {
+            // The common case: one statement, one round trip, one commit.
+            let mut conn = self.pool.acquire().await?;
+            return checkpoint_batch(&mut conn, cps).await;
+        }
         let mut tx = self.pool.begin().await?;
-        let mut acks = Vec::with_capacity(cps.len());
-        for cp in cps {
-            let ack = checkpoint_on(&mut tx, cp).await?;
-            if cp.release_concurrency_key && matches!(ack, CheckpointAck::Applied { .. }) {
-                release_key(&mut tx, cp.run_id, cp.now).await?;
-            }
-            acks.push(ack);
+        let acks = checkpoint_batch(&mut tx, cps).await?;
+        let applied: Vec<Uuid> = cps
+            .iter()
+            .zip(&acks)
+            .filter(|(c, a)| {
+                c.release_concurrency_key && matches!(a, CheckpointAck::Applied { .. })
+            })
+            .map(|(c, _)| c.run_id.0)
+            .collect();
+        if !applied.is_empty() {
+            release_keys(&mut tx, &applied, cps[0].now).await?;
         }
         tx.commit().await?;
         Ok(acks)
@@ -543,7 +556,7 @@ impl Store for PgStore {
             .bind(w.require_free_lease);
         let applied = bind_events(q, &ev).execute(&mut *tx).await?.rows_affected() > 0;
         if applied && w.release_concurrency_key {
-            release_key(&mut tx, w.run_id, w.now).await?;
+            release_keys(&mut tx, &[w.run_id.0], w.now).await?;
         }
         tx.commit().await?;
         Ok(applied)
@@ -631,46 +644,107 @@ impl PgStore {
     }
 }
 
-/// The hot path: one statement updates the run (fenced by the lease) and
-/// appends its events, numbered after the run's `last_seq`.
-async fn checkpoint_on(conn: &mut sqlx::PgConnection, cp: &Checkpoint) -> Result<CheckpointAck> {
-    let ev = EventArrays::new(&cp.events);
-    let sql = format!(
-        "WITH r AS (UPDATE runs SET state = $3, cursor = $4, context = COALESCE($5, context), steps = $6, \
-            error = $7, \
-            next_run_at = CASE WHEN cancel_request IS NOT NULL AND $12::timestamptz IS NULL \
-                AND $3 IN ('PENDING', 'RUNNING', 'FAILED') THEN $10 ELSE $8 END, \
-            finished_at = $9, updated_at = $10, last_seq = last_seq + $11, \
-            lease_expires_at = $12, \
-            lease_owner = CASE WHEN $12::timestamptz IS NULL THEN NULL ELSE lease_owner END, \
-            lease_token = CASE WHEN $12::timestamptz IS NULL THEN NULL ELSE lease_token END \
-          WHERE id = $1 AND lease_token = $2 AND lease_expires_at > $10 \
-          RETURNING id, last_seq, cancel_request), \
-         e AS ({}) \
-         SELECT cancel_request FROM r",
-        insert_events_sql(13)
-    );
-    let q = sqlx::query(AssertSqlSafe(sql))
-        .bind(cp.run_id.0)
-        .bind(cp.lease.0)
-        .bind(cp.state.as_str())
-        .bind(cp.cursor as i32)
-        .bind(&cp.context)
-        .bind(steps_to_json(&cp.steps))
-        .bind(&cp.error)
-        .bind(cp.next_run_at)
-        .bind(cp.finished_at)
-        .bind(cp.now)
-        .bind(cp.events.len() as i64)
-        .bind(cp.lease_until);
-    let row = bind_events(q, &ev).fetch_optional(&mut *conn).await?;
-    match row {
-        None => Ok(CheckpointAck::Fenced),
-        Some(row) => {
-            let c: Option<String> = row.try_get("cancel_request")?;
-            Ok(CheckpointAck::Applied {
-                cancel_request: c.as_deref().map(CancelRequest::parse).transpose()?,
-            })
+/// The hot path: one statement updates every run of the batch (each fenced
+/// by its lease) and appends their events, numbered after each run's
+/// `last_seq`. One round trip and one commit for the whole batch.
+async fn checkpoint_batch(
+    conn: &mut sqlx::PgConnection,
+    cps: &[Checkpoint],
+) -> Result<Vec<CheckpointAck>> {
+    let n = cps.len();
+    let mut ids = Vec::with_capacity(n);
+    let mut tokens = Vec::with_capacity(n);
+    let mut states = Vec::with_capacity(n);
+    let mut cursors = Vec::with_capacity(n);
+    let mut contexts = Vec::with_capacity(n);
+    let mut steps = Vec::with_capacity(n);
+    let mut errors = Vec::with_capacity(n);
+    let mut next_runs = Vec::with_capacity(n);
+    let mut finished = Vec::with_capacity(n);
+    let mut nows = Vec::with_capacity(n);
+    let mut counts = Vec::with_capacity(n);
+    let mut leases = Vec::with_capacity(n);
+    let mut ev_runs = Vec::new();
+    let mut ev_ords = Vec::new();
+    let mut all_events = Vec::new();
+    for cp in cps {
+        ids.push(cp.run_id.0);
+        tokens.push(cp.lease.0);
+        states.push(cp.state.as_str());
+        cursors.push(cp.cursor as i32);
+        contexts.push(cp.context.clone());
+        steps.push(steps_to_json(&cp.steps));
+        errors.push(cp.error.clone());
+        next_runs.push(cp.next_run_at);
+        finished.push(cp.finished_at);
+        nows.push(cp.now);
+        counts.push(cp.events.len() as i64);
+        leases.push(cp.lease_until);
+        for (i, e) in cp.events.iter().enumerate() {
+            ev_runs.push(cp.run_id.0);
+            ev_ords.push(i as i64 + 1);
+            all_events.push(e.clone());
         }
     }
+    let ev = EventArrays::new(&all_events);
+    let rows = sqlx::query(
+        "WITH c AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int4[], $5::jsonb[], \
+                $6::jsonb[], $7::text[], $8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::int8[], \
+                $12::timestamptz[]) \
+              AS c(id, token, state, cursor, context, steps, error, next_run_at, finished_at, now, n, lease_until)), \
+         r AS (UPDATE runs SET state = c.state, cursor = c.cursor, context = COALESCE(c.context, runs.context), \
+                steps = c.steps, error = c.error, \
+                next_run_at = CASE WHEN runs.cancel_request IS NOT NULL AND c.lease_until IS NULL \
+                    AND c.state IN ('PENDING', 'RUNNING', 'FAILED') THEN c.now ELSE c.next_run_at END, \
+                finished_at = c.finished_at, updated_at = c.now, last_seq = runs.last_seq + c.n, \
+                lease_expires_at = c.lease_until, \
+                lease_owner = CASE WHEN c.lease_until IS NULL THEN NULL ELSE runs.lease_owner END, \
+                lease_token = CASE WHEN c.lease_until IS NULL THEN NULL ELSE runs.lease_token END \
+              FROM c WHERE runs.id = c.id AND runs.lease_token = c.token AND runs.lease_expires_at > c.now \
+              RETURNING runs.id, runs.last_seq, runs.cancel_request, c.n), \
+         e AS (INSERT INTO run_events (run_id, seq, at, kind, step, attempt, run_state, message, actor) \
+              SELECT ev.run_id, r.last_seq - r.n + ev.ord, ev.at, ev.kind, ev.step, ev.attempt, ev.run_state, \
+                     ev.message, ev.actor \
+              FROM unnest($13::uuid[], $14::int8[], $15::text[], $16::text[], $17::int4[], $18::text[], \
+                          $19::text[], $20::text[], $21::timestamptz[]) \
+                   AS ev(run_id, ord, kind, step, attempt, run_state, message, actor, at) \
+              JOIN r ON r.id = ev.run_id) \
+         SELECT id, cancel_request FROM r",
+    )
+    .bind(&ids)
+    .bind(&tokens)
+    .bind(&states)
+    .bind(&cursors)
+    .bind(&contexts)
+    .bind(&steps)
+    .bind(&errors)
+    .bind(&next_runs)
+    .bind(&finished)
+    .bind(&nows)
+    .bind(&counts)
+    .bind(&leases)
+    .bind(&ev_runs)
+    .bind(&ev_ords)
+    .bind(&ev.kinds)
+    .bind(&ev.steps)
+    .bind(&ev.attempts)
+    .bind(&ev.states)
+    .bind(&ev.messages)
+    .bind(&ev.actors)
+    .bind(&ev.ats)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut applied = std::collections::HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let id: Uuid = row.try_get("id")?;
+        let c: Option<String> = row.try_get("cancel_request")?;
+        applied.insert(id, c.as_deref().map(CancelRequest::parse).transpose()?);
+    }
+    Ok(ids
+        .iter()
+        .map(|id| match applied.remove(id) {
+            Some(cancel_request) => CheckpointAck::Applied { cancel_request },
+            None => CheckpointAck::Fenced,
+        })
+        .collect())
 }
