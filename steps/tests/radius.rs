@@ -7,22 +7,18 @@
 mod radius_support;
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use radius::core::code::Code;
 use radius::core::packet::Packet;
-use radius::core::{rfc2865, rfc2866};
 use radius_support::*;
-use sagaflow_engine::handler::Registry;
+use sagaflow_engine::handler::{Registry, StepError};
 use sagaflow_engine::ids::RunId;
 use sagaflow_steps::Deps;
 use sagaflow_steps::radius::{
-    Account, DynAuthClient, DynAuthKind, DynAuthRequest, Error, ErrorCause, RadiusConfig,
-    RadiusRepo, ReplyAttribute, Session, response_authenticator,
+    Account, DynAuthClient, DynAuthKind, Error, ErrorCause, NasBehaviour, NasReply, NasSimulator,
+    RadiusConfig, RadiusRepo, ReplyAttribute,
 };
 use serde_json::{Value, json};
-use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
 /// Runs `$scenario(repo)` on PostgreSQL and on SQLite.
@@ -63,7 +59,12 @@ fn account(user: &str, ip: Option<&str>, prefix: Option<&str>, group: &str) -> A
 }
 
 async fn upsert_writes_one_row_of_each_and_replays_replace_them(repo: RadiusRepo) {
-    let a = account("sub-1", Some("100.64.0.7"), Some("2001:db8:100::/56"), "gold");
+    let a = account(
+        "sub-1",
+        Some("100.64.0.7"),
+        Some("2001:db8:100::/56"),
+        "gold",
+    );
     repo.upsert_account(&a).await.unwrap();
     repo.upsert_account(&a).await.unwrap();
     let rows = repo.account("sub-1").await.unwrap().unwrap();
@@ -92,7 +93,10 @@ async fn upsert_writes_one_row_of_each_and_replays_replace_them(repo: RadiusRepo
     assert_eq!(rows.reply_value("Delegated-IPv6-Prefix"), None);
     assert_eq!(rows.reply.len(), 1);
     assert_eq!(rows.groups, [("silver".to_owned(), 1)]);
-    assert_eq!(repo.current_group("sub-1").await.unwrap().as_deref(), Some("silver"));
+    assert_eq!(
+        repo.current_group("sub-1").await.unwrap().as_deref(),
+        Some("silver")
+    );
     assert_eq!(repo.account("nobody").await.unwrap(), None);
 }
 
@@ -142,10 +146,16 @@ async fn set_group_moves_the_user_and_needs_an_account(repo: RadiusRepo) {
     let rows = repo.account("sub-1").await.unwrap().unwrap();
     assert_eq!(rows.groups, [("suspended".to_owned(), 1)]);
     repo.set_group("sub-1", "gold").await.unwrap();
-    assert_eq!(repo.current_group("sub-1").await.unwrap().as_deref(), Some("gold"));
+    assert_eq!(
+        repo.current_group("sub-1").await.unwrap().as_deref(),
+        Some("gold")
+    );
 
     let err = repo.set_group("ghost", "suspended").await.unwrap_err();
-    assert!(matches!(err, Error::NoAccount(ref u) if u == "ghost"), "{err}");
+    assert!(
+        matches!(err, Error::NoAccount(ref u) if u == "ghost"),
+        "{err}"
+    );
     assert_eq!(repo.account("ghost").await.unwrap(), None);
 }
 
@@ -168,9 +178,14 @@ async fn group_reply_is_made_exactly_the_configured_rows(repo: RadiusRepo) {
 }
 
 async fn delete_removes_every_row_and_is_idempotent(repo: RadiusRepo) {
-    repo.upsert_account(&account("sub-1", Some("100.64.0.7"), Some("2001:db8::/56"), "gold"))
-        .await
-        .unwrap();
+    repo.upsert_account(&account(
+        "sub-1",
+        Some("100.64.0.7"),
+        Some("2001:db8::/56"),
+        "gold",
+    ))
+    .await
+    .unwrap();
     repo.upsert_account(&account("sub-2", Some("100.64.0.8"), None, "gold"))
         .await
         .unwrap();
@@ -219,19 +234,22 @@ async fn handlers_provision_suspend_resume_and_delete(repo: RadiusRepo) {
     let run = RunId::new();
     let ctx = context();
 
-    let out = call(&r, "radius.create_account", run, "create_radius_account", &ctx)
+    let out = call(&r, "radius.create_account", run, "create", &ctx)
         .await
         .unwrap();
     let password = out["radius_password"].as_str().unwrap().to_owned();
     assert_eq!(out["radius_username"], json!("sub-1"));
     assert_eq!(out["radius_group"], json!("gold"));
     // A replay of the same step writes the same password and no new rows.
-    let again = call(&r, "radius.create_account", run, "create_radius_account", &ctx)
+    let again = call(&r, "radius.create_account", run, "create", &ctx)
         .await
         .unwrap();
     assert_eq!(again, out);
     let rows = repo.account("sub-1").await.unwrap().unwrap();
-    assert_eq!(rows.check_value("Cleartext-Password"), Some(password.as_str()));
+    assert_eq!(
+        rows.check_value("Cleartext-Password"),
+        Some(password.as_str())
+    );
     assert_eq!(rows.check.len(), 1);
     assert_eq!(rows.reply_value("Framed-IP-Address"), Some("100.64.0.7"));
     assert_eq!(
@@ -241,14 +259,16 @@ async fn handlers_provision_suspend_resume_and_delete(repo: RadiusRepo) {
     // A password in the input is used as given and not echoed.
     let mut given = ctx.clone();
     given["radius_password"] = json!("chosen-pw");
-    let out = call(&r, "radius.create_account", run, "create_radius_account", &given)
+    let out = call(&r, "radius.create_account", run, "create", &given)
         .await
         .unwrap();
     assert!(!out.contains_key("radius_password"));
     let rows = repo.account("sub-1").await.unwrap().unwrap();
     assert_eq!(rows.check_value("Cleartext-Password"), Some("chosen-pw"));
 
-    let out = call(&r, "radius.suspend", run, "suspend_radius", &ctx).await.unwrap();
+    let out = call(&r, "radius.suspend", run, "suspend_radius", &ctx)
+        .await
+        .unwrap();
     assert_eq!(out["radius_group"], json!("suspended"));
     assert_eq!(
         repo.current_group("sub-1").await.unwrap().as_deref(),
@@ -258,9 +278,14 @@ async fn handlers_provision_suspend_resume_and_delete(repo: RadiusRepo) {
         repo.group_reply("suspended").await.unwrap(),
         config.suspended_reply
     );
-    let out = call(&r, "radius.resume", run, "resume_radius", &ctx).await.unwrap();
+    let out = call(&r, "radius.resume", run, "resume_radius", &ctx)
+        .await
+        .unwrap();
     assert_eq!(out["radius_group"], json!("gold"));
-    assert_eq!(repo.current_group("sub-1").await.unwrap().as_deref(), Some("gold"));
+    assert_eq!(
+        repo.current_group("sub-1").await.unwrap().as_deref(),
+        Some("gold")
+    );
     // A plan given as an object names its group by `name`.
     let mut object_plan = ctx.clone();
     object_plan["plan"] = json!({"name": "platinum", "down_mbps": 1000});
@@ -272,15 +297,14 @@ async fn handlers_provision_suspend_resume_and_delete(repo: RadiusRepo) {
         Some("platinum")
     );
 
-    let out = call(&r, "radius.delete_account", run, "delete_radius_account", &ctx)
-        .await
-        .unwrap();
-    assert_eq!(out["radius_account_deleted"], json!(true));
-    assert_eq!(repo.account("sub-1").await.unwrap(), None);
-    let out = call(&r, "radius.delete_account", run, "delete_radius_account", &ctx)
-        .await
-        .unwrap();
-    assert_eq!(out["radius_account_deleted"], json!(false));
+    // Deleting twice: the second finds nothing, and succeeds.
+    for existed in [true, false] {
+        let out = call(&r, "radius.delete_account", run, "delete", &ctx)
+            .await
+            .unwrap();
+        assert_eq!(out["radius_account_deleted"], json!(existed));
+        assert_eq!(repo.account("sub-1").await.unwrap(), None);
+    }
     // Suspending an account that no longer exists is an error, not retried.
     let err = call(&r, "radius.suspend", run, "suspend_radius", &ctx)
         .await
@@ -373,9 +397,15 @@ async fn register_uses_the_engine_database_or_the_configured_one(pool: sqlx::PgP
         ..Deps::default()
     };
     sagaflow_steps::register(&mut r, &deps);
-    call(&r, "radius.create_account", RunId::new(), "create", &context())
-        .await
-        .unwrap();
+    call(
+        &r,
+        "radius.create_account",
+        RunId::new(),
+        "create",
+        &context(),
+    )
+    .await
+    .unwrap();
     let external = RadiusRepo::connect_lazy(&url).unwrap();
     let rows = external.account("sub-1").await.unwrap().unwrap();
     assert_eq!(rows.reply_value("Framed-IP-Address"), Some("100.64.0.7"));
@@ -428,124 +458,67 @@ fn config_validation_names_the_key() {
         "suspended_reply": [{"attribute": "Filter-Id", "value": "garden"}],
     }))
     .unwrap();
-    assert_eq!(parsed.suspended_reply, [ReplyAttribute::new("Filter-Id", ":=", "garden")]);
+    assert_eq!(
+        parsed.suspended_reply,
+        [ReplyAttribute::new("Filter-Id", ":=", "garden")]
+    );
     assert_eq!(parsed.timeout_ms, RadiusConfig::default().timeout_ms);
 }
 
 // ---------------------------------------------------------------------------
-// CoA and Disconnect-Request against NASes played by UDP sockets.
+// CoA and Disconnect-Request against the NAS simulator (a real UDP server).
 
-/// What the NAS does with the n-th datagram (from 1).
-type Behaviour = Box<dyn Fn(usize, &[u8]) -> Option<Vec<u8>> + Send + Sync>;
-
-/// A NAS on a loopback UDP port that records every datagram and answers
-/// as `behaviour` says.
-struct Nas {
-    addr: SocketAddr,
-    seen: Arc<Mutex<Vec<Vec<u8>>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Nas {
-    async fn start(behaviour: Behaviour) -> Self {
-        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let addr = socket.local_addr().unwrap();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = seen.clone();
-        let task = tokio::spawn(async move {
-            let mut buf = vec![0u8; 4096];
-            loop {
-                let (n, from) = socket.recv_from(&mut buf).await.unwrap();
-                let datagram = buf[..n].to_vec();
-                let count = {
-                    let mut log = log.lock().unwrap();
-                    log.push(datagram.clone());
-                    log.len()
-                };
-                if let Some(answer) = behaviour(count, &datagram) {
-                    socket.send_to(&answer, from).await.unwrap();
-                }
-            }
-        });
-        Self { addr, seen, task }
-    }
-
-    fn seen(&self) -> Vec<Vec<u8>> {
-        self.seen.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Nas {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// The NAS's answer to `request`: `code`, an optional Error-Cause, signed
-/// with `secret`.
-fn answer(request: &[u8], code: Code, cause: Option<u32>, secret: &[u8]) -> Vec<u8> {
-    let mut attrs = Vec::new();
-    if let Some(c) = cause {
-        attrs.extend([101, 6]);
-        attrs.extend(c.to_be_bytes());
-    }
-    let mut p = vec![code as u8, request[1]];
-    p.extend(((20 + attrs.len()) as u16).to_be_bytes());
-    p.extend([0; 16]);
-    p.extend(attrs);
-    let auth = response_authenticator(&p, request[4..20].try_into().unwrap(), secret);
-    p[4..20].copy_from_slice(&auth);
-    p
-}
-
-fn coa(kind: DynAuthKind) -> DynAuthRequest {
-    DynAuthRequest {
-        kind,
-        session: Session {
-            user_name: "sub-1".into(),
-            framed_ip: Some(Ipv4Addr::new(100, 64, 0, 7)),
-            acct_session_id: None,
-        },
-        filter_id: None,
-    }
-}
-
-const SECRET: &[u8] = b"nas-secret";
+const SECRET: &str = "nas-secret";
 
 fn client(timeout_ms: u64, retries: u32) -> DynAuthClient {
-    DynAuthClient::new(SECRET, Duration::from_millis(timeout_ms), retries)
+    DynAuthClient::new(
+        SECRET.as_bytes(),
+        Duration::from_millis(timeout_ms),
+        retries,
+    )
+}
+
+async fn nas(behaviour: NasBehaviour) -> NasSimulator {
+    NasSimulator::start(SECRET.as_bytes(), behaviour)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
 async fn a_lost_request_is_retransmitted_unchanged_until_answered() {
-    let nas = Nas::start(Box::new(|n, req| {
-        (n >= 2).then(|| answer(req, Code::CoAACK, None, SECRET))
+    let nas = nas(Box::new(|n, _| {
+        if n >= 2 {
+            NasReply::Ack
+        } else {
+            NasReply::Silent
+        }
     }))
     .await;
-    let outcome = client(100, 3)
-        .send(nas.addr, &coa(DynAuthKind::Coa), &CancellationToken::new())
+    let outcome = send(&client(100, 3), nas.addr(), DynAuthKind::Coa)
         .await
+        .0
         .unwrap();
     assert_eq!(outcome.attempts, 2);
-    let seen = nas.seen();
+    let seen = nas.received();
     assert_eq!(seen.len(), 2);
-    assert_eq!(seen[0], seen[1], "a retransmission is the same packet");
-    assert!(Packet::is_authentic_request(&seen[0], SECRET));
+    assert_eq!(
+        seen[0].raw, seen[1].raw,
+        "a retransmission is the same packet"
+    );
+    assert!(seen[0].authentic);
+    assert_eq!(seen[0].kind, Some(DynAuthKind::Coa));
 }
 
 #[tokio::test]
 async fn an_answer_with_another_secret_is_reported_at_once_and_not_retried() {
-    let nas = Nas::start(Box::new(|_, req| {
-        Some(answer(req, Code::DisconnectACK, None, b"the-nas-other-secret"))
+    let nas = nas(Box::new(|_, _| {
+        NasReply::AckSignedWith(b"the-nas-other-secret".to_vec())
     }))
     .await;
     let c = client(200, 5);
-    let started = Instant::now();
-    let err = c
-        .send(nas.addr, &coa(DynAuthKind::Disconnect), &CancellationToken::new())
-        .await
-        .unwrap_err();
-    assert!(started.elapsed() < c.max_wait());
+    let (result, elapsed) = send(&c, nas.addr(), DynAuthKind::Disconnect).await;
+    let err = result.unwrap_err();
+    assert!(elapsed < c.max_wait());
     assert!(matches!(err, Error::WrongSecret { .. }), "{err}");
     assert!(
         err.to_string()
@@ -553,30 +526,48 @@ async fn an_answer_with_another_secret_is_reported_at_once_and_not_retried() {
         "{err}"
     );
     assert!(err.to_string().contains("wrong shared secret?"), "{err}");
-    let step: sagaflow_engine::handler::StepError = err.into();
+    let step: StepError = err.into();
     assert!(!step.is_retryable());
     assert_eq!(step.kind(), "radius_wrong_secret");
-    assert_eq!(nas.seen().len(), 1, "sent once, never retransmitted");
+    assert_eq!(nas.received().len(), 1, "sent once, never retransmitted");
 }
 
 #[tokio::test]
 async fn a_silent_nas_gives_up_after_the_bounded_retransmissions() {
-    let nas = Nas::start(Box::new(|_, _| None)).await;
+    let nas = nas(Box::new(|_, _| NasReply::Silent)).await;
     let c = client(50, 2);
-    let started = Instant::now();
-    let err = c
-        .send(nas.addr, &coa(DynAuthKind::Coa), &CancellationToken::new())
-        .await
-        .unwrap_err();
-    let elapsed = started.elapsed();
-    match &err {
-        Error::NoResponse { attempts, .. } => assert_eq!(*attempts, 3),
-        other => panic!("expected no response, got {other}"),
-    }
+    let (result, elapsed) = send(&c, nas.addr(), DynAuthKind::Coa).await;
+    let err = result.unwrap_err();
+    assert!(
+        matches!(err, Error::NoResponse { attempts: 3, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("wrong shared secret?"), "{err}");
     assert!(elapsed >= c.max_wait(), "{elapsed:?}");
-    assert!(elapsed < c.max_wait() + Duration::from_secs(2), "{elapsed:?}");
-    assert_eq!(nas.seen().len(), 3);
+    assert!(
+        elapsed < c.max_wait() + Duration::from_secs(2),
+        "{elapsed:?}"
+    );
+    assert_eq!(nas.received().len(), 3);
+}
+
+/// A NAS with another secret drops the request silently, as RFC 5176 says
+/// (and as FreeRADIUS does): the client reports the likely wrong secret.
+#[tokio::test]
+async fn a_request_with_another_secret_is_dropped_by_the_nas() {
+    let nas = NasSimulator::acking(b"the-nas-secret").await.unwrap();
+    let err = send(&client(50, 1), nas.addr(), DynAuthKind::Coa)
+        .await
+        .0
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::NoResponse { attempts: 2, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("wrong shared secret?"), "{err}");
+    let seen = nas.received();
+    assert_eq!(seen.len(), 2);
+    assert!(seen.iter().all(|r| !r.authentic));
 }
 
 #[tokio::test]
@@ -586,25 +577,28 @@ async fn a_closed_port_is_unreachable() {
         s.local_addr().unwrap().port()
     };
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let err = client(50, 1)
-        .send(addr, &coa(DynAuthKind::Coa), &CancellationToken::new())
+    let err = send(&client(50, 1), addr, DynAuthKind::Coa)
         .await
+        .0
         .unwrap_err();
-    assert!(matches!(err, Error::Unreachable { attempts: 2, .. }), "{err}");
+    assert!(
+        matches!(err, Error::Unreachable { attempts: 2, .. }),
+        "{err}"
+    );
     assert!(err.is_retryable());
 }
 
 #[tokio::test]
 async fn cancellation_stops_the_wait() {
-    let nas = Nas::start(Box::new(|_, _| None)).await;
+    let nas = nas(Box::new(|_, _| NasReply::Silent)).await;
     let cancel = CancellationToken::new();
     let c = client(10_000, 3);
     let started = Instant::now();
-    let request = coa(DynAuthKind::Coa);
-    let send = c.send(nas.addr, &request, &cancel);
+    let request = dynauth_request(DynAuthKind::Coa);
+    let send = c.send(nas.addr(), &request, &cancel);
     let canceller = async {
         // Cancel once the NAS has the request.
-        while nas.seen().is_empty() {
+        while nas.received().is_empty() {
             tokio::task::yield_now().await;
         }
         cancel.cancel();
@@ -614,80 +608,73 @@ async fn cancellation_stops_the_wait() {
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
-async fn coa_handler_identifies_the_session_and_sends_the_current_group(pool: sqlx::PgPool) {
-    let repo = RadiusRepo::postgres(pool);
-    // ACK (request code + 1) to whatever arrives.
-    let nas = Nas::start(Box::new(|_, req| {
-        Some(answer(req, Code::from(req[0] + 1), None, SECRET))
-    }))
-    .await;
-    let config = RadiusConfig {
-        secret: String::from_utf8(SECRET.to_vec()).unwrap(),
+fn nas_config() -> RadiusConfig {
+    RadiusConfig {
+        secret: SECRET.into(),
         timeout_ms: 200,
         ..RadiusConfig::default()
-    };
-    let r = registry(repo, config);
+    }
+}
+
+#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+async fn coa_handler_identifies_the_session_and_sends_the_current_group(pool: sqlx::PgPool) {
+    let nas = NasSimulator::acking(SECRET.as_bytes()).await.unwrap();
+    let r = registry(RadiusRepo::postgres(pool), nas_config());
     let mut ctx = context();
-    ctx["nas"] = json!({"ip": "127.0.0.1", "coa_port": nas.addr.port()});
+    ctx["nas"] = json!({"ip": "127.0.0.1", "coa_port": nas.addr().port()});
     ctx["acct_session_id"] = json!("sess-77");
     let run = RunId::new();
-    call(&r, "radius.create_account", run, "create", &ctx).await.unwrap();
-    call(&r, "radius.suspend", run, "suspend", &ctx).await.unwrap();
+    create_and_suspend(&r, run, &ctx).await;
     let out = call(&r, "radius.coa", run, "coa", &ctx).await.unwrap();
     assert_eq!(out["radius_coa"], json!("ack"));
-
-    let seen = nas.seen();
-    assert_eq!(seen.len(), 1);
-    assert!(Packet::is_authentic_request(&seen[0], SECRET));
-    let p = Packet::decode(&seen[0], SECRET).unwrap();
-    assert_eq!(p.get_code(), Code::CoARequest);
-    assert_eq!(rfc2865::lookup_user_name(&p).unwrap().unwrap(), "sub-1");
-    assert_eq!(
-        rfc2865::lookup_framed_ip_address(&p).unwrap().unwrap(),
-        Ipv4Addr::new(100, 64, 0, 7)
-    );
-    assert_eq!(rfc2866::lookup_acct_session_id(&p).unwrap().unwrap(), "sess-77");
-    assert_eq!(rfc2865::lookup_filter_id(&p).unwrap().unwrap(), "suspended");
-
-    let out = call(&r, "radius.disconnect", run, "disconnect", &ctx).await.unwrap();
+    let out = call(&r, "radius.disconnect", run, "disconnect", &ctx)
+        .await
+        .unwrap();
     assert_eq!(out["radius_disconnect"], json!("ack"));
-    let p = Packet::decode(&nas.seen()[1], SECRET).unwrap();
-    assert_eq!(p.get_code(), Code::DisconnectRequest);
-    assert!(rfc2865::lookup_filter_id(&p).is_none());
+
+    let seen = nas.received();
+    assert_eq!(seen.len(), 2);
+    assert!(seen.iter().all(|r| r.authentic));
+    assert!(Packet::is_authentic_request(
+        &seen[0].raw,
+        SECRET.as_bytes()
+    ));
+    let coa = &seen[0];
+    assert_eq!(coa.kind, Some(DynAuthKind::Coa));
+    assert_eq!(coa.user_name.as_deref(), Some("sub-1"));
+    assert_eq!(coa.framed_ip, Some(Ipv4Addr::new(100, 64, 0, 7)));
+    assert_eq!(coa.acct_session_id.as_deref(), Some("sess-77"));
+    assert_eq!(coa.filter_id.as_deref(), Some("suspended"));
+    let disconnect = &seen[1];
+    assert_eq!(disconnect.kind, Some(DynAuthKind::Disconnect));
+    assert_eq!(disconnect.user_name.as_deref(), Some("sub-1"));
+    assert_eq!(disconnect.filter_id, None);
 }
 
 #[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
 async fn naks_fail_the_step_except_for_a_session_that_is_gone(pool: sqlx::PgPool) {
-    let repo = RadiusRepo::postgres(pool);
-    // The NAS answers a Disconnect-Request with 503 (no such session) and a
-    // CoA-Request with 501 (administratively prohibited).
-    let nas = Nas::start(Box::new(|_, req| {
-        Some(if req[0] == Code::DisconnectRequest as u8 {
-            answer(req, Code::DisconnectNAK, Some(503), SECRET)
-        } else {
-            answer(req, Code::CoANAK, Some(501), SECRET)
-        })
+    // A Disconnect-Request gets 503 (no such session), a CoA-Request 501
+    // (administratively prohibited).
+    let nas = nas(Box::new(|_, req| match req.kind {
+        Some(DynAuthKind::Disconnect) => NasReply::Nak(Some(ErrorCause::SESSION_CONTEXT_NOT_FOUND)),
+        _ => NasReply::Nak(Some(ErrorCause::ADMINISTRATIVELY_PROHIBITED)),
     }))
     .await;
-    let config = RadiusConfig {
-        secret: String::from_utf8(SECRET.to_vec()).unwrap(),
-        timeout_ms: 200,
-        ..RadiusConfig::default()
-    };
-    let r = registry(repo, config);
+    let r = registry(RadiusRepo::postgres(pool), nas_config());
     let mut ctx = context();
-    ctx["nas"] = json!({"ip": "127.0.0.1", "coa_port": nas.addr.port()});
+    ctx["nas"] = json!({"ip": "127.0.0.1", "coa_port": nas.addr().port()});
     let run = RunId::new();
-    let out = call(&r, "radius.disconnect", run, "disconnect", &ctx).await.unwrap();
+    let out = call(&r, "radius.disconnect", run, "disconnect", &ctx)
+        .await
+        .unwrap();
     assert_eq!(out["radius_disconnect"], json!("no_session"));
     let err = call(&r, "radius.coa", run, "coa", &ctx).await.unwrap_err();
     assert!(!err.is_retryable());
     assert_eq!(err.kind(), "radius_nak");
+    let text = err.to_string();
+    assert!(text.contains("CoA-NAK from NAS 127.0.0.1:"), "{text}");
     assert!(
-        err.to_string()
-            .contains("CoA-NAK from NAS 127.0.0.1:") && err.to_string().contains("Error-Cause 501 (Administratively-Prohibited)"),
-        "{err}"
+        text.contains("Error-Cause 501 (Administratively-Prohibited)"),
+        "{text}"
     );
-    assert_eq!(ErrorCause(503), ErrorCause::SESSION_CONTEXT_NOT_FOUND);
 }

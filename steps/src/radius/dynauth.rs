@@ -67,7 +67,7 @@ impl DynAuthKind {
         }
     }
 
-    fn codes(self) -> (Code, Code, Code) {
+    pub(super) fn codes(self) -> (Code, Code, Code) {
         match self {
             DynAuthKind::Coa => (Code::CoARequest, Code::CoAACK, Code::CoANAK),
             DynAuthKind::Disconnect => (
@@ -206,7 +206,10 @@ fn find_attribute(packet: &[u8], typ: u8) -> std::result::Result<Option<Range<us
         }
         let len = packet[at + 1] as usize;
         if len < 2 || at + len > packet.len() {
-            return Err(format!("attribute {} has an invalid length {len}", packet[at]));
+            return Err(format!(
+                "attribute {} has an invalid length {len}",
+                packet[at]
+            ));
         }
         if packet[at] == typ && found.is_none() {
             found = Some(at + 2..at + len);
@@ -220,7 +223,10 @@ fn find_attribute(packet: &[u8], typ: u8) -> std::result::Result<Option<Range<us
 /// it delimits (trailing bytes are padding, RFC 2865 §3).
 fn framed(datagram: &[u8]) -> std::result::Result<&[u8], String> {
     if datagram.len() < HEADER_LEN {
-        return Err(format!("{} bytes is shorter than a RADIUS header", datagram.len()));
+        return Err(format!(
+            "{} bytes is shorter than a RADIUS header",
+            datagram.len()
+        ));
     }
     let len = u16::from_be_bytes([datagram[2], datagram[3]]) as usize;
     if !(HEADER_LEN..=MAX_PACKET).contains(&len) || len > datagram.len() {
@@ -252,6 +258,32 @@ pub fn sign_request(packet: &mut [u8], secret: &[u8]) -> std::result::Result<(),
     Ok(())
 }
 
+/// Verifies a CoA-Request or Disconnect-Request as a NAS does: its Request
+/// Authenticator and, if present, its Message-Authenticator. The error names
+/// what did not verify.
+pub fn verify_request(request: &[u8], secret: &[u8]) -> std::result::Result<(), &'static str> {
+    let Ok(request) = framed(request) else {
+        return Err("length");
+    };
+    let mut copy = request.to_vec();
+    copy[AUTH].fill(0);
+    if request_authenticator(&copy, secret)[..] != request[AUTH] {
+        return Err("request authenticator");
+    }
+    match find_attribute(&copy, MESSAGE_AUTHENTICATOR) {
+        Err(_) => Err("attribute framing"),
+        Ok(None) => Ok(()),
+        Ok(Some(ma)) => {
+            copy[ma.clone()].fill(0);
+            if message_authenticator(&copy, secret)[..] == request[ma] {
+                Ok(())
+            } else {
+                Err("Message-Authenticator")
+            }
+        }
+    }
+}
+
 /// Verifies a NAS's answer to the request whose authenticator was
 /// `request_auth`. The error names what did not verify.
 pub fn verify_response(
@@ -277,6 +309,41 @@ pub fn verify_response(
         }
     }
     Ok(())
+}
+
+/// A NAS's answer (`code`: an ACK or NAK) to the request `request`, with an
+/// optional Error-Cause and Message-Authenticator, signed with `secret`:
+/// what a NAS (or [`NasSimulator`](super::NasSimulator)) sends back.
+pub fn encode_response(
+    request: &[u8],
+    code: Code,
+    error_cause: Option<ErrorCause>,
+    secret: &[u8],
+    with_message_authenticator: bool,
+) -> std::result::Result<Vec<u8>, String> {
+    let request = framed(request)?;
+    let mut request_auth = [0u8; 16];
+    request_auth.copy_from_slice(&request[AUTH]);
+    let mut p = vec![code as u8, request[1], 0, 0];
+    p.extend(request_auth);
+    if let Some(ErrorCause(cause)) = error_cause {
+        p.extend([rfc3576::ERROR_CAUSE_TYPE, 6]);
+        p.extend(cause.to_be_bytes());
+    }
+    let ma_at = p.len() + 2;
+    if with_message_authenticator {
+        p.extend([MESSAGE_AUTHENTICATOR, 18]);
+        p.extend([0; 16]);
+    }
+    let len = p.len() as u16;
+    p[2..4].copy_from_slice(&len.to_be_bytes());
+    if with_message_authenticator {
+        let mac = message_authenticator(&p, secret);
+        p[ma_at..ma_at + 16].copy_from_slice(&mac);
+    }
+    let auth = response_authenticator(&p, &request_auth, secret);
+    p[AUTH].copy_from_slice(&auth);
+    Ok(p)
 }
 
 /// Sends CoA-Request and Disconnect-Request with one shared secret.
@@ -321,8 +388,7 @@ impl DynAuthClient {
     }
 
     fn wait(&self, attempt: u32) -> Duration {
-        self.timeout
-            .saturating_mul(1u32 << (attempt - 1).min(16))
+        self.timeout.saturating_mul(1u32 << (attempt - 1).min(16))
     }
 
     /// The request's bytes, signed, with a fresh Identifier.
@@ -379,7 +445,8 @@ impl DynAuthClient {
             let deadline = Instant::now() + self.wait(attempt);
             tracing::debug!(%nas, %kind, attempt, id = bytes[1], "sending");
             let sent = socket.send(&bytes).await;
-            let mut was_refused = matches!(&sent, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused);
+            let mut was_refused =
+                matches!(&sent, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused);
             if let Err(e) = sent
                 && !was_refused
             {
@@ -396,12 +463,14 @@ impl DynAuthClient {
                         was_refused = true;
                     }
                     Ok(Err(e)) => return Err(io(e)),
-                    Ok(Ok(n)) => match self.receive(&buf[..n], bytes[1], &request_auth, kind, nas) {
-                        Received::Ignore => {}
-                        Received::Answer(answer) => {
-                            return answer.map(|()| DynAuthOutcome { attempts: attempt });
+                    Ok(Ok(n)) => {
+                        match self.receive(&buf[..n], bytes[1], &request_auth, kind, nas) {
+                            Received::Ignore => {}
+                            Received::Answer(answer) => {
+                                return answer.map(|()| DynAuthOutcome { attempts: attempt });
+                            }
                         }
-                    },
+                    }
                 }
             }
             if was_refused {
@@ -521,16 +590,17 @@ mod tests {
     #[test]
     fn response_authenticator_matches_rfc_2865_example() {
         let request_auth: [u8; 16] = hex("0f403f9473978057bd83d5cb98f4227a").try_into().unwrap();
-        let response = hex(
-            "02000026\
+        let response = hex("02000026\
              86fe220e7624ba2a1005f6bf9b55e0b2\
-             0606000000010f06000000000e06c0a80103",
-        );
+             0606000000010f06000000000e06c0a80103");
         assert_eq!(
             response_authenticator(&response, &request_auth, b"xyzzy5461")[..],
             response[AUTH]
         );
-        assert_eq!(verify_response(&response, &request_auth, b"xyzzy5461"), Ok(()));
+        assert_eq!(
+            verify_response(&response, &request_auth, b"xyzzy5461"),
+            Ok(())
+        );
         assert_eq!(
             verify_response(&response, &request_auth, b"wrong"),
             Err("response authenticator")
@@ -542,12 +612,10 @@ mod tests {
     /// "testing123".
     #[test]
     fn signs_a_coa_request_like_an_independent_implementation() {
-        let mut packet = hex(
-            "2b07002d\
+        let mut packet = hex("2b07002d\
              00000000000000000000000000000000\
              0107616c696365\
-             501200000000000000000000000000000000",
-        );
+             501200000000000000000000000000000000");
         sign_request(&mut packet, b"testing123").unwrap();
         assert_eq!(
             packet,
@@ -566,8 +634,16 @@ mod tests {
             // The radius crate's own check of the Request Authenticator.
             assert!(Packet::is_authentic_request(&bytes, b"s3cret"));
             assert!(!Packet::is_authentic_request(&bytes, b"other"));
+            // And the NAS-side check.
+            assert_eq!(verify_request(&bytes, b"s3cret"), Ok(()));
+            assert_eq!(
+                verify_request(&bytes, b"other"),
+                Err("request authenticator")
+            );
             // The Message-Authenticator recomputed from scratch.
-            let ma = find_attribute(&bytes, MESSAGE_AUTHENTICATOR).unwrap().unwrap();
+            let ma = find_attribute(&bytes, MESSAGE_AUTHENTICATOR)
+                .unwrap()
+                .unwrap();
             let mut copy = bytes.clone();
             copy[AUTH].fill(0);
             copy[ma.clone()].fill(0);
@@ -579,41 +655,24 @@ mod tests {
                 "sub-42"
             );
             assert_eq!(
-                rfc2865::lookup_framed_ip_address(&decoded).unwrap().unwrap(),
+                rfc2865::lookup_framed_ip_address(&decoded)
+                    .unwrap()
+                    .unwrap(),
                 Ipv4Addr::new(10, 0, 0, 7)
             );
         }
     }
 
-    /// Builds the NAS's answer to `request` signed with `secret`.
-    fn answer(request: &[u8], code: Code, cause: Option<u32>, secret: &[u8], with_ma: bool) -> Vec<u8> {
-        let mut attrs = Vec::new();
-        if let Some(c) = cause {
-            attrs.extend([101, 6]);
-            attrs.extend(c.to_be_bytes());
-        }
-        let ma_at = HEADER_LEN + attrs.len() + 2;
-        if with_ma {
-            attrs.extend([80, 18]);
-            attrs.extend([0; 16]);
-        }
-        let len = (HEADER_LEN + attrs.len()) as u16;
-        let mut p = vec![code as u8, request[1]];
-        p.extend(len.to_be_bytes());
-        p.extend(&request[AUTH]);
-        p.extend(attrs);
-        if with_ma {
-            let mac = message_authenticator(&p, secret);
-            p[ma_at..ma_at + 16].copy_from_slice(&mac);
-        }
-        let mut request_auth = [0; 16];
-        request_auth.copy_from_slice(&request[AUTH]);
-        let auth = response_authenticator(&p, &request_auth, secret);
-        p[AUTH].copy_from_slice(&auth);
-        p
+    fn answer(request: &[u8], code: Code, cause: Option<u32>, secret: &[u8], ma: bool) -> Vec<u8> {
+        encode_response(request, code, cause.map(ErrorCause), secret, ma).unwrap()
     }
 
-    fn classify(client: &DynAuthClient, request: &[u8], response: &[u8], kind: DynAuthKind) -> Result<()> {
+    fn classify(
+        client: &DynAuthClient,
+        request: &[u8],
+        response: &[u8],
+        kind: DynAuthKind,
+    ) -> Result<()> {
         let mut auth = [0; 16];
         auth.copy_from_slice(&request[AUTH]);
         let nas: SocketAddr = "127.0.0.1:3799".parse().unwrap();
@@ -632,7 +691,9 @@ mod tests {
             assert!(classify(&client, &req, &ack, DynAuthKind::Coa).is_ok());
             let nak = answer(&req, Code::CoANAK, Some(503), b"s3cret", with_ma);
             match classify(&client, &req, &nak, DynAuthKind::Coa) {
-                Err(Error::Nak { error_cause, kind, .. }) => {
+                Err(Error::Nak {
+                    error_cause, kind, ..
+                }) => {
                     assert_eq!(error_cause, Some(ErrorCause::SESSION_CONTEXT_NOT_FOUND));
                     assert_eq!(kind, DynAuthKind::Coa);
                 }
@@ -641,8 +702,17 @@ mod tests {
         }
         let bare = answer(&req, Code::CoANAK, None, b"s3cret", false);
         let err = classify(&client, &req, &bare, DynAuthKind::Coa).unwrap_err();
-        assert!(matches!(err, Error::Nak { error_cause: None, .. }));
-        assert_eq!(err.to_string(), "CoA-NAK from NAS 127.0.0.1:3799 without Error-Cause");
+        assert!(matches!(
+            err,
+            Error::Nak {
+                error_cause: None,
+                ..
+            }
+        ));
+        assert_eq!(
+            err.to_string(),
+            "CoA-NAK from NAS 127.0.0.1:3799 without Error-Cause"
+        );
         // A Disconnect-ACK does not answer a CoA-Request.
         let wrong = answer(&req, Code::DisconnectACK, None, b"s3cret", false);
         assert!(matches!(
@@ -675,7 +745,13 @@ mod tests {
         let req = client.encode(&request(DynAuthKind::Disconnect)).unwrap();
         let forged = answer(&req, Code::DisconnectACK, None, b"other", false);
         let err = classify(&client, &req, &forged, DynAuthKind::Disconnect).unwrap_err();
-        assert!(matches!(err, Error::WrongSecret { what: "response authenticator", .. }));
+        assert!(matches!(
+            err,
+            Error::WrongSecret {
+                what: "response authenticator",
+                ..
+            }
+        ));
         assert!(err.to_string().contains("response authenticator mismatch"));
         assert!(err.to_string().contains("wrong shared secret?"));
         assert!(!err.is_retryable());
@@ -689,8 +765,29 @@ mod tests {
         bad_ma[AUTH].copy_from_slice(&fixed);
         assert!(matches!(
             classify(&client, &req, &bad_ma, DynAuthKind::Disconnect),
-            Err(Error::WrongSecret { what: "Message-Authenticator", .. })
+            Err(Error::WrongSecret {
+                what: "Message-Authenticator",
+                ..
+            })
         ));
+    }
+
+    #[test]
+    fn a_request_whose_message_authenticator_was_made_with_another_key_fails() {
+        let client = DynAuthClient::new(b"s3cret", Duration::from_millis(10), 0);
+        let mut bytes = client.encode(&request(DynAuthKind::Coa)).unwrap();
+        let ma = find_attribute(&bytes, MESSAGE_AUTHENTICATOR)
+            .unwrap()
+            .unwrap();
+        bytes[ma.start] ^= 0x80;
+        // Re-sign the Request Authenticator only, over the altered value.
+        bytes[AUTH].fill(0);
+        let auth = request_authenticator(&bytes, b"s3cret");
+        bytes[AUTH].copy_from_slice(&auth);
+        assert_eq!(
+            verify_request(&bytes, b"s3cret"),
+            Err("Message-Authenticator")
+        );
     }
 
     #[test]

@@ -160,9 +160,13 @@ fn ipv6_prefix(req: &StepRequest) -> Result<Option<Ipv6Net>, StepError> {
     let Some(s) = optional_str(req, field::IPV6_PREFIX)? else {
         return Ok(None);
     };
-    s.parse::<Ipv6Net>()
-        .map(Some)
-        .map_err(|_| invalid(field::IPV6_PREFIX, "an IPv6 prefix such as 2001:db8::/56", &json!(s)))
+    s.parse::<Ipv6Net>().map(Some).map_err(|_| {
+        invalid(
+            field::IPV6_PREFIX,
+            "an IPv6 prefix such as 2001:db8::/56",
+            &json!(s),
+        )
+    })
 }
 
 /// The NAS's Dynamic Authorization address: `/nas/ip` and `/nas/coa_port`
@@ -295,10 +299,22 @@ mod tests {
     fn derived_passwords_are_stable_per_key_and_differ_otherwise() {
         let a = derive_password("s", "sub-1", "run:create_radius_account");
         assert_eq!(a.len(), 24);
-        assert_eq!(a, derive_password("s", "sub-1", "run:create_radius_account"));
-        assert_ne!(a, derive_password("s", "sub-2", "run:create_radius_account"));
-        assert_ne!(a, derive_password("s", "sub-1", "other:create_radius_account"));
-        assert_ne!(a, derive_password("t", "sub-1", "run:create_radius_account"));
+        assert_eq!(
+            a,
+            derive_password("s", "sub-1", "run:create_radius_account")
+        );
+        assert_ne!(
+            a,
+            derive_password("s", "sub-2", "run:create_radius_account")
+        );
+        assert_ne!(
+            a,
+            derive_password("s", "sub-1", "other:create_radius_account")
+        );
+        assert_ne!(
+            a,
+            derive_password("t", "sub-1", "run:create_radius_account")
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@
 
 mod dynauth;
 mod handlers;
+mod nas;
 mod repo;
 
 use std::net::SocketAddr;
@@ -30,10 +31,11 @@ use serde::{Deserialize, Serialize};
 
 pub use dynauth::{
     DynAuthClient, DynAuthKind, DynAuthOutcome, DynAuthRequest, ErrorCause, Session,
-    message_authenticator, request_authenticator, response_authenticator, sign_request,
-    verify_response,
+    encode_response, message_authenticator, request_authenticator, response_authenticator,
+    sign_request, verify_request, verify_response,
 };
 pub use handlers::{derive_password, register_with};
+pub use nas::{NasBehaviour, NasReply, NasSimulator, ReceivedRequest};
 pub use repo::{Account, AccountRows, RadiusRepo, ReplyAttribute};
 
 /// The UDP port of Dynamic Authorization (RFC 5176 §3.1, RFC 8559).
@@ -83,7 +85,9 @@ pub enum Error {
         attempts: u32,
         elapsed_ms: u64,
     },
-    #[error("NAS {nas} refused the {kind} (nothing listens on that port) after {attempts} attempts")]
+    #[error(
+        "NAS {nas} refused the {kind} (nothing listens on that port) after {attempts} attempts"
+    )]
     Unreachable {
         kind: DynAuthKind,
         nas: SocketAddr,

@@ -64,13 +64,19 @@ impl ReplyAttribute {
     pub fn validate(&self) -> std::result::Result<(), String> {
         const OPS: [&str; 5] = ["=", ":=", "+=", "==", "!="];
         if self.attribute.trim().is_empty() || self.attribute.len() > 64 {
-            return Err(format!("attribute {:?} must be 1 to 64 characters", self.attribute));
+            return Err(format!(
+                "attribute {:?} must be 1 to 64 characters",
+                self.attribute
+            ));
         }
         if !OPS.contains(&self.op.as_str()) {
             return Err(format!("operator {:?} must be one of {OPS:?}", self.op));
         }
         if self.value.len() > 253 {
-            return Err(format!("the value of {} is longer than 253 bytes", self.attribute));
+            return Err(format!(
+                "the value of {} is longer than 253 bytes",
+                self.attribute
+            ));
         }
         Ok(())
     }

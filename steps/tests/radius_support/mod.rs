@@ -2,14 +2,17 @@
 //! handlers registered on a repository.
 #![allow(clippy::unwrap_used, dead_code)] // tests fail loudly on purpose
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use sagaflow_engine::handler::{
-    CallKind, Registry, StepError, StepOutput, StepRequest,
-};
+use sagaflow_engine::handler::{CallKind, Registry, StepError, StepOutput, StepRequest};
 use sagaflow_engine::ids::{RunId, TenantId};
-use sagaflow_steps::radius::{self, RadiusConfig, RadiusRepo};
+use sagaflow_steps::radius::{
+    self, DynAuthClient, DynAuthKind, DynAuthOutcome, DynAuthRequest, RadiusConfig, RadiusRepo,
+    Session,
+};
 use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use tokio_util::sync::CancellationToken;
@@ -76,4 +79,49 @@ pub async fn call(
         .unwrap_or_else(|| panic!("{name} is not registered"))
         .call(request(run, step, CallKind::Forward, context.clone()))
         .await
+}
+
+/// `radius.create_account` then `radius.suspend` for `run`.
+pub async fn create_and_suspend(registry: &Registry, run: RunId, context: &Value) {
+    call(registry, "radius.create_account", run, "create", context)
+        .await
+        .unwrap();
+    call(registry, "radius.suspend", run, "suspend", context)
+        .await
+        .unwrap();
+}
+
+/// `radius.create_account` for `run`; returns the generated password.
+pub async fn create_account(registry: &Registry, run: RunId, context: &Value) -> String {
+    let out = call(registry, "radius.create_account", run, "create", context)
+        .await
+        .unwrap();
+    out["radius_password"].as_str().unwrap().to_owned()
+}
+
+/// A request of `kind` for subscriber `sub-1` at 100.64.0.7.
+pub fn dynauth_request(kind: DynAuthKind) -> DynAuthRequest {
+    DynAuthRequest {
+        kind,
+        session: Session {
+            user_name: "sub-1".into(),
+            framed_ip: Some(Ipv4Addr::new(100, 64, 0, 7)),
+            acct_session_id: None,
+        },
+        filter_id: None,
+    }
+}
+
+/// Sends [`dynauth_request`]`(kind)` to `nas`: the result, and how long it
+/// took.
+pub async fn send(
+    client: &DynAuthClient,
+    nas: SocketAddr,
+    kind: DynAuthKind,
+) -> (Result<DynAuthOutcome, radius::Error>, Duration) {
+    let started = Instant::now();
+    let result = client
+        .send(nas, &dynauth_request(kind), &CancellationToken::new())
+        .await;
+    (result, started.elapsed())
 }
