@@ -8,6 +8,7 @@
 //! [`register`] puts them into a registry under the names workflow files use.
 
 pub mod ledger;
+pub mod radius;
 
 use sagaflow_engine::handler::Registry;
 
@@ -16,6 +17,10 @@ use sagaflow_engine::handler::Registry;
 pub struct Deps {
     /// The engine's PostgreSQL pool, when the engine runs on PostgreSQL.
     pub postgres: Option<sqlx::PgPool>,
+    /// A pool on the engine's SQLite database, when the engine runs on SQLite.
+    pub sqlite: Option<sqlx::SqlitePool>,
+    /// The `[radius]` configuration.
+    pub radius: radius::RadiusConfig,
 }
 
 /// Registers every handler whose dependencies are available.
@@ -23,4 +28,5 @@ pub fn register(registry: &mut Registry, deps: &Deps) {
     if let Some(pool) = &deps.postgres {
         ledger::register(registry, pool.clone());
     }
+    radius::register(registry, deps);
 }
