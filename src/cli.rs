@@ -49,6 +49,8 @@ pub enum Command {
         #[command(subcommand)]
         command: client::WorkflowCommand,
     },
+    /// Measure throughput and latency (see docs/performance.md).
+    Bench(crate::bench::BenchArgs),
     /// List the registered workflow definitions.
     Definitions {
         #[command(flatten)]
@@ -236,6 +238,7 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             let mut c = Client::connect(&conn.server, &conn.token).await?;
             client::workflow(&mut c, command, conn.output).await
         }
+        Command::Bench(args) => crate::bench::run(args).await.map_err(ClientError::Other),
         Command::Definitions { conn } => {
             let mut c = Client::connect(&conn.server, &conn.token).await?;
             client::definitions(&mut c, conn.output).await

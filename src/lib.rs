@@ -2,6 +2,7 @@
 //! command line. `main.rs` only calls [`cli::main`].
 
 pub mod app;
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;

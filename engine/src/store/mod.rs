@@ -501,6 +501,9 @@ pub trait Store: Send + Sync + 'static {
         stop.cancelled().await;
     }
 
+    /// How many runs are in each state (of one tenant, or of all).
+    async fn count_by_state(&self, tenant: Option<&TenantId>) -> Result<Vec<(RunState, u64)>>;
+
     /// Hands free concurrency keys to the oldest run queued on each (the
     /// fallback for a start that raced a release). Returns how many ran.
     async fn promote_queued(&self, now: DateTime<Utc>) -> Result<u64>;

@@ -629,6 +629,21 @@ impl Store for SqliteStore {
         Ok(true)
     }
 
+    async fn count_by_state(&self, tenant: Option<&TenantId>) -> Result<Vec<(RunState, u64)>> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT state, count(*) FROM runs WHERE (?1 IS NULL OR tenant_id = ?1) GROUP BY state")
+                .bind(tenant.map(TenantId::as_str))
+                .fetch_all(&self.reader)
+                .await?;
+        rows.into_iter()
+            .map(|(s, n)| {
+                s.parse()
+                    .map(|st| (st, n as u64))
+                    .map_err(|e: crate::state::UnknownState| StoreError::Corrupt(e.to_string()))
+            })
+            .collect()
+    }
+
     async fn promote_queued(&self, now: DateTime<Utc>) -> Result<u64> {
         let mut tx = self.writer.begin().await?;
         let free: Vec<(String, String)> = sqlx::query_as(
