@@ -5,6 +5,7 @@
 //! API, and seeding of the default schedules.
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
+#[macro_use]
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -29,6 +30,15 @@ use serde_json::json;
 use sqlx::postgres::PgPoolOptions;
 use support::*;
 use tokio::sync::Semaphore;
+
+on_both_backends!(
+    cron_arithmetic_on_an_injected_clock,
+    invalid_schedules_are_refused,
+    overlap_skip_never_runs_two_at_once,
+    overlap_buffer_one_starts_the_buffered_fire_after_the_run,
+    catchup_policies_after_downtime,
+    pause_resume_trigger_delete,
+);
 
 fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
@@ -140,6 +150,14 @@ fn outcomes(fires: &[FireRecord]) -> Vec<FireOutcome> {
     fires.iter().map(|f| f.outcome).collect()
 }
 
+#[track_caller]
+fn assert_not_found<T: std::fmt::Debug>(r: Result<T, Error>) {
+    assert!(
+        matches!(r, Err(Error::ScheduleNotFound(_))),
+        "expected ScheduleNotFound, got {r:?}"
+    );
+}
+
 async fn tick(s: &SchedulerHandle) {
     s.tick_now().await.expect("scheduler running");
 }
@@ -199,7 +217,7 @@ async fn walk(
     }
 }
 
-async fn cron_arithmetic(store: Arc<dyn Store>) {
+async fn cron_arithmetic_on_an_injected_clock(store: Arc<dyn Store>) {
     let clock = ManualClock::new(at("2026-03-27T12:00:00Z"));
     let engine = engine_with(store, &[noop_toml("tick")], &clock, None).await;
     let s = ticked(&engine);
@@ -290,17 +308,6 @@ async fn cron_arithmetic(store: Arc<dyn Store>) {
     s.shutdown().await;
 }
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
-async fn cron_arithmetic_on_an_injected_clock_postgres(pool: sqlx::PgPool) {
-    cron_arithmetic(postgres(pool)).await;
-}
-
-#[tokio::test]
-async fn cron_arithmetic_on_an_injected_clock_sqlite() {
-    let (store, _dir) = sqlite().await;
-    cron_arithmetic(store).await;
-}
-
 async fn invalid_schedules_are_refused(store: Arc<dyn Store>) {
     let clock = ManualClock::new(at("2026-01-01T00:00:00Z"));
     let conc = "name = \"keyed\"\nversion = 1\n[concurrency]\nkey = \"/subscriber_id\"\n\
@@ -372,17 +379,6 @@ async fn invalid_schedules_are_refused(store: Arc<dyn Store>) {
         })
         .await
         .unwrap();
-}
-
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
-async fn invalid_schedules_are_refused_postgres(pool: sqlx::PgPool) {
-    invalid_schedules_are_refused(postgres(pool)).await;
-}
-
-#[tokio::test]
-async fn invalid_schedules_are_refused_sqlite() {
-    let (store, _dir) = sqlite().await;
-    invalid_schedules_are_refused(store).await;
 }
 
 // ---------------------------------------------------------------------------
@@ -582,7 +578,7 @@ async fn wait_running(gate: &Gate) {
     .await;
 }
 
-async fn overlap_skip(store: Arc<dyn Store>) {
+async fn overlap_skip_never_runs_two_at_once(store: Arc<dyn Store>) {
     let clock = ManualClock::new(at("2026-01-01T00:00:30Z"));
     let gate = Gate::new();
     let engine = engine_with(store, &[gated_toml("slow")], &clock, Some(&gate)).await;
@@ -637,18 +633,7 @@ async fn overlap_skip(store: Arc<dyn Store>) {
     exec.shutdown().await;
 }
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
-async fn overlap_skip_never_runs_two_postgres(pool: sqlx::PgPool) {
-    overlap_skip(postgres(pool)).await;
-}
-
-#[tokio::test]
-async fn overlap_skip_never_runs_two_sqlite() {
-    let (store, _dir) = sqlite().await;
-    overlap_skip(store).await;
-}
-
-async fn overlap_buffer_one(store: Arc<dyn Store>) {
+async fn overlap_buffer_one_starts_the_buffered_fire_after_the_run(store: Arc<dyn Store>) {
     let clock = ManualClock::new(at("2026-01-01T00:00:30Z"));
     let gate = Gate::new();
     let engine = engine_with(store, &[gated_toml("slow")], &clock, Some(&gate)).await;
@@ -713,22 +698,11 @@ async fn overlap_buffer_one(store: Arc<dyn Store>) {
     exec.shutdown().await;
 }
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
-async fn overlap_buffer_one_postgres(pool: sqlx::PgPool) {
-    overlap_buffer_one(postgres(pool)).await;
-}
-
-#[tokio::test]
-async fn overlap_buffer_one_sqlite() {
-    let (store, _dir) = sqlite().await;
-    overlap_buffer_one(store).await;
-}
-
 // ---------------------------------------------------------------------------
 // Catch-up
 // ---------------------------------------------------------------------------
 
-async fn catchup(store: Arc<dyn Store>) {
+async fn catchup_policies_after_downtime(store: Arc<dyn Store>) {
     let clock = ManualClock::new(at("2026-01-01T00:00:30Z"));
     let engine = engine_with(store, &[noop_toml("tick")], &clock, None).await;
     let mut ids = BTreeMap::new();
@@ -798,22 +772,11 @@ async fn catchup(store: Arc<dyn Store>) {
     s.shutdown().await;
 }
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
-async fn catchup_policies_after_downtime_postgres(pool: sqlx::PgPool) {
-    catchup(postgres(pool)).await;
-}
-
-#[tokio::test]
-async fn catchup_policies_after_downtime_sqlite() {
-    let (store, _dir) = sqlite().await;
-    catchup(store).await;
-}
-
 // ---------------------------------------------------------------------------
 // Pause, resume, trigger, delete; tenants
 // ---------------------------------------------------------------------------
 
-async fn lifecycle(store: Arc<dyn Store>) {
+async fn pause_resume_trigger_delete(store: Arc<dyn Store>) {
     let clock = ManualClock::new(at("2026-01-01T00:00:30Z"));
     let gate = Gate::new();
     let engine = engine_with(
@@ -875,30 +838,12 @@ async fn lifecycle(store: Arc<dyn Store>) {
 
     // Tenants: another tenant sees nothing.
     let other = TenantId::new("t2");
-    assert!(matches!(
-        engine.get_schedule(&other, sched.id).await,
-        Err(Error::ScheduleNotFound(_))
-    ));
-    assert!(matches!(
-        engine.pause_schedule(&other, sched.id, "x").await,
-        Err(Error::ScheduleNotFound(_))
-    ));
-    assert!(matches!(
-        engine.resume_schedule(&other, sched.id).await,
-        Err(Error::ScheduleNotFound(_))
-    ));
-    assert!(matches!(
-        engine.trigger_schedule(&other, sched.id, "x").await,
-        Err(Error::ScheduleNotFound(_))
-    ));
-    assert!(matches!(
-        engine.delete_schedule(&other, sched.id).await,
-        Err(Error::ScheduleNotFound(_))
-    ));
-    assert!(matches!(
-        engine.schedule_fires(&other, sched.id, None, 10).await,
-        Err(Error::ScheduleNotFound(_))
-    ));
+    assert_not_found(engine.get_schedule(&other, sched.id).await);
+    assert_not_found(engine.pause_schedule(&other, sched.id, "x").await);
+    assert_not_found(engine.resume_schedule(&other, sched.id).await);
+    assert_not_found(engine.trigger_schedule(&other, sched.id, "x").await);
+    assert_not_found(engine.delete_schedule(&other, sched.id).await);
+    assert_not_found(engine.schedule_fires(&other, sched.id, None, 10).await);
     assert!(engine.list_schedules(&other).await.unwrap().is_empty());
     let listed: Vec<Schedule> = engine.list_schedules(&tenant()).await.unwrap();
     assert_eq!(listed.len(), 1);
@@ -906,27 +851,10 @@ async fn lifecycle(store: Arc<dyn Store>) {
 
     // Delete: gone with its fire records; its runs stay.
     engine.delete_schedule(&tenant(), sched.id).await.unwrap();
-    assert!(matches!(
-        engine.get_schedule(&tenant(), sched.id).await,
-        Err(Error::ScheduleNotFound(_))
-    ));
-    assert!(matches!(
-        engine.delete_schedule(&tenant(), sched.id).await,
-        Err(Error::ScheduleNotFound(_))
-    ));
+    assert_not_found(engine.get_schedule(&tenant(), sched.id).await);
+    assert_not_found(engine.delete_schedule(&tenant(), sched.id).await);
     engine.get(&tenant(), started.run.id).await.unwrap();
     s.shutdown().await;
-}
-
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
-async fn pause_resume_trigger_delete_postgres(pool: sqlx::PgPool) {
-    lifecycle(postgres(pool)).await;
-}
-
-#[tokio::test]
-async fn pause_resume_trigger_delete_sqlite() {
-    let (store, _dir) = sqlite().await;
-    lifecycle(store).await;
 }
 
 // ---------------------------------------------------------------------------

@@ -181,6 +181,16 @@ mod tests {
 
     const GRACE: Duration = Duration::seconds(60);
 
+    fn plan_at(overlap: OverlapPolicy, catchup: CatchupPolicy, now: DateTime<Utc>) -> Plan {
+        plan(&schedule(overlap, catchup), &spec(), now, GRACE, 100)
+    }
+
+    fn missed_then_started(missed: usize) -> Vec<FireOutcome> {
+        let mut v = vec![FireOutcome::Missed; missed];
+        v.push(FireOutcome::Started);
+        v
+    }
+
     #[test]
     fn nothing_due_changes_nothing() {
         let s = schedule(OverlapPolicy::Skip, CatchupPolicy::One);
@@ -200,32 +210,12 @@ mod tests {
     #[test]
     fn catchup_after_an_hour_down() {
         let now = at("2026-01-01T01:02:30Z"); // 12 fires due, all late
-        let all = plan(
-            &schedule(OverlapPolicy::Allow, CatchupPolicy::All),
-            &spec(),
-            now,
-            GRACE,
-            100,
-        );
+        let all = plan_at(OverlapPolicy::Allow, CatchupPolicy::All, now);
         assert_eq!(outcomes(&all), vec![FireOutcome::Started; 12]);
-        let one = plan(
-            &schedule(OverlapPolicy::Allow, CatchupPolicy::One),
-            &spec(),
-            now,
-            GRACE,
-            100,
-        );
-        let mut want = vec![FireOutcome::Missed; 11];
-        want.push(FireOutcome::Started);
-        assert_eq!(outcomes(&one), want);
+        let one = plan_at(OverlapPolicy::Allow, CatchupPolicy::One, now);
+        assert_eq!(outcomes(&one), missed_then_started(11));
         assert_eq!(one.fires[11].at, at("2026-01-01T01:00:00Z"));
-        let none = plan(
-            &schedule(OverlapPolicy::Allow, CatchupPolicy::None),
-            &spec(),
-            now,
-            GRACE,
-            100,
-        );
+        let none = plan_at(OverlapPolicy::Allow, CatchupPolicy::None, now);
         assert_eq!(outcomes(&none), vec![FireOutcome::Missed; 12]);
         for p in [all, one, none] {
             assert_eq!(p.next_fire_at, Some(at("2026-01-01T01:05:00Z")));
@@ -235,16 +225,8 @@ mod tests {
     #[test]
     fn catchup_none_still_runs_fires_within_the_grace() {
         let now = at("2026-01-01T01:00:30Z");
-        let p = plan(
-            &schedule(OverlapPolicy::Allow, CatchupPolicy::None),
-            &spec(),
-            now,
-            GRACE,
-            100,
-        );
-        let mut want = vec![FireOutcome::Missed; 11];
-        want.push(FireOutcome::Started);
-        assert_eq!(outcomes(&p), want);
+        let p = plan_at(OverlapPolicy::Allow, CatchupPolicy::None, now);
+        assert_eq!(outcomes(&p), missed_then_started(11));
     }
 
     #[test]

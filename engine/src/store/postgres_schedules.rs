@@ -11,10 +11,10 @@ use sqlx::{AssertSqlSafe, PgPool, Row};
 use uuid::Uuid;
 
 use super::postgres::{RunInsert, insert_run};
-use super::schedules::key_held_detail;
-use super::{AppliedFire, FireBatch, FireBatchAck, Result, ScheduleChange, StoreError};
+use super::schedules::{BatchWritten, FireTx, RunInserted, write_batch};
+use super::{AppliedFire, FireBatch, FireBatchAck, NewRun, Result, ScheduleChange, StoreError};
 use crate::ids::{RunId, TenantId};
-use crate::schedule::{FireOutcome, FireRecord, Schedule, ScheduleId};
+use crate::schedule::{FireRecord, Schedule, ScheduleId};
 
 const SCHEDULE_COLUMNS: &str = "s.id, s.tenant_id, s.name, s.cron, s.timezone, s.workflow_name, \
     s.input, s.paused, s.pause_reason, s.overlap_policy, s.catchup_policy, s.next_fire_at, \
@@ -190,102 +190,98 @@ pub(super) async fn due_schedules(
 
 pub(super) async fn apply_fires(pool: &PgPool, b: &FireBatch) -> Result<FireBatchAck> {
     let mut tx = pool.begin().await?;
-    let moved = sqlx::query(
-        "UPDATE schedules SET next_fire_at = $4, buffered_fire_at = $5, revision = revision + 1, \
-            updated_at = $6 \
-         WHERE id = $1 AND tenant_id = $2 AND revision = $3",
-    )
-    .bind(b.schedule_id.0)
-    .bind(b.tenant_id.as_str())
-    .bind(b.expected_revision as i64)
-    .bind(b.next_fire_at)
-    .bind(b.buffered_fire_at)
-    .bind(b.now)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if moved == 0 {
-        tx.rollback().await?;
-        return Ok(FireBatchAck::Conflict);
-    }
-    let mut applied = Vec::with_capacity(b.fires.len());
-    let mut last: Option<(DateTime<Utc>, RunId)> = None;
-    for f in &b.fires {
-        let mut outcome = f.outcome;
-        let mut detail = f.detail.clone();
-        let mut run_id = None;
-        if let Some(new) = &f.run {
-            match insert_run(&mut tx, new).await? {
-                RunInsert::Created => {
-                    run_id = Some(new.id);
-                    last = Some((f.scheduled_time, new.id));
-                }
-                RunInsert::Duplicate => {
-                    tx.rollback().await?;
-                    return Ok(FireBatchAck::Conflict);
-                }
-                RunInsert::KeyHeld { key } if f.manual => {
-                    tx.rollback().await?;
-                    let holder: Option<Uuid> = sqlx::query_scalar(
-                        "SELECT run_id FROM concurrency_locks WHERE tenant_id = $1 AND key = $2",
-                    )
-                    .bind(b.tenant_id.as_str())
-                    .bind(&key)
-                    .fetch_optional(pool)
-                    .await?;
-                    return Ok(FireBatchAck::KeyHeld {
-                        holder: RunId(holder.unwrap_or_default()),
-                    });
-                }
-                RunInsert::KeyHeld { key } => {
-                    outcome = FireOutcome::Skipped;
-                    detail = Some(key_held_detail(Some(&key)));
-                }
-            }
+    match write_batch(&mut *tx, b).await? {
+        BatchWritten::Applied(applied) => {
+            tx.commit().await?;
+            Ok(FireBatchAck::Applied(applied))
         }
-        if !f.manual {
-            let written = if f.from_buffer {
-                sqlx::query(
-                    "UPDATE schedule_fires SET outcome = $3, run_id = $4, detail = $5, at = $6 \
-                     WHERE schedule_id = $1 AND scheduled_time = $2 AND outcome = 'buffered'",
-                )
-            } else {
-                sqlx::query(
-                    "INSERT INTO schedule_fires (schedule_id, scheduled_time, outcome, run_id, detail, at) \
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-                )
-            }
-            .bind(b.schedule_id.0)
-            .bind(f.scheduled_time)
-            .bind(outcome.as_str())
-            .bind(run_id.map(|r: RunId| r.0))
-            .bind(&detail)
-            .bind(b.now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if written == 0 {
-                tx.rollback().await?;
-                return Ok(FireBatchAck::Conflict);
-            }
+        BatchWritten::Conflict => {
+            tx.rollback().await?;
+            Ok(FireBatchAck::Conflict)
         }
-        applied.push(AppliedFire {
-            scheduled_time: f.scheduled_time,
-            outcome,
-            run_id,
-            manual: f.manual,
-        });
+        BatchWritten::KeyHeld { key, .. } => {
+            tx.rollback().await?;
+            let holder: Option<Uuid> = sqlx::query_scalar(
+                "SELECT run_id FROM concurrency_locks WHERE tenant_id = $1 AND key = $2",
+            )
+            .bind(b.tenant_id.as_str())
+            .bind(&key)
+            .fetch_optional(pool)
+            .await?;
+            Ok(FireBatchAck::KeyHeld {
+                holder: RunId(holder.unwrap_or_default()),
+            })
+        }
     }
-    if let Some((at, run)) = last {
+}
+
+#[async_trait::async_trait]
+impl FireTx for sqlx::PgConnection {
+    async fn advance_schedule(&mut self, b: &FireBatch) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE schedules SET next_fire_at = $4, buffered_fire_at = $5, revision = revision + 1, \
+                updated_at = $6 \
+             WHERE id = $1 AND tenant_id = $2 AND revision = $3",
+        )
+        .bind(b.schedule_id.0)
+        .bind(b.tenant_id.as_str())
+        .bind(b.expected_revision as i64)
+        .bind(b.next_fire_at)
+        .bind(b.buffered_fire_at)
+        .bind(b.now)
+        .execute(&mut *self)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn insert_run(&mut self, new: &NewRun) -> Result<RunInserted> {
+        Ok(match insert_run(self, new).await? {
+            RunInsert::Created => RunInserted::Created,
+            RunInsert::Duplicate => RunInserted::Duplicate,
+            RunInsert::KeyHeld { .. } => RunInserted::KeyHeld { holder: None },
+        })
+    }
+
+    async fn write_fire(
+        &mut self,
+        b: &FireBatch,
+        fire: &AppliedFire,
+        detail: Option<&str>,
+        from_buffer: bool,
+    ) -> Result<bool> {
+        let n = if from_buffer {
+            sqlx::query(
+                "UPDATE schedule_fires SET outcome = $3, run_id = $4, detail = $5, at = $6 \
+                 WHERE schedule_id = $1 AND scheduled_time = $2 AND outcome = 'buffered'",
+            )
+        } else {
+            sqlx::query(
+                "INSERT INTO schedule_fires (schedule_id, scheduled_time, outcome, run_id, detail, at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            )
+        }
+        .bind(b.schedule_id.0)
+        .bind(fire.scheduled_time)
+        .bind(fire.outcome.as_str())
+        .bind(fire.run_id.map(|r| r.0))
+        .bind(detail)
+        .bind(b.now)
+        .execute(&mut *self)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn set_last_fire(&mut self, b: &FireBatch, at: DateTime<Utc>, run: RunId) -> Result<()> {
         sqlx::query("UPDATE schedules SET last_fire_at = $2, last_workflow_id = $3 WHERE id = $1")
             .bind(b.schedule_id.0)
             .bind(at)
             .bind(run.0)
-            .execute(&mut *tx)
+            .execute(&mut *self)
             .await?;
+        Ok(())
     }
-    tx.commit().await?;
-    Ok(FireBatchAck::Applied(applied))
 }
 
 pub(super) async fn schedule_fires(

@@ -246,7 +246,7 @@ pub(super) enum RunInsert {
     KeyHeld { holder: RunId },
     /// The idempotency key is taken: the existing run, or a conflict.
     /// Nothing was written.
-    Found(CreateOutcome),
+    Found(Box<CreateOutcome>),
 }
 
 /// Inserts a run, its steps and its first events on `tx` (a transaction the
@@ -254,7 +254,7 @@ pub(super) enum RunInsert {
 pub(super) async fn insert_run(tx: &mut SqliteConnection, new: &NewRun) -> Result<RunInsert> {
     let def = &new.definition.definition;
     if let Some(found) = find_idempotent(&mut *tx, new).await? {
-        return Ok(RunInsert::Found(found));
+        return Ok(RunInsert::Found(Box::new(found)));
     }
     let mut queued = false;
     if let Some((key, policy)) = &new.concurrency {
@@ -396,7 +396,7 @@ impl Store for SqliteStore {
             }
             RunInsert::Found(found) => {
                 tx.rollback().await?;
-                return Ok(found);
+                return Ok(*found);
             }
         }
         let run = self
