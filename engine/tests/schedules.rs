@@ -578,43 +578,86 @@ async fn wait_running(gate: &Gate) {
     .await;
 }
 
+/// An every-minute schedule of the gated workflow, with an executor and a
+/// ticked scheduler.
+struct Slow {
+    clock: ManualClock,
+    gate: Gate,
+    engine: Engine,
+    exec: ExecutorHandle,
+    s: SchedulerHandle,
+    sched: Schedule,
+}
+
+impl Slow {
+    async fn new(store: Arc<dyn Store>, overlap: OverlapPolicy) -> Self {
+        let clock = ManualClock::new(at("2026-01-01T00:00:30Z"));
+        let gate = Gate::new();
+        let engine = engine_with(store, &[gated_toml("slow")], &clock, Some(&gate)).await;
+        let exec = executor(&engine);
+        let s = ticked(&engine);
+        let sched = engine
+            .create_schedule(NewSchedule {
+                overlap_policy: overlap,
+                catchup_policy: CatchupPolicy::All,
+                ..new_schedule("slow", "* * * * *", "", "slow")
+            })
+            .await
+            .unwrap();
+        Self {
+            clock,
+            gate,
+            engine,
+            exec,
+            s,
+            sched,
+        }
+    }
+
+    async fn shutdown(self) {
+        assert_eq!(
+            self.gate.max_running.load(Ordering::SeqCst),
+            1,
+            "never two runs at once"
+        );
+        self.s.shutdown().await;
+        self.exec.shutdown().await;
+    }
+}
+
 async fn overlap_skip_never_runs_two_at_once(store: Arc<dyn Store>) {
-    let clock = ManualClock::new(at("2026-01-01T00:00:30Z"));
-    let gate = Gate::new();
-    let engine = engine_with(store, &[gated_toml("slow")], &clock, Some(&gate)).await;
-    let exec = executor(&engine);
-    let s = ticked(&engine);
-    let sched = engine
-        .create_schedule(NewSchedule {
-            overlap_policy: OverlapPolicy::Skip,
-            catchup_policy: CatchupPolicy::All,
-            ..new_schedule("slow", "* * * * *", "", "slow")
-        })
-        .await
-        .unwrap();
+    let t = Slow::new(store, OverlapPolicy::Skip).await;
+    let Slow {
+        clock,
+        gate,
+        engine,
+        s,
+        sched,
+        ..
+    } = &t;
     // Each run takes three intervals: it is released after the third tick
     // that finds it still running.
     let mut want = Vec::new();
     for i in 0..12 {
         clock.advance(Duration::from_secs(60));
-        tick(&s).await;
+        tick(s).await;
         want.push(if i % 3 == 0 {
             FireOutcome::Started
         } else {
             FireOutcome::Skipped
         });
         assert!(
-            active_runs(&engine, sched.id).await <= 1,
+            active_runs(engine, sched.id).await <= 1,
             "tick {i}: two active runs"
         );
-        wait_running(&gate).await;
+        wait_running(gate).await;
         if i % 3 == 2 {
             let last = engine.get_schedule(&tenant(), sched.id).await.unwrap();
             gate.release(1);
-            wait_completed(&engine, last.last_workflow_id.unwrap()).await;
+            wait_completed(engine, last.last_workflow_id.unwrap()).await;
         }
     }
-    let got = fires(&engine, sched.id).await;
+    let got = fires(engine, sched.id).await;
     assert_eq!(outcomes(&got), want);
     for f in got.iter().filter(|f| f.outcome == FireOutcome::Skipped) {
         assert!(
@@ -623,35 +666,26 @@ async fn overlap_skip_never_runs_two_at_once(store: Arc<dyn Store>) {
         );
         assert!(f.run_id.is_none());
     }
-    assert_eq!(runs_of(&engine, sched.id).await.len(), 4);
-    assert_eq!(
-        gate.max_running.load(Ordering::SeqCst),
-        1,
-        "never two runs at once"
-    );
-    s.shutdown().await;
-    exec.shutdown().await;
+    assert_eq!(runs_of(engine, sched.id).await.len(), 4);
+    t.shutdown().await;
 }
 
 async fn overlap_buffer_one_starts_the_buffered_fire_after_the_run(store: Arc<dyn Store>) {
-    let clock = ManualClock::new(at("2026-01-01T00:00:30Z"));
-    let gate = Gate::new();
-    let engine = engine_with(store, &[gated_toml("slow")], &clock, Some(&gate)).await;
-    let exec = executor(&engine);
-    let s = ticked(&engine);
-    let sched = engine
-        .create_schedule(NewSchedule {
-            overlap_policy: OverlapPolicy::BufferOne,
-            ..new_schedule("buffered", "* * * * *", "", "slow")
-        })
-        .await
-        .unwrap();
+    let t = Slow::new(store, OverlapPolicy::BufferOne).await;
+    let Slow {
+        clock,
+        gate,
+        engine,
+        s,
+        sched,
+        ..
+    } = &t;
     for _ in 0..3 {
         clock.advance(Duration::from_secs(60));
-        tick(&s).await;
-        wait_running(&gate).await;
+        tick(s).await;
+        wait_running(gate).await;
     }
-    let got = fires(&engine, sched.id).await;
+    let got = fires(engine, sched.id).await;
     assert_eq!(
         outcomes(&got),
         [
@@ -664,14 +698,14 @@ async fn overlap_buffer_one_starts_the_buffered_fire_after_the_run(store: Arc<dy
     let first = got[0].run_id.unwrap();
     let s1 = engine.get_schedule(&tenant(), sched.id).await.unwrap();
     assert_eq!(s1.buffered_fire_at, Some(buffered_time));
-    assert_eq!(active_runs(&engine, sched.id).await, 1);
+    assert_eq!(active_runs(engine, sched.id).await, 1);
 
     // The active run ends: the next pass starts the buffered fire, for its
     // own scheduled time, without the clock moving.
     gate.release(1);
-    wait_completed(&engine, first).await;
-    tick(&s).await;
-    let got = fires(&engine, sched.id).await;
+    wait_completed(engine, first).await;
+    tick(s).await;
+    let got = fires(engine, sched.id).await;
     assert_eq!(
         outcomes(&got),
         [
@@ -690,12 +724,10 @@ async fn overlap_buffer_one_starts_the_buffered_fire_after_the_run(store: Arc<dy
         s2.next_fire_at, s1.next_fire_at,
         "the cron rhythm is unchanged"
     );
-    assert_eq!(active_runs(&engine, sched.id).await, 1);
+    assert_eq!(active_runs(engine, sched.id).await, 1);
     gate.release(1);
-    wait_completed(&engine, second).await;
-    assert_eq!(gate.max_running.load(Ordering::SeqCst), 1);
-    s.shutdown().await;
-    exec.shutdown().await;
+    wait_completed(engine, second).await;
+    t.shutdown().await;
 }
 
 // ---------------------------------------------------------------------------
