@@ -400,7 +400,7 @@ async fn replica(pool: &sqlx::PgPool, clock: &ManualClock) -> Replica {
     // A short real poll on top of the test's ticks: passes overlap and
     // race each other all the time.
     let scheduler = Some(engine.start_scheduler(SchedulerOptions {
-        poll_interval: Duration::from_millis(3),
+        poll_interval: Duration::from_millis(20),
         ..SchedulerOptions::default()
     }));
     Replica { engine, scheduler }
