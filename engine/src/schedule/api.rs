@@ -278,7 +278,8 @@ impl Engine {
         Ok(report)
     }
 
-    /// Starts this replica's scheduler.
+    /// Starts this replica's scheduler. Its first pass runs at once (a
+    /// restarted replica catches up without waiting for the poll).
     pub fn start_scheduler(&self, opts: SchedulerOptions) -> SchedulerHandle {
         scheduler::spawn(self.clone(), opts)
     }
