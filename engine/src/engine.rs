@@ -224,6 +224,32 @@ impl Engine {
 
     /// Starts a run (or returns the one its idempotency key names).
     pub async fn start(&self, req: StartRequest) -> Result<Started> {
+        let new = self.prepare_run(req)?;
+        match self.shared.store.create_run(&new).await? {
+            CreateOutcome::Created(run) => {
+                if run.next_run_at.is_some() {
+                    self.wake();
+                }
+                Ok(Started { run, created: true })
+            }
+            CreateOutcome::Existing(run) => Ok(Started {
+                run,
+                created: false,
+            }),
+            CreateOutcome::IdempotencyConflict => Err(Error::IdempotencyConflict {
+                workflow: new.definition.definition.name.clone(),
+                key: new.idempotency_key.unwrap_or_default(),
+            }),
+            CreateOutcome::ConcurrencyKeyHeld { holder } => Err(Error::ConcurrencyKeyHeld {
+                key: new.concurrency.map(|c| c.0).unwrap_or_default(),
+                holder,
+            }),
+        }
+    }
+
+    /// Checks a start request (workflow, input, concurrency key) and builds
+    /// the run to insert. Every way of starting a run goes through here.
+    pub(crate) fn prepare_run(&self, req: StartRequest) -> Result<NewRun> {
         let def = self.resolve(&req.workflow_name, req.workflow_version)?;
         if !req.input.is_object() {
             return Err(Error::InvalidArgument("input must be a JSON object".into()));
@@ -269,40 +295,20 @@ impl Engine {
             .and_then(|tp| tp.split('-').nth(1))
             .filter(|t| t.len() == 32)
             .map(str::to_owned);
-        let new = NewRun {
+        Ok(NewRun {
             id: RunId::new(),
             tenant_id: req.tenant_id,
             input_hash: input_hash(&req.input),
             input: req.input,
-            definition: def.clone(),
+            definition: def,
             idempotency_key: req.idempotency_key.filter(|k| !k.is_empty()),
-            concurrency: concurrency.clone(),
+            concurrency,
             schedule_id: req.schedule_id,
             traceparent: req.traceparent,
             trace_id,
             actor: req.actor,
             now: self.shared.clock.now(),
-        };
-        match self.shared.store.create_run(&new).await? {
-            CreateOutcome::Created(run) => {
-                if run.next_run_at.is_some() {
-                    self.wake();
-                }
-                Ok(Started { run, created: true })
-            }
-            CreateOutcome::Existing(run) => Ok(Started {
-                run,
-                created: false,
-            }),
-            CreateOutcome::IdempotencyConflict => Err(Error::IdempotencyConflict {
-                workflow: def.definition.name.clone(),
-                key: new.idempotency_key.unwrap_or_default(),
-            }),
-            CreateOutcome::ConcurrencyKeyHeld { holder } => Err(Error::ConcurrencyKeyHeld {
-                key: concurrency.map(|c| c.0).unwrap_or_default(),
-                holder,
-            }),
-        }
+        })
     }
 
     pub async fn get(&self, tenant: &TenantId, id: RunId) -> Result<RunRecord> {

@@ -35,6 +35,14 @@ pub enum Error {
     /// The store failed. The text is for logs only.
     #[error("store error: {0}")]
     Store(#[from] crate::store::StoreError),
+    #[error("schedule {0} not found")]
+    ScheduleNotFound(crate::schedule::ScheduleId),
+    /// The tenant already has a schedule of that name (ALREADY_EXISTS).
+    #[error("a schedule named {0:?} already exists")]
+    ScheduleExists(String),
+    /// The schedule kept changing under the call; the caller may retry.
+    #[error("schedule {0} changed while the call was applied; retry the call")]
+    ScheduleContention(crate::schedule::ScheduleId),
 }
 
 impl From<InvalidTransition> for Error {

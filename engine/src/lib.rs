@@ -31,6 +31,7 @@ pub mod handler;
 pub mod ids;
 pub mod retry;
 pub mod saga;
+pub mod schedule;
 pub mod state;
 pub mod store;
 

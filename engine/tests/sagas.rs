@@ -2,6 +2,7 @@
 //! fresh PostgreSQL database (`#[sqlx::test]`) and a fresh SQLite file.
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
+#[macro_use]
 mod support;
 
 use std::sync::Arc;
@@ -18,23 +19,6 @@ use sagaflow_engine::state::{RunState, StepState};
 use sagaflow_engine::store::{Checkpoint, CheckpointAck, EventKind, RunFilter, Store};
 use serde_json::json;
 use support::*;
-
-/// Runs `$scenario(store)` on PostgreSQL and on SQLite.
-macro_rules! on_both_backends {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            #[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
-            async fn postgres(pool: sqlx::PgPool) {
-                super::$scenario(super::support::postgres(pool)).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let (store, _dir) = super::support::sqlite().await;
-                super::$scenario(store).await;
-            }
-        }
-    )*};
-}
 
 on_both_backends!(
     ten_step_saga_completes_with_gapless_events,

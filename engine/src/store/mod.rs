@@ -14,7 +14,12 @@ use crate::ids::{LeaseToken, RunId, TenantId};
 use crate::state::{RunState, StepState};
 
 pub mod postgres;
+mod postgres_schedules;
+pub mod schedules;
 pub mod sqlite;
+mod sqlite_schedules;
+
+pub use schedules::{AppliedFire, FireBatch, FireBatchAck, FireWrite, ScheduleChange};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -507,6 +512,56 @@ pub trait Store: Send + Sync + 'static {
     /// Hands free concurrency keys to the oldest run queued on each (the
     /// fallback for a start that raced a release). Returns how many ran.
     async fn promote_queued(&self, now: DateTime<Utc>) -> Result<u64>;
+
+    // ----- Schedules (see `crate::schedule`) -----
+
+    /// Inserts a schedule; false when the tenant has one of that name.
+    async fn insert_schedule(&self, s: &crate::schedule::Schedule) -> Result<bool>;
+
+    /// Inserts a default schedule unless its name was seeded for the tenant
+    /// before (or a schedule of that name exists); true when it was created.
+    async fn seed_schedule(&self, s: &crate::schedule::Schedule) -> Result<bool>;
+
+    async fn get_schedule(
+        &self,
+        tenant: &TenantId,
+        id: crate::schedule::ScheduleId,
+    ) -> Result<Option<crate::schedule::Schedule>>;
+
+    /// A tenant's schedules, by name.
+    async fn list_schedules(&self, tenant: &TenantId) -> Result<Vec<crate::schedule::Schedule>>;
+
+    /// Pauses or resumes; false if the schedule changed since it was read
+    /// (or is gone).
+    async fn change_schedule(&self, c: &ScheduleChange) -> Result<bool>;
+
+    /// Deletes a schedule and its fire records; false if there was none.
+    async fn delete_schedule(
+        &self,
+        tenant: &TenantId,
+        id: crate::schedule::ScheduleId,
+    ) -> Result<bool>;
+
+    /// Unpaused schedules (of every tenant) with a fire due at `now` or a
+    /// buffered fire, soonest first.
+    async fn due_schedules(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<crate::schedule::Schedule>>;
+
+    /// Writes a scheduling decision in one transaction (see [`FireBatch`]).
+    async fn apply_fires(&self, batch: &FireBatch) -> Result<FireBatchAck>;
+
+    /// Recorded fires of a schedule scheduled after `after`, oldest first;
+    /// none if the schedule is not the tenant's.
+    async fn schedule_fires(
+        &self,
+        tenant: &TenantId,
+        id: crate::schedule::ScheduleId,
+        after: Option<DateTime<Utc>>,
+        limit: u32,
+    ) -> Result<Option<Vec<crate::schedule::FireRecord>>>;
 }
 
 /// Connects to `url` (`postgres://…` or `sqlite://…`) and applies migrations.

@@ -188,6 +188,94 @@ async fn release_keys(
     Ok(())
 }
 
+/// What [`insert_run`] did inside the caller's transaction.
+pub(super) enum RunInsert {
+    /// The run, its lock (if any) and its first events are written.
+    Created,
+    /// The concurrency key is held and the policy is `reject`: nothing
+    /// was written.
+    KeyHeld { key: String },
+    /// The idempotency key is taken: the transaction must be rolled back
+    /// (the concurrency lock may have been taken).
+    Duplicate,
+}
+
+/// Inserts a run, its steps and its first events on `tx` (a transaction the
+/// caller commits), enforcing the idempotency and concurrency keys.
+pub(super) async fn insert_run(tx: &mut sqlx::PgConnection, new: &NewRun) -> Result<RunInsert> {
+    let def = &new.definition.definition;
+    let mut queued = false;
+    if let Some((key, policy)) = &new.concurrency {
+        let got: Option<Uuid> = sqlx::query_scalar(
+            "INSERT INTO concurrency_locks (tenant_id, key, run_id) \
+             SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM runs WHERE tenant_id = $1 \
+               AND concurrency_key = $2 AND state = 'PENDING' AND next_run_at IS NULL) \
+             ON CONFLICT DO NOTHING RETURNING run_id",
+        )
+        .bind(new.tenant_id.as_str())
+        .bind(key)
+        .bind(new.id.0)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if got.is_none() {
+            match policy {
+                ConcurrencyPolicy::Queue => queued = true,
+                ConcurrencyPolicy::Reject => return Ok(RunInsert::KeyHeld { key: key.clone() }),
+            }
+        }
+    }
+    let mut events = vec![NewEvent {
+        kind: EventKind::RunStarted,
+        step: None,
+        attempt: 0,
+        run_state: RunState::Pending,
+        message: None,
+        actor: new.actor.clone(),
+        at: new.now,
+    }];
+    if queued {
+        events.push(NewEvent {
+            kind: EventKind::RunQueued,
+            message: Some("waiting for the concurrency key to be free".into()),
+            ..events[0].clone()
+        });
+    }
+    let ev = EventArrays::new(&events);
+    let sql = format!(
+        "WITH r AS (INSERT INTO runs (id, tenant_id, workflow_name, workflow_version, definition_id, state, \
+            input, input_hash, context, steps, idempotency_key, concurrency_key, schedule_id, trace_id, \
+            traceparent, last_seq, next_run_at, created_at, updated_at) \
+          VALUES ($1, $2, $3, $4, $5, 'PENDING', $6, $7, $6, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16) \
+          ON CONFLICT (tenant_id, workflow_name, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
+          RETURNING id, last_seq) {}",
+        insert_events_sql(17)
+    );
+    let steps = steps_to_json(&initial_steps(def));
+    let q = sqlx::query(AssertSqlSafe(sql))
+        .bind(new.id.0)
+        .bind(new.tenant_id.as_str())
+        .bind(&def.name)
+        .bind(def.version as i32)
+        .bind(&new.definition.id)
+        .bind(&new.input)
+        .bind(&new.input_hash)
+        .bind(&steps)
+        .bind(&new.idempotency_key)
+        .bind(new.concurrency.as_ref().map(|c| &c.0))
+        .bind(&new.schedule_id)
+        .bind(&new.trace_id)
+        .bind(&new.traceparent)
+        .bind(events.len() as i64)
+        .bind(if queued { None } else { Some(new.now) })
+        .bind(new.now);
+    let inserted = bind_events(q, &ev).execute(&mut *tx).await?.rows_affected();
+    Ok(if inserted == 0 {
+        RunInsert::Duplicate
+    } else {
+        RunInsert::Created
+    })
+}
+
 #[async_trait]
 impl Store for PgStore {
     fn backend(&self) -> Backend {
@@ -235,96 +323,33 @@ impl Store for PgStore {
     }
 
     async fn create_run(&self, new: &NewRun) -> Result<CreateOutcome> {
-        let def = &new.definition.definition;
         let mut tx = self.pool.begin().await?;
-        let mut queued = false;
-        if let Some((key, policy)) = &new.concurrency {
-            let got: Option<Uuid> = sqlx::query_scalar(
-                "INSERT INTO concurrency_locks (tenant_id, key, run_id) \
-                 SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM runs WHERE tenant_id = $1 \
-                   AND concurrency_key = $2 AND state = 'PENDING' AND next_run_at IS NULL) \
-                 ON CONFLICT DO NOTHING RETURNING run_id",
-            )
-            .bind(new.tenant_id.as_str())
-            .bind(key)
-            .bind(new.id.0)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if got.is_none() {
-                match policy {
-                    ConcurrencyPolicy::Queue => queued = true,
-                    ConcurrencyPolicy::Reject => {
-                        tx.rollback().await?;
-                        if let Some(existing) = self.find_idempotent(new).await? {
-                            return Ok(existing);
-                        }
-                        let holder: Option<Uuid> = sqlx::query_scalar(
-                            "SELECT run_id FROM concurrency_locks WHERE tenant_id = $1 AND key = $2",
-                        )
-                        .bind(new.tenant_id.as_str())
-                        .bind(key)
-                        .fetch_optional(&self.pool)
-                        .await?;
-                        return Ok(CreateOutcome::ConcurrencyKeyHeld {
-                            holder: RunId(holder.unwrap_or_default()),
-                        });
-                    }
+        match insert_run(&mut tx, new).await? {
+            RunInsert::Created => tx.commit().await?,
+            RunInsert::KeyHeld { key } => {
+                tx.rollback().await?;
+                if let Some(existing) = self.find_idempotent(new).await? {
+                    return Ok(existing);
                 }
+                let holder: Option<Uuid> = sqlx::query_scalar(
+                    "SELECT run_id FROM concurrency_locks WHERE tenant_id = $1 AND key = $2",
+                )
+                .bind(new.tenant_id.as_str())
+                .bind(&key)
+                .fetch_optional(&self.pool)
+                .await?;
+                return Ok(CreateOutcome::ConcurrencyKeyHeld {
+                    holder: RunId(holder.unwrap_or_default()),
+                });
+            }
+            RunInsert::Duplicate => {
+                tx.rollback().await?;
+                return Ok(self
+                    .find_idempotent(new)
+                    .await?
+                    .unwrap_or(CreateOutcome::IdempotencyConflict));
             }
         }
-        let mut events = vec![NewEvent {
-            kind: EventKind::RunStarted,
-            step: None,
-            attempt: 0,
-            run_state: RunState::Pending,
-            message: None,
-            actor: new.actor.clone(),
-            at: new.now,
-        }];
-        if queued {
-            events.push(NewEvent {
-                kind: EventKind::RunQueued,
-                message: Some("waiting for the concurrency key to be free".into()),
-                ..events[0].clone()
-            });
-        }
-        let ev = EventArrays::new(&events);
-        let sql = format!(
-            "WITH r AS (INSERT INTO runs (id, tenant_id, workflow_name, workflow_version, definition_id, state, \
-                input, input_hash, context, steps, idempotency_key, concurrency_key, schedule_id, trace_id, \
-                traceparent, last_seq, next_run_at, created_at, updated_at) \
-              VALUES ($1, $2, $3, $4, $5, 'PENDING', $6, $7, $6, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16) \
-              ON CONFLICT (tenant_id, workflow_name, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
-              RETURNING id, last_seq) {}",
-            insert_events_sql(17)
-        );
-        let steps = steps_to_json(&initial_steps(def));
-        let q = sqlx::query(AssertSqlSafe(sql))
-            .bind(new.id.0)
-            .bind(new.tenant_id.as_str())
-            .bind(&def.name)
-            .bind(def.version as i32)
-            .bind(&new.definition.id)
-            .bind(&new.input)
-            .bind(&new.input_hash)
-            .bind(&steps)
-            .bind(&new.idempotency_key)
-            .bind(new.concurrency.as_ref().map(|c| &c.0))
-            .bind(&new.schedule_id)
-            .bind(&new.trace_id)
-            .bind(&new.traceparent)
-            .bind(events.len() as i64)
-            .bind(if queued { None } else { Some(new.now) })
-            .bind(new.now);
-        let inserted = bind_events(q, &ev).execute(&mut *tx).await?.rows_affected();
-        if inserted == 0 {
-            tx.rollback().await?;
-            return Ok(self
-                .find_idempotent(new)
-                .await?
-                .unwrap_or(CreateOutcome::IdempotencyConflict));
-        }
-        tx.commit().await?;
         let run = self
             .get_run(&new.tenant_id, new.id)
             .await?
@@ -633,6 +658,60 @@ impl Store for PgStore {
         .await?
         .rows_affected();
         Ok(n)
+    }
+
+    async fn insert_schedule(&self, s: &crate::schedule::Schedule) -> Result<bool> {
+        super::postgres_schedules::insert_schedule(&self.pool, s).await
+    }
+
+    async fn seed_schedule(&self, s: &crate::schedule::Schedule) -> Result<bool> {
+        super::postgres_schedules::seed_schedule(&self.pool, s).await
+    }
+
+    async fn get_schedule(
+        &self,
+        tenant: &TenantId,
+        id: crate::schedule::ScheduleId,
+    ) -> Result<Option<crate::schedule::Schedule>> {
+        super::postgres_schedules::get_schedule(&self.pool, tenant, id).await
+    }
+
+    async fn list_schedules(&self, tenant: &TenantId) -> Result<Vec<crate::schedule::Schedule>> {
+        super::postgres_schedules::list_schedules(&self.pool, tenant).await
+    }
+
+    async fn change_schedule(&self, c: &ScheduleChange) -> Result<bool> {
+        super::postgres_schedules::change_schedule(&self.pool, c).await
+    }
+
+    async fn delete_schedule(
+        &self,
+        tenant: &TenantId,
+        id: crate::schedule::ScheduleId,
+    ) -> Result<bool> {
+        super::postgres_schedules::delete_schedule(&self.pool, tenant, id).await
+    }
+
+    async fn due_schedules(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<crate::schedule::Schedule>> {
+        super::postgres_schedules::due_schedules(&self.pool, now, limit).await
+    }
+
+    async fn apply_fires(&self, batch: &FireBatch) -> Result<FireBatchAck> {
+        super::postgres_schedules::apply_fires(&self.pool, batch).await
+    }
+
+    async fn schedule_fires(
+        &self,
+        tenant: &TenantId,
+        id: crate::schedule::ScheduleId,
+        after: Option<DateTime<Utc>>,
+        limit: u32,
+    ) -> Result<Option<Vec<crate::schedule::FireRecord>>> {
+        super::postgres_schedules::schedule_fires(&self.pool, tenant, id, after, limit).await
     }
 }
 

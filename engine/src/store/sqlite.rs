@@ -25,8 +25,8 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sql
 /// The SQLite store.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    writer: SqlitePool,
-    reader: SqlitePool,
+    pub(super) writer: SqlitePool,
+    pub(super) reader: SqlitePool,
 }
 
 const RUN_COLUMNS: &str = "id, tenant_id, workflow_name, workflow_version, definition_id, state, \
@@ -34,7 +34,7 @@ const RUN_COLUMNS: &str = "id, tenant_id, workflow_name, workflow_version, defin
     traceparent, cancel_request, last_seq, next_run_at, lease_owner, lease_expires_at, created_at, \
     updated_at, finished_at";
 
-fn micros(t: DateTime<Utc>) -> i64 {
+pub(super) fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
 
@@ -42,19 +42,19 @@ fn opt_micros(t: Option<DateTime<Utc>>) -> Option<i64> {
     t.map(micros)
 }
 
-fn from_micros(v: i64) -> Result<DateTime<Utc>> {
+pub(super) fn from_micros(v: i64) -> Result<DateTime<Utc>> {
     DateTime::from_timestamp_micros(v).ok_or_else(|| StoreError::Corrupt(format!("timestamp {v}")))
 }
 
-fn opt_from_micros(v: Option<i64>) -> Result<Option<DateTime<Utc>>> {
+pub(super) fn opt_from_micros(v: Option<i64>) -> Result<Option<DateTime<Utc>>> {
     v.map(from_micros).transpose()
 }
 
-fn json(text: &str, what: &str) -> Result<Value> {
+pub(super) fn json(text: &str, what: &str) -> Result<Value> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
-fn uuid_col(row: &SqliteRow, col: &str) -> Result<uuid::Uuid> {
+pub(super) fn uuid_col(row: &SqliteRow, col: &str) -> Result<uuid::Uuid> {
     let s: String = row.try_get(col)?;
     uuid::Uuid::parse_str(&s).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
 }
@@ -210,32 +210,134 @@ impl SqliteStore {
             .await?;
         Ok(Self { writer, reader })
     }
+}
 
-    async fn find_idempotent(
-        &self,
-        conn: &mut SqliteConnection,
-        new: &NewRun,
-    ) -> Result<Option<CreateOutcome>> {
-        let Some(key) = &new.idempotency_key else {
-            return Ok(None);
-        };
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {RUN_COLUMNS}, input_hash FROM runs \
-             WHERE tenant_id = ?1 AND workflow_name = ?2 AND idempotency_key = ?3"
-        )))
-        .bind(new.tenant_id.as_str())
-        .bind(&new.definition.definition.name)
-        .bind(key)
-        .fetch_optional(&mut *conn)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let hash: String = row.try_get("input_hash")?;
-        Ok(Some(if hash == new.input_hash {
-            CreateOutcome::Existing(run_from_row(&row)?)
-        } else {
-            CreateOutcome::IdempotencyConflict
-        }))
+async fn find_idempotent(
+    conn: &mut SqliteConnection,
+    new: &NewRun,
+) -> Result<Option<CreateOutcome>> {
+    let Some(key) = &new.idempotency_key else {
+        return Ok(None);
+    };
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {RUN_COLUMNS}, input_hash FROM runs \
+         WHERE tenant_id = ?1 AND workflow_name = ?2 AND idempotency_key = ?3"
+    )))
+    .bind(new.tenant_id.as_str())
+    .bind(&new.definition.definition.name)
+    .bind(key)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let hash: String = row.try_get("input_hash")?;
+    Ok(Some(if hash == new.input_hash {
+        CreateOutcome::Existing(run_from_row(&row)?)
+    } else {
+        CreateOutcome::IdempotencyConflict
+    }))
+}
+
+/// What [`insert_run`] did inside the caller's transaction.
+pub(super) enum RunInsert {
+    /// The run, its lock (if any) and its first events are written.
+    Created,
+    /// The concurrency key is held and the policy is `reject`: nothing
+    /// was written.
+    KeyHeld { holder: RunId },
+    /// The idempotency key is taken: the existing run, or a conflict.
+    /// Nothing was written.
+    Found(Box<CreateOutcome>),
+}
+
+/// Inserts a run, its steps and its first events on `tx` (a transaction the
+/// caller commits), enforcing the idempotency and concurrency keys.
+pub(super) async fn insert_run(tx: &mut SqliteConnection, new: &NewRun) -> Result<RunInsert> {
+    let def = &new.definition.definition;
+    if let Some(found) = find_idempotent(&mut *tx, new).await? {
+        return Ok(RunInsert::Found(Box::new(found)));
     }
+    let mut queued = false;
+    if let Some((key, policy)) = &new.concurrency {
+        let holder: Option<String> = sqlx::query_scalar(
+            "SELECT run_id FROM concurrency_locks WHERE tenant_id = ?1 AND key = ?2",
+        )
+        .bind(new.tenant_id.as_str())
+        .bind(key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let waiting: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM runs WHERE tenant_id = ?1 AND concurrency_key = ?2 AND state = 'PENDING' \
+             AND next_run_at IS NULL LIMIT 1",
+        )
+        .bind(new.tenant_id.as_str())
+        .bind(key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        match (holder, waiting, policy) {
+            (None, None, _) => {
+                sqlx::query(
+                    "INSERT INTO concurrency_locks (tenant_id, key, run_id) VALUES (?1, ?2, ?3)",
+                )
+                .bind(new.tenant_id.as_str())
+                .bind(key)
+                .bind(new.id.to_string())
+                .execute(&mut *tx)
+                .await?;
+            }
+            (holder, _, ConcurrencyPolicy::Reject) => {
+                let holder = holder
+                    .and_then(|h| uuid::Uuid::parse_str(&h).ok())
+                    .unwrap_or_default();
+                return Ok(RunInsert::KeyHeld {
+                    holder: RunId(holder),
+                });
+            }
+            (_, _, ConcurrencyPolicy::Queue) => queued = true,
+        }
+    }
+    let mut events = vec![NewEvent {
+        kind: EventKind::RunStarted,
+        step: None,
+        attempt: 0,
+        run_state: RunState::Pending,
+        message: None,
+        actor: new.actor.clone(),
+        at: new.now,
+    }];
+    if queued {
+        events.push(NewEvent {
+            kind: EventKind::RunQueued,
+            message: Some("waiting for the concurrency key to be free".into()),
+            ..events[0].clone()
+        });
+    }
+    let input = new.input.to_string();
+    sqlx::query(
+        "INSERT INTO runs (id, tenant_id, workflow_name, workflow_version, definition_id, state, \
+            input, input_hash, context, steps, idempotency_key, concurrency_key, schedule_id, trace_id, \
+            traceparent, last_seq, next_run_at, created_at, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, 'PENDING', ?6, ?7, ?6, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?16)",
+    )
+    .bind(new.id.to_string())
+    .bind(new.tenant_id.as_str())
+    .bind(&def.name)
+    .bind(def.version as i64)
+    .bind(&new.definition.id)
+    .bind(&input)
+    .bind(&new.input_hash)
+    .bind(steps_to_json(&initial_steps(def)).to_string())
+    .bind(&new.idempotency_key)
+    .bind(new.concurrency.as_ref().map(|c| &c.0))
+    .bind(&new.schedule_id)
+    .bind(&new.trace_id)
+    .bind(&new.traceparent)
+    .bind(events.len() as i64)
+    .bind(if queued { None } else { Some(micros(new.now)) })
+    .bind(micros(new.now))
+    .execute(&mut *tx)
+    .await?;
+    insert_events(&mut *tx, new.id, events.len() as i64, &events).await?;
+    Ok(RunInsert::Created)
 }
 
 #[async_trait]
@@ -285,93 +387,18 @@ impl Store for SqliteStore {
     }
 
     async fn create_run(&self, new: &NewRun) -> Result<CreateOutcome> {
-        let def = &new.definition.definition;
         let mut tx = self.writer.begin().await?;
-        if let Some(found) = self.find_idempotent(&mut tx, new).await? {
-            tx.rollback().await?;
-            return Ok(found);
-        }
-        let mut queued = false;
-        if let Some((key, policy)) = &new.concurrency {
-            let holder: Option<String> = sqlx::query_scalar(
-                "SELECT run_id FROM concurrency_locks WHERE tenant_id = ?1 AND key = ?2",
-            )
-            .bind(new.tenant_id.as_str())
-            .bind(key)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let waiting: Option<i64> = sqlx::query_scalar(
-                "SELECT 1 FROM runs WHERE tenant_id = ?1 AND concurrency_key = ?2 AND state = 'PENDING' \
-                 AND next_run_at IS NULL LIMIT 1",
-            )
-            .bind(new.tenant_id.as_str())
-            .bind(key)
-            .fetch_optional(&mut *tx)
-            .await?;
-            match (holder, waiting, policy) {
-                (None, None, _) => {
-                    sqlx::query("INSERT INTO concurrency_locks (tenant_id, key, run_id) VALUES (?1, ?2, ?3)")
-                        .bind(new.tenant_id.as_str())
-                        .bind(key)
-                        .bind(new.id.to_string())
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                (holder, _, ConcurrencyPolicy::Reject) => {
-                    tx.rollback().await?;
-                    let holder = holder
-                        .and_then(|h| uuid::Uuid::parse_str(&h).ok())
-                        .unwrap_or_default();
-                    return Ok(CreateOutcome::ConcurrencyKeyHeld {
-                        holder: RunId(holder),
-                    });
-                }
-                (_, _, ConcurrencyPolicy::Queue) => queued = true,
+        match insert_run(&mut tx, new).await? {
+            RunInsert::Created => tx.commit().await?,
+            RunInsert::KeyHeld { holder } => {
+                tx.rollback().await?;
+                return Ok(CreateOutcome::ConcurrencyKeyHeld { holder });
+            }
+            RunInsert::Found(found) => {
+                tx.rollback().await?;
+                return Ok(*found);
             }
         }
-        let mut events = vec![NewEvent {
-            kind: EventKind::RunStarted,
-            step: None,
-            attempt: 0,
-            run_state: RunState::Pending,
-            message: None,
-            actor: new.actor.clone(),
-            at: new.now,
-        }];
-        if queued {
-            events.push(NewEvent {
-                kind: EventKind::RunQueued,
-                message: Some("waiting for the concurrency key to be free".into()),
-                ..events[0].clone()
-            });
-        }
-        let input = new.input.to_string();
-        sqlx::query(
-            "INSERT INTO runs (id, tenant_id, workflow_name, workflow_version, definition_id, state, \
-                input, input_hash, context, steps, idempotency_key, concurrency_key, schedule_id, trace_id, \
-                traceparent, last_seq, next_run_at, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, 'PENDING', ?6, ?7, ?6, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?16)",
-        )
-        .bind(new.id.to_string())
-        .bind(new.tenant_id.as_str())
-        .bind(&def.name)
-        .bind(def.version as i64)
-        .bind(&new.definition.id)
-        .bind(&input)
-        .bind(&new.input_hash)
-        .bind(steps_to_json(&initial_steps(def)).to_string())
-        .bind(&new.idempotency_key)
-        .bind(new.concurrency.as_ref().map(|c| &c.0))
-        .bind(&new.schedule_id)
-        .bind(&new.trace_id)
-        .bind(&new.traceparent)
-        .bind(events.len() as i64)
-        .bind(if queued { None } else { Some(micros(new.now)) })
-        .bind(micros(new.now))
-        .execute(&mut *tx)
-        .await?;
-        insert_events(&mut tx, new.id, events.len() as i64, &events).await?;
-        tx.commit().await?;
         let run = self
             .get_run(&new.tenant_id, new.id)
             .await?
@@ -659,5 +686,59 @@ impl Store for SqliteStore {
         }
         tx.commit().await?;
         Ok(free.len() as u64)
+    }
+
+    async fn insert_schedule(&self, s: &crate::schedule::Schedule) -> Result<bool> {
+        super::sqlite_schedules::insert_schedule(&self.writer, s).await
+    }
+
+    async fn seed_schedule(&self, s: &crate::schedule::Schedule) -> Result<bool> {
+        super::sqlite_schedules::seed_schedule(&self.writer, s).await
+    }
+
+    async fn get_schedule(
+        &self,
+        tenant: &TenantId,
+        id: crate::schedule::ScheduleId,
+    ) -> Result<Option<crate::schedule::Schedule>> {
+        super::sqlite_schedules::get_schedule(&self.reader, tenant, id).await
+    }
+
+    async fn list_schedules(&self, tenant: &TenantId) -> Result<Vec<crate::schedule::Schedule>> {
+        super::sqlite_schedules::list_schedules(&self.reader, tenant).await
+    }
+
+    async fn change_schedule(&self, c: &ScheduleChange) -> Result<bool> {
+        super::sqlite_schedules::change_schedule(&self.writer, c).await
+    }
+
+    async fn delete_schedule(
+        &self,
+        tenant: &TenantId,
+        id: crate::schedule::ScheduleId,
+    ) -> Result<bool> {
+        super::sqlite_schedules::delete_schedule(&self.writer, tenant, id).await
+    }
+
+    async fn due_schedules(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<crate::schedule::Schedule>> {
+        super::sqlite_schedules::due_schedules(&self.reader, now, limit).await
+    }
+
+    async fn apply_fires(&self, batch: &FireBatch) -> Result<FireBatchAck> {
+        super::sqlite_schedules::apply_fires(&self.writer, batch).await
+    }
+
+    async fn schedule_fires(
+        &self,
+        tenant: &TenantId,
+        id: crate::schedule::ScheduleId,
+        after: Option<DateTime<Utc>>,
+        limit: u32,
+    ) -> Result<Option<Vec<crate::schedule::FireRecord>>> {
+        super::sqlite_schedules::schedule_fires(&self.reader, tenant, id, after, limit).await
     }
 }

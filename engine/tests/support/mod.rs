@@ -299,3 +299,22 @@ where
 pub fn ms(a: DateTime<Utc>, b: DateTime<Utc>) -> i64 {
     (b - a).num_milliseconds()
 }
+
+/// Runs `$scenario(store)` on PostgreSQL and on SQLite (`#[macro_use] mod
+/// support;` in the test file).
+#[allow(unused_macros)] // not every test file runs scenarios
+macro_rules! on_both_backends {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            #[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+            async fn postgres(pool: sqlx::PgPool) {
+                super::$scenario(super::support::postgres(pool)).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let (store, _dir) = super::support::sqlite().await;
+                super::$scenario(store).await;
+            }
+        }
+    )*};
+}
