@@ -10,7 +10,8 @@ use sagaflow_engine::clock::SystemClock;
 use sagaflow_engine::definition::Definitions;
 use sagaflow_engine::executor::{ExecutorHandle, ExecutorOptions};
 use sagaflow_engine::handler::Registry;
-use sagaflow_engine::store::{self, Store, postgres::PgStore};
+use sagaflow_engine::store::{Store, postgres::PgStore, sqlite::SqliteStore};
+use sagaflow_steps::{DomainConfig, DomainRuntime};
 
 /// What it takes to run an engine in this process.
 #[derive(Debug, Clone)]
@@ -24,7 +25,12 @@ pub struct AppOptions {
 pub struct App {
     pub engine: Engine,
     pub executor: ExecutorHandle,
+    /// The ISP domain (pools, adapters, simulators).
+    pub domain: Option<DomainRuntime>,
 }
+
+/// The tenant `sagaflow dev`'s address pools belong to.
+pub const DEV_TENANT: &str = "default";
 
 /// Connects the store (applying migrations) and returns it with the handler
 /// dependencies it can provide.
@@ -37,10 +43,17 @@ pub async fn open_store(url: &str) -> anyhow::Result<(Arc<dyn Store>, sagaflow_s
                 .with_context(|| format!("cannot connect to {}", redact(url)))?;
             deps.postgres = Some(pg.pool().clone());
             Arc::new(pg)
-        } else {
-            store::connect(url)
+        } else if url.starts_with("sqlite:") {
+            let lite = SqliteStore::connect(url)
                 .await
-                .with_context(|| format!("cannot open {}", redact(url)))?
+                .with_context(|| format!("cannot open {}", redact(url)))?;
+            deps.sqlite = Some(lite.pool().clone());
+            Arc::new(lite)
+        } else {
+            anyhow::bail!(
+                "unsupported database URL {}: use postgres://… or sqlite://…",
+                redact(url)
+            );
         };
     store.migrate().await.context("applying migrations")?;
     Ok((store, deps))
@@ -55,7 +68,23 @@ pub fn registry(deps: &sagaflow_steps::Deps) -> Registry {
 
 impl App {
     pub async fn start(opts: AppOptions) -> anyhow::Result<Self> {
-        let (store, deps) = open_store(&opts.database_url).await?;
+        let (store, mut deps) = open_store(&opts.database_url).await?;
+        // The domain's defaults (built-in pools and simulators) until its
+        // configuration is read from the config file.
+        let domain = match deps.domain_db() {
+            Some(db) => {
+                let rt = DomainRuntime::start(
+                    &db,
+                    &DomainConfig::dev(DEV_TENANT),
+                    Arc::new(SystemClock),
+                )
+                .await
+                .context("starting the ISP domain")?;
+                deps.domain = Some(rt.deps.clone());
+                Some(rt)
+            }
+            None => None,
+        };
         let registry = registry(&deps);
         let defs = if opts.workflows.exists() {
             Definitions::load_dir(&opts.workflows, &registry)?
@@ -71,12 +100,20 @@ impl App {
         }
         let engine = Engine::new(store, Arc::new(registry), defs, Arc::new(SystemClock)).await?;
         let executor = engine.start_executor(opts.executor);
-        Ok(Self { engine, executor })
+        Ok(Self {
+            engine,
+            executor,
+            domain,
+        })
     }
 
-    /// Drains the executor and releases its leases.
+    /// Drains the executor and releases its leases, then stops the domain's
+    /// simulators.
     pub async fn shutdown(self) {
         self.executor.shutdown().await;
+        if let Some(d) = self.domain {
+            d.shutdown().await;
+        }
     }
 }
 

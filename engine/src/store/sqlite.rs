@@ -211,6 +211,12 @@ impl SqliteStore {
         Ok(Self { writer, reader })
     }
 
+    /// The single writer connection's pool: code that writes its own tables
+    /// to this database (the domain repositories) goes through it.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.writer
+    }
+
     async fn find_idempotent(
         &self,
         conn: &mut SqliteConnection,
