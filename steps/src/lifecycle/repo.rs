@@ -228,6 +228,27 @@ pub async fn for_subscriber(
     Ok(records(rows)?)
 }
 
+/// A tenant's records in any of `states`, by subscriber then id.
+pub async fn list(
+    db: &DomainDb,
+    tenant: &str,
+    states: &[AddressState],
+) -> Result<Vec<AddressRecord>> {
+    if states.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list: Vec<String> = states.iter().map(|s| format!("'{}'", s.as_str())).collect();
+    let sql = format!(
+        "SELECT {COLUMNS} FROM address_records WHERE tenant_id = $1 AND state IN ({}) \
+         ORDER BY subscriber_id, id",
+        list.join(", ")
+    );
+    let rows: Vec<RecordRow> = with_db!(db, pool => {
+        sqlx::query_as(AssertSqlSafe(sql)).bind(tenant).fetch_all(pool).await?
+    });
+    Ok(records(rows)?)
+}
+
 /// Moves record `id` to `to`, stamping the state's time and the run that
 /// did it. Moving a record to the state it is in is refused like any other
 /// move outside the table; callers that want idempotence check first.
