@@ -82,6 +82,7 @@ async fn sigkilled_engine_loses_nothing_and_applies_each_effect_once(pool: PgPoo
     // The test starts runs through the library (no executor here).
     let deps = sagaflow_steps::Deps {
         postgres: Some(pool.clone()),
+        ..Default::default()
     };
     let registry = sagaflow::app::registry(&deps);
     let defs = Definitions::load_dir(dir.path(), &registry).unwrap();

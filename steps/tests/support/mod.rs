@@ -13,9 +13,7 @@ use sagaflow_engine::clock::SystemClock;
 use sagaflow_engine::definition::{self, Definitions};
 use sagaflow_engine::engine::StartRequest;
 use sagaflow_engine::executor::{ExecutorHandle, ExecutorOptions};
-use sagaflow_engine::handler::{
-    CallKind, Registry, StepError, StepOutput, StepRequest,
-};
+use sagaflow_engine::handler::{CallKind, Registry, StepError, StepOutput, StepRequest};
 use sagaflow_engine::ids::{RunId, TenantId};
 use sagaflow_engine::retry::RetryPolicy;
 use sagaflow_engine::state::RunState;
@@ -23,8 +21,8 @@ use sagaflow_engine::store::postgres::PgStore;
 use sagaflow_engine::store::sqlite::SqliteStore;
 use sagaflow_engine::store::{RunRecord, Store};
 use sagaflow_steps::ipam::{PoolConfig, repo as ipam};
-use sagaflow_steps::lifecycle::repo as lifecycle;
 use sagaflow_steps::lifecycle::AddressState;
+use sagaflow_steps::lifecycle::repo as lifecycle;
 use sagaflow_steps::sim::{SimHandle, SimSnapshot};
 use sagaflow_steps::subscriber::{SubscriberState, repo as subscribers};
 use sagaflow_steps::{Deps, DomainConfig, DomainDb, DomainRuntime};
@@ -88,13 +86,16 @@ pub struct Account {
     pub framed_ip: Option<String>,
 }
 
+/// (kind, subscriber, framed ip) of a CoA or Disconnect-Request.
+pub type Packet = (String, String, Option<String>);
+
 /// Stand-ins for the `radius.*` handlers: they keep accounts and the
 /// packets "sent" in memory, and fail at a configurable rate.
 #[derive(Clone, Default)]
 pub struct Radius {
     pub accounts: Arc<Mutex<BTreeMap<String, Account>>>,
     /// (kind, subscriber, framed ip) of every CoA / Disconnect sent.
-    pub packets: Arc<Mutex<Vec<(String, String, Option<String>)>>>,
+    pub packets: Arc<Mutex<Vec<Packet>>>,
     pub failure_rate: Arc<Mutex<f64>>,
 }
 
@@ -103,14 +104,17 @@ impl Radius {
         self.accounts.lock().unwrap().clone()
     }
 
-    pub fn packets(&self) -> Vec<(String, String, Option<String>)> {
+    pub fn packets(&self) -> Vec<Packet> {
         self.packets.lock().unwrap().clone()
     }
 
     fn call(&self, name: &str, req: &StepRequest) -> Result<StepOutput, StepError> {
         let rate = *self.failure_rate.lock().unwrap();
         if rate > 0.0 && fastrand::f64() < rate {
-            return Err(StepError::retryable("unavailable", "radius stand-in failure"));
+            return Err(StepError::retryable(
+                "unavailable",
+                "radius stand-in failure",
+            ));
         }
         let sub = req.context_str("/subscriber_id")?.to_owned();
         let ip = req
@@ -149,10 +153,11 @@ impl Radius {
                 }
             }
             "radius.coa" | "radius.disconnect" => {
-                self.packets
-                    .lock()
-                    .unwrap()
-                    .push((name.trim_start_matches("radius.").to_owned(), sub, ip));
+                self.packets.lock().unwrap().push((
+                    name.trim_start_matches("radius.").to_owned(),
+                    sub,
+                    ip,
+                ));
             }
             _ => unreachable!("{name}"),
         }
@@ -235,9 +240,13 @@ pub fn definitions(registry: &Registry, max_attempts: u32) -> Definitions {
         def.defaults.compensation_retry = fast(40, Vec::new());
         def.defaults.timeout_ms = 10_000;
         for s in &mut def.steps {
-            assert!(s.retry.is_none(), "{name}: step policies would override the test's");
+            assert!(
+                s.retry.is_none(),
+                "{name}: step policies would override the test's"
+            );
         }
-        defs.add(def, name, registry).unwrap_or_else(|e| panic!("{e}"));
+        defs.add(def, name, registry)
+            .unwrap_or_else(|e| panic!("{e}"));
     }
     defs
 }
