@@ -160,7 +160,66 @@ pub async fn allocate(
     req: &AllocateRequest<'_>,
     now: DateTime<Utc>,
 ) -> Result<AddressRecord> {
-    let pool_def = req.pool;
+    hold(
+        db,
+        &Hold {
+            pool: req.pool,
+            subscriber_id: req.subscriber_id,
+            state: AddressState::Allocated,
+            key: Some(req.key),
+            run_id: Some(req.run_id),
+            reserved_until: None,
+            metadata: &req.metadata,
+        },
+        now,
+    )
+    .await
+}
+
+/// Holds the lowest free address of `pool` for `subscriber` until `until`
+/// (a PENDING record); an allocation for that subscriber from that pool
+/// takes it. A subscriber's live reservation in the pool is returned as is.
+pub async fn reserve(
+    db: &DomainDb,
+    pool: &Pool,
+    subscriber: &str,
+    until: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<AddressRecord> {
+    hold(
+        db,
+        &Hold {
+            pool,
+            subscriber_id: subscriber,
+            state: AddressState::Pending,
+            key: None,
+            run_id: None,
+            reserved_until: Some(until),
+            metadata: &serde_json::json!({"reservation": true}),
+        },
+        now,
+    )
+    .await
+}
+
+/// A record to create in a held state: ALLOCATED (an allocation, with its
+/// key) or PENDING (a reservation, with its end).
+struct Hold<'a> {
+    pool: &'a Pool,
+    subscriber_id: &'a str,
+    state: AddressState,
+    key: Option<&'a str>,
+    run_id: Option<&'a str>,
+    reserved_until: Option<DateTime<Utc>>,
+    metadata: &'a Value,
+}
+
+/// Creates the record of `h` on the lowest free ordinal, in one
+/// transaction holding the pool's lock, unless the key's record is still
+/// held (returned as is) or the subscriber's live reservation answers it
+/// (taken by an allocation, returned to a reservation).
+async fn hold(db: &DomainDb, h: &Hold<'_>, now: DateTime<Utc>) -> Result<AddressRecord> {
+    let pool_def = h.pool;
     let range = pool_def.range()?;
     let lock = format!("SELECT id FROM ip_pools WHERE id = $1{}", db.for_update());
     let by_key = format!("SELECT {COLUMNS} FROM address_records WHERE allocation_key = $1");
@@ -172,9 +231,14 @@ pub async fn allocate(
         "UPDATE address_records SET state = 'ALLOCATED', allocated_at = $1, updated_at = $1, \
          allocation_key = $2, workflow_id = $3, reserved_until = NULL WHERE id = $4 RETURNING {COLUMNS}"
     );
-    let free = free_ordinal_sql();
-    let insert = insert_sql(AddressState::Allocated);
-    let result: Result<AddressRecord> = with_db!(db, pool => {
+    let free = format!(
+        "SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM address_records WHERE pool_id = $1 AND ordinal = 0 \
+         AND state IN {HELD}) THEN 0 ELSE (SELECT min(a.ordinal) + 1 FROM address_records a \
+         WHERE a.pool_id = $1 AND a.state IN {HELD} AND NOT EXISTS (SELECT 1 FROM address_records b \
+         WHERE b.pool_id = $1 AND b.ordinal = a.ordinal + 1 AND b.state IN {HELD})) END"
+    );
+    let insert = insert_sql(h.state);
+    with_db!(db, pool => {
         async {
             let mut tx = pool.begin().await?;
             let locked: Option<(i64,)> = sqlx::query_as(AssertSqlSafe(lock))
@@ -187,38 +251,43 @@ pub async fn allocate(
                     name: pool_def.name.clone(),
                 });
             }
-            let existing: Option<RecordRow> = sqlx::query_as(AssertSqlSafe(by_key))
-                .bind(req.key)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if let Some(row) = existing {
-                let rec = AddressRecord::try_from(row)?;
-                if rec.state.holds_address() {
-                    tx.commit().await?;
-                    return Ok(rec);
-                }
-                // Released by an earlier attempt that then failed: allocate anew.
-                sqlx::query("UPDATE address_records SET allocation_key = NULL WHERE id = $1")
-                    .bind(rec.id)
-                    .execute(&mut *tx)
+            if let Some(key) = h.key {
+                let existing: Option<RecordRow> = sqlx::query_as(AssertSqlSafe(by_key))
+                    .bind(key)
+                    .fetch_optional(&mut *tx)
                     .await?;
+                if let Some(row) = existing {
+                    let rec = AddressRecord::try_from(row)?;
+                    if rec.state.holds_address() {
+                        tx.commit().await?;
+                        return Ok(rec);
+                    }
+                    // Released by an earlier attempt that then failed: allocate anew.
+                    sqlx::query("UPDATE address_records SET allocation_key = NULL WHERE id = $1")
+                        .bind(rec.id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
             }
             let reserved: Option<RecordRow> = sqlx::query_as(AssertSqlSafe(reservation))
                 .bind(pool_def.id)
                 .bind(&pool_def.tenant_id)
-                .bind(req.subscriber_id)
+                .bind(h.subscriber_id)
                 .bind(now)
                 .fetch_optional(&mut *tx)
                 .await?;
             if let Some(r) = reserved {
-                let rec = AddressRecord::try_from(r)?;
-                let row: RecordRow = sqlx::query_as(AssertSqlSafe(take_reservation))
-                    .bind(now)
-                    .bind(req.key)
-                    .bind(req.run_id)
-                    .bind(rec.id)
-                    .fetch_one(&mut *tx)
-                    .await?;
+                let row = if h.state == AddressState::Pending {
+                    r
+                } else {
+                    sqlx::query_as(AssertSqlSafe(take_reservation))
+                        .bind(now)
+                        .bind(h.key)
+                        .bind(h.run_id)
+                        .bind(r.id)
+                        .fetch_one(&mut *tx)
+                        .await?
+                };
                 tx.commit().await?;
                 return Ok(AddressRecord::try_from(row)?);
             }
@@ -232,80 +301,16 @@ pub async fn allocate(
             };
             let row: RecordRow = sqlx::query_as(AssertSqlSafe(insert))
                 .bind(&pool_def.tenant_id)
-                .bind(req.subscriber_id)
+                .bind(h.subscriber_id)
                 .bind(pool_def.id)
                 .bind(pool_def.family.as_str())
                 .bind(address)
                 .bind(ordinal)
-                .bind(req.key)
-                .bind(AddressState::Allocated.as_str())
-                .bind(None::<DateTime<Utc>>)
-                .bind(Json(&req.metadata))
-                .bind(req.run_id)
-                .bind(now)
-                .fetch_one(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok(AddressRecord::try_from(row)?)
-        }
-        .await
-    });
-    result
-}
-
-/// Holds the lowest free address of `pool` for `subscriber` until `until`
-/// (a PENDING record); an allocation for that subscriber from that pool
-/// takes it. A subscriber's live reservation in the pool is returned as is.
-pub async fn reserve(
-    db: &DomainDb,
-    pool: &Pool,
-    subscriber: &str,
-    until: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> Result<AddressRecord> {
-    let range = pool.range()?;
-    let lock = format!("SELECT id FROM ip_pools WHERE id = $1{}", db.for_update());
-    let existing = format!(
-        "SELECT {COLUMNS} FROM address_records WHERE pool_id = $1 AND subscriber_id = $2 \
-         AND state = 'PENDING' AND reserved_until > $3 ORDER BY id LIMIT 1"
-    );
-    let free = free_ordinal_sql();
-    let insert = insert_sql(AddressState::Pending);
-    let meta = serde_json::json!({"reservation": true});
-    with_db!(db, conn => {
-        async {
-            let mut tx = conn.begin().await?;
-            sqlx::query(AssertSqlSafe(lock)).bind(pool.id).execute(&mut *tx).await?;
-            let held: Option<RecordRow> = sqlx::query_as(AssertSqlSafe(existing))
-                .bind(pool.id)
-                .bind(subscriber)
-                .bind(now)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if let Some(row) = held {
-                tx.commit().await?;
-                return Ok(AddressRecord::try_from(row)?);
-            }
-            let (ordinal,): (Option<i64>,) = sqlx::query_as(AssertSqlSafe(free))
-                .bind(pool.id)
-                .fetch_one(&mut *tx)
-                .await?;
-            let ordinal = ordinal.unwrap_or(0);
-            let Some(address) = range.nth(ordinal) else {
-                return Err(IpamError::Exhausted { pool: pool.name.clone() });
-            };
-            let row: RecordRow = sqlx::query_as(AssertSqlSafe(insert))
-                .bind(&pool.tenant_id)
-                .bind(subscriber)
-                .bind(pool.id)
-                .bind(pool.family.as_str())
-                .bind(address)
-                .bind(ordinal)
-                .bind(None::<String>)
-                .bind(AddressState::Pending.as_str())
-                .bind(Some(until))
-                .bind(Json(&meta))
-                .bind(None::<String>)
+                .bind(h.key)
+                .bind(h.state.as_str())
+                .bind(h.reserved_until)
+                .bind(Json(h.metadata))
+                .bind(h.run_id)
                 .bind(now)
                 .fetch_one(&mut *tx)
                 .await?;
@@ -401,13 +406,4 @@ pub async fn utilization(db: &DomainDb, tenant: Option<&str>) -> Result<Vec<Pool
             })
         })
         .collect()
-}
-
-fn free_ordinal_sql() -> String {
-    format!(
-        "SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM address_records WHERE pool_id = $1 AND ordinal = 0 \
-         AND state IN {HELD}) THEN 0 ELSE (SELECT min(a.ordinal) + 1 FROM address_records a \
-         WHERE a.pool_id = $1 AND a.state IN {HELD} AND NOT EXISTS (SELECT 1 FROM address_records b \
-         WHERE b.pool_id = $1 AND b.ordinal = a.ordinal + 1 AND b.state IN {HELD})) END"
-    )
 }

@@ -93,7 +93,7 @@ pub(crate) fn insert_sql(state: AddressState) -> String {
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct RecordRow {
-    id: i64,
+    pub(crate) id: i64,
     tenant_id: String,
     subscriber_id: String,
     pool_id: i64,
