@@ -4,7 +4,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use sagaflow_engine::handler::Registry;
-use sagaflow_engine::store::{self, Store, postgres::PgStore};
+use sagaflow_engine::store::{Store, postgres::PgStore, sqlite::SqliteStore};
+
+/// The tenant of `sagaflow dev`: its tokens, address pools and schedules.
+pub const DEV_TENANT: &str = "demo";
 
 /// Connects the store (applying migrations) and returns it with the handler
 /// dependencies it can provide.
@@ -20,10 +23,17 @@ pub async fn open_store(
                 .with_context(|| format!("cannot connect to {}", redact(url)))?;
             deps.postgres = Some(pg.pool().clone());
             Arc::new(pg)
-        } else {
-            store::connect(url)
+        } else if url.starts_with("sqlite:") {
+            let lite = SqliteStore::connect(url)
                 .await
-                .with_context(|| format!("cannot open {}", redact(url)))?
+                .with_context(|| format!("cannot open {}", redact(url)))?;
+            deps.sqlite = Some(lite.pool().clone());
+            Arc::new(lite)
+        } else {
+            anyhow::bail!(
+                "unsupported database URL {}: use postgres://… or sqlite://…",
+                redact(url)
+            );
         };
     store.migrate().await.context("applying migrations")?;
     Ok((store, deps))

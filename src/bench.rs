@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use sagaflow_engine::Engine;
 use sagaflow_engine::clock::SystemClock;
 use sagaflow_engine::definition::{self, Definitions};
 use sagaflow_engine::engine::StartRequest;
@@ -12,7 +13,6 @@ use sagaflow_engine::executor::ExecutorOptions;
 use sagaflow_engine::ids::{RunId, TenantId};
 use sagaflow_engine::state::RunState;
 use sagaflow_engine::store::{EventKind, RunFilter, Store, StoreError};
-use sagaflow_engine::Engine;
 use serde_json::{Value, json};
 
 use crate::app;
@@ -24,7 +24,9 @@ pub fn bench_definition() -> String {
          [defaults]\ntimeout_ms = 10000\n[defaults.retry]\nmax_attempts = 3\ninitial_interval_ms = 10\nmax_interval_ms = 100\n",
     );
     for i in 1..=10 {
-        t.push_str(&format!("[[steps]]\nname = \"step{i}\"\nhandler = \"builtin.noop\"\n"));
+        t.push_str(&format!(
+            "[[steps]]\nname = \"step{i}\"\nhandler = \"builtin.noop\"\n"
+        ));
     }
     t
 }
@@ -87,7 +89,9 @@ fn cpu_seconds(name: Option<&str>) -> f64 {
         Some(n) => std::fs::read_dir("/proc")
             .map(|d| {
                 d.filter_map(|e| e.ok())
-                    .filter(|e| std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == n))
+                    .filter(|e| {
+                        std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == n)
+                    })
                     .filter_map(|e| read(&e.path()))
                     .sum()
             })
@@ -116,7 +120,10 @@ async fn setup(args: &BenchArgs) -> anyhow::Result<Setup> {
         Some(u) => (u.clone(), None),
         None => {
             let d = tempfile::tempdir()?;
-            (format!("sqlite://{}", d.path().join("bench.db").display()), Some(d))
+            (
+                format!("sqlite://{}", d.path().join("bench.db").display()),
+                Some(d),
+            )
         }
     };
     let (store, deps) = app::open_store(&url, args.connections).await?;
@@ -124,10 +131,20 @@ async fn setup(args: &BenchArgs) -> anyhow::Result<Setup> {
     let mut defs = Definitions::default();
     let def = definition::parse(&bench_definition(), "bench_noop (built in)")?;
     defs.add(def, "bench_noop (built in)", &registry)?;
-    let engine = Engine::new(store.clone(), Arc::new(registry), defs, Arc::new(SystemClock)).await?;
+    let engine = Engine::new(
+        store.clone(),
+        Arc::new(registry),
+        defs,
+        Arc::new(SystemClock),
+    )
+    .await?;
     Ok(Setup {
         engine,
-        backend: if deps.postgres.is_some() { "postgres" } else { "sqlite" },
+        backend: if deps.postgres.is_some() {
+            "postgres"
+        } else {
+            "sqlite"
+        },
         pg: deps.postgres,
         store,
         _dir: dir,
@@ -144,7 +161,11 @@ fn executor(concurrency: usize) -> ExecutorOptions {
     }
 }
 
-async fn count(store: &Arc<dyn Store>, tenant: &TenantId, state: RunState) -> Result<u64, StoreError> {
+async fn count(
+    store: &Arc<dyn Store>,
+    tenant: &TenantId,
+    state: RunState,
+) -> Result<u64, StoreError> {
     Ok(store
         .count_by_state(Some(tenant))
         .await?
@@ -168,7 +189,10 @@ async fn throughput(s: &Setup, runs: usize, concurrency: usize) -> anyhow::Resul
         let tenant = tenant.clone();
         tasks.push(tokio::spawn(async move {
             for i in (k..runs).step_by(starters) {
-                let req = StartRequest { tenant_id: tenant.clone(), ..StartRequest::new("", "bench_noop", json!({"i": i})) };
+                let req = StartRequest {
+                    tenant_id: tenant.clone(),
+                    ..StartRequest::new("", "bench_noop", json!({"i": i}))
+                };
                 engine.start(req).await?;
             }
             Ok::<(), sagaflow_engine::Error>(())
@@ -185,7 +209,10 @@ async fn throughput(s: &Setup, runs: usize, concurrency: usize) -> anyhow::Resul
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let elapsed = t0.elapsed().as_secs_f64();
-    let (cpu, pg) = (cpu_seconds(None) - cpu0, cpu_seconds(Some("postgres")) - pg0);
+    let (cpu, pg) = (
+        cpu_seconds(None) - cpu0,
+        cpu_seconds(Some("postgres")) - pg0,
+    );
     exec.shutdown().await;
     // End-to-end latencies from the stored timestamps.
     let mut lat = Vec::with_capacity(runs);
@@ -193,7 +220,14 @@ async fn throughput(s: &Setup, runs: usize, concurrency: usize) -> anyhow::Resul
     loop {
         let page = s
             .engine
-            .list(&tenant, &RunFilter { before, limit: 1000, ..Default::default() })
+            .list(
+                &tenant,
+                &RunFilter {
+                    before,
+                    limit: 1000,
+                    ..Default::default()
+                },
+            )
             .await?;
         for r in &page {
             if let Some(f) = r.finished_at {
@@ -232,7 +266,10 @@ async fn latency(s: &Setup, runs: usize, warmup: usize) -> anyhow::Result<Value>
     let mut per_step = Vec::new();
     for i in 0..warmup + runs {
         let t = Instant::now();
-        let req = StartRequest { tenant_id: tenant.clone(), ..StartRequest::new("", "bench_noop", json!({"i": i})) };
+        let req = StartRequest {
+            tenant_id: tenant.clone(),
+            ..StartRequest::new("", "bench_noop", json!({"i": i}))
+        };
         let id = s.engine.start(req).await?.run.id;
         loop {
             match changes.recv().await {
@@ -259,7 +296,8 @@ async fn latency(s: &Setup, runs: usize, warmup: usize) -> anyhow::Result<Value>
                     EventKind::StepStarted => started = Some(e.at),
                     EventKind::StepSucceeded => {
                         if let Some(st) = started.take() {
-                            per_step.push((e.at - st).num_microseconds().unwrap_or(0) as f64 / 1000.0);
+                            per_step
+                                .push((e.at - st).num_microseconds().unwrap_or(0) as f64 / 1000.0);
                         }
                     }
                     _ => {}
@@ -282,9 +320,17 @@ async fn latency(s: &Setup, runs: usize, warmup: usize) -> anyhow::Result<Value>
     }))
 }
 
-async fn ceiling(s: &Setup, runs: usize, concurrency: usize, seconds: u64, connections: u32) -> anyhow::Result<Value> {
+async fn ceiling(
+    s: &Setup,
+    runs: usize,
+    concurrency: usize,
+    seconds: u64,
+    connections: u32,
+) -> anyhow::Result<Value> {
     use sagaflow_engine::store::postgres::ceiling as raw;
-    let pool = s.pg.clone().context("the ceiling scenario needs a postgres:// database")?;
+    let pool =
+        s.pg.clone()
+            .context("the ceiling scenario needs a postgres:// database")?;
     let engine = throughput(s, runs, concurrency).await?;
     let ours = engine["step_checkpoints_per_s"].as_f64().unwrap_or(0.0);
     let ids = raw::create_tables(&pool, 10_000).await?;
@@ -314,7 +360,9 @@ fn print(v: &Value, out: crate::client::Output) {
     if let Value::Object(m) = v {
         for (k, val) in m {
             match val {
-                Value::Number(n) if n.is_f64() => println!("{k:<32} {:>12.3}", n.as_f64().unwrap_or(0.0)),
+                Value::Number(n) if n.is_f64() => {
+                    println!("{k:<32} {:>12.3}", n.as_f64().unwrap_or(0.0))
+                }
                 Value::Object(_) => {
                     println!("{k}:");
                     print(val, out);
@@ -330,7 +378,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let v = match args.scenario {
         Scenario::Throughput { runs, concurrency } => throughput(&s, runs, concurrency).await?,
         Scenario::Latency { runs, warmup } => latency(&s, runs, warmup).await?,
-        Scenario::Ceiling { runs, concurrency, seconds } => ceiling(&s, runs, concurrency, seconds, args.connections).await?,
+        Scenario::Ceiling {
+            runs,
+            concurrency,
+            seconds,
+        } => ceiling(&s, runs, concurrency, seconds, args.connections).await?,
     };
     print(&v, args.output);
     Ok(())

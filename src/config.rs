@@ -18,6 +18,33 @@ pub struct Config {
     pub engine: EngineConfig,
     pub auth: AuthConfig,
     pub log: LogConfig,
+    pub schedules: SchedulesConfig,
+    /// Address pools and the ONU/OLT, CPE and billing endpoints (the
+    /// simulators stand in for any endpoint left unset).
+    pub domain: sagaflow_steps::DomainConfig,
+    /// RADIUS: CoA/Disconnect secret, suspended group, timeouts.
+    pub radius: sagaflow_steps::radius::RadiusConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulesConfig {
+    /// Run the cron scheduler in this replica.
+    pub enabled: bool,
+    /// The tenant the default maintenance schedules are created for.
+    pub tenant: String,
+    /// How often to look for due schedules.
+    pub poll_ms: u64,
+}
+
+impl Default for SchedulesConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            tenant: "default".into(),
+            poll_ms: 1_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -273,6 +300,15 @@ impl Config {
         if self.engine.claim_batch == 0 {
             return Err(invalid("engine.claim_batch", "must be at least 1"));
         }
+        if self.schedules.tenant.is_empty() {
+            return Err(invalid("schedules.tenant", "must not be empty"));
+        }
+        if self.schedules.poll_ms < 10 {
+            return Err(invalid("schedules.poll_ms", "must be at least 10"));
+        }
+        self.radius
+            .validate()
+            .map_err(|m| invalid("radius", m.to_string()))?;
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(invalid("log.format", "must be text or json"));
         }
@@ -285,6 +321,7 @@ impl Config {
     pub fn to_toml(&self) -> String {
         let mut shown = self.clone();
         shown.database.url = crate::app::redact(&shown.database.url);
+        shown.radius.secret = "***".into();
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}"))
     }
 }

@@ -16,6 +16,8 @@ use sagaflow_engine::api::{ApiOptions, WorkflowApi};
 use sagaflow_engine::clock::SystemClock;
 use sagaflow_engine::definition::Definitions;
 use sagaflow_engine::executor::{ExecutorHandle, ExecutorOptions};
+use sagaflow_engine::ids::TenantId;
+use sagaflow_engine::schedule::{SchedulerHandle, SchedulerOptions, SeedSchedule};
 use sagaflow_engine::store::Store;
 use tokio_util::sync::CancellationToken;
 
@@ -28,6 +30,8 @@ pub struct Server {
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
     executor: ExecutorHandle,
+    scheduler: Option<SchedulerHandle>,
+    domain: Option<sagaflow_steps::DomainRuntime>,
     stop: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -49,8 +53,35 @@ impl Server {
     pub async fn start(config: &Config, dev: bool) -> anyhow::Result<Self> {
         config.validate()?;
         let metrics = metrics_handle();
-        let (store, deps) =
+        let (store, mut deps) =
             app::open_store(&config.database.url, config.database.max_connections).await?;
+        deps.radius = config.radius.clone();
+        let domain = match deps.domain_db() {
+            Some(db) => {
+                let mut cfg = config.domain.clone();
+                if dev && cfg.pools.is_empty() {
+                    cfg.pools = sagaflow_steps::DomainConfig::dev(app::DEV_TENANT).pools;
+                }
+                for (system, endpoint) in [
+                    ("onu", &cfg.onu),
+                    ("cpe", &cfg.cpe),
+                    ("billing", &cfg.billing),
+                ] {
+                    if endpoint.is_none() && !dev {
+                        tracing::warn!(
+                            system,
+                            "no endpoint configured; using the built-in simulator"
+                        );
+                    }
+                }
+                let rt = sagaflow_steps::DomainRuntime::start(&db, &cfg, Arc::new(SystemClock))
+                    .await
+                    .context("starting the ISP domain (domain.* configuration)")?;
+                deps.domain = Some(rt.deps.clone());
+                Some(rt)
+            }
+            None => None,
+        };
         let registry = app::registry(&deps);
         let workflows = &config.engine.workflows;
         let defs = if workflows.exists() {
@@ -87,6 +118,24 @@ impl Server {
             exec.owner = config.engine.owner.clone();
         }
         let executor = engine.start_executor(exec);
+        let scheduler = if config.schedules.enabled {
+            let tenant = if dev {
+                app::DEV_TENANT
+            } else {
+                config.schedules.tenant.as_str()
+            };
+            let report = engine
+                .seed_schedules(&SeedSchedule::defaults(&TenantId::new(tenant)))
+                .await
+                .context("seeding the default schedules")?;
+            tracing::info!(?report, "default schedules");
+            Some(engine.start_scheduler(SchedulerOptions {
+                poll_interval: Duration::from_millis(config.schedules.poll_ms),
+                ..SchedulerOptions::default()
+            }))
+        } else {
+            None
+        };
         let stop = CancellationToken::new();
         let mut tasks = Vec::new();
 
@@ -179,6 +228,8 @@ impl Server {
             grpc_addr,
             http_addr,
             executor,
+            scheduler,
+            domain,
             stop,
             tasks,
         })
@@ -187,7 +238,13 @@ impl Server {
     /// Stops serving, drains the executor and releases its leases.
     pub async fn shutdown(self) {
         self.stop.cancel();
+        if let Some(s) = self.scheduler {
+            s.shutdown().await;
+        }
         self.executor.shutdown().await;
+        if let Some(d) = self.domain {
+            d.shutdown().await;
+        }
         for t in self.tasks {
             let _ = t.await;
         }

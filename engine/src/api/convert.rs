@@ -270,7 +270,9 @@ pub fn definition(d: &LoadedDefinition) -> pb::WorkflowDefinition {
 pub fn status(e: Error) -> Status {
     match e {
         Error::InvalidArgument(m) => Status::invalid_argument(m),
-        Error::RunNotFound(_) => Status::not_found(e.to_string()),
+        Error::RunNotFound(_) | Error::ScheduleNotFound(_) => Status::not_found(e.to_string()),
+        Error::ScheduleExists(_) => Status::already_exists(e.to_string()),
+        Error::ScheduleContention(_) => Status::aborted(e.to_string()),
         Error::NotFound(m) => Status::not_found(m),
         Error::FailedPrecondition(m) => Status::failed_precondition(m),
         Error::IdempotencyConflict { .. } => Status::already_exists(e.to_string()),

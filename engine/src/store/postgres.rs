@@ -856,7 +856,9 @@ pub mod ceiling {
 
     /// Creates the scratch tables (dropped by [`drop_tables`]).
     pub async fn create_tables(pool: &PgPool, runs: usize) -> Result<Vec<Uuid>> {
-        sqlx::query("DROP TABLE IF EXISTS ceiling_events, ceiling_runs").execute(pool).await?;
+        sqlx::query("DROP TABLE IF EXISTS ceiling_events, ceiling_runs")
+            .execute(pool)
+            .await?;
         sqlx::query("CREATE TABLE ceiling_runs (id UUID PRIMARY KEY, seq BIGINT NOT NULL, state TEXT NOT NULL, steps JSONB NOT NULL)")
             .execute(pool)
             .await?;
@@ -864,22 +866,31 @@ pub mod ceiling {
             .execute(pool)
             .await?;
         let ids: Vec<Uuid> = (0..runs).map(|_| Uuid::now_v7()).collect();
-        sqlx::query("INSERT INTO ceiling_runs SELECT id, 0, 'RUNNING', '[]' FROM unnest($1::uuid[]) AS id")
-            .bind(&ids)
-            .execute(pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO ceiling_runs SELECT id, 0, 'RUNNING', '[]' FROM unnest($1::uuid[]) AS id",
+        )
+        .bind(&ids)
+        .execute(pool)
+        .await?;
         Ok(ids)
     }
 
     pub async fn drop_tables(pool: &PgPool) -> Result<()> {
-        sqlx::query("DROP TABLE IF EXISTS ceiling_events, ceiling_runs").execute(pool).await?;
+        sqlx::query("DROP TABLE IF EXISTS ceiling_events, ceiling_runs")
+            .execute(pool)
+            .await?;
         Ok(())
     }
 
     /// One prepared single statement (update the run, append its event)
     /// per transaction, from `workers` tasks, for `duration`. Returns the
     /// checkpoints written.
-    pub async fn single(pool: &PgPool, ids: &[Uuid], workers: usize, duration: Duration) -> Result<u64> {
+    pub async fn single(
+        pool: &PgPool,
+        ids: &[Uuid],
+        workers: usize,
+        duration: Duration,
+    ) -> Result<u64> {
         let pool = pool.clone();
         run(ids, workers, duration, move |chunk| {
             let pool = pool.clone();
@@ -901,7 +912,12 @@ pub mod ceiling {
 
     /// Ten checkpoints of ten runs per transaction: one statement with
     /// arrays, as the engine's group commit writes them.
-    pub async fn batched(pool: &PgPool, ids: &[Uuid], workers: usize, duration: Duration) -> Result<u64> {
+    pub async fn batched(
+        pool: &PgPool,
+        ids: &[Uuid],
+        workers: usize,
+        duration: Duration,
+    ) -> Result<u64> {
         let pool = pool.clone();
         run(ids, workers, duration, move |chunk| {
             let pool = pool.clone();
@@ -926,7 +942,13 @@ pub mod ceiling {
         .await
     }
 
-    async fn run<F, Fut>(ids: &[Uuid], workers: usize, duration: Duration, op: F, per_task: usize) -> Result<u64>
+    async fn run<F, Fut>(
+        ids: &[Uuid],
+        workers: usize,
+        duration: Duration,
+        op: F,
+        per_task: usize,
+    ) -> Result<u64>
     where
         F: Fn(Vec<Uuid>) -> Fut + Send + Sync + Clone + 'static,
         Fut: std::future::Future<Output = Result<u64>> + Send,
@@ -935,13 +957,19 @@ pub mod ceiling {
         let mut tasks = Vec::new();
         let per_worker = (ids.len() / workers.max(1)).max(per_task);
         for w in 0..workers {
-            let mine: Vec<Uuid> = ids.iter().skip(w * per_worker).take(per_worker).copied().collect();
+            let mine: Vec<Uuid> = ids
+                .iter()
+                .skip(w * per_worker)
+                .take(per_worker)
+                .copied()
+                .collect();
             let op = op.clone();
             tasks.push(tokio::spawn(async move {
                 let mut done = 0u64;
                 let mut i = 0;
                 while Instant::now() < end && !mine.is_empty() {
-                    let chunk: Vec<Uuid> = (0..per_task).map(|k| mine[(i + k) % mine.len()]).collect();
+                    let chunk: Vec<Uuid> =
+                        (0..per_task).map(|k| mine[(i + k) % mine.len()]).collect();
                     i += per_task;
                     done += op(chunk).await?;
                 }
@@ -950,7 +978,9 @@ pub mod ceiling {
         }
         let mut total = 0;
         for t in tasks {
-            total += t.await.map_err(|e| super::StoreError::Corrupt(e.to_string()))??;
+            total += t
+                .await
+                .map_err(|e| super::StoreError::Corrupt(e.to_string()))??;
         }
         Ok(total)
     }

@@ -210,6 +210,12 @@ impl SqliteStore {
             .await?;
         Ok(Self { writer, reader })
     }
+
+    /// The single writer connection's pool: code that writes its own tables
+    /// to this database (the domain repositories) goes through it.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.writer
+    }
 }
 
 async fn find_idempotent(
@@ -657,11 +663,12 @@ impl Store for SqliteStore {
     }
 
     async fn count_by_state(&self, tenant: Option<&TenantId>) -> Result<Vec<(RunState, u64)>> {
-        let rows: Vec<(String, i64)> =
-            sqlx::query_as("SELECT state, count(*) FROM runs WHERE (?1 IS NULL OR tenant_id = ?1) GROUP BY state")
-                .bind(tenant.map(TenantId::as_str))
-                .fetch_all(&self.reader)
-                .await?;
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT state, count(*) FROM runs WHERE (?1 IS NULL OR tenant_id = ?1) GROUP BY state",
+        )
+        .bind(tenant.map(TenantId::as_str))
+        .fetch_all(&self.reader)
+        .await?;
         rows.into_iter()
             .map(|(s, n)| {
                 s.parse()

@@ -1,0 +1,231 @@
+//! The external systems provisioning drives: the ONU/OLT, the CPE through
+//! its TR-069 ACS, and billing. Each is a trait ([`onu::OnuAdapter`],
+//! [`cpe::CpeAdapter`], [`billing::BillingAdapter`]) with an HTTP client
+//! implementation (JSON over HTTP, bearer token, the step's idempotency key
+//! in an `Idempotency-Key` header). [`crate::sim`] serves the same HTTP
+//! interfaces for `sagaflow dev` and tests.
+
+pub mod billing;
+pub mod cpe;
+pub mod onu;
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use sagaflow_engine::handler::StepError;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// Why a call to an external system failed. Only `Unavailable` is worth
+/// retrying.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdapterError {
+    /// Timeout, connection failure or a 5xx answer.
+    #[error("{system} unavailable: {message}")]
+    Unavailable {
+        system: &'static str,
+        message: String,
+    },
+    #[error("{system}: {what} not found")]
+    NotFound { system: &'static str, what: String },
+    #[error("{system} refused: {message}")]
+    Conflict {
+        system: &'static str,
+        message: String,
+    },
+    /// Any other 4xx: the request itself is wrong (or not authorized).
+    #[error("{system} rejected the request ({status}): {message}")]
+    Rejected {
+        system: &'static str,
+        status: u16,
+        message: String,
+    },
+    #[error("{system} answered something unreadable: {message}")]
+    BadResponse {
+        system: &'static str,
+        message: String,
+    },
+    #[error("{system} client: {message}")]
+    Config {
+        system: &'static str,
+        message: String,
+    },
+}
+
+impl From<AdapterError> for StepError {
+    fn from(e: AdapterError) -> Self {
+        let kind = match &e {
+            AdapterError::Unavailable { .. } => {
+                return StepError::retryable("unavailable", e.to_string());
+            }
+            AdapterError::NotFound { .. } => "not_found",
+            AdapterError::Conflict { .. } => "conflict",
+            AdapterError::Rejected { .. } => "rejected",
+            AdapterError::BadResponse { .. } => "bad_response",
+            AdapterError::Config { .. } => "adapter_config",
+        };
+        StepError::fatal(kind, e.to_string())
+    }
+}
+
+fn default_timeout_ms() -> u64 {
+    10_000
+}
+
+/// Where an external system's HTTP API is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointConfig {
+    /// e.g. `https://olt-gw.example.net/api`; paths are appended to it.
+    pub base_url: String,
+    /// Sent as `Authorization: Bearer …` when set.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// Limit for one request, in milliseconds.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+impl EndpointConfig {
+    pub fn new(base_url: impl Into<String>) -> Self {
+        Self {
+            base_url: base_url.into(),
+            token: None,
+            timeout_ms: default_timeout_ms(),
+        }
+    }
+}
+
+/// A JSON-over-HTTP endpoint of one system.
+#[derive(Debug, Clone)]
+pub(crate) struct HttpEndpoint {
+    system: &'static str,
+    client: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+/// The error body the simulators (and, by convention, the gateways) send.
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: String,
+}
+
+impl HttpEndpoint {
+    pub(crate) fn new(system: &'static str, cfg: &EndpointConfig) -> Result<Self, AdapterError> {
+        // reqwest is built without a default TLS provider; the first client
+        // installs ring (a second install fails harmlessly).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_millis(cfg.timeout_ms.max(1)))
+            .connect_timeout(Duration::from_millis(cfg.timeout_ms.clamp(1, 5_000)))
+            .build()
+            .map_err(|e| AdapterError::Config {
+                system,
+                message: e.to_string(),
+            })?;
+        Ok(Self {
+            system,
+            client,
+            base: cfg.base_url.trim_end_matches('/').to_owned(),
+            token: cfg.token.clone(),
+        })
+    }
+
+    /// Sends one request; returns the decoded body of a 2xx answer (`None`
+    /// for an empty one).
+    pub(crate) async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        key: &str,
+        body: Option<&(impl Serialize + Sync)>,
+    ) -> Result<Option<T>, AdapterError> {
+        let system = self.system;
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .header("Idempotency-Key", key);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.map_err(|e| AdapterError::Unavailable {
+            system,
+            message: if e.is_timeout() {
+                "timed out".into()
+            } else {
+                e.to_string()
+            },
+        })?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(|e| AdapterError::Unavailable {
+            system,
+            message: format!("reading the answer: {e}"),
+        })?;
+        if status.is_success() {
+            if text.trim().is_empty() {
+                return Ok(None);
+            }
+            return serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| AdapterError::BadResponse {
+                    system,
+                    message: e.to_string(),
+                });
+        }
+        let message = serde_json::from_str::<ErrorBody>(&text)
+            .map(|b| b.error)
+            .unwrap_or_else(|_| text.chars().take(200).collect());
+        Err(match status {
+            s if s.is_server_error() => AdapterError::Unavailable {
+                system,
+                message: format!("{s}: {message}"),
+            },
+            StatusCode::NOT_FOUND => AdapterError::NotFound {
+                system,
+                what: message,
+            },
+            StatusCode::CONFLICT => AdapterError::Conflict { system, message },
+            s => AdapterError::Rejected {
+                system,
+                status: s.as_u16(),
+                message,
+            },
+        })
+    }
+
+    /// Like [`call`](Self::call), for answers that must have a body.
+    pub(crate) async fn call_for<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        key: &str,
+        body: Option<&(impl Serialize + Sync)>,
+    ) -> Result<T, AdapterError> {
+        self.call(method, path, key, body)
+            .await?
+            .ok_or_else(|| AdapterError::BadResponse {
+                system: self.system,
+                message: "empty answer".into(),
+            })
+    }
+}
+
+/// `s` made safe as one URL path segment (percent-encoded).
+pub(crate) fn seg(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// No request body.
+pub(crate) const NO_BODY: Option<&()> = None;

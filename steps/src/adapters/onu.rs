@@ -1,0 +1,82 @@
+//! ONU/OLT activation: the subscriber's optical terminal is bound to the
+//! subscriber and given its service profile.
+
+use async_trait::async_trait;
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+
+use super::{AdapterError, EndpointConfig, HttpEndpoint, NO_BODY, seg};
+
+/// What an ONU is activated with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OnuActivation {
+    pub subscriber_id: String,
+    pub plan: String,
+    pub download_kbps: i64,
+    pub upload_kbps: i64,
+    #[serde(default)]
+    pub service_vlan: Option<i32>,
+}
+
+/// An active ONU.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OnuStatus {
+    pub serial: String,
+    pub activation: OnuActivation,
+}
+
+#[async_trait]
+pub trait OnuAdapter: Send + Sync + 'static {
+    /// Activates the ONU for the subscriber. Activating it again for the
+    /// same subscriber is fine; one active for another is a conflict.
+    async fn activate(
+        &self,
+        key: &str,
+        serial: &str,
+        activation: &OnuActivation,
+    ) -> Result<OnuStatus, AdapterError>;
+    /// Deactivates the ONU; an inactive one is left as it is.
+    async fn deactivate(&self, key: &str, serial: &str) -> Result<(), AdapterError>;
+}
+
+/// The OLT gateway's HTTP API: `POST {base}/onus/{}/activate`,
+/// `POST {base}/onus/{}/deactivate`.
+#[derive(Debug, Clone)]
+pub struct HttpOnu(HttpEndpoint);
+
+impl HttpOnu {
+    pub fn new(cfg: &EndpointConfig) -> Result<Self, AdapterError> {
+        HttpEndpoint::new("ONU/OLT", cfg).map(Self)
+    }
+}
+
+#[async_trait]
+impl OnuAdapter for HttpOnu {
+    async fn activate(
+        &self,
+        key: &str,
+        serial: &str,
+        activation: &OnuActivation,
+    ) -> Result<OnuStatus, AdapterError> {
+        self.0
+            .call_for(
+                Method::POST,
+                &format!("/onus/{}/activate", seg(serial)),
+                key,
+                Some(activation),
+            )
+            .await
+    }
+
+    async fn deactivate(&self, key: &str, serial: &str) -> Result<(), AdapterError> {
+        self.0
+            .call::<serde_json::Value>(
+                Method::POST,
+                &format!("/onus/{}/deactivate", seg(serial)),
+                key,
+                NO_BODY,
+            )
+            .await
+            .map(|_| ())
+    }
+}

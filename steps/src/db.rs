@@ -1,0 +1,54 @@
+//! Database access for the domain tables, on either backend.
+//!
+//! The domain repositories write their SQL once, with `$n` placeholders and
+//! only features both PostgreSQL and SQLite have (`RETURNING`, `ON
+//! CONFLICT`, partial indexes), and run it through [`with_db!`] on whichever
+//! pool [`DomainDb`] holds. Timestamps are bound as `DateTime<Utc>`
+//! (TIMESTAMPTZ on PostgreSQL, RFC 3339 text on SQLite), JSON as
+//! [`sqlx::types::Json`], ids as integers or text.
+
+use sqlx::{PgPool, SqlitePool};
+
+/// The database the domain tables live in: the engine's own.
+#[derive(Debug, Clone)]
+pub enum DomainDb {
+    /// Production: PostgreSQL.
+    Postgres(PgPool),
+    /// `sagaflow dev`: the SQLite store's single writer connection (SQLite
+    /// has one writer, so every domain write goes through it).
+    Sqlite(SqlitePool),
+}
+
+impl DomainDb {
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, DomainDb::Postgres(_))
+    }
+
+    /// The row-lock clause for a `SELECT` inside a transaction: `FOR UPDATE`
+    /// on PostgreSQL; nothing on SQLite, whose single writer already
+    /// serializes write transactions.
+    pub(crate) fn for_update(&self) -> &'static str {
+        match self {
+            DomainDb::Postgres(_) => " FOR UPDATE",
+            DomainDb::Sqlite(_) => "",
+        }
+    }
+}
+
+/// Runs `$body` with `$pool` bound to the PostgreSQL or the SQLite pool of
+/// `$db`. The body is compiled once per backend, so the same query code
+/// serves both.
+macro_rules! with_db {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::db::DomainDb::Postgres($pool) => $body,
+            $crate::db::DomainDb::Sqlite($pool) => $body,
+        }
+    };
+}
+pub(crate) use with_db;
+
+/// Whether `e` is a unique-constraint violation.
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}

@@ -1,0 +1,409 @@
+//! The repository of `ip_pools`, and allocation out of them into
+//! `address_records`.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::AssertSqlSafe;
+use sqlx::types::Json;
+
+use super::{IpamError, Pool, PoolConfig, PoolUsage, Result};
+use crate::db::{DomainDb, with_db};
+use crate::lifecycle::repo::{self as lifecycle, AddressRecord, COLUMNS, RecordRow, insert_sql};
+use crate::lifecycle::{AddressState, Family};
+
+const POOL_COLUMNS: &str = "id, tenant_id, name, family, cidr, prefix_length, capacity, \
+    warning_percent, critical_percent";
+
+/// The SQL list of the states that hold an address.
+const HELD: &str = "('PENDING', 'ALLOCATED', 'ACTIVE', 'SUSPENDED', 'REVOKING')";
+
+#[derive(sqlx::FromRow)]
+struct PoolRow {
+    id: i64,
+    tenant_id: String,
+    name: String,
+    family: String,
+    cidr: String,
+    prefix_length: i32,
+    capacity: i64,
+    warning_percent: i32,
+    critical_percent: i32,
+}
+
+impl TryFrom<PoolRow> for Pool {
+    type Error = IpamError;
+    fn try_from(r: PoolRow) -> Result<Self> {
+        let corrupt = |what: &str| IpamError::Corrupt(format!("pool {}: {what}", r.name));
+        Ok(Pool {
+            id: r.id,
+            family: r.family.parse()?,
+            cidr: r.cidr.parse().map_err(|_| corrupt("cidr"))?,
+            prefix_length: u8::try_from(r.prefix_length).map_err(|_| corrupt("prefix_length"))?,
+            capacity: r.capacity,
+            warning_percent: u8::try_from(r.warning_percent).map_err(|_| corrupt("warning"))?,
+            critical_percent: u8::try_from(r.critical_percent).map_err(|_| corrupt("critical"))?,
+            tenant_id: r.tenant_id,
+            name: r.name,
+        })
+    }
+}
+
+/// Creates the configured pools, or updates their thresholds; a pool whose
+/// range differs from the stored one is refused. Idempotent.
+pub async fn ensure_pools(
+    db: &DomainDb,
+    configs: &[PoolConfig],
+    now: DateTime<Utc>,
+) -> Result<Vec<Pool>> {
+    let mut out = Vec::with_capacity(configs.len());
+    for c in configs {
+        let range = c.range()?;
+        let (warning, critical) = c.thresholds()?;
+        let sql = format!(
+            "INSERT INTO ip_pools (tenant_id, name, family, cidr, prefix_length, capacity, \
+             warning_percent, critical_percent, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) \
+             ON CONFLICT (tenant_id, name) DO UPDATE SET warning_percent = excluded.warning_percent, \
+             critical_percent = excluded.critical_percent, updated_at = excluded.updated_at \
+             RETURNING {POOL_COLUMNS}"
+        );
+        let row: PoolRow = with_db!(db, pool => {
+            sqlx::query_as(AssertSqlSafe(sql))
+                .bind(&c.tenant)
+                .bind(&c.name)
+                .bind(c.family().as_str())
+                .bind(range.net.to_string())
+                .bind(i32::from(range.prefix_length))
+                .bind(range.capacity())
+                .bind(i32::from(warning))
+                .bind(i32::from(critical))
+                .bind(now)
+                .fetch_one(pool)
+                .await?
+        });
+        let stored = Pool::try_from(row)?;
+        if stored.cidr != range.net || stored.prefix_length != range.prefix_length {
+            return Err(IpamError::PoolChanged {
+                name: c.name.clone(),
+                stored: format!("{} /{}", stored.cidr, stored.prefix_length),
+                configured: format!("{} /{}", range.net, range.prefix_length),
+            });
+        }
+        out.push(stored);
+    }
+    Ok(out)
+}
+
+/// A tenant's pools (every tenant's with `None`), by tenant and name.
+pub async fn list_pools(db: &DomainDb, tenant: Option<&str>) -> Result<Vec<Pool>> {
+    let filter = if tenant.is_some() {
+        "WHERE tenant_id = $1"
+    } else {
+        ""
+    };
+    let sql = format!("SELECT {POOL_COLUMNS} FROM ip_pools {filter} ORDER BY tenant_id, name");
+    let rows: Vec<PoolRow> = with_db!(db, pool => {
+        let mut q = sqlx::query_as(AssertSqlSafe(sql));
+        if let Some(t) = tenant {
+            q = q.bind(t);
+        }
+        q.fetch_all(pool).await?
+    });
+    rows.into_iter().map(Pool::try_from).collect()
+}
+
+/// The pool to allocate from: the one named, or else the tenant's first
+/// pool (by name) of `family` handing out `/prefix_length` when given.
+pub async fn choose_pool(
+    db: &DomainDb,
+    tenant: &str,
+    family: Family,
+    name: Option<&str>,
+    prefix_length: Option<u8>,
+) -> Result<Pool> {
+    let pools = list_pools(db, Some(tenant)).await?;
+    if let Some(name) = name {
+        return pools
+            .into_iter()
+            .find(|p| p.name == name && p.family == family)
+            .ok_or_else(|| IpamError::UnknownPool {
+                tenant: tenant.into(),
+                name: name.into(),
+            });
+    }
+    pools
+        .into_iter()
+        .find(|p| p.family == family && prefix_length.is_none_or(|l| l == p.prefix_length))
+        .ok_or(IpamError::NoPool {
+            tenant: tenant.into(),
+            family,
+            prefix_length,
+        })
+}
+
+/// One allocation request. `key` makes it idempotent: a second call with
+/// the same key returns the record the first one allocated.
+#[derive(Debug, Clone)]
+pub struct AllocateRequest<'a> {
+    pub pool: &'a Pool,
+    pub subscriber_id: &'a str,
+    pub key: &'a str,
+    pub run_id: &'a str,
+    pub metadata: Value,
+}
+
+/// Allocates an address (or prefix) for a subscriber: the subscriber's
+/// reservation in the pool if it has one, else the lowest free ordinal.
+/// The record is created ALLOCATED.
+pub async fn allocate(
+    db: &DomainDb,
+    req: &AllocateRequest<'_>,
+    now: DateTime<Utc>,
+) -> Result<AddressRecord> {
+    hold(
+        db,
+        &Hold {
+            pool: req.pool,
+            subscriber_id: req.subscriber_id,
+            state: AddressState::Allocated,
+            key: Some(req.key),
+            run_id: Some(req.run_id),
+            reserved_until: None,
+            metadata: &req.metadata,
+        },
+        now,
+    )
+    .await
+}
+
+/// Holds the lowest free address of `pool` for `subscriber` until `until`
+/// (a PENDING record); an allocation for that subscriber from that pool
+/// takes it. A subscriber's live reservation in the pool is returned as is.
+pub async fn reserve(
+    db: &DomainDb,
+    pool: &Pool,
+    subscriber: &str,
+    until: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<AddressRecord> {
+    hold(
+        db,
+        &Hold {
+            pool,
+            subscriber_id: subscriber,
+            state: AddressState::Pending,
+            key: None,
+            run_id: None,
+            reserved_until: Some(until),
+            metadata: &serde_json::json!({"reservation": true}),
+        },
+        now,
+    )
+    .await
+}
+
+/// A record to create in a held state: ALLOCATED (an allocation, with its
+/// key) or PENDING (a reservation, with its end).
+struct Hold<'a> {
+    pool: &'a Pool,
+    subscriber_id: &'a str,
+    state: AddressState,
+    key: Option<&'a str>,
+    run_id: Option<&'a str>,
+    reserved_until: Option<DateTime<Utc>>,
+    metadata: &'a Value,
+}
+
+/// Creates the record of `h` on the lowest free ordinal, in one
+/// transaction holding the pool's lock, unless the key's record is still
+/// held (returned as is) or the subscriber's live reservation answers it
+/// (taken by an allocation, returned to a reservation).
+async fn hold(db: &DomainDb, h: &Hold<'_>, now: DateTime<Utc>) -> Result<AddressRecord> {
+    let pool_def = h.pool;
+    let range = pool_def.range()?;
+    let lock = format!("SELECT id FROM ip_pools WHERE id = $1{}", db.for_update());
+    let by_key = format!("SELECT {COLUMNS} FROM address_records WHERE allocation_key = $1");
+    let reservation = format!(
+        "SELECT {COLUMNS} FROM address_records WHERE pool_id = $1 AND tenant_id = $2 \
+         AND subscriber_id = $3 AND state = 'PENDING' AND reserved_until > $4 ORDER BY id LIMIT 1"
+    );
+    let take_reservation = format!(
+        "UPDATE address_records SET state = 'ALLOCATED', allocated_at = $1, updated_at = $1, \
+         allocation_key = $2, workflow_id = $3, reserved_until = NULL WHERE id = $4 RETURNING {COLUMNS}"
+    );
+    let free = format!(
+        "SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM address_records WHERE pool_id = $1 AND ordinal = 0 \
+         AND state IN {HELD}) THEN 0 ELSE (SELECT min(a.ordinal) + 1 FROM address_records a \
+         WHERE a.pool_id = $1 AND a.state IN {HELD} AND NOT EXISTS (SELECT 1 FROM address_records b \
+         WHERE b.pool_id = $1 AND b.ordinal = a.ordinal + 1 AND b.state IN {HELD})) END"
+    );
+    let insert = insert_sql(h.state);
+    with_db!(db, pool => {
+        async {
+            let mut tx = pool.begin().await?;
+            let locked: Option<(i64,)> = sqlx::query_as(AssertSqlSafe(lock))
+                .bind(pool_def.id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if locked.is_none() {
+                return Err(IpamError::UnknownPool {
+                    tenant: pool_def.tenant_id.clone(),
+                    name: pool_def.name.clone(),
+                });
+            }
+            if let Some(key) = h.key {
+                let existing: Option<RecordRow> = sqlx::query_as(AssertSqlSafe(by_key))
+                    .bind(key)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if let Some(row) = existing {
+                    let rec = AddressRecord::try_from(row)?;
+                    if rec.state.holds_address() {
+                        tx.commit().await?;
+                        return Ok(rec);
+                    }
+                    // Released by an earlier attempt that then failed: allocate anew.
+                    sqlx::query("UPDATE address_records SET allocation_key = NULL WHERE id = $1")
+                        .bind(rec.id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            let reserved: Option<RecordRow> = sqlx::query_as(AssertSqlSafe(reservation))
+                .bind(pool_def.id)
+                .bind(&pool_def.tenant_id)
+                .bind(h.subscriber_id)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(r) = reserved {
+                let row = if h.state == AddressState::Pending {
+                    r
+                } else {
+                    sqlx::query_as(AssertSqlSafe(take_reservation))
+                        .bind(now)
+                        .bind(h.key)
+                        .bind(h.run_id)
+                        .bind(r.id)
+                        .fetch_one(&mut *tx)
+                        .await?
+                };
+                tx.commit().await?;
+                return Ok(AddressRecord::try_from(row)?);
+            }
+            let (ordinal,): (Option<i64>,) = sqlx::query_as(AssertSqlSafe(free))
+                .bind(pool_def.id)
+                .fetch_one(&mut *tx)
+                .await?;
+            let ordinal = ordinal.unwrap_or(0);
+            let Some(address) = range.nth(ordinal) else {
+                return Err(IpamError::Exhausted { pool: pool_def.name.clone() });
+            };
+            let row: RecordRow = sqlx::query_as(AssertSqlSafe(insert))
+                .bind(&pool_def.tenant_id)
+                .bind(h.subscriber_id)
+                .bind(pool_def.id)
+                .bind(pool_def.family.as_str())
+                .bind(address)
+                .bind(ordinal)
+                .bind(h.key)
+                .bind(h.state.as_str())
+                .bind(h.reserved_until)
+                .bind(Json(h.metadata))
+                .bind(h.run_id)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(AddressRecord::try_from(row)?)
+        }
+        .await
+    })
+}
+
+/// Ends every reservation whose time is up (PENDING → FAILED, which frees
+/// the address) and returns them.
+pub async fn expire_reservations(db: &DomainDb, now: DateTime<Utc>) -> Result<Vec<AddressRecord>> {
+    let sql = format!(
+        "UPDATE address_records SET state = 'FAILED', failed_at = $1, updated_at = $1 \
+         WHERE state = 'PENDING' AND reserved_until IS NOT NULL AND reserved_until <= $1 \
+         RETURNING {COLUMNS}"
+    );
+    let rows: Vec<RecordRow> = with_db!(db, pool => {
+        sqlx::query_as(AssertSqlSafe(sql)).bind(now).fetch_all(pool).await?
+    });
+    let mut out = lifecycle::records(rows)?;
+    out.sort_by_key(|r| r.id);
+    Ok(out)
+}
+
+/// Returns a record's address to its pool: through REVOKING to REVOKED (a
+/// PENDING one to FAILED). Already released records are returned as they
+/// are, so release is idempotent.
+pub async fn release(
+    db: &DomainDb,
+    tenant: &str,
+    id: i64,
+    run_id: &str,
+    now: DateTime<Utc>,
+) -> Result<AddressRecord> {
+    let mut rec = lifecycle::get(db, tenant, id)
+        .await?
+        .ok_or(lifecycle::LifecycleError::NotFound(id))?;
+    loop {
+        let next = match rec.state {
+            AddressState::Pending => AddressState::Failed,
+            AddressState::Allocated | AddressState::Active | AddressState::Suspended => {
+                AddressState::Revoking
+            }
+            AddressState::Revoking => AddressState::Revoked,
+            AddressState::Revoked | AddressState::Failed => return Ok(rec),
+        };
+        rec = lifecycle::transition(db, tenant, id, next, run_id, now).await?;
+    }
+}
+
+/// The record an allocation key names, if any.
+pub async fn by_allocation_key(db: &DomainDb, key: &str) -> Result<Option<AddressRecord>> {
+    let sql = format!("SELECT {COLUMNS} FROM address_records WHERE allocation_key = $1");
+    let row: Option<RecordRow> = with_db!(db, pool => {
+        sqlx::query_as(AssertSqlSafe(sql)).bind(key).fetch_optional(pool).await?
+    });
+    Ok(row.map(AddressRecord::try_from).transpose()?)
+}
+
+/// Every pool's capacity and use (one tenant's, or all with `None`).
+pub async fn utilization(db: &DomainDb, tenant: Option<&str>) -> Result<Vec<PoolUsage>> {
+    let filter = if tenant.is_some() {
+        "WHERE p.tenant_id = $1"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "SELECT p.id, p.tenant_id, p.name, p.family, p.cidr, p.prefix_length, p.capacity, \
+         p.warning_percent, p.critical_percent, (SELECT count(*) FROM address_records r \
+         WHERE r.pool_id = p.id AND r.state IN ('ALLOCATED', 'ACTIVE', 'SUSPENDED', 'REVOKING')) AS in_use \
+         FROM ip_pools p {filter} ORDER BY p.tenant_id, p.name"
+    );
+    let rows: Vec<(PoolRow, i64)> = with_db!(db, pool => {
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        if let Some(t) = tenant {
+            q = q.bind(t);
+        }
+        let rows = q.fetch_all(pool).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            use sqlx::{FromRow, Row};
+            out.push((PoolRow::from_row(row)?, row.try_get::<i64, _>("in_use")?));
+        }
+        out
+    });
+    rows.into_iter()
+        .map(|(p, in_use)| {
+            Ok(PoolUsage {
+                pool: p.try_into()?,
+                in_use,
+            })
+        })
+        .collect()
+}

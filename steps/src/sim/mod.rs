@@ -1,0 +1,525 @@
+//! Simulators of the ONU/OLT gateway, the TR-069 ACS and billing: one real
+//! HTTP server (axum) serving the APIs the HTTP adapters call, under
+//! `/onu`, `/cpe` and `/billing`. `sagaflow dev` starts it by default, and
+//! tests start their own.
+//!
+//! State is kept in memory. A request with an `Idempotency-Key` that was
+//! already answered gets the same answer again without a second effect.
+//! Each operation has a configurable failure rate (an injected 503 before
+//! any effect) and latency, changeable while running. The state can be read
+//! in-process ([`SimHandle::snapshot`]) or over HTTP (`GET /_state`, and a
+//! `GET` per record).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::adapters::EndpointConfig;
+use crate::adapters::billing::{BillingService, NewService, ServiceState};
+use crate::adapters::cpe::CpeConfig;
+use crate::adapters::onu::{OnuActivation, OnuStatus};
+
+/// Every operation a fault can be set on.
+pub const OPERATIONS: [&str; 8] = [
+    "onu.activate",
+    "onu.deactivate",
+    "cpe.configure",
+    "cpe.unconfigure",
+    "billing.create",
+    "billing.suspend",
+    "billing.resume",
+    "billing.delete",
+];
+
+/// Misbehaviour of one operation.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Fault {
+    /// The share of requests (0 to 1) answered 503 without any effect.
+    pub failure_rate: f64,
+    /// Added to every request, in milliseconds.
+    pub latency_ms: u64,
+}
+
+impl Fault {
+    /// Every request fails.
+    pub fn always() -> Self {
+        Self {
+            failure_rate: 1.0,
+            latency_ms: 0,
+        }
+    }
+
+    pub fn rate(failure_rate: f64) -> Self {
+        Self {
+            failure_rate,
+            latency_ms: 0,
+        }
+    }
+}
+
+/// How to start the simulators.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimConfig {
+    /// Where to listen; port 0 picks a free one.
+    pub bind: SocketAddr,
+    /// When set, requests must carry `Authorization: Bearer <token>`.
+    pub token: Option<String>,
+    /// Applies to operations without their own entry in `faults`.
+    pub default_fault: Fault,
+    /// Per operation (see [`OPERATIONS`]).
+    pub faults: BTreeMap<String, Fault>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            token: None,
+            default_fault: Fault::default(),
+            faults: BTreeMap::new(),
+        }
+    }
+}
+
+/// Everything the simulated systems hold.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SimSnapshot {
+    /// Active ONUs by serial.
+    pub onus: BTreeMap<String, OnuStatus>,
+    /// Configured CPEs by serial.
+    pub cpes: BTreeMap<String, CpeConfig>,
+    /// Billing services by subscriber.
+    pub services: BTreeMap<String, BillingService>,
+    /// Effects applied, per operation (repeats of a key not counted).
+    pub applied: BTreeMap<String, u64>,
+    /// Requests answered 503 on purpose, per operation.
+    pub injected_failures: BTreeMap<String, u64>,
+}
+
+impl SimSnapshot {
+    /// No ONU, CPE or billing state at all.
+    pub fn is_empty(&self) -> bool {
+        self.onus.is_empty() && self.cpes.is_empty() && self.services.is_empty()
+    }
+}
+
+#[derive(Default)]
+struct Data {
+    snap: SimSnapshot,
+    /// (operation, key) → the answer given.
+    answers: HashMap<(String, String), (StatusCode, Value)>,
+    next_service: u64,
+}
+
+struct Inner {
+    token: Option<String>,
+    faults: Mutex<(Fault, BTreeMap<String, Fault>)>,
+    data: Mutex<Data>,
+}
+
+type Shared = Arc<Inner>;
+
+/// The simulators' entry point.
+pub struct Simulators;
+
+impl Simulators {
+    /// Binds `cfg.bind` and serves until [`SimHandle::shutdown`].
+    pub async fn start(cfg: SimConfig) -> std::io::Result<SimHandle> {
+        let listener = tokio::net::TcpListener::bind(cfg.bind).await?;
+        let addr = listener.local_addr()?;
+        let inner: Shared = Arc::new(Inner {
+            token: cfg.token.clone(),
+            faults: Mutex::new((cfg.default_fault, cfg.faults.clone())),
+            data: Mutex::new(Data::default()),
+        });
+        let stop = CancellationToken::new();
+        let app = router(inner.clone());
+        let shutdown = stop.clone().cancelled_owned();
+        let task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::warn!(error = %e, "simulator server stopped");
+            }
+        });
+        tracing::info!(%addr, "simulators listening");
+        Ok(SimHandle {
+            addr,
+            token: cfg.token,
+            inner,
+            stop,
+            task,
+        })
+    }
+}
+
+/// A running simulator server.
+pub struct SimHandle {
+    addr: SocketAddr,
+    token: Option<String>,
+    inner: Shared,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for SimHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimHandle")
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+impl SimHandle {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn onu_url(&self) -> String {
+        format!("http://{}/onu", self.addr)
+    }
+
+    pub fn cpe_url(&self) -> String {
+        format!("http://{}/cpe", self.addr)
+    }
+
+    pub fn billing_url(&self) -> String {
+        format!("http://{}/billing", self.addr)
+    }
+
+    fn endpoint(&self, url: String) -> EndpointConfig {
+        EndpointConfig {
+            token: self.token.clone(),
+            ..EndpointConfig::new(url)
+        }
+    }
+
+    /// Endpoint configs of the ONU, CPE and billing APIs.
+    pub fn endpoints(&self) -> (EndpointConfig, EndpointConfig, EndpointConfig) {
+        (
+            self.endpoint(self.onu_url()),
+            self.endpoint(self.cpe_url()),
+            self.endpoint(self.billing_url()),
+        )
+    }
+
+    /// Sets the fault of one operation (see [`OPERATIONS`]).
+    pub fn set_fault(&self, operation: &str, fault: Fault) {
+        let mut f = self.inner.faults.lock().unwrap_or_else(|e| e.into_inner());
+        f.1.insert(operation.to_owned(), fault);
+    }
+
+    /// Sets the fault of every operation, dropping per-operation ones.
+    pub fn set_all_faults(&self, fault: Fault) {
+        let mut f = self.inner.faults.lock().unwrap_or_else(|e| e.into_inner());
+        *f = (fault, BTreeMap::new());
+    }
+
+    /// A copy of the simulated state.
+    pub fn snapshot(&self) -> SimSnapshot {
+        self.inner
+            .data
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .snap
+            .clone()
+    }
+
+    /// Stops serving and waits for the server to end.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+fn router(inner: Shared) -> Router {
+    let onu = Router::new()
+        .route("/onus/{serial}", get(onu_get))
+        .route("/onus/{serial}/activate", post(onu_activate))
+        .route("/onus/{serial}/deactivate", post(onu_deactivate));
+    let cpe = Router::new().route(
+        "/devices/{serial}/config",
+        get(cpe_get).put(cpe_configure).delete(cpe_unconfigure),
+    );
+    let billing = Router::new()
+        .route("/services", post(billing_create))
+        .route("/services/{sub}", get(billing_get).delete(billing_delete))
+        .route("/services/{sub}/suspend", post(billing_suspend))
+        .route("/services/{sub}/resume", post(billing_resume));
+    Router::new()
+        .nest("/onu", onu)
+        .nest("/cpe", cpe)
+        .nest("/billing", billing)
+        .route("/_state", get(state))
+        .with_state(inner)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> (StatusCode, Value) {
+    (status, json!({ "error": message.into() }))
+}
+
+fn to_value(v: &impl Serialize) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+impl Inner {
+    fn authorized(&self, headers: &HeaderMap) -> bool {
+        let Some(token) = &self.token else {
+            return true;
+        };
+        headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            == Some(token.as_str())
+    }
+
+    fn fault(&self, op: &str) -> Fault {
+        let f = self.faults.lock().unwrap_or_else(|e| e.into_inner());
+        f.1.get(op).copied().unwrap_or(f.0)
+    }
+
+    /// Runs one operation: authorization, latency, injected failure, then
+    /// the effect, once per idempotency key.
+    async fn serve(
+        &self,
+        op: &str,
+        headers: &HeaderMap,
+        apply: impl FnOnce(&mut Data) -> (StatusCode, Value),
+    ) -> Response {
+        if !self.authorized(headers) {
+            let (s, v) = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+            return (s, Json(v)).into_response();
+        }
+        let fault = self.fault(op);
+        if fault.latency_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(fault.latency_ms)).await;
+        }
+        let mut data = self.data.lock().unwrap_or_else(|e| e.into_inner());
+        if fault.failure_rate > 0.0 && fastrand::f64() < fault.failure_rate {
+            *data
+                .snap
+                .injected_failures
+                .entry(op.to_owned())
+                .or_default() += 1;
+            let (s, v) = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{op}: injected failure"),
+            );
+            return (s, Json(v)).into_response();
+        }
+        let key = headers
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .map(|k| (op.to_owned(), k.to_owned()));
+        if let Some(k) = &key
+            && let Some((s, v)) = data.answers.get(k)
+        {
+            return (*s, Json(v.clone())).into_response();
+        }
+        let (status, body) = apply(&mut data);
+        if status.is_success() {
+            *data.snap.applied.entry(op.to_owned()).or_default() += 1;
+        }
+        if let Some(k) = key {
+            data.answers.insert(k, (status, body.clone()));
+        }
+        (status, Json(body)).into_response()
+    }
+
+    fn read(&self, f: impl FnOnce(&SimSnapshot) -> Option<Value>) -> Response {
+        let data = self.data.lock().unwrap_or_else(|e| e.into_inner());
+        match f(&data.snap) {
+            Some(v) => (StatusCode::OK, Json(v)).into_response(),
+            None => {
+                let (s, v) = error(StatusCode::NOT_FOUND, "no such record");
+                (s, Json(v)).into_response()
+            }
+        }
+    }
+}
+
+async fn state(State(s): State<Shared>) -> Response {
+    s.read(|snap| Some(to_value(snap)))
+}
+
+async fn onu_get(State(s): State<Shared>, Path(serial): Path<String>) -> Response {
+    s.read(|snap| snap.onus.get(&serial).map(to_value))
+}
+
+async fn onu_activate(
+    State(s): State<Shared>,
+    Path(serial): Path<String>,
+    headers: HeaderMap,
+    Json(act): Json<OnuActivation>,
+) -> Response {
+    s.serve("onu.activate", &headers, |d| {
+        if let Some(cur) = d.snap.onus.get(&serial)
+            && cur.activation.subscriber_id != act.subscriber_id
+        {
+            return error(
+                StatusCode::CONFLICT,
+                format!(
+                    "ONU {serial} is active for subscriber {}",
+                    cur.activation.subscriber_id
+                ),
+            );
+        }
+        let status = OnuStatus {
+            serial: serial.clone(),
+            activation: act,
+        };
+        d.snap.onus.insert(serial, status.clone());
+        (StatusCode::OK, to_value(&status))
+    })
+    .await
+}
+
+async fn onu_deactivate(
+    State(s): State<Shared>,
+    Path(serial): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    s.serve("onu.deactivate", &headers, |d| {
+        let was = d.snap.onus.remove(&serial).is_some();
+        (
+            StatusCode::OK,
+            json!({ "serial": serial, "was_active": was }),
+        )
+    })
+    .await
+}
+
+async fn cpe_get(State(s): State<Shared>, Path(serial): Path<String>) -> Response {
+    s.read(|snap| snap.cpes.get(&serial).map(to_value))
+}
+
+async fn cpe_configure(
+    State(s): State<Shared>,
+    Path(serial): Path<String>,
+    headers: HeaderMap,
+    Json(cfg): Json<CpeConfig>,
+) -> Response {
+    s.serve("cpe.configure", &headers, |d| {
+        let body = json!({ "serial": serial, "config": cfg });
+        d.snap.cpes.insert(serial, cfg);
+        (StatusCode::OK, body)
+    })
+    .await
+}
+
+async fn cpe_unconfigure(
+    State(s): State<Shared>,
+    Path(serial): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    s.serve("cpe.unconfigure", &headers, |d| {
+        let was = d.snap.cpes.remove(&serial).is_some();
+        (
+            StatusCode::OK,
+            json!({ "serial": serial, "was_configured": was }),
+        )
+    })
+    .await
+}
+
+async fn billing_get(State(s): State<Shared>, Path(sub): Path<String>) -> Response {
+    s.read(|snap| snap.services.get(&sub).map(to_value))
+}
+
+async fn billing_create(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Json(new): Json<NewService>,
+) -> Response {
+    s.serve("billing.create", &headers, |d| {
+        if d.snap.services.contains_key(&new.subscriber_id) {
+            return error(
+                StatusCode::CONFLICT,
+                format!("subscriber {} has a service already", new.subscriber_id),
+            );
+        }
+        d.next_service += 1;
+        let svc = BillingService {
+            service_id: format!("svc-{}", d.next_service),
+            subscriber_id: new.subscriber_id.clone(),
+            customer_id: new.customer_id,
+            plan: new.plan,
+            state: ServiceState::Active,
+        };
+        d.snap.services.insert(new.subscriber_id, svc.clone());
+        (StatusCode::CREATED, to_value(&svc))
+    })
+    .await
+}
+
+async fn set_service_state(
+    s: &Inner,
+    op: &str,
+    sub: String,
+    headers: &HeaderMap,
+    to: ServiceState,
+) -> Response {
+    s.serve(op, headers, |d| match d.snap.services.get_mut(&sub) {
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!("service of subscriber {sub}"),
+        ),
+        Some(svc) => {
+            svc.state = to;
+            (StatusCode::OK, to_value(svc))
+        }
+    })
+    .await
+}
+
+async fn billing_suspend(
+    State(s): State<Shared>,
+    Path(sub): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    set_service_state(
+        &s,
+        "billing.suspend",
+        sub,
+        &headers,
+        ServiceState::Suspended,
+    )
+    .await
+}
+
+async fn billing_resume(
+    State(s): State<Shared>,
+    Path(sub): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    set_service_state(&s, "billing.resume", sub, &headers, ServiceState::Active).await
+}
+
+async fn billing_delete(
+    State(s): State<Shared>,
+    Path(sub): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    s.serve("billing.delete", &headers, |d| {
+        let was = d.snap.services.remove(&sub).is_some();
+        (
+            StatusCode::OK,
+            json!({ "subscriber_id": sub, "was_present": was }),
+        )
+    })
+    .await
+}

@@ -1,0 +1,174 @@
+//! The HTTP adapters against the simulators: idempotency keys, injected
+//! failures, latency and timeouts, and how each failure is classified.
+#![allow(clippy::unwrap_used)]
+
+use sagaflow_engine::handler::StepError;
+use sagaflow_steps::adapters::billing::{BillingAdapter, HttpBilling, NewService, ServiceState};
+use sagaflow_steps::adapters::cpe::{CpeAdapter, CpeConfig, HttpCpe};
+use sagaflow_steps::adapters::onu::{HttpOnu, OnuActivation, OnuAdapter};
+use sagaflow_steps::adapters::{AdapterError, EndpointConfig};
+use sagaflow_steps::sim::{Fault, SimConfig, SimHandle, Simulators};
+
+async fn sims() -> SimHandle {
+    Simulators::start(SimConfig::default()).await.unwrap()
+}
+
+fn activation(sub: &str) -> OnuActivation {
+    OnuActivation {
+        subscriber_id: sub.into(),
+        plan: "fiber".into(),
+        download_kbps: 1000,
+        upload_kbps: 100,
+        service_vlan: Some(7),
+    }
+}
+
+#[tokio::test]
+async fn a_repeated_key_gets_the_same_answer_and_one_effect() {
+    let s = sims().await;
+    let onu = HttpOnu::new(&s.endpoints().0).unwrap();
+    let a = onu
+        .activate("run:activate_onu", "ONU1", &activation("s1"))
+        .await
+        .unwrap();
+    let b = onu
+        .activate("run:activate_onu", "ONU1", &activation("s1"))
+        .await
+        .unwrap();
+    assert_eq!(a, b);
+    assert_eq!(s.snapshot().applied["onu.activate"], 1);
+    // Same serial for another subscriber: a conflict, which is fatal.
+    let e = onu
+        .activate("other:activate_onu", "ONU1", &activation("s2"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, AdapterError::Conflict { .. }), "{e}");
+    let step: StepError = e.into();
+    assert_eq!((step.kind(), step.is_retryable()), ("conflict", false));
+    onu.deactivate("run:deactivate", "ONU1").await.unwrap();
+    onu.deactivate("run:deactivate", "ONU1").await.unwrap();
+    onu.deactivate("again:deactivate", "ONU1").await.unwrap();
+    let snap = s.snapshot();
+    assert!(snap.onus.is_empty());
+    assert_eq!(snap.applied["onu.deactivate"], 2, "one per key");
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn injected_failures_are_retryable_and_have_no_effect() {
+    let s = sims().await;
+    let cpe = HttpCpe::new(&s.endpoints().1).unwrap();
+    let cfg = CpeConfig {
+        subscriber_id: "s1".into(),
+        pppoe_username: "s1".into(),
+        plan: "fiber".into(),
+        ipv4_address: Some("10.0.0.1".into()),
+        ipv6_prefix: None,
+    };
+    s.set_fault("cpe.configure", Fault::always());
+    let e = cpe.configure("k", "CPE1", &cfg).await.unwrap_err();
+    assert!(matches!(e, AdapterError::Unavailable { .. }), "{e}");
+    let step: StepError = e.into();
+    assert_eq!((step.kind(), step.is_retryable()), ("unavailable", true));
+    let snap = s.snapshot();
+    assert!(snap.cpes.is_empty());
+    assert_eq!(snap.injected_failures["cpe.configure"], 1);
+    // The retry with the same key, once the system is back, applies it.
+    s.set_fault("cpe.configure", Fault::default());
+    cpe.configure("k", "CPE1", &cfg).await.unwrap();
+    assert_eq!(s.snapshot().cpes["CPE1"], cfg);
+    // Other operations were not affected by the per-operation fault.
+    cpe.unconfigure("k2", "CPE1").await.unwrap();
+    assert!(s.snapshot().cpes.is_empty());
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_timeout_is_retryable_and_the_retry_applies_once() {
+    let s = sims().await;
+    let mut ep = s.endpoints().2;
+    ep.timeout_ms = 100;
+    let billing = HttpBilling::new(&ep).unwrap();
+    let svc = NewService {
+        subscriber_id: "s1".into(),
+        customer_id: "c1".into(),
+        plan: "fiber".into(),
+    };
+    s.set_fault(
+        "billing.create",
+        Fault {
+            failure_rate: 0.0,
+            latency_ms: 1_000,
+        },
+    );
+    let e = billing.create_service("k", &svc).await.unwrap_err();
+    assert!(
+        matches!(&e, AdapterError::Unavailable { message, .. } if message == "timed out"),
+        "{e}"
+    );
+    s.set_fault("billing.create", Fault::default());
+    let created = billing.create_service("k", &svc).await.unwrap();
+    assert_eq!(created.state, ServiceState::Active);
+    assert_eq!(s.snapshot().applied["billing.create"], 1);
+    let suspended = billing.suspend("k2", "s1").await.unwrap();
+    assert_eq!(suspended.state, ServiceState::Suspended);
+    // Unknown subscriber: not found, fatal.
+    let e = billing.resume("k3", "nobody").await.unwrap_err();
+    assert!(matches!(e, AdapterError::NotFound { .. }), "{e}");
+    // The state is readable over HTTP too.
+    let body: serde_json::Value = reqwest::get(format!("{}/services/s1", s.billing_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["state"], "SUSPENDED");
+    let all: serde_json::Value = reqwest::get(format!("http://{}/_state", s.addr()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(all["services"]["s1"]["service_id"], created.service_id);
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_wrong_token_is_rejected_for_good() {
+    let s = Simulators::start(SimConfig {
+        token: Some("secret".into()),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let good = HttpOnu::new(&s.endpoints().0).unwrap();
+    good.activate("k", "ONU1", &activation("s1")).await.unwrap();
+    let bad = HttpOnu::new(&EndpointConfig {
+        token: Some("guess".into()),
+        ..EndpointConfig::new(s.onu_url())
+    })
+    .unwrap();
+    let e = bad.deactivate("k2", "ONU1").await.unwrap_err();
+    assert!(
+        matches!(e, AdapterError::Rejected { status: 401, .. }),
+        "{e}"
+    );
+    let step: StepError = e.into();
+    assert!(!step.is_retryable());
+    assert_eq!(s.snapshot().onus.len(), 1);
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_system_that_is_down_is_retryable() {
+    let s = sims().await;
+    let ep = s.endpoints().0;
+    s.shutdown().await;
+    let onu = HttpOnu::new(&EndpointConfig {
+        timeout_ms: 2_000,
+        ..ep
+    })
+    .unwrap();
+    let e = onu.deactivate("k", "ONU1").await.unwrap_err();
+    assert!(StepError::from(e).is_retryable());
+}

@@ -1,0 +1,394 @@
+//! The subscriber sagas end to end, on the shipped workflow files, with the
+//! simulators and stand-in RADIUS handlers.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use sagaflow_engine::state::{RunState, StepState};
+use sagaflow_steps::lifecycle::repo as lifecycle;
+use sagaflow_steps::lifecycle::{AddressState, Family};
+use sagaflow_steps::sim::Fault;
+use sagaflow_steps::subscriber::SubscriberState;
+use sagaflow_steps::subscriber::repo as subscribers;
+use serde_json::json;
+use support::{HELD, Options, TENANT, V4_POOL, V6_POOL, World, provision_input};
+
+/// How each provisioning step is made to fail for good.
+enum Breaks {
+    /// The handler fails (the records steps).
+    Handler(&'static str),
+    /// The simulator answers every call 503.
+    Simulator(&'static str),
+}
+
+const STEPS: [(&str, Breaks); 9] = [
+    ("create_customer", Breaks::Handler("customer.create")),
+    ("create_subscriber", Breaks::Handler("subscriber.create")),
+    (
+        "create_network_profile",
+        Breaks::Handler("network_profile.create"),
+    ),
+    ("allocate_ip_address", Breaks::Handler("ipam.allocate")),
+    (
+        "create_radius_account",
+        Breaks::Handler("radius.create_account"),
+    ),
+    (
+        "activate_ipv4_lifecycle",
+        Breaks::Handler("lifecycle.activate_ipv4"),
+    ),
+    ("activate_onu", Breaks::Simulator("onu.activate")),
+    ("configure_cpe", Breaks::Simulator("cpe.configure")),
+    (
+        "create_billing_service",
+        Breaks::Simulator("billing.create"),
+    ),
+];
+
+async fn every_failing_step_leaves_the_system_as_it_was(w: World) {
+    // Something already provisioned, so "as before" is not just "empty".
+    let base = w
+        .run("provision_subscriber", provision_input("base", true))
+        .await;
+    assert_eq!(base.state, RunState::Completed, "{:?}", base.error);
+    let before = w.state().await;
+    assert_eq!(before.held.len(), 2);
+
+    for (i, (step, breaks)) in STEPS.iter().enumerate() {
+        match breaks {
+            Breaks::Handler(h) => w.set_broken(h, true),
+            Breaks::Simulator(op) => w.sims().set_fault(op, Fault::always()),
+        }
+        let sub = format!("sub-{i}");
+        let run = w
+            .run("provision_subscriber", provision_input(&sub, true))
+            .await;
+        assert_eq!(run.state, RunState::Compensated, "{step}: {:?}", run.error);
+        let failed: Vec<&str> = run
+            .steps
+            .iter()
+            .filter(|s| s.state == StepState::Failed)
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(failed, vec![*step]);
+        assert!(
+            run.steps.iter().all(|s| !matches!(
+                s.state,
+                StepState::Succeeded | StepState::CompensationFailed
+            )),
+            "{step}: every completed step was compensated: {:?}",
+            run.steps
+        );
+        let after = w.state().await;
+        assert_eq!(after, before, "{step}: the system changed");
+        let records = lifecycle::for_subscriber(&w.db, TENANT, &sub)
+            .await
+            .unwrap();
+        assert!(
+            records.iter().all(|r| !r.state.holds_address()),
+            "{step}: {records:?}"
+        );
+        match breaks {
+            Breaks::Handler(h) => w.set_broken(h, false),
+            Breaks::Simulator(op) => w.sims().set_fault(op, Fault::default()),
+        }
+    }
+
+    // The optional step: its failure does not fail provisioning; the prefix
+    // stays ALLOCATED (the cleanup job reports it as a leak later).
+    w.set_broken("lifecycle.activate_ipv6", true);
+    let run = w
+        .run("provision_subscriber", provision_input("opt", true))
+        .await;
+    assert_eq!(run.state, RunState::Completed, "{:?}", run.error);
+    let step = run
+        .steps
+        .iter()
+        .find(|s| s.name == "activate_ipv6_lifecycle")
+        .unwrap();
+    assert_eq!(step.state, StepState::FailedNonBlocking);
+    let states: BTreeSet<(Family, AddressState)> = lifecycle::for_subscriber(&w.db, TENANT, "opt")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.family, r.state))
+        .collect();
+    assert_eq!(
+        states,
+        BTreeSet::from([
+            (Family::Ipv4, AddressState::Active),
+            (Family::Ipv6, AddressState::Allocated)
+        ])
+    );
+    w.shutdown().await;
+}
+
+#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+async fn every_failing_step_is_undone_postgres(pool: sqlx::PgPool) {
+    every_failing_step_leaves_the_system_as_it_was(World::postgres(pool, Options::default()).await)
+        .await;
+}
+
+#[tokio::test]
+async fn every_failing_step_is_undone_sqlite() {
+    every_failing_step_leaves_the_system_as_it_was(World::sqlite(Options::default()).await).await;
+}
+
+async fn round_trip(w: World) {
+    let free_before = w.state().await.usage;
+    assert_eq!(free_before, vec![(V4_POOL.into(), 0), (V6_POOL.into(), 0)]);
+
+    let run = w
+        .run("provision_subscriber", provision_input("s1", true))
+        .await;
+    assert_eq!(run.state, RunState::Completed, "{:?}", run.error);
+    let v4 = run.context["ipv4_address"].as_str().unwrap().to_owned();
+    let v6 = run.context["ipv6_prefix"].as_str().unwrap().to_owned();
+    assert_eq!(v4, "10.20.0.1");
+    assert_eq!(v6, "2001:db8:1000::/56");
+    let records = lifecycle::for_subscriber(&w.db, TENANT, "s1")
+        .await
+        .unwrap();
+    assert_eq!(records.len(), 2);
+    for r in &records {
+        assert_eq!(r.state, AddressState::Active);
+        assert!(r.allocated_at.unwrap() <= r.activated_at.unwrap());
+        assert_eq!(r.workflow_id.as_deref(), Some(run.id.to_string().as_str()));
+    }
+    let snap = w.sims().snapshot();
+    assert_eq!(snap.onus["ONU-s1"].activation.subscriber_id, "s1");
+    assert_eq!(snap.onus["ONU-s1"].activation.service_vlan, Some(100));
+    assert_eq!(
+        snap.cpes["CPE-s1"].ipv4_address.as_deref(),
+        Some(v4.as_str())
+    );
+    assert_eq!(
+        snap.cpes["CPE-s1"].ipv6_prefix.as_deref(),
+        Some(v6.as_str())
+    );
+    assert_eq!(snap.services["s1"].state.to_string(), "ACTIVE");
+    assert_eq!(w.radius.accounts()["s1"].group, "fiber-500");
+    assert_eq!(
+        w.radius.accounts()["s1"].framed_ip.as_deref(),
+        Some(v4.as_str())
+    );
+
+    let run = w
+        .run("suspend_subscriber", json!({"subscriber_id": "s1"}))
+        .await;
+    assert_eq!(run.state, RunState::Completed, "{:?}", run.error);
+    let records = lifecycle::for_subscriber(&w.db, TENANT, "s1")
+        .await
+        .unwrap();
+    for r in &records {
+        assert_eq!(r.state, AddressState::Suspended);
+        assert!(r.activated_at.unwrap() <= r.suspended_at.unwrap());
+        assert_eq!(r.workflow_id.as_deref(), Some(run.id.to_string().as_str()));
+    }
+    let suspended_at: Vec<_> = records.iter().map(|r| r.suspended_at.unwrap()).collect();
+    assert_eq!(w.radius.accounts()["s1"].group, "suspended");
+    assert_eq!(
+        w.sims().snapshot().services["s1"].state.to_string(),
+        "SUSPENDED"
+    );
+    let sub = subscribers::get_subscriber(&w.db, TENANT, "s1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(sub.state, SubscriberState::Suspended);
+
+    let run = w
+        .run("reactivate_subscriber", json!({"subscriber_id": "s1"}))
+        .await;
+    assert_eq!(run.state, RunState::Completed, "{:?}", run.error);
+    let records = lifecycle::for_subscriber(&w.db, TENANT, "s1")
+        .await
+        .unwrap();
+    for (r, suspended_at) in records.iter().zip(suspended_at) {
+        assert_eq!(r.state, AddressState::Active);
+        assert!(r.activated_at.unwrap() >= suspended_at, "activated again");
+        assert_eq!(r.suspended_at, Some(suspended_at), "kept");
+    }
+    assert_eq!(w.radius.accounts()["s1"].group, "fiber-500");
+    assert_eq!(
+        w.sims().snapshot().services["s1"].state.to_string(),
+        "ACTIVE"
+    );
+
+    let run = w
+        .run("deprovision_subscriber", json!({"subscriber_id": "s1"}))
+        .await;
+    assert_eq!(run.state, RunState::Completed, "{:?}", run.error);
+    let records = lifecycle::for_subscriber(&w.db, TENANT, "s1")
+        .await
+        .unwrap();
+    for r in &records {
+        assert_eq!(r.state, AddressState::Revoked);
+        let t = |s| r.entered(s).unwrap();
+        assert!(t(AddressState::Allocated) <= t(AddressState::Active));
+        assert!(t(AddressState::Active) <= t(AddressState::Revoking));
+        assert!(t(AddressState::Revoking) <= t(AddressState::Revoked));
+        assert_eq!(r.workflow_id.as_deref(), Some(run.id.to_string().as_str()));
+    }
+    assert_eq!(
+        w.radius.packets(),
+        vec![
+            ("coa".into(), "s1".into(), Some(v4.clone())),
+            ("coa".into(), "s1".into(), Some(v4.clone())),
+            ("disconnect".into(), "s1".into(), Some(v4.clone())),
+        ]
+    );
+    let state = w.state().await;
+    assert!(state.held.is_empty());
+    assert_eq!(state.usage, free_before, "the pools are free again");
+    assert!(state.radius.is_empty());
+    assert!(state.sim.onus.is_empty() && state.sim.cpes.is_empty());
+    assert_eq!(state.sim.services["s1"].state.to_string(), "SUSPENDED");
+    assert_eq!(
+        state.subscribers,
+        vec![("s1".into(), SubscriberState::Archived)]
+    );
+    assert_eq!(state.profiles, vec![("s1".into(), true)]);
+    assert!(
+        subscribers::get_subscriber(&w.db, TENANT, "s1")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    w.shutdown().await;
+}
+
+#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+async fn provision_suspend_reactivate_deprovision_postgres(pool: sqlx::PgPool) {
+    round_trip(World::postgres(pool, Options::default()).await).await;
+}
+
+#[tokio::test]
+async fn provision_suspend_reactivate_deprovision_sqlite() {
+    round_trip(World::sqlite(Options::default()).await).await;
+}
+
+#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+async fn a_second_provisioning_of_a_live_subscriber_changes_nothing(pool: sqlx::PgPool) {
+    let w = World::postgres(pool, Options::default()).await;
+    let run = w
+        .run("provision_subscriber", provision_input("dup", false))
+        .await;
+    assert_eq!(run.state, RunState::Completed);
+    let before = w.state().await;
+    let again = w
+        .run("provision_subscriber", provision_input("dup", false))
+        .await;
+    assert_eq!(again.state, RunState::Compensated);
+    assert!(
+        again
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("subscriber_exists"),
+        "{:?}",
+        again.error
+    );
+    assert_eq!(w.state().await, before);
+    w.shutdown().await;
+}
+
+/// 500 provisionings with 20 % of simulator (and RADIUS) calls failing.
+#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+async fn five_hundred_runs_with_random_failures(pool: sqlx::PgPool) {
+    let w = World::postgres(
+        pool,
+        Options {
+            max_attempts: 2,
+            v4_cidr: "10.30.0.0/22".into(),
+            max_in_flight: 128,
+        },
+    )
+    .await;
+    w.sims().set_all_faults(Fault::rate(0.2));
+    *w.radius.failure_rate.lock().unwrap() = 0.2;
+    let mut ids = Vec::new();
+    for i in 0..500 {
+        let input = provision_input(&format!("r{i:03}"), i % 2 == 0);
+        ids.push((i, w.start("provision_subscriber", input).await));
+    }
+    let mut completed = Vec::new();
+    let mut compensated = Vec::new();
+    for (i, id) in ids {
+        let run = w.finish(id, Duration::from_secs(240)).await;
+        let sub = format!("r{i:03}");
+        match run.state {
+            RunState::Completed => completed.push((sub, i % 2 == 0)),
+            RunState::Compensated => compensated.push(sub),
+            other => panic!("run {id} ended {other}: {:?}", run.error),
+        }
+    }
+    assert!(
+        !completed.is_empty() && !compensated.is_empty(),
+        "{} completed, {} compensated",
+        completed.len(),
+        compensated.len()
+    );
+    w.sims().set_all_faults(Fault::default());
+
+    let state = w.state().await;
+    let snap = w.sims().snapshot();
+    let accounts = w.radius.accounts();
+    for (sub, ipv6) in &completed {
+        let records = lifecycle::for_subscriber(&w.db, TENANT, sub).await.unwrap();
+        let active: BTreeSet<Family> = records
+            .iter()
+            .filter(|r| r.state == AddressState::Active)
+            .map(|r| r.family)
+            .collect();
+        let want = if *ipv6 {
+            BTreeSet::from([Family::Ipv4, Family::Ipv6])
+        } else {
+            BTreeSet::from([Family::Ipv4])
+        };
+        assert_eq!(active, want, "{sub}: {records:?}");
+        assert_eq!(records.len(), want.len(), "{sub}: one record per family");
+        assert!(
+            snap.services.contains_key(sub),
+            "{sub} has its billing service"
+        );
+        assert!(snap.onus.contains_key(&format!("ONU-{sub}")));
+        assert!(snap.cpes.contains_key(&format!("CPE-{sub}")));
+        assert!(accounts.contains_key(sub), "{sub} has its RADIUS account");
+    }
+    for sub in &compensated {
+        let records = lifecycle::for_subscriber(&w.db, TENANT, sub).await.unwrap();
+        assert!(
+            records.iter().all(|r| !r.state.holds_address()),
+            "{sub}: {records:?}"
+        );
+        assert!(!snap.services.contains_key(sub), "{sub}: billing");
+        assert!(!snap.onus.contains_key(&format!("ONU-{sub}")), "{sub}: ONU");
+        assert!(!snap.cpes.contains_key(&format!("CPE-{sub}")), "{sub}: CPE");
+        assert!(!accounts.contains_key(sub), "{sub}: RADIUS");
+        assert!(
+            subscribers::get_subscriber(&w.db, TENANT, sub)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+    assert_eq!(snap.services.len(), completed.len());
+    // Pool use equals the lifecycle records, and no address is held twice.
+    let held = lifecycle::list(&w.db, TENANT, &HELD).await.unwrap();
+    let v6_count = completed.iter().filter(|(_, v6)| *v6).count() as i64;
+    assert_eq!(
+        state.usage,
+        vec![
+            (V4_POOL.into(), completed.len() as i64),
+            (V6_POOL.into(), v6_count)
+        ]
+    );
+    assert_eq!(held.len() as i64, completed.len() as i64 + v6_count);
+    let distinct: BTreeSet<&str> = held.iter().map(|r| r.address.as_str()).collect();
+    assert_eq!(distinct.len(), held.len(), "an address is held twice");
+    w.shutdown().await;
+}
