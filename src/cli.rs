@@ -49,6 +49,24 @@ pub enum Command {
         #[command(subcommand)]
         command: client::WorkflowCommand,
     },
+    /// Manage cron schedules (admin role).
+    Schedule {
+        #[command(flatten)]
+        conn: ClientArgs,
+        #[command(subcommand)]
+        command: client::ScheduleCommand,
+    },
+    /// A subscriber's IPv4 address and IPv6 prefix lifecycle records.
+    Addresses {
+        #[command(flatten)]
+        conn: ClientArgs,
+        subscriber: String,
+    },
+    /// Address pools and their utilization.
+    Pools {
+        #[command(flatten)]
+        conn: ClientArgs,
+    },
     /// Measure throughput and latency (see docs/performance.md).
     Bench(crate::bench::BenchArgs),
     /// List the registered workflow definitions.
@@ -237,6 +255,18 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
         Command::Workflow { conn, command } => {
             let mut c = Client::connect(&conn.server, &conn.token).await?;
             client::workflow(&mut c, command, conn.output).await
+        }
+        Command::Schedule { conn, command } => {
+            let mut c = Client::connect(&conn.server, &conn.token).await?;
+            client::schedule(&mut c, command, conn.output).await
+        }
+        Command::Addresses { conn, subscriber } => {
+            let mut c = Client::connect(&conn.server, &conn.token).await?;
+            client::addresses(&mut c, subscriber, conn.output).await
+        }
+        Command::Pools { conn } => {
+            let mut c = Client::connect(&conn.server, &conn.token).await?;
+            client::pools(&mut c, conn.output).await
         }
         Command::Bench(args) => crate::bench::run(args).await.map_err(ClientError::Other),
         Command::Definitions { conn } => {

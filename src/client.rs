@@ -64,6 +64,7 @@ fn code_name(c: tonic::Code) -> String {
 /// A connected client.
 pub struct Client {
     inner: WorkflowServiceClient<Channel>,
+    channel: Channel,
     token: String,
 }
 
@@ -75,7 +76,8 @@ impl Client {
             .await
             .with_context(|| format!("cannot reach the sagaflow server at {server}"))?;
         Ok(Self {
-            inner: WorkflowServiceClient::new(channel),
+            inner: WorkflowServiceClient::new(channel.clone()),
+            channel,
             token: token.to_owned(),
         })
     }
@@ -515,6 +517,295 @@ pub async fn definitions(c: &mut Client, out: Output) -> Result<(), ClientError>
                 d.version,
                 d.steps.len(),
                 d.description
+            );
+        }
+    }
+    Ok(())
+}
+
+fn ts_str(t: &Option<prost_types::Timestamp>) -> String {
+    ts(t).as_str().unwrap_or("-").to_owned()
+}
+
+fn enum_name(full: &str, prefix: &str) -> String {
+    full.trim_start_matches(prefix).to_owned()
+}
+
+pub fn schedule_json(s: &pb::Schedule) -> Value {
+    json!({
+        "id": s.id,
+        "name": s.name,
+        "cron": s.cron,
+        "timezone": s.timezone,
+        "workflow_name": s.workflow_name,
+        "input": struct_json(&s.input),
+        "paused": s.paused,
+        "overlap_policy": pb::OverlapPolicy::try_from(s.overlap_policy).map(|p| enum_name(p.as_str_name(), "OVERLAP_POLICY_")).unwrap_or_default(),
+        "catchup_policy": pb::CatchupPolicy::try_from(s.catchup_policy).map(|p| enum_name(p.as_str_name(), "CATCHUP_POLICY_")).unwrap_or_default(),
+        "next_fire_at": ts(&s.next_fire_at),
+        "last_fire_at": ts(&s.last_fire_at),
+        "last_workflow_id": s.last_workflow_id,
+        "created_at": ts(&s.created_at),
+    })
+}
+
+fn print_schedules(all: &[pb::Schedule], out: Output) {
+    if out == Output::Json {
+        let v: Vec<Value> = all.iter().map(schedule_json).collect();
+        return print_json(&Value::Array(v));
+    }
+    println!(
+        "{:<36}  {:<24} {:<14} {:<22} {:<7} NEXT FIRE",
+        "ID", "NAME", "CRON", "WORKFLOW", "PAUSED"
+    );
+    for s in all {
+        println!(
+            "{:<36}  {:<24} {:<14} {:<22} {:<7} {}",
+            s.id,
+            s.name,
+            s.cron,
+            s.workflow_name,
+            s.paused,
+            ts_str(&s.next_fire_at)
+        );
+    }
+}
+
+/// `sagaflow schedule …` subcommands (admin role).
+#[derive(Debug, clap::Subcommand)]
+pub enum ScheduleCommand {
+    /// Every schedule of the tenant.
+    List,
+    /// One schedule.
+    Get {
+        id: String,
+    },
+    /// Create a schedule.
+    Create {
+        /// Unique per tenant, e.g. ipv6-lifecycle-cleanup.
+        name: String,
+        /// Five fields, e.g. "0 2 * * *".
+        #[arg(long)]
+        cron: String,
+        #[arg(long)]
+        workflow: String,
+        /// IANA time zone (default UTC).
+        #[arg(long, default_value = "")]
+        timezone: String,
+        /// The input of every run: a JSON object or @file.
+        #[arg(long, default_value = "{}")]
+        input: String,
+        /// skip, allow or buffer_one.
+        #[arg(long, default_value = "skip")]
+        overlap: String,
+        /// none, one or all.
+        #[arg(long, default_value = "one")]
+        catchup: String,
+        #[arg(long)]
+        paused: bool,
+    },
+    Pause {
+        id: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    Resume {
+        id: String,
+    },
+    /// Start a run now; the next regular fire is unchanged.
+    Trigger {
+        id: String,
+    },
+    Delete {
+        id: String,
+    },
+}
+
+pub async fn schedule(
+    c: &mut Client,
+    cmd: ScheduleCommand,
+    out: Output,
+) -> Result<(), ClientError> {
+    use sagaflow_proto::v1::schedule_service_client::ScheduleServiceClient;
+    let mut s = ScheduleServiceClient::new(c.channel.clone());
+    match cmd {
+        ScheduleCommand::List => {
+            let all = s
+                .list_schedules(c.req(pb::ListSchedulesRequest {}))
+                .await?
+                .into_inner()
+                .schedules;
+            print_schedules(&all, out);
+        }
+        ScheduleCommand::Get { id } => {
+            let one = s
+                .get_schedule(c.req(pb::GetScheduleRequest { id }))
+                .await?
+                .into_inner();
+            print_schedules(std::slice::from_ref(&one), out);
+        }
+        ScheduleCommand::Create {
+            name,
+            cron,
+            workflow,
+            timezone,
+            input,
+            overlap,
+            catchup,
+            paused,
+        } => {
+            let overlap = pb::OverlapPolicy::from_str_name(&format!(
+                "OVERLAP_POLICY_{}",
+                overlap.to_ascii_uppercase()
+            ))
+            .ok_or_else(|| {
+                ClientError::Usage(format!(
+                    "--overlap {overlap:?}: use skip, allow or buffer_one"
+                ))
+            })?;
+            let catchup = pb::CatchupPolicy::from_str_name(&format!(
+                "CATCHUP_POLICY_{}",
+                catchup.to_ascii_uppercase()
+            ))
+            .ok_or_else(|| {
+                ClientError::Usage(format!("--catchup {catchup:?}: use none, one or all"))
+            })?;
+            let r = pb::CreateScheduleRequest {
+                name,
+                cron,
+                timezone,
+                workflow_name: workflow,
+                input: Some(json_object(&input, "--input")?),
+                overlap_policy: overlap as i32,
+                catchup_policy: catchup as i32,
+                paused,
+            };
+            let one = s.create_schedule(c.req(r)).await?.into_inner();
+            print_schedules(std::slice::from_ref(&one), out);
+        }
+        ScheduleCommand::Pause { id, reason } => {
+            let one = s
+                .pause_schedule(c.req(pb::PauseScheduleRequest { id, reason }))
+                .await?
+                .into_inner();
+            print_schedules(std::slice::from_ref(&one), out);
+        }
+        ScheduleCommand::Resume { id } => {
+            let one = s
+                .resume_schedule(c.req(pb::ResumeScheduleRequest { id }))
+                .await?
+                .into_inner();
+            print_schedules(std::slice::from_ref(&one), out);
+        }
+        ScheduleCommand::Trigger { id } => {
+            let r = s
+                .trigger_schedule(c.req(pb::TriggerScheduleRequest { id }))
+                .await?
+                .into_inner();
+            let w = r.workflow.unwrap_or_default();
+            if out == Output::Json {
+                print_json(&json!({"created": r.created, "workflow": workflow_json(&w)}));
+            } else {
+                println!("started run {}", w.id);
+            }
+        }
+        ScheduleCommand::Delete { id } => {
+            s.delete_schedule(c.req(pb::DeleteScheduleRequest { id }))
+                .await?;
+            if out == Output::Json {
+                print_json(&json!({"deleted": true}));
+            } else {
+                println!("deleted");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `sagaflow addresses <subscriber>`.
+pub async fn addresses(c: &mut Client, subscriber: String, out: Output) -> Result<(), ClientError> {
+    use sagaflow_proto::v1::lifecycle_service_client::LifecycleServiceClient;
+    let mut l = LifecycleServiceClient::new(c.channel.clone());
+    let all = l
+        .get_subscriber_addresses(c.req(pb::GetSubscriberAddressesRequest {
+            subscriber_id: subscriber,
+        }))
+        .await?
+        .into_inner()
+        .addresses;
+    let fam = |n: i32| {
+        pb::AddressFamily::try_from(n)
+            .map(|f| enum_name(f.as_str_name(), "ADDRESS_FAMILY_"))
+            .unwrap_or_default()
+    };
+    let st = |n: i32| {
+        pb::LifecycleState::try_from(n)
+            .map(|f| enum_name(f.as_str_name(), "LIFECYCLE_STATE_"))
+            .unwrap_or_default()
+    };
+    if out == Output::Json {
+        let v: Vec<Value> = all
+            .iter()
+            .map(|a| {
+                json!({
+                    "id": a.id, "subscriber_id": a.subscriber_id, "pool_id": a.pool_id, "family": fam(a.family),
+                    "address": a.address, "state": st(a.state), "allocated_at": ts(&a.allocated_at),
+                    "activated_at": ts(&a.activated_at), "suspended_at": ts(&a.suspended_at),
+                    "revoked_at": ts(&a.revoked_at), "metadata": struct_json(&a.metadata), "workflow_id": a.workflow_id,
+                })
+            })
+            .collect();
+        print_json(&Value::Array(v));
+    } else {
+        println!(
+            "{:<6} {:<28} {:<11} {:<26} WORKFLOW",
+            "FAMILY", "ADDRESS", "STATE", "ACTIVATED"
+        );
+        for a in &all {
+            println!(
+                "{:<6} {:<28} {:<11} {:<26} {}",
+                fam(a.family),
+                a.address,
+                st(a.state),
+                ts_str(&a.activated_at),
+                a.workflow_id
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `sagaflow pools`.
+pub async fn pools(c: &mut Client, out: Output) -> Result<(), ClientError> {
+    use sagaflow_proto::v1::lifecycle_service_client::LifecycleServiceClient;
+    let mut l = LifecycleServiceClient::new(c.channel.clone());
+    let all = l
+        .list_pools(c.req(pb::ListPoolsRequest {}))
+        .await?
+        .into_inner()
+        .pools;
+    if out == Output::Json {
+        let v: Vec<Value> = all
+            .iter()
+            .map(|p| {
+                json!({
+                    "id": p.id, "name": p.name, "cidr": p.cidr, "prefix_length": p.prefix_length,
+                    "capacity": p.capacity, "in_use": p.in_use, "utilization_percent": p.utilization_percent,
+                    "warning_threshold_percent": p.warning_threshold_percent,
+                    "critical_threshold_percent": p.critical_threshold_percent,
+                })
+            })
+            .collect();
+        print_json(&Value::Array(v));
+    } else {
+        println!(
+            "{:<16} {:<22} {:>4} {:>12} {:>10} {:>7}",
+            "POOL", "CIDR", "LEN", "CAPACITY", "IN USE", "USED %"
+        );
+        for p in &all {
+            println!(
+                "{:<16} {:<22} {:>4} {:>12} {:>10} {:>6.1}%",
+                p.name, p.cidr, p.prefix_length, p.capacity, p.in_use, p.utilization_percent
             );
         }
     }

@@ -12,7 +12,7 @@ use axum::routing::get;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use sagaflow_engine::Engine;
 use sagaflow_engine::api::auth::{Authenticator, dev_tokens};
-use sagaflow_engine::api::{ApiOptions, WorkflowApi};
+use sagaflow_engine::api::{ApiOptions, ScheduleApi, WorkflowApi};
 use sagaflow_engine::clock::SystemClock;
 use sagaflow_engine::definition::Definitions;
 use sagaflow_engine::executor::{ExecutorHandle, ExecutorOptions};
@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app;
 use crate::config::Config;
+use crate::lifecycle_api::LifecycleApi;
 
 /// A running server.
 pub struct Server {
@@ -56,6 +57,7 @@ impl Server {
         let (store, mut deps) =
             app::open_store(&config.database.url, config.database.max_connections).await?;
         deps.radius = config.radius.clone();
+        let domain_db = deps.domain_db();
         let domain = match deps.domain_db() {
             Some(db) => {
                 let mut cfg = config.domain.clone();
@@ -172,10 +174,15 @@ impl Server {
             }
             builder = builder.tls_config(t).context("grpc.tls")?;
         }
+        let schedules =
+            ScheduleApi::new(engine.clone(), auth.clone(), config.grpc.max_payload_bytes);
+        let lifecycle = domain_db.map(|db| LifecycleApi::new(db, auth.clone()).into_service());
         let router = builder
             .add_service(health_service)
             .add_service(reflection)
-            .add_service(api.into_service());
+            .add_service(api.into_service())
+            .add_service(schedules.into_service())
+            .add_optional_service(lifecycle);
         let s = stop.clone();
         tasks.push(tokio::spawn(async move {
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);

@@ -3,8 +3,10 @@
 
 pub mod auth;
 pub mod convert;
+mod schedules;
 mod workflows;
 
+pub use schedules::{ScheduleApi, schedule as schedule_to_proto};
 pub use workflows::WorkflowApi;
 
 /// Limits the API enforces.
