@@ -28,6 +28,8 @@ pub(crate) struct Shared {
     pub(crate) clock: Arc<dyn Clock>,
     /// Wakes this process's executors.
     pub(crate) wake: Arc<Notify>,
+    /// A NOTIFY to other replicas is on its way.
+    notify_pending: std::sync::atomic::AtomicBool,
     /// The id of every run this process changed, for watchers.
     pub(crate) changes: tokio::sync::broadcast::Sender<RunId>,
     /// Compiled input schemas, by definition snapshot id.
@@ -160,6 +162,7 @@ impl Engine {
                 clock,
                 wake: Arc::new(Notify::new()),
                 changes: tokio::sync::broadcast::channel(1024).0,
+                notify_pending: std::sync::atomic::AtomicBool::new(false),
                 validators,
                 snapshots: std::sync::Mutex::new(snapshots),
             }),
@@ -197,9 +200,21 @@ impl Engine {
     /// that there is new work.
     pub fn wake(&self) {
         self.shared.wake.notify_one();
-        let store = self.shared.store.clone();
+        // One NOTIFY covers a burst of starts: while one is on its way,
+        // further wakes add nothing for other replicas.
+        if self
+            .shared
+            .notify_pending
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            return;
+        }
+        let shared = self.shared.clone();
         tokio::spawn(async move {
-            if let Err(e) = store.notify_work().await {
+            shared
+                .notify_pending
+                .store(false, std::sync::atomic::Ordering::Release);
+            if let Err(e) = shared.store.notify_work().await {
                 tracing::debug!(error = %e, "could not notify other replicas");
             }
         });

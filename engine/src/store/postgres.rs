@@ -323,6 +323,21 @@ impl Store for PgStore {
     }
 
     async fn create_run(&self, new: &NewRun) -> Result<CreateOutcome> {
+        if new.concurrency.is_none() {
+            // Without a concurrency key the insert is one statement: atomic
+            // on its own, one round trip, and the record is known already.
+            let inserted = {
+                let mut conn = self.pool.acquire().await?;
+                insert_run(&mut conn, new).await?
+            }; // the connection goes back before any further query
+            return match inserted {
+                RunInsert::Created => Ok(CreateOutcome::Created(new.record())),
+                RunInsert::Duplicate | RunInsert::KeyHeld { .. } => Ok(self
+                    .find_idempotent(new)
+                    .await?
+                    .unwrap_or(CreateOutcome::IdempotencyConflict)),
+            };
+        }
         let mut tx = self.pool.begin().await?;
         match insert_run(&mut tx, new).await? {
             RunInsert::Created => tx.commit().await?,
@@ -789,8 +804,10 @@ async fn checkpoint_batch(
               AS c(id, token, state, cursor, context, steps, error, next_run_at, finished_at, now, n, lease_until)), \
          r AS (UPDATE runs SET state = c.state, cursor = c.cursor, context = COALESCE(c.context, runs.context), \
                 steps = c.steps, error = c.error, \
-                next_run_at = CASE WHEN runs.cancel_request IS NOT NULL AND c.lease_until IS NULL \
-                    AND c.state IN ('PENDING', 'RUNNING', 'FAILED') THEN c.now ELSE c.next_run_at END, \
+                next_run_at = CASE \
+                    WHEN c.lease_until IS NOT NULL THEN runs.next_run_at \
+                    WHEN runs.cancel_request IS NOT NULL AND c.state IN ('PENDING', 'RUNNING', 'FAILED') THEN c.now \
+                    ELSE c.next_run_at END, \
                 finished_at = c.finished_at, updated_at = c.now, last_seq = runs.last_seq + c.n, \
                 lease_expires_at = c.lease_until, \
                 lease_owner = CASE WHEN c.lease_until IS NULL THEN NULL ELSE runs.lease_owner END, \

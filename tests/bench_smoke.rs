@@ -1,0 +1,91 @@
+//! `sagaflow bench` at tiny sizes: each scenario runs and prints well-formed
+//! figures. No timing is asserted: speed is measured by the harness, not by
+//! tests.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use serde_json::Value;
+
+fn bench(url: Option<&str>, args: &[&str]) -> Value {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sagaflow"));
+    cmd.arg("bench").args(["-o", "json"]);
+    if let Some(u) = url {
+        cmd.args(["--database-url", u, "--connections", "4"]);
+    }
+    let out = cmd.args(args).env("RUST_LOG", "warn").output().unwrap();
+    assert!(
+        out.status.success(),
+        "bench {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("bench {args:?} printed no JSON: {e}"))
+}
+
+fn positive(v: &Value, key: &str) -> f64 {
+    let n = v[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{key} missing in {v}"));
+    assert!(n.is_finite() && n > 0.0, "{key} = {n}");
+    n
+}
+
+#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+async fn every_scenario_prints_its_figures(pool: sqlx::PgPool) {
+    let url = common::database_url(&pool);
+    let t = bench(
+        Some(&url),
+        &["throughput", "--runs", "30", "--concurrency", "8"],
+    );
+    assert_eq!(
+        (
+            t["scenario"].as_str(),
+            t["backend"].as_str(),
+            t["runs"].as_u64()
+        ),
+        (Some("throughput"), Some("postgres"), Some(30))
+    );
+    for k in [
+        "sagas_per_s",
+        "step_checkpoints_per_s",
+        "e2e_p50_ms",
+        "e2e_p99_ms",
+        "elapsed_s",
+    ] {
+        positive(&t, k);
+    }
+    assert!(t["e2e_p99_ms"].as_f64() >= t["e2e_p50_ms"].as_f64());
+
+    let l = bench(Some(&url), &["latency", "--runs", "5", "--warmup", "1"]);
+    for k in ["e2e_p50_ms", "e2e_p99_ms", "step_p50_ms", "step_p99_ms"] {
+        positive(&l, k);
+    }
+
+    let c = bench(
+        Some(&url),
+        &[
+            "ceiling",
+            "--runs",
+            "20",
+            "--concurrency",
+            "4",
+            "--seconds",
+            "1",
+        ],
+    );
+    for k in [
+        "sagaflow_step_checkpoints_per_s",
+        "raw_single_statement_per_s",
+        "raw_10x10_per_tx_per_s",
+        "ratio_to_single",
+        "ratio_to_batched",
+    ] {
+        positive(&c, k);
+    }
+
+    // The embedded store too.
+    let s = bench(None, &["throughput", "--runs", "10", "--concurrency", "4"]);
+    assert_eq!(s["backend"], "sqlite");
+    positive(&s, "sagas_per_s");
+}
