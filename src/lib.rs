@@ -7,3 +7,4 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod server;
+pub mod telemetry;
