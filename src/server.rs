@@ -44,10 +44,6 @@ pub const HISTOGRAM_BUCKETS: &[f64] = &[
     120.0, 300.0, 600.0,
 ];
 
-/// How often the gauges read from the store (runs by state, pool
-/// connections) are refreshed.
-pub const GAUGE_REFRESH: Duration = Duration::from_secs(10);
-
 /// The process-wide Prometheus recorder (installed once). Histograms are
 /// exported as histograms (`_bucket`, `_sum`, `_count`) with
 /// [`HISTOGRAM_BUCKETS`].
@@ -257,7 +253,7 @@ impl Server {
         tasks.push(tokio::spawn(telemetry::gauge_loop(
             st,
             pool_stats,
-            GAUGE_REFRESH,
+            Duration::from_millis(config.http.gauge_refresh_ms),
             s,
         )));
         let app = http_router(store, metrics, readiness);
