@@ -164,18 +164,8 @@ pub struct ClientArgs {
     pub output: Output,
 }
 
-fn init_tracing(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,sqlx=warn,h2=warn,tower=warn")
-    });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = if format == "json" {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
+fn init_tracing(format: &str) -> Result<crate::telemetry::TelemetryGuard, ClientError> {
+    crate::telemetry::init(format).map_err(|e| ClientError::Other(e.into()))
 }
 
 /// Parses the command line and runs the command.
@@ -216,7 +206,7 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             if c.database.url.is_empty() {
                 c.database.url = "sqlite://.sagaflow/dev.db".into();
             }
-            init_tracing(&c.log.format);
+            let _telemetry = init_tracing(&c.log.format)?;
             serve(c, true).await
         }
         Command::Serve(args) => {
@@ -228,7 +218,7 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                     "database.url: serve needs a PostgreSQL URL (--database-url, SAGAFLOW_DATABASE_URL or the config file); use `sagaflow dev` for SQLite",
                 ));
             }
-            init_tracing(&c.log.format);
+            let _telemetry = init_tracing(&c.log.format)?;
             serve(c, false).await
         }
         Command::Migrate { database_url } => {

@@ -46,7 +46,7 @@ impl ClientError {
     }
 }
 
-fn code_name(c: tonic::Code) -> String {
+pub(crate) fn code_name(c: tonic::Code) -> String {
     format!("{c:?}")
         .chars()
         .flat_map(|ch| {

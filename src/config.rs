@@ -102,12 +102,16 @@ pub struct TlsConfig {
 pub struct HttpConfig {
     /// `/healthz`, `/readyz` and `/metrics`.
     pub addr: String,
+    /// How often the gauges read from the store (runs by state, pool
+    /// connections) are refreshed, in milliseconds.
+    pub gauge_refresh_ms: u64,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             addr: "127.0.0.1:9090".into(),
+            gauge_refresh_ms: 10_000,
         }
     }
 }
@@ -287,6 +291,9 @@ impl Config {
                 "grpc.max_payload_bytes",
                 "must be between 1024 and 67108864",
             ));
+        }
+        if self.http.gauge_refresh_ms < 10 {
+            return Err(invalid("http.gauge_refresh_ms", "must be at least 10"));
         }
         if self.engine.lease_ms < 100 {
             return Err(invalid("engine.lease_ms", "must be at least 100"));

@@ -8,3 +8,4 @@ pub mod client;
 pub mod config;
 pub mod lifecycle_api;
 pub mod server;
+pub mod telemetry;

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::app;
 use crate::config::Config;
 use crate::lifecycle_api::LifecycleApi;
+use crate::telemetry;
 
 /// A running server.
 pub struct Server {
@@ -37,16 +38,41 @@ pub struct Server {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-/// The process-wide Prometheus recorder (installed once).
+/// Histogram buckets, in seconds: from a fast step or claim (1 ms) to a
+/// slow adapter call or a late cron fire (10 min).
+pub const HISTOGRAM_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    120.0, 300.0, 600.0,
+];
+
+/// The process-wide Prometheus recorder (installed once). Histograms are
+/// exported as histograms (`_bucket`, `_sum`, `_count`) with
+/// [`HISTOGRAM_BUCKETS`].
 pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            PrometheusBuilder::new()
-                .install_recorder()
-                .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder().handle())
+            let builder = || {
+                let b = PrometheusBuilder::new();
+                b.set_buckets(HISTOGRAM_BUCKETS)
+                    .unwrap_or_else(|_| PrometheusBuilder::new())
+            };
+            match builder().install_recorder() {
+                Ok(handle) => {
+                    sagaflow_engine::telemetry::describe();
+                    handle
+                }
+                Err(_) => builder().build_recorder().handle(),
+            }
         })
         .clone()
+}
+
+/// What `/readyz` checks besides the store.
+#[derive(Debug, Clone, Default)]
+pub struct Readiness {
+    /// The scheduler's liveness, when this replica runs one.
+    pub scheduler: Option<sagaflow_engine::schedule::scheduler::Running>,
 }
 
 impl Server {
@@ -58,6 +84,11 @@ impl Server {
             app::open_store(&config.database.url, config.database.max_connections).await?;
         deps.radius = config.radius.clone();
         let domain_db = deps.domain_db();
+        let pool_stats = match (&deps.postgres, &deps.sqlite) {
+            (Some(p), _) => Some(telemetry::PoolStats::Postgres(p.clone())),
+            (None, Some(p)) => Some(telemetry::PoolStats::Sqlite(p.clone())),
+            (None, None) => None,
+        };
         let domain = match deps.domain_db() {
             Some(db) => {
                 let mut cfg = config.domain.clone();
@@ -178,6 +209,7 @@ impl Server {
             ScheduleApi::new(engine.clone(), auth.clone(), config.grpc.max_payload_bytes);
         let lifecycle = domain_db.map(|db| LifecycleApi::new(db, auth.clone()).into_service());
         let router = builder
+            .layer(telemetry::GrpcTelemetryLayer::default())
             .add_service(health_service)
             .add_service(reflection)
             .add_service(api.into_service())
@@ -220,7 +252,18 @@ impl Server {
             .await
             .with_context(|| format!("cannot listen on http.addr {}", config.http.addr))?;
         let http_addr = http_listener.local_addr()?;
-        let app = http_router(store, metrics);
+        let readiness = Readiness {
+            scheduler: scheduler.as_ref().map(SchedulerHandle::running),
+        };
+        let s = stop.clone();
+        let st = store.clone();
+        tasks.push(tokio::spawn(telemetry::gauge_loop(
+            st,
+            pool_stats,
+            Duration::from_millis(config.http.gauge_refresh_ms),
+            s,
+        )));
+        let app = http_router(store, metrics, readiness);
         let s = stop.clone();
         tasks.push(tokio::spawn(async move {
             let serve = axum::serve(http_listener, app)
@@ -262,26 +305,42 @@ impl Server {
 struct HttpState {
     store: Arc<dyn Store>,
     metrics: PrometheusHandle,
+    readiness: Readiness,
 }
 
 /// `/healthz` (the process is up), `/readyz` (the store answers and is
-/// migrated), `/metrics` (Prometheus text format).
-pub fn http_router(store: Arc<dyn Store>, metrics: PrometheusHandle) -> axum::Router {
+/// migrated, and the scheduler runs when this replica has one), `/metrics`
+/// (Prometheus text format).
+pub fn http_router(
+    store: Arc<dyn Store>,
+    metrics: PrometheusHandle,
+    readiness: Readiness,
+) -> axum::Router {
     axum::Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
             "/readyz",
             get(|State(s): State<HttpState>| async move {
                 match s.store.ready().await {
-                    Ok(true) => (StatusCode::OK, "ready\n"),
-                    Ok(false) => (StatusCode::SERVICE_UNAVAILABLE, "migrations not applied\n"),
-                    Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "store unreachable\n"),
+                    Ok(true) => {}
+                    Ok(false) => {
+                        return (StatusCode::SERVICE_UNAVAILABLE, "migrations not applied\n");
+                    }
+                    Err(_) => return (StatusCode::SERVICE_UNAVAILABLE, "store unreachable\n"),
                 }
+                if s.readiness.scheduler.as_ref().is_some_and(|r| !r.get()) {
+                    return (StatusCode::SERVICE_UNAVAILABLE, "scheduler not running\n");
+                }
+                (StatusCode::OK, "ready\n")
             }),
         )
         .route(
             "/metrics",
             get(|State(s): State<HttpState>| async move { s.metrics.render() }),
         )
-        .with_state(HttpState { store, metrics })
+        .with_state(HttpState {
+            store,
+            metrics,
+            readiness,
+        })
 }

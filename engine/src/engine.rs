@@ -242,6 +242,7 @@ impl Engine {
         let new = self.prepare_run(req)?;
         match self.shared.store.create_run(&new).await? {
             CreateOutcome::Created(run) => {
+                crate::telemetry::run_started(&run.workflow_name);
                 if run.next_run_at.is_some() {
                     self.wake();
                 }
@@ -391,6 +392,7 @@ impl Engine {
                 release_concurrency_key: change.finished,
             };
             if self.shared.store.operator_write(&w).await? {
+                crate::telemetry::record_events(&run.workflow_name, &w.events);
                 let _ = self.shared.changes.send(id);
                 if run.next_run_at.is_some() {
                     self.wake();

@@ -27,6 +27,7 @@ use crate::ids::{LeaseToken, RunId};
 use crate::saga::{self, Next, Outcome};
 use crate::state::RunState;
 use crate::store::{Checkpoint, CheckpointAck, RunRecord};
+use crate::telemetry;
 
 /// How an executor behaves. Defaults suit a production replica.
 #[derive(Debug, Clone)]
@@ -169,13 +170,17 @@ async fn run(exec: Arc<Exec>, stop: CancellationToken) {
             let now = exec.shared.clock.now();
             let token = LeaseToken::new();
             let until = now + chrono::Duration::from_std(exec.opts.lease).unwrap_or_default();
+            let started = std::time::Instant::now();
             let claimed = match exec
                 .shared
                 .store
                 .claim(&exec.opts.owner, token, now, until, want)
                 .await
             {
-                Ok(c) => c,
+                Ok(c) => {
+                    telemetry::claimed(started.elapsed(), c.len());
+                    c
+                }
                 Err(e) => {
                     warn!(error = %e, "claiming runs failed; retrying at the next poll");
                     break;
@@ -197,6 +202,10 @@ async fn run(exec: Arc<Exec>, stop: CancellationToken) {
                 );
                 let e = exec.clone();
                 let span = info_span!("run", run_id = %r.id, workflow = %r.workflow_name, tenant = %r.tenant_id);
+                telemetry::join_trace(
+                    &span,
+                    &telemetry::run_traceparent(r.id, r.traceparent.as_deref()),
+                );
                 tasks.spawn(
                     async move {
                         let id = r.id;
@@ -269,6 +278,7 @@ async fn renew_loop(exec: Arc<Exec>, stop: CancellationToken) {
                 for id in lost {
                     if let Some(l) = leases.get(&id) {
                         warn!(run_id = %id, "lease lost; abandoning the run");
+                        telemetry::lease_lost(telemetry::LeaseLoss::Renewal);
                         l.cancel.cancel();
                     }
                 }
@@ -328,9 +338,11 @@ async fn drive(exec: &Exec, mut run: RunRecord, token: LeaseToken, lease_lost: C
         run.last_seq += cp.events.len() as u64;
         if matches!(ack, CheckpointAck::Applied { .. }) {
             let _ = exec.shared.changes.send(run.id);
+            telemetry::record_events(&run.workflow_name, &cp.events);
         }
         match ack {
             CheckpointAck::Fenced => {
+                telemetry::lease_lost(telemetry::LeaseLoss::Fenced);
                 debug!("lease lost before the checkpoint; another replica has the run");
                 return;
             }
@@ -457,11 +469,19 @@ async fn call(
         context: Arc::new(run.context.clone()),
         cancel: cancel.clone(),
     };
-    let span =
-        info_span!("step", step = %sd.name, attempt, compensation = kind == CallKind::Compensate);
+    let span = info_span!("step", run_id = %run.id, workflow = %def.name, tenant = %run.tenant_id,
+        step = %sd.name, attempt, compensation = kind == CallKind::Compensate);
+    let labels = telemetry::AttemptLabels {
+        workflow: def.name.clone(),
+        step: sd.name.clone(),
+        adapter: name.cloned().unwrap_or_default(),
+        kind,
+    };
+    labels.started();
+    let began = std::time::Instant::now();
     let mut task = tokio::spawn(async move { handler.call(request).await }.instrument(span));
     let timeout = sd.timeout();
-    tokio::select! {
+    let result = tokio::select! {
         joined = &mut task => match joined {
             Ok(r) => r,
             Err(e) if e.is_panic() => Err(StepError::retryable("panic", "the handler panicked")),
@@ -475,7 +495,9 @@ async fn call(
             }
             Err(StepError::retryable("timeout", format!("the attempt took longer than {} ms", timeout.as_millis())))
         }
-    }
+    };
+    labels.finished(&result, began.elapsed());
+    result
 }
 
 /// When a waiting run becomes due, in real time from `now` on `clock`.

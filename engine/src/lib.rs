@@ -34,6 +34,7 @@ pub mod saga;
 pub mod schedule;
 pub mod state;
 pub mod store;
+pub mod telemetry;
 
 pub use engine::Engine;
 pub use error::{Error, Result};

@@ -61,6 +61,15 @@ pub struct TestServer {
 }
 
 pub async fn start(pool: &PgPool, workflows: &[(&str, String)]) -> TestServer {
+    start_with(pool, workflows, |_| {}).await
+}
+
+/// [`start`], with `tweak` applied to the configuration first.
+pub async fn start_with(
+    pool: &PgPool,
+    workflows: &[(&str, String)],
+    tweak: impl FnOnce(&mut Config),
+) -> TestServer {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     for (file, text) in workflows {
@@ -74,6 +83,7 @@ pub async fn start(pool: &PgPool, workflows: &[(&str, String)]) -> TestServer {
     c.engine.workflows = dir.path().to_owned();
     c.engine.poll_ms = 50;
     c.auth.tokens = tokens();
+    tweak(&mut c);
     let server = Server::start(&c, false).await.unwrap();
     let channel = Channel::from_shared(format!("http://{}", server.grpc_addr))
         .unwrap()

@@ -148,6 +148,8 @@ impl Authenticator {
             .by_hash
             .get(&hash_token(token))
             .ok_or_else(|| Status::unauthenticated("unknown token"))?;
+        // The RPC's span (see the server's gRPC layer) names the tenant.
+        tracing::Span::current().record("tenant", principal.tenant.as_str());
         if principal.role < need {
             return Err(Status::permission_denied(format!(
                 "role {} may not do this; it needs the {} role",

@@ -78,6 +78,27 @@ pub struct SchedulerHandle {
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
     ticks: mpsc::Sender<oneshot::Sender<TickReport>>,
+    running: Running,
+}
+
+/// Whether a scheduler's loop is alive (for readiness checks). Cheap to
+/// clone; turns false for good when the loop ends for any reason.
+#[derive(Debug, Clone, Default)]
+pub struct Running(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Running {
+    pub fn get(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Clears the flag however the loop ends (stop, abort or panic).
+struct RunningGuard(Running);
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        (self.0).0.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl SchedulerHandle {
@@ -88,6 +109,11 @@ impl SchedulerHandle {
         let (tx, rx) = oneshot::channel();
         self.ticks.send(tx).await.ok()?;
         rx.await.ok()
+    }
+
+    /// A flag that says whether this scheduler is still running.
+    pub fn running(&self) -> Running {
+        self.running.clone()
     }
 
     /// Stops after the pass in progress.
@@ -119,8 +145,20 @@ pub(crate) fn spawn(engine: Engine, opts: SchedulerOptions) -> SchedulerHandle {
         engine,
         opts,
     };
-    let task = tokio::spawn(run(svc, stop.clone(), rx));
-    SchedulerHandle { stop, task, ticks }
+    let loop_stop = stop.clone();
+    let running = Running::default();
+    running.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    let guard = RunningGuard(running.clone());
+    let task = tokio::spawn(async move {
+        let _guard = guard;
+        run(svc, loop_stop, rx).await
+    });
+    SchedulerHandle {
+        stop,
+        task,
+        ticks,
+        running,
+    }
 }
 
 async fn run(
@@ -268,6 +306,7 @@ impl Service {
                     match a.outcome {
                         FireOutcome::Started => {
                             started = true;
+                            crate::telemetry::run_started(&s.workflow_name);
                             histogram!("sagaflow_schedule_fire_lateness_seconds")
                                 .record(late as f64 / 1e6);
                             info!(schedule = %s.name, tenant = %s.tenant_id, scheduled_time = %a.scheduled_time,
