@@ -94,7 +94,9 @@ impl DomainRuntime {
         cfg: &DomainConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, SetupError> {
-        cfg.maintenance.validate().map_err(SetupError::Maintenance)?;
+        cfg.maintenance
+            .validate()
+            .map_err(SetupError::Maintenance)?;
         let notifier = cfg.notify.notifier()?;
         // Pools without their own thresholds take the maintenance defaults.
         let pool_configs: Vec<PoolConfig> = cfg
@@ -102,8 +104,10 @@ impl DomainRuntime {
             .iter()
             .cloned()
             .map(|mut p| {
-                p.warning_percent.get_or_insert(cfg.maintenance.warning_percent);
-                p.critical_percent.get_or_insert(cfg.maintenance.critical_percent);
+                p.warning_percent
+                    .get_or_insert(cfg.maintenance.warning_percent);
+                p.critical_percent
+                    .get_or_insert(cfg.maintenance.critical_percent);
                 p
             })
             .collect();

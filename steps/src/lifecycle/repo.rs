@@ -440,7 +440,8 @@ pub async fn insert_snapshot(
 ) -> Result<Snapshot> {
     let insert = "INSERT INTO lifecycle_snapshots (tenant_id, idempotency_key, taken_at, records, pools) \
                   VALUES ($1, $2, $3, $4, $5) ON CONFLICT (idempotency_key) DO NOTHING";
-    let select = format!("SELECT {SNAPSHOT_COLUMNS} FROM lifecycle_snapshots WHERE idempotency_key = $1");
+    let select =
+        format!("SELECT {SNAPSHOT_COLUMNS} FROM lifecycle_snapshots WHERE idempotency_key = $1");
     let row: SnapshotRow = with_db!(db, pool => {
         sqlx::query(insert)
             .bind(tenant)

@@ -245,8 +245,14 @@ impl Maintenance {
                 return Err(MaintenanceError::Cancelled);
             }
             let started = Instant::now();
-            let n = lifecycle::purge_revoked_in(&self.db, Some(tenant), purge_before, batch).await?;
-            tracing::debug!(tenant, deleted = n, took_ms = started.elapsed().as_millis() as u64, "purge batch");
+            let n =
+                lifecycle::purge_revoked_in(&self.db, Some(tenant), purge_before, batch).await?;
+            tracing::debug!(
+                tenant,
+                deleted = n,
+                took_ms = started.elapsed().as_millis() as u64,
+                "purge batch"
+            );
             counts.revoked_deleted += n;
             if n > 0 {
                 self.save(req, &counts, false).await?;
@@ -341,9 +347,15 @@ impl Maintenance {
         let pools: Vec<Value> = usage.iter().map(|u| self.pool_gauges(tenant, u)).collect();
         let records = Value::Array(records);
         let pools = Value::Array(pools);
-        let snap =
-            lifecycle::insert_snapshot(&self.db, tenant, &req.idempotency_key, self.now(), &records, &pools)
-                .await?;
+        let snap = lifecycle::insert_snapshot(
+            &self.db,
+            tenant,
+            &req.idempotency_key,
+            self.now(),
+            &records,
+            &pools,
+        )
+        .await?;
         Ok(json!({
             "snapshot_id": snap.id,
             "records": snap.records,

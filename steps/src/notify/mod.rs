@@ -336,7 +336,11 @@ mod tests {
             &s
         ));
         assert!(!verify_signature(b"Jefe", b"what do ya want", &s));
-        assert!(!verify_signature(b"other", b"what do ya want for nothing?", &s));
+        assert!(!verify_signature(
+            b"other",
+            b"what do ya want for nothing?",
+            &s
+        ));
         assert!(!verify_signature(b"Jefe", b"x", "sha1=00"));
         assert!(!verify_signature(b"Jefe", b"x", "sha256=zz"));
     }
@@ -349,7 +353,12 @@ mod tests {
             secret: "s".into(),
             ..NotifyConfig::default()
         };
-        assert!(c.validate().unwrap_err().to_string().contains("webhook_url"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("webhook_url")
+        );
         c.webhook_url = Some("http://127.0.0.1:1/hook".into());
         c.secret.clear();
         assert!(c.validate().unwrap_err().to_string().contains("secret"));
