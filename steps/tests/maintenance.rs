@@ -16,15 +16,16 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
+use sagaflow_engine::clock::SystemClock;
 use sagaflow_engine::state::RunState;
 use sagaflow_engine::store::RunRecord;
-use sagaflow_steps::DomainDb;
 use sagaflow_steps::ipam::repo::{self as ipam, AllocateRequest};
 use sagaflow_steps::ipam::{CapacityLevel, Pool, PoolConfig};
 use sagaflow_steps::lifecycle::repo::{self as lifecycle, NewAddress};
 use sagaflow_steps::lifecycle::{AddressState, Family};
 use sagaflow_steps::maintenance::MaintenanceConfig;
 use sagaflow_steps::notify::{Notification, NotificationKind, NotifyConfig};
+use sagaflow_steps::{DomainConfig, DomainDb, DomainRuntime};
 use serde_json::{Value, json};
 use sha2::Sha256;
 use sqlx::Connection;
@@ -532,17 +533,27 @@ async fn capacity_crossings(w: World, hook: Hook) {
     w.shutdown().await;
 }
 
+/// A world on PostgreSQL (with `pool`) or SQLite whose notifications go to
+/// a fresh test webhook, with a /28 IPv4 pool (14 addresses).
+async fn hooked(pool: Option<sqlx::PgPool>) -> (World, Hook) {
+    let (hook, addr) = Hook::start().await;
+    let opts = webhook_options(addr, "10.50.0.0/28");
+    let w = match pool {
+        Some(pool) => World::postgres(pool, opts).await,
+        None => World::sqlite(opts).await,
+    };
+    (w, hook)
+}
+
 #[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
 async fn capacity_crossings_are_notified_once_postgres(pool: sqlx::PgPool) {
-    let (hook, addr) = Hook::start().await;
-    let w = World::postgres(pool, webhook_options(addr, "10.50.0.0/28")).await;
+    let (w, hook) = hooked(Some(pool)).await;
     capacity_crossings(w, hook).await;
 }
 
 #[tokio::test]
 async fn capacity_crossings_are_notified_once_sqlite() {
-    let (hook, addr) = Hook::start().await;
-    let w = World::sqlite(webhook_options(addr, "10.50.0.0/28")).await;
+    let (w, hook) = hooked(None).await;
     capacity_crossings(w, hook).await;
 }
 
@@ -618,15 +629,13 @@ async fn reservations_expire(w: World, hook: Hook) {
 
 #[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
 async fn reservations_expire_postgres(pool: sqlx::PgPool) {
-    let (hook, addr) = Hook::start().await;
-    let w = World::postgres(pool, webhook_options(addr, "10.60.0.0/28")).await;
+    let (w, hook) = hooked(Some(pool)).await;
     reservations_expire(w, hook).await;
 }
 
 #[tokio::test]
 async fn reservations_expire_sqlite() {
-    let (hook, addr) = Hook::start().await;
-    let w = World::sqlite(webhook_options(addr, "10.60.0.0/28")).await;
+    let (w, hook) = hooked(None).await;
     reservations_expire(w, hook).await;
 }
 
@@ -748,4 +757,52 @@ async fn lifecycle_metrics_are_exported_and_stored(pool: sqlx::PgPool) {
         2
     );
     w.shutdown().await;
+}
+
+// ---- configuration ----
+
+#[tokio::test]
+async fn pools_take_the_maintenance_thresholds_unless_they_set_their_own() {
+    let (_store, db, _dir) = support::sqlite().await;
+    let mut own = PoolConfig::new(TENANT, "own", "10.1.0.0/24".parse().unwrap());
+    own.warning_percent = Some(90);
+    let mut cfg = DomainConfig {
+        pools: vec![
+            PoolConfig::new(TENANT, "plain", "10.2.0.0/24".parse().unwrap()),
+            own,
+        ],
+        maintenance: MaintenanceConfig {
+            warning_percent: 60,
+            critical_percent: 95,
+            ..MaintenanceConfig::default()
+        },
+        ..DomainConfig::default()
+    };
+    let rt = DomainRuntime::start(&db, &cfg, Arc::new(SystemClock))
+        .await
+        .unwrap();
+    let thresholds: Vec<(String, u8, u8)> = rt
+        .pools
+        .iter()
+        .map(|p| (p.name.clone(), p.warning_percent, p.critical_percent))
+        .collect();
+    assert_eq!(
+        thresholds,
+        vec![("plain".into(), 60, 95), ("own".into(), 90, 95)]
+    );
+    rt.shutdown().await;
+
+    cfg.maintenance.warning_percent = 99;
+    let e = DomainRuntime::start(&db, &cfg, Arc::new(SystemClock))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("domain.maintenance"), "{e}");
+    cfg.maintenance.warning_percent = 60;
+    cfg.notify.webhook_url = Some("http://127.0.0.1:9/hook".into());
+    let e = DomainRuntime::start(&db, &cfg, Arc::new(SystemClock))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("domain.notify.secret"), "{e}");
 }

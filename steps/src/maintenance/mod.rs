@@ -155,7 +155,61 @@ fn hours(h: u32) -> Duration {
     Duration::hours(i64::from(h))
 }
 
+/// The pages of a tenant's records in one state since before a time, by
+/// id: each page is one short query of at most `batch` records, and the next
+/// starts after the last id seen, so every record is visited once even when
+/// some stay in the state.
+struct Pages<'a> {
+    db: &'a DomainDb,
+    req: &'a StepRequest,
+    state: AddressState,
+    before: DateTime<Utc>,
+    batch: i64,
+    after: Option<i64>,
+}
+
+impl Pages<'_> {
+    async fn next(&mut self) -> Result<Option<Vec<lifecycle::AddressRecord>>> {
+        let Some(after) = self.after else {
+            return Ok(None);
+        };
+        if self.req.cancel.is_cancelled() {
+            return Err(MaintenanceError::Cancelled);
+        }
+        let page = lifecycle::in_state_before_page(
+            self.db,
+            self.req.tenant_id.as_str(),
+            self.state,
+            self.before,
+            after,
+            self.batch,
+        )
+        .await?;
+        self.after = match page.last() {
+            Some(last) if page.len() as i64 == self.batch => Some(last.id),
+            _ => None,
+        };
+        Ok((!page.is_empty()).then_some(page))
+    }
+}
+
 impl Maintenance {
+    fn pages<'a>(
+        &'a self,
+        req: &'a StepRequest,
+        state: AddressState,
+        before: DateTime<Utc>,
+    ) -> Pages<'a> {
+        Pages {
+            db: &self.db,
+            req,
+            state,
+            before,
+            batch: self.cfg().batch(),
+            after: Some(0),
+        }
+    }
+
     fn cfg(&self) -> &MaintenanceConfig {
         &self.deps.maintenance
     }
@@ -170,20 +224,9 @@ impl Maintenance {
         let tenant = req.tenant_id.as_str();
         let before = self.now() - hours(self.cfg().allocated_stale_hours);
         let limit = usize::try_from(self.cfg().leak_report_limit).unwrap_or(usize::MAX);
-        let (mut after, mut listed, mut total) = (0, Vec::new(), 0u64);
-        loop {
-            if req.cancel.is_cancelled() {
-                return Err(MaintenanceError::Cancelled);
-            }
-            let page = lifecycle::in_state_before_page(
-                &self.db,
-                tenant,
-                AddressState::Allocated,
-                before,
-                after,
-                self.cfg().batch(),
-            )
-            .await?;
+        let (mut listed, mut total) = (Vec::new(), 0u64);
+        let mut pages = self.pages(req, AddressState::Allocated, before);
+        while let Some(page) = pages.next().await? {
             for r in &page {
                 tracing::warn!(
                     tenant,
@@ -204,10 +247,6 @@ impl Maintenance {
                         "allocated_at": r.allocated_at,
                     }));
                 }
-            }
-            match page.last() {
-                Some(last) if page.len() as i64 == self.cfg().batch() => after = last.id,
-                _ => break,
             }
         }
         Ok(json!({ "leaks": listed, "leaks_truncated": total > listed.len() as u64 }))
@@ -274,20 +313,8 @@ impl Maintenance {
 
         let stuck_before = now - hours(self.cfg().revoking_stuck_hours);
         let run = req.run_id.to_string();
-        let mut after = 0;
-        loop {
-            if req.cancel.is_cancelled() {
-                return Err(MaintenanceError::Cancelled);
-            }
-            let page = lifecycle::in_state_before_page(
-                &self.db,
-                tenant,
-                AddressState::Revoking,
-                stuck_before,
-                after,
-                batch,
-            )
-            .await?;
+        let mut pages = self.pages(req, AddressState::Revoking, stuck_before);
+        while let Some(page) = pages.next().await? {
             for r in &page {
                 counts.revoking_stuck += 1;
                 match ipam::release(&self.db, tenant, r.id, &run, now).await {
@@ -302,13 +329,7 @@ impl Maintenance {
                     }
                 }
             }
-            if !page.is_empty() {
-                self.save(req, &counts, false).await?;
-            }
-            match page.last() {
-                Some(last) if page.len() as i64 == batch => after = last.id,
-                _ => break,
-            }
+            self.save(req, &counts, false).await?;
         }
         self.save(req, &counts, true).await?;
         tracing::info!(tenant, ?counts, "lifecycle cleanup");
