@@ -11,6 +11,9 @@
 //! - [`adapters`]: ONU/OLT, CPE (TR-069 ACS) and billing over HTTP;
 //! - [`sim`]: simulators of those three systems;
 //! - [`isp`]: the provisioning handlers, with their compensations;
+//! - [`maintenance`]: the maintenance jobs' handlers (cleanup, metrics,
+//!   capacity checks, reservation expiry);
+//! - [`notify`]: notifications, to a webhook or the log;
 //! - [`setup`]: domain configuration and start-up.
 //!
 //! [`register`] puts the handlers into a registry under the names workflow
@@ -22,6 +25,8 @@ pub mod ipam;
 pub mod isp;
 pub mod ledger;
 pub mod lifecycle;
+pub mod maintenance;
+pub mod notify;
 pub mod radius;
 pub mod setup;
 pub mod sim;
@@ -64,7 +69,8 @@ pub fn register(registry: &mut Registry, deps: &Deps) {
         ledger::register(registry, pool.clone());
     }
     if let (Some(db), Some(domain)) = (deps.domain_db(), &deps.domain) {
-        isp::register(registry, db, domain.clone());
+        isp::register(registry, db.clone(), domain.clone());
+        maintenance::register(registry, db, domain.clone());
     }
     radius::register(registry, deps);
 }

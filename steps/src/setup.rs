@@ -14,6 +14,8 @@ use crate::adapters::{AdapterError, EndpointConfig};
 use crate::db::DomainDb;
 use crate::ipam::{IpamError, Pool, PoolConfig, repo as ipam};
 use crate::isp::DomainDeps;
+use crate::maintenance::MaintenanceConfig;
+use crate::notify::{NotifyConfig, NotifyError};
 use crate::sim::{SimConfig, SimHandle, Simulators};
 
 /// What the ISP domain is configured with.
@@ -30,6 +32,10 @@ pub struct DomainConfig {
     pub billing: Option<EndpointConfig>,
     /// How the simulators run, when any system uses them.
     pub simulators: SimConfig,
+    /// Ages, thresholds and batch size of the maintenance jobs.
+    pub maintenance: MaintenanceConfig,
+    /// Where notifications go: a webhook, or the log.
+    pub notify: NotifyConfig,
 }
 
 impl DomainConfig {
@@ -57,6 +63,10 @@ pub enum SetupError {
     Adapter(#[from] AdapterError),
     #[error("starting the simulators: {0}")]
     Simulators(#[from] std::io::Error),
+    #[error("{0}")]
+    Maintenance(String),
+    #[error(transparent)]
+    Notify(#[from] NotifyError),
 }
 
 /// The domain, started: its handler dependencies, its pools, and the
@@ -84,7 +94,24 @@ impl DomainRuntime {
         cfg: &DomainConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, SetupError> {
-        let pools = ipam::ensure_pools(db, &cfg.pools, clock.now()).await?;
+        cfg.maintenance
+            .validate()
+            .map_err(SetupError::Maintenance)?;
+        let notifier = cfg.notify.notifier()?;
+        // Pools without their own thresholds take the maintenance defaults.
+        let pool_configs: Vec<PoolConfig> = cfg
+            .pools
+            .iter()
+            .cloned()
+            .map(|mut p| {
+                p.warning_percent
+                    .get_or_insert(cfg.maintenance.warning_percent);
+                p.critical_percent
+                    .get_or_insert(cfg.maintenance.critical_percent);
+                p
+            })
+            .collect();
+        let pools = ipam::ensure_pools(db, &pool_configs, clock.now()).await?;
         let needs_sim = cfg.onu.is_none() || cfg.cpe.is_none() || cfg.billing.is_none();
         let simulators = if needs_sim {
             Some(Simulators::start(cfg.simulators.clone()).await?)
@@ -104,6 +131,8 @@ impl DomainRuntime {
             cpe: Arc::new(HttpCpe::new(&pick(&cfg.cpe, 1))?),
             billing: Arc::new(HttpBilling::new(&pick(&cfg.billing, 2))?),
             clock,
+            maintenance: cfg.maintenance.clone(),
+            notifier,
         };
         Ok(Self {
             deps,

@@ -305,6 +305,7 @@ async fn five_hundred_runs_with_random_failures(pool: sqlx::PgPool) {
             max_attempts: 2,
             v4_cidr: "10.30.0.0/22".into(),
             max_in_flight: 128,
+            ..Options::default()
         },
     )
     .await;

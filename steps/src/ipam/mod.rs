@@ -259,6 +259,75 @@ impl PoolUsage {
     }
 }
 
+/// Where a pool's utilization stands against its thresholds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CapacityLevel {
+    /// Below the warning threshold.
+    Ok,
+    /// At or above the warning threshold, below the critical one.
+    Warning,
+    /// At or above the critical threshold.
+    Critical,
+}
+
+impl CapacityLevel {
+    pub const ALL: [CapacityLevel; 3] = [
+        CapacityLevel::Ok,
+        CapacityLevel::Warning,
+        CapacityLevel::Critical,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CapacityLevel::Ok => "OK",
+            CapacityLevel::Warning => "WARNING",
+            CapacityLevel::Critical => "CRITICAL",
+        }
+    }
+
+    /// The level of `percent` against `warning` and `critical` (percent).
+    pub fn of(percent: f64, warning: u8, critical: u8) -> Self {
+        if percent >= f64::from(critical) {
+            CapacityLevel::Critical
+        } else if percent >= f64::from(warning) {
+            CapacityLevel::Warning
+        } else {
+            CapacityLevel::Ok
+        }
+    }
+}
+
+impl std::fmt::Display for CapacityLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for CapacityLevel {
+    type Err = UnknownName;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        CapacityLevel::ALL
+            .into_iter()
+            .find(|l| l.as_str() == s)
+            .ok_or_else(|| UnknownName {
+                what: "capacity level",
+                value: s.to_owned(),
+            })
+    }
+}
+
+impl PoolUsage {
+    /// The pool's level against its own thresholds.
+    pub fn level(&self) -> CapacityLevel {
+        CapacityLevel::of(
+            self.percent(),
+            self.pool.warning_percent,
+            self.pool.critical_percent,
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -300,6 +369,19 @@ mod tests {
         let big = range("::/0", 64);
         assert_eq!(big.capacity(), i64::MAX);
         assert!(big.nth(i64::MAX - 1).is_some());
+    }
+
+    #[test]
+    fn capacity_levels_follow_the_thresholds() {
+        assert_eq!(CapacityLevel::of(79.9, 80, 100), CapacityLevel::Ok);
+        assert_eq!(CapacityLevel::of(80.0, 80, 100), CapacityLevel::Warning);
+        assert_eq!(CapacityLevel::of(99.9, 80, 100), CapacityLevel::Warning);
+        assert_eq!(CapacityLevel::of(100.0, 80, 100), CapacityLevel::Critical);
+        assert_eq!(CapacityLevel::of(95.0, 70, 95), CapacityLevel::Critical);
+        for l in CapacityLevel::ALL {
+            assert_eq!(l.as_str().parse::<CapacityLevel>(), Ok(l));
+        }
+        assert!("FULL".parse::<CapacityLevel>().is_err());
     }
 
     #[test]

@@ -1,12 +1,15 @@
 //! The repository of `ip_pools`, and allocation out of them into
 //! `address_records`.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 use serde_json::Value;
 use sqlx::AssertSqlSafe;
 use sqlx::types::Json;
 
-use super::{IpamError, Pool, PoolConfig, PoolUsage, Result};
+use super::{CapacityLevel, IpamError, Pool, PoolConfig, PoolUsage, Result};
 use crate::db::{DomainDb, with_db};
 use crate::lifecycle::repo::{self as lifecycle, AddressRecord, COLUMNS, RecordRow, insert_sql};
 use crate::lifecycle::{AddressState, Family};
@@ -324,17 +327,169 @@ async fn hold(db: &DomainDb, h: &Hold<'_>, now: DateTime<Utc>) -> Result<Address
 /// Ends every reservation whose time is up (PENDING → FAILED, which frees
 /// the address) and returns them.
 pub async fn expire_reservations(db: &DomainDb, now: DateTime<Utc>) -> Result<Vec<AddressRecord>> {
+    expire(db, None, now).await
+}
+
+/// Ends a tenant's reservations whose time is up, like
+/// [`expire_reservations`], and in the same transaction writes an audit
+/// record (`RESERVATION_EXPIRED`) of each under `key`, the step's
+/// idempotency key. Returns the records expired by this call.
+pub async fn expire_reservations_audited(
+    db: &DomainDb,
+    tenant: &str,
+    key: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<AddressRecord>> {
+    expire(db, Some((tenant, key)), now).await
+}
+
+async fn expire(
+    db: &DomainDb,
+    audit: Option<(&str, &str)>,
+    now: DateTime<Utc>,
+) -> Result<Vec<AddressRecord>> {
+    let filter = if audit.is_some() {
+        "AND tenant_id = $2"
+    } else {
+        ""
+    };
     let sql = format!(
         "UPDATE address_records SET state = 'FAILED', failed_at = $1, updated_at = $1 \
-         WHERE state = 'PENDING' AND reserved_until IS NOT NULL AND reserved_until <= $1 \
+         WHERE state = 'PENDING' AND reserved_until IS NOT NULL AND reserved_until <= $1 {filter} \
          RETURNING {COLUMNS}"
     );
+    let insert = "INSERT INTO address_audit (tenant_id, record_id, subscriber_id, address, action, \
+                  idempotency_key, at) VALUES ($1, $2, $3, $4, 'RESERVATION_EXPIRED', $5, $6) \
+                  ON CONFLICT (record_id, action) DO NOTHING";
     let rows: Vec<RecordRow> = with_db!(db, pool => {
-        sqlx::query_as(AssertSqlSafe(sql)).bind(now).fetch_all(pool).await?
+        async {
+            let mut tx = pool.begin().await?;
+            let mut q = sqlx::query_as::<_, RecordRow>(AssertSqlSafe(sql)).bind(now);
+            if let Some((tenant, _)) = audit {
+                q = q.bind(tenant);
+            }
+            let rows = q.fetch_all(&mut *tx).await?;
+            if let Some((tenant, key)) = audit {
+                for r in &rows {
+                    sqlx::query(insert)
+                        .bind(tenant)
+                        .bind(r.id)
+                        .bind(&r.subscriber_id)
+                        .bind(&r.address)
+                        .bind(key)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(rows)
+        }
+        .await?
     });
     let mut out = lifecycle::records(rows)?;
     out.sort_by_key(|r| r.id);
     Ok(out)
+}
+
+/// An audit record of an address operation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditRecord {
+    pub id: i64,
+    pub tenant_id: String,
+    pub record_id: i64,
+    pub subscriber_id: String,
+    pub address: String,
+    /// `RESERVATION_EXPIRED`.
+    pub action: String,
+    /// The step that did it.
+    pub idempotency_key: String,
+    pub at: DateTime<Utc>,
+    /// When the owner was told.
+    pub notified_at: Option<DateTime<Utc>>,
+}
+
+type AuditRow = (
+    i64,
+    String,
+    i64,
+    String,
+    String,
+    String,
+    String,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+);
+
+const AUDIT_COLUMNS: &str = "id, tenant_id, record_id, subscriber_id, address, action, \
+    idempotency_key, at, notified_at";
+
+/// The audit records a step (`key`) wrote, by id.
+pub async fn audit_of(db: &DomainDb, key: &str) -> Result<Vec<AuditRecord>> {
+    let sql =
+        format!("SELECT {AUDIT_COLUMNS} FROM address_audit WHERE idempotency_key = $1 ORDER BY id");
+    let rows: Vec<AuditRow> = with_db!(db, pool => {
+        sqlx::query_as(AssertSqlSafe(sql)).bind(key).fetch_all(pool).await?
+    });
+    Ok(rows
+        .into_iter()
+        .map(|r| AuditRecord {
+            id: r.0,
+            tenant_id: r.1,
+            record_id: r.2,
+            subscriber_id: r.3,
+            address: r.4,
+            action: r.5,
+            idempotency_key: r.6,
+            at: r.7,
+            notified_at: r.8,
+        })
+        .collect())
+}
+
+/// Notes that the owner of audit record `id` was told.
+pub async fn mark_audit_notified(db: &DomainDb, id: i64, now: DateTime<Utc>) -> Result<()> {
+    let sql = "UPDATE address_audit SET notified_at = $1 WHERE id = $2 AND notified_at IS NULL";
+    with_db!(db, pool => {
+        sqlx::query(sql).bind(now).bind(id).execute(pool).await?.rows_affected()
+    });
+    Ok(())
+}
+
+/// The last capacity level stored for each of a tenant's pools, by pool id.
+pub async fn capacity_levels(db: &DomainDb, tenant: &str) -> Result<BTreeMap<i64, CapacityLevel>> {
+    let sql = "SELECT l.pool_id, l.level FROM pool_capacity_levels l \
+               JOIN ip_pools p ON p.id = l.pool_id WHERE p.tenant_id = $1";
+    let rows: Vec<(i64, String)> = with_db!(db, pool => {
+        sqlx::query_as(sql).bind(tenant).fetch_all(pool).await?
+    });
+    rows.into_iter()
+        .map(|(id, level)| Ok((id, level.parse()?)))
+        .collect()
+}
+
+/// Stores a pool's capacity level.
+pub async fn set_capacity_level(
+    db: &DomainDb,
+    pool_id: i64,
+    level: CapacityLevel,
+    percent: f64,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let sql = "INSERT INTO pool_capacity_levels (pool_id, level, percent, changed_at) \
+               VALUES ($1, $2, $3, $4) ON CONFLICT (pool_id) DO UPDATE SET level = excluded.level, \
+               percent = excluded.percent, changed_at = excluded.changed_at";
+    with_db!(db, pool => {
+        sqlx::query(sql)
+            .bind(pool_id)
+            .bind(level.as_str())
+            .bind(percent)
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected()
+    });
+    Ok(())
 }
 
 /// Returns a record's address to its pool: through REVOKING to REVOKED (a

@@ -24,6 +24,8 @@ use crate::db::DomainDb;
 use crate::ipam::{IpamError, repo as ipam};
 use crate::lifecycle::repo::{self as lifecycle, AddressRecord};
 use crate::lifecycle::{AddressState, Family};
+use crate::maintenance::MaintenanceConfig;
+use crate::notify::Notifier;
 use crate::subscriber::repo as subscribers;
 use crate::subscriber::{NewCustomer, NewProfile, NewSubscriber, SubscriberState};
 
@@ -34,6 +36,10 @@ pub struct DomainDeps {
     pub cpe: Arc<dyn CpeAdapter>,
     pub billing: Arc<dyn BillingAdapter>,
     pub clock: Arc<dyn Clock>,
+    /// Ages, thresholds and batch size of the maintenance jobs.
+    pub maintenance: MaintenanceConfig,
+    /// Where the maintenance jobs send notifications.
+    pub notifier: Arc<dyn Notifier>,
 }
 
 impl std::fmt::Debug for DomainDeps {

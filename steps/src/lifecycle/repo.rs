@@ -95,10 +95,10 @@ pub(crate) fn insert_sql(state: AddressState) -> String {
 pub(crate) struct RecordRow {
     pub(crate) id: i64,
     tenant_id: String,
-    subscriber_id: String,
+    pub(crate) subscriber_id: String,
     pool_id: i64,
     family: String,
-    address: String,
+    pub(crate) address: String,
     ordinal: i64,
     state: String,
     allocation_key: Option<String>,
@@ -316,12 +316,156 @@ pub async fn counts(db: &DomainDb, tenant: &str) -> Result<Vec<StateCount>> {
 /// Deletes up to `batch` REVOKED records revoked before `before`; returns
 /// how many. Call it until it returns less than `batch`.
 pub async fn purge_revoked(db: &DomainDb, before: DateTime<Utc>, batch: i64) -> Result<u64> {
-    let sql = "DELETE FROM address_records WHERE id IN (SELECT id FROM address_records \
-               WHERE state = 'REVOKED' AND revoked_at < $1 ORDER BY id LIMIT $2)";
+    purge_revoked_in(db, None, before, batch).await
+}
+
+/// [`purge_revoked`] of one tenant's records (every tenant's with `None`),
+/// the oldest first. Each call is one short statement: its own transaction,
+/// holding row locks on at most `batch` rows.
+pub async fn purge_revoked_in(
+    db: &DomainDb,
+    tenant: Option<&str>,
+    before: DateTime<Utc>,
+    batch: i64,
+) -> Result<u64> {
+    let (filter, order) = match tenant {
+        Some(_) => ("AND tenant_id = $3", "revoked_at, id"),
+        None => ("", "id"),
+    };
+    let sql = format!(
+        "DELETE FROM address_records WHERE id IN (SELECT id FROM address_records \
+         WHERE state = 'REVOKED' AND revoked_at < $1 {filter} ORDER BY {order} LIMIT $2)"
+    );
     let done = with_db!(db, pool => {
-        sqlx::query(sql).bind(before).bind(batch).execute(pool).await?.rows_affected()
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(before).bind(batch);
+        if let Some(t) = tenant {
+            q = q.bind(t);
+        }
+        q.execute(pool).await?.rows_affected()
     });
     Ok(done)
+}
+
+/// How many of a tenant's records are in `state` and entered it before
+/// `before`.
+pub async fn count_in_state_before(
+    db: &DomainDb,
+    tenant: &str,
+    state: AddressState,
+    before: DateTime<Utc>,
+) -> Result<i64> {
+    let sql = format!(
+        "SELECT count(*) FROM address_records WHERE tenant_id = $1 AND state = $2 AND {col} < $3",
+        col = state.timestamp_column()
+    );
+    let (n,): (i64,) = with_db!(db, pool => {
+        sqlx::query_as(AssertSqlSafe(sql))
+            .bind(tenant)
+            .bind(state.as_str())
+            .bind(before)
+            .fetch_one(pool)
+            .await?
+    });
+    Ok(n)
+}
+
+/// One page of a tenant's records in `state` that entered it before
+/// `before`, by id after `after_id`, at most `limit`: walking the pages with
+/// the last id seen visits each record once even when some cannot be moved
+/// on.
+pub async fn in_state_before_page(
+    db: &DomainDb,
+    tenant: &str,
+    state: AddressState,
+    before: DateTime<Utc>,
+    after_id: i64,
+    limit: i64,
+) -> Result<Vec<AddressRecord>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM address_records WHERE tenant_id = $1 AND state = $2 AND {col} < $3 \
+         AND id > $4 ORDER BY id LIMIT $5",
+        col = state.timestamp_column()
+    );
+    let rows: Vec<RecordRow> = with_db!(db, pool => {
+        sqlx::query_as(AssertSqlSafe(sql))
+            .bind(tenant)
+            .bind(state.as_str())
+            .bind(before)
+            .bind(after_id)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+    });
+    Ok(records(rows)?)
+}
+
+/// A stored picture of a tenant's lifecycle: record counts and pool use.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Snapshot {
+    pub id: i64,
+    pub tenant_id: String,
+    /// The step that took it.
+    pub idempotency_key: String,
+    pub taken_at: DateTime<Utc>,
+    /// `[{family, state, count}]`.
+    pub records: Value,
+    /// `[{pool, family, capacity, in_use, utilization}]`.
+    pub pools: Value,
+}
+
+const SNAPSHOT_COLUMNS: &str = "id, tenant_id, idempotency_key, taken_at, records, pools";
+
+type SnapshotRow = (i64, String, String, DateTime<Utc>, Json<Value>, Json<Value>);
+
+fn snapshot(r: SnapshotRow) -> Snapshot {
+    Snapshot {
+        id: r.0,
+        tenant_id: r.1,
+        idempotency_key: r.2,
+        taken_at: r.3,
+        records: r.4.0,
+        pools: r.5.0,
+    }
+}
+
+/// Stores a snapshot once per idempotency key; returns the stored one (the
+/// first, when the key took one before).
+pub async fn insert_snapshot(
+    db: &DomainDb,
+    tenant: &str,
+    key: &str,
+    taken_at: DateTime<Utc>,
+    records: &Value,
+    pools: &Value,
+) -> Result<Snapshot> {
+    let insert = "INSERT INTO lifecycle_snapshots (tenant_id, idempotency_key, taken_at, records, pools) \
+                  VALUES ($1, $2, $3, $4, $5) ON CONFLICT (idempotency_key) DO NOTHING";
+    let select =
+        format!("SELECT {SNAPSHOT_COLUMNS} FROM lifecycle_snapshots WHERE idempotency_key = $1");
+    let row: SnapshotRow = with_db!(db, pool => {
+        sqlx::query(insert)
+            .bind(tenant)
+            .bind(key)
+            .bind(taken_at)
+            .bind(Json(records))
+            .bind(Json(pools))
+            .execute(pool)
+            .await?;
+        sqlx::query_as(AssertSqlSafe(select)).bind(key).fetch_one(pool).await?
+    });
+    Ok(snapshot(row))
+}
+
+/// A tenant's latest snapshots, newest first.
+pub async fn snapshots(db: &DomainDb, tenant: &str, limit: i64) -> Result<Vec<Snapshot>> {
+    let sql = format!(
+        "SELECT {SNAPSHOT_COLUMNS} FROM lifecycle_snapshots WHERE tenant_id = $1 \
+         ORDER BY taken_at DESC, id DESC LIMIT $2"
+    );
+    let rows: Vec<SnapshotRow> = with_db!(db, pool => {
+        sqlx::query_as(AssertSqlSafe(sql)).bind(tenant).bind(limit).fetch_all(pool).await?
+    });
+    Ok(rows.into_iter().map(snapshot).collect())
 }
 
 /// Records in `state` that entered it before `before`, oldest first, at

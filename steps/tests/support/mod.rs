@@ -23,6 +23,8 @@ use sagaflow_engine::store::{RunRecord, Store};
 use sagaflow_steps::ipam::{PoolConfig, repo as ipam};
 use sagaflow_steps::lifecycle::AddressState;
 use sagaflow_steps::lifecycle::repo as lifecycle;
+use sagaflow_steps::maintenance::MaintenanceConfig;
+use sagaflow_steps::notify::NotifyConfig;
 use sagaflow_steps::sim::{SimHandle, SimSnapshot};
 use sagaflow_steps::subscriber::{SubscriberState, repo as subscribers};
 use sagaflow_steps::{Deps, DomainConfig, DomainDb, DomainRuntime};
@@ -189,6 +191,10 @@ pub struct Options {
     pub max_attempts: u32,
     pub v4_cidr: String,
     pub max_in_flight: usize,
+    /// The limit of one step attempt.
+    pub step_timeout_ms: u64,
+    pub maintenance: MaintenanceConfig,
+    pub notify: NotifyConfig,
 }
 
 impl Default for Options {
@@ -197,6 +203,9 @@ impl Default for Options {
             max_attempts: 3,
             v4_cidr: "10.20.0.0/24".into(),
             max_in_flight: 64,
+            step_timeout_ms: 10_000,
+            maintenance: MaintenanceConfig::default(),
+            notify: NotifyConfig::default(),
         }
     }
 }
@@ -224,7 +233,7 @@ fn fast(max_attempts: u32, non_retryable: Vec<String>) -> RetryPolicy {
 }
 
 /// The workflows of `workflows/`, with fast retries.
-pub fn definitions(registry: &Registry, max_attempts: u32) -> Definitions {
+pub fn definitions(registry: &Registry, max_attempts: u32, timeout_ms: u64) -> Definitions {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../workflows");
     let mut defs = Definitions::default();
     for name in [
@@ -232,13 +241,17 @@ pub fn definitions(registry: &Registry, max_attempts: u32) -> Definitions {
         "suspend_subscriber",
         "reactivate_subscriber",
         "deprovision_subscriber",
+        "lifecycle_cleanup",
+        "lifecycle_metrics",
+        "capacity_check",
+        "reservation_expiry",
     ] {
         let path = dir.join(format!("{name}.v1.toml"));
         let text = std::fs::read_to_string(&path).unwrap();
         let mut def = definition::parse(&text, &path.display().to_string()).unwrap();
         def.defaults.retry = fast(max_attempts, def.defaults.retry.non_retryable.clone());
         def.defaults.compensation_retry = fast(40, Vec::new());
-        def.defaults.timeout_ms = 10_000;
+        def.defaults.timeout_ms = timeout_ms;
         for s in &mut def.steps {
             assert!(
                 s.retry.is_none(),
@@ -280,7 +293,11 @@ impl World {
         opts: Options,
         dir: Option<tempfile::TempDir>,
     ) -> Self {
-        let mut cfg = DomainConfig::default();
+        let mut cfg = DomainConfig {
+            maintenance: opts.maintenance.clone(),
+            notify: opts.notify.clone(),
+            ..DomainConfig::default()
+        };
         let mut v6 = PoolConfig::new(TENANT, V6_POOL, "2001:db8:1000::/40".parse().unwrap());
         v6.prefix_length = Some(56);
         cfg.pools = vec![
@@ -315,7 +332,7 @@ impl World {
             });
         }
         let registry = wrapped;
-        let defs = definitions(&registry, opts.max_attempts);
+        let defs = definitions(&registry, opts.max_attempts, opts.step_timeout_ms);
         let engine = Engine::new(store, Arc::new(registry), defs, Arc::new(SystemClock))
             .await
             .unwrap();

@@ -1,0 +1,56 @@
+//! The repository of `maintenance_progress`: what a maintenance step has
+//! done so far, by its idempotency key, so that a step the engine runs
+//! again continues and reports the whole, instead of starting its counts
+//! over.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::types::Json;
+
+use crate::db::{DomainDb, with_db};
+
+/// A step's stored progress.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    pub output: Value,
+    /// The step finished: `output` is its answer.
+    pub done: bool,
+}
+
+/// The progress stored under `key`, if any.
+pub async fn progress(db: &DomainDb, key: &str) -> Result<Option<Progress>, sqlx::Error> {
+    let sql = "SELECT output, done FROM maintenance_progress WHERE idempotency_key = $1";
+    let row: Option<(Json<Value>, bool)> = with_db!(db, pool => {
+        sqlx::query_as(sql).bind(key).fetch_optional(pool).await?
+    });
+    Ok(row.map(|(output, done)| Progress {
+        output: output.0,
+        done,
+    }))
+}
+
+/// Stores the progress of step `key` of `job`.
+pub async fn save_progress(
+    db: &DomainDb,
+    key: &str,
+    job: &str,
+    output: &Value,
+    done: bool,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    let sql = "INSERT INTO maintenance_progress (idempotency_key, job, output, done, updated_at) \
+               VALUES ($1, $2, $3, $4, $5) ON CONFLICT (idempotency_key) DO UPDATE \
+               SET output = excluded.output, done = excluded.done, updated_at = excluded.updated_at";
+    with_db!(db, pool => {
+        sqlx::query(sql)
+            .bind(key)
+            .bind(job)
+            .bind(Json(output))
+            .bind(done)
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected()
+    });
+    Ok(())
+}
