@@ -88,6 +88,15 @@ impl StepError {
     pub fn is_retryable(&self) -> bool {
         matches!(self, StepError::Retryable { .. })
     }
+
+    /// Whether the attempt may have applied its effect even though it
+    /// failed: it timed out, panicked, was cancelled, or the handler said so
+    /// with the kind `uncertain` (e.g. a request sent whose answer never
+    /// came). A step that gives up after such an attempt is compensated
+    /// too; compensations must therefore accept "nothing to undo".
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self.kind(), "timeout" | "panic" | "cancelled" | "uncertain")
+    }
 }
 
 /// One step implementation (or compensation). Handlers are executed at least

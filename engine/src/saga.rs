@@ -168,6 +168,7 @@ fn apply_outcome(
             let attempt = step.attempts;
             let message = e.to_string();
             step.last_error = Some(message.clone());
+            step.effect_uncertain |= e.outcome_unknown();
             rec.push(
                 run,
                 EventKind::StepFailed,
@@ -338,12 +339,13 @@ fn drive(
     if let (Some(req), RunState::Pending | RunState::Running | RunState::Failed) =
         (run.cancel_request, run.state)
     {
-        // An attempt left unfinished by a crash is over: it did not succeed,
-        // so it is not compensated.
+        // An attempt left unfinished by a crash is over. It did not
+        // succeed, but it may have had its effect: it is compensated too.
         for i in 0..run.steps.len() {
             let s = &mut run.steps[i];
             if s.state == StepState::Running {
                 step_to(s, StepEvent::Fail)?;
+                s.effect_uncertain = true;
                 s.last_error = Some("cancelled by an operator".into());
                 s.finished_at = Some(now);
                 let attempt = s.attempts;
@@ -430,7 +432,9 @@ fn drive_forward(
             }
             StepState::Running => {
                 // The previous attempt never reported: the engine crashed or
-                // lost the lease. It counts as a failed attempt.
+                // lost the lease. It counts as a failed attempt whose effect
+                // may exist.
+                run.steps[idx].effect_uncertain = true;
                 let attempt = run.steps[idx].attempts;
                 rec.push(
                     run,
@@ -501,9 +505,14 @@ fn drive_compensation(
     // Strict reverse order: the highest step that succeeded and has a
     // compensation handler goes first.
     let target = (0..def.steps.len()).rev().find(|&i| {
-        let s = run.steps[i].state;
-        s == StepState::Compensating
-            || (s == StepState::Succeeded && def.steps[i].compensation.is_some())
+        let step = &run.steps[i];
+        let has_effect = match step.state {
+            StepState::Succeeded => true,
+            // Gave up, but an attempt's outcome was unknown.
+            StepState::Failed | StepState::FailedNonBlocking => step.effect_uncertain,
+            _ => false,
+        };
+        step.state == StepState::Compensating || (has_effect && def.steps[i].compensation.is_some())
     });
     let Some(idx) = target else {
         let cancelled = run.cancel_request.is_some();

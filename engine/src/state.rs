@@ -282,9 +282,16 @@ impl StepState {
                 | S::Skipped,
                 E::Reset,
             ) => S::Pending,
-            (S::Succeeded | S::Compensating | S::CompensationFailed, E::StartCompensation) => {
-                S::Compensating
-            }
+            // FAILED and FAILED_NON_BLOCKING steps are compensated only when
+            // an attempt's outcome was unknown (its effect may exist).
+            (
+                S::Succeeded
+                | S::Failed
+                | S::FailedNonBlocking
+                | S::Compensating
+                | S::CompensationFailed,
+                E::StartCompensation,
+            ) => S::Compensating,
             (S::Compensating, E::Compensated) => S::Compensated,
             (S::Compensating, E::ScheduleCompensationRetry) => S::Compensating,
             (S::Compensating, E::FailCompensation) => S::CompensationFailed,
@@ -457,9 +464,14 @@ mod tests {
                     | T::Skipped,
                     SE::Reset,
                 ) => T::Pending,
-                (T::Succeeded | T::Compensating | T::CompensationFailed, SE::StartCompensation) => {
-                    T::Compensating
-                }
+                (
+                    T::Succeeded
+                    | T::Failed
+                    | T::FailedNonBlocking
+                    | T::Compensating
+                    | T::CompensationFailed,
+                    SE::StartCompensation,
+                ) => T::Compensating,
                 (T::Compensating, SE::Compensated) => T::Compensated,
                 (T::Compensating, SE::ScheduleCompensationRetry) => T::Compensating,
                 (T::Compensating, SE::FailCompensation) => T::CompensationFailed,

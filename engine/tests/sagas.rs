@@ -32,6 +32,7 @@ on_both_backends!(
     concurrency_key_queue_runs_one_after_the_other,
     concurrency_key_reject_refuses_the_second,
     timed_out_attempt_is_cancelled_and_retried,
+    step_with_unknown_outcome_is_compensated_too,
     run_pinned_to_v1_finishes_on_v1,
     stale_lease_holder_writes_nothing,
 );
@@ -706,6 +707,39 @@ async fn timed_out_attempt_is_cancelled_and_retried(store: Arc<dyn Store>) {
         1,
         "the handler got the cancellation signal"
     );
+    h.shutdown().await;
+}
+
+async fn step_with_unknown_outcome_is_compensated_too(store: Arc<dyn Store>) {
+    let toml = saga_toml("unk", 1, 3, "").replace("timeout_ms = 5000", "timeout_ms = 100");
+    let h = Harness::new(store, &[toml]).await;
+    // Every attempt of s2 times out: it may have had its effect.
+    let id = h
+        .start("unk", json!({"hang": {"s2": 99}, "fatal": {"s3": true}}))
+        .await
+        .run
+        .id;
+    let r = h.wait_state(id, RunState::Compensated).await;
+    assert_eq!(r.steps[1].attempts, 3);
+    assert!(r.steps[1].effect_uncertain);
+    assert_eq!(r.steps[1].state, StepState::Compensated);
+    let comps: Vec<String> = h
+        .script
+        .calls()
+        .iter()
+        .filter(|c| c.run == id && c.kind == CallKind::Compensate)
+        .map(|c| c.step.clone())
+        .collect();
+    assert_eq!(
+        comps,
+        vec!["s2", "s1"],
+        "the timed-out step is undone too, in order"
+    );
+    // A step that failed with a known outcome is still never compensated.
+    let id = h.start("unk", json!({"fatal": {"s2": true}})).await.run.id;
+    let r = h.wait_state(id, RunState::Compensated).await;
+    assert_eq!(r.steps[1].state, StepState::Failed);
+    assert!(!r.steps[1].effect_uncertain);
     h.shutdown().await;
 }
 

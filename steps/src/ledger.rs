@@ -44,14 +44,20 @@ impl LedgerRepo {
             .bind(attempt as i32)
             .execute(&self.pool)
             .await?;
+        // A compensation undoes only what was applied: with no forward
+        // effect (an attempt that timed out before doing anything) there is
+        // nothing to undo and nothing is recorded.
+        let forward = key.strip_suffix(":compensate").unwrap_or(key);
         let applied = sqlx::query(
             "INSERT INTO effect_ledger (idempotency_key, run_id, step, compensation) \
-             SELECT $1, $2, $3, $4 WHERE NOT EXISTS (SELECT 1 FROM effect_ledger WHERE idempotency_key = $1)",
+             SELECT $1, $2, $3, $4 WHERE NOT EXISTS (SELECT 1 FROM effect_ledger WHERE idempotency_key = $1) \
+               AND (NOT $4 OR EXISTS (SELECT 1 FROM effect_ledger WHERE idempotency_key = $5))",
         )
         .bind(key)
         .bind(run_id)
         .bind(step)
         .bind(compensation)
+        .bind(forward)
         .execute(&self.pool)
         .await?
         .rows_affected();

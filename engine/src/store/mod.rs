@@ -100,6 +100,11 @@ pub struct StepRecord {
     pub finished_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_attempt_at: Option<DateTime<Utc>>,
+    /// An attempt ended without a known outcome (timeout, crash, lost
+    /// answer): its effect may exist, so the step is compensated even if
+    /// it never succeeded.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub effect_uncertain: bool,
 }
 
 impl StepRecord {
@@ -114,6 +119,7 @@ impl StepRecord {
             started_at: None,
             finished_at: None,
             next_attempt_at: None,
+            effect_uncertain: false,
         }
     }
 }

@@ -26,6 +26,13 @@ pub enum AdapterError {
         system: &'static str,
         message: String,
     },
+    /// The request was sent but its answer never came: the system may
+    /// have applied it.
+    #[error("{system}: no answer ({message}); the request may have been applied")]
+    Uncertain {
+        system: &'static str,
+        message: String,
+    },
     #[error("{system}: {what} not found")]
     NotFound { system: &'static str, what: String },
     #[error("{system} refused: {message}")]
@@ -57,6 +64,9 @@ impl From<AdapterError> for StepError {
         let kind = match &e {
             AdapterError::Unavailable { .. } => {
                 return StepError::retryable("unavailable", e.to_string());
+            }
+            AdapterError::Uncertain { .. } => {
+                return StepError::retryable("uncertain", e.to_string());
             }
             AdapterError::NotFound { .. } => "not_found",
             AdapterError::Conflict { .. } => "conflict",
@@ -152,16 +162,26 @@ impl HttpEndpoint {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req.send().await.map_err(|e| AdapterError::Unavailable {
-            system,
-            message: if e.is_timeout() {
-                "timed out".into()
+        let resp = req.send().await.map_err(|e| {
+            if e.is_timeout() || !e.is_connect() {
+                // The request may have reached the system.
+                AdapterError::Uncertain {
+                    system,
+                    message: if e.is_timeout() {
+                        "timed out".into()
+                    } else {
+                        e.to_string()
+                    },
+                }
             } else {
-                e.to_string()
-            },
+                AdapterError::Unavailable {
+                    system,
+                    message: e.to_string(),
+                }
+            }
         })?;
         let status = resp.status();
-        let text = resp.text().await.map_err(|e| AdapterError::Unavailable {
+        let text = resp.text().await.map_err(|e| AdapterError::Uncertain {
             system,
             message: format!("reading the answer: {e}"),
         })?;
