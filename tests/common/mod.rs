@@ -85,11 +85,11 @@ pub async fn start_with(
     c.auth.tokens = tokens();
     tweak(&mut c);
     let server = Server::start(&c, false).await.unwrap();
+    // Lazily: a TLS server refuses this plaintext channel, and tests of
+    // TLS make their own.
     let channel = Channel::from_shared(format!("http://{}", server.grpc_addr))
         .unwrap()
-        .connect()
-        .await
-        .unwrap();
+        .connect_lazy();
     TestServer {
         client: WorkflowServiceClient::new(channel.clone()),
         channel,
