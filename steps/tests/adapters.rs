@@ -103,9 +103,11 @@ async fn a_timeout_is_retryable_and_the_retry_applies_once() {
     );
     let e = billing.create_service("k", &svc).await.unwrap_err();
     assert!(
-        matches!(&e, AdapterError::Unavailable { message, .. } if message == "timed out"),
-        "{e}"
+        matches!(&e, AdapterError::Uncertain { message, .. } if message == "timed out"),
+        "a timed-out request may have been applied: {e}"
     );
+    let step_error = StepError::from(e.clone());
+    assert!(step_error.is_retryable() && step_error.outcome_unknown());
     s.set_fault("billing.create", Fault::default());
     let created = billing.create_service("k", &svc).await.unwrap();
     assert_eq!(created.state, ServiceState::Active);
