@@ -367,7 +367,7 @@ async fn runs_and_compensations_move_the_counters_and_histograms(pool: PgPool) {
         1.0
     );
 
-    // Gauges from the store: refreshed every 50 ms here.
+    // Gauges from the store, of every workflow: refreshed every 50 ms here.
     let end = Instant::now() + Duration::from_secs(20);
     loop {
         let s = scrape(&url).await;
@@ -375,8 +375,8 @@ async fn runs_and_compensations_move_the_counters_and_histograms(pool: PgPool) {
         let compensated = value(&s, "sagaflow_runs", &[("state", "compensated")]);
         let max = value(&s, "sagaflow_store_pool_max_connections", &[]);
         let conns = value(&s, "sagaflow_store_pool_connections", &[]);
-        if completed == 1.0 && compensated == 1.0 && max == 8.0 && conns >= 1.0 {
-            assert_eq!(value(&s, "sagaflow_runs", &[("state", "running")]), 0.0);
+        // (A maintenance schedule may fire and complete a run meanwhile.)
+        if completed >= 1.0 && compensated == 1.0 && max == 8.0 && conns >= 1.0 {
             break;
         }
         assert!(
