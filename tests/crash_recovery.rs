@@ -130,7 +130,7 @@ async fn sigkilled_engine_loses_nothing_and_applies_each_effect_once(pool: PgPoo
         let target = calls_so_far().await + fastrand::i64(1..12);
         let deadline = Instant::now() + Duration::from_secs(30);
         while calls_so_far().await < target && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            tokio::time::sleep(Duration::from_millis(5)).await; // poll interval (loop has a deadline)
         }
         child.0.kill().expect("SIGKILL");
         child.0.wait().unwrap();
@@ -162,7 +162,7 @@ async fn sigkilled_engine_loses_nothing_and_applies_each_effect_once(pool: PgPoo
                 .map(|r| (r.id, r.state))
                 .collect::<Vec<_>>()
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await; // poll interval (loop has a deadline)
     };
     drop(child);
     assert_eq!(all.len(), runs);

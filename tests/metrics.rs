@@ -383,7 +383,7 @@ async fn runs_and_compensations_move_the_counters_and_histograms(pool: PgPool) {
             Instant::now() < end,
             "gauges: completed {completed}, compensated {compensated}, pool max {max}, connections {conns}"
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await; // poll interval (loop has a deadline)
     }
 
     // Every metric the server exports is documented.

@@ -101,7 +101,7 @@ async fn step_spans_join_the_callers_trace_across_a_restart(pool: PgPool) {
         .any(|e| e.step == "validate")
     {
         assert!(Instant::now() < end, "the first step never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await; // poll interval (loop has a deadline)
     }
     first.server.shutdown().await;
     let end = Instant::now() + Duration::from_secs(20);
@@ -111,7 +111,7 @@ async fn step_spans_join_the_callers_trace_across_a_restart(pool: PgPool) {
             break steps;
         }
         assert!(Instant::now() < end, "the interrupted attempt left no span");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await; // poll interval (loop has a deadline)
     };
     let seen: Vec<_> = before.iter().map(|s| s.span_context.span_id()).collect();
 

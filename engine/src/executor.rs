@@ -540,10 +540,10 @@ impl Batcher {
                             }
                         }
                         Err(e) if e.is_unavailable() => {
+                            let text = e.to_string();
                             for reply in replies {
-                                let _ = reply.send(Err(crate::store::StoreError::Database(
-                                    sqlx::Error::PoolTimedOut,
-                                )));
+                                let _ = reply
+                                    .send(Err(crate::store::StoreError::Unavailable(text.clone())));
                             }
                         }
                         Err(e) => {

@@ -112,7 +112,7 @@ async fn sample_locks(url_pool: sqlx::PgPool, stop: Arc<AtomicBool>) -> (f64, u6
         if n > 0 {
             seen += 1;
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await; // lock-sampling poll interval
     }
     (max, seen)
 }

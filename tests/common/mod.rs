@@ -135,7 +135,7 @@ pub async fn wait_state(
             "run {id} stuck in {:?}, wanted {want:?}",
             state(&w)
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await; // poll interval
     }
 }
 

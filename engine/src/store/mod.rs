@@ -34,6 +34,10 @@ pub enum StoreError {
     /// A row that does not decode (an unknown state, malformed JSON).
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// The database could not be reached (kept as text so one failure can
+    /// be reported to every caller that shared it).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     #[error("unsupported database url {0:?}: use postgres://… or sqlite://…")]
     UnsupportedUrl(String),
 }
@@ -44,9 +48,10 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self,
-            StoreError::Database(
-                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
-            )
+            StoreError::Unavailable(_)
+                | StoreError::Database(
+                    sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
+                )
         )
     }
 }

@@ -102,7 +102,7 @@ impl Script {
         };
         let num = |field: &str| get(field).and_then(|v| v.as_u64()).unwrap_or(0);
         if let Some(ms) = get("sleep_ms").and_then(|v| v.as_u64()) {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
+            tokio::time::sleep(Duration::from_millis(ms)).await; // simulated step work, not a wait
         }
         let result = match req.kind {
             CallKind::Forward => {
@@ -292,7 +292,7 @@ where
             return v;
         }
         assert!(Instant::now() < end, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await; // poll interval
     }
 }
 
