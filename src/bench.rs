@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use sagaflow_engine::Engine;
+use sagaflow_engine::api::auth::{Role, TokenEntry, hash_token};
 use sagaflow_engine::clock::SystemClock;
 use sagaflow_engine::definition::{self, Definitions};
 use sagaflow_engine::engine::StartRequest;
@@ -13,6 +14,8 @@ use sagaflow_engine::executor::ExecutorOptions;
 use sagaflow_engine::ids::{RunId, TenantId};
 use sagaflow_engine::state::RunState;
 use sagaflow_engine::store::{EventKind, RunFilter, Store, StoreError};
+use sagaflow_proto::v1 as pb;
+use sagaflow_proto::v1::workflow_service_client::WorkflowServiceClient;
 use serde_json::{Value, json};
 
 use crate::app;
@@ -26,6 +29,22 @@ pub fn bench_definition() -> String {
     for i in 1..=10 {
         t.push_str(&format!(
             "[[steps]]\nname = \"step{i}\"\nhandler = \"builtin.noop\"\n"
+        ));
+    }
+    t
+}
+
+/// The recovery scenario's saga: three steps that each take `sleep_ms`
+/// from the input (`builtin.demo`), so runs stay in flight long enough to
+/// kill the engine under them.
+pub fn sleep_definition() -> String {
+    let mut t = String::from(
+        "name = \"bench_sleep\"\nversion = 1\ndescription = \"Three slow no-op steps\"\n\
+         [defaults]\ntimeout_ms = 600000\n[defaults.retry]\nmax_attempts = 5\ninitial_interval_ms = 10\nmax_interval_ms = 100\n",
+    );
+    for i in 1..=3 {
+        t.push_str(&format!(
+            "[[steps]]\nname = \"sleep{i}\"\nhandler = \"builtin.demo\"\n"
         ));
     }
     t
@@ -46,6 +65,37 @@ pub enum Scenario {
         runs: usize,
         #[arg(long, default_value_t = 50)]
         warmup: usize,
+    },
+    /// gRPC StartWorkflow at a fixed offered rate (open loop).
+    Start {
+        /// Starts per second; default: half the throughput measured first
+        /// with `--calibrate-runs` runs.
+        #[arg(long)]
+        rate: Option<f64>,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 4_000)]
+        calibrate_runs: usize,
+    },
+    /// Seed finished runs in bulk, then time GetWorkflow, ListWorkflows
+    /// with each filter and the claim query; print their plans.
+    Scale {
+        #[arg(long, default_value_t = 1_000_000)]
+        runs: u64,
+        /// Calls timed per query.
+        #[arg(long, default_value_t = 300)]
+        queries: usize,
+    },
+    /// Two engine processes; SIGKILL one with runs in flight and time
+    /// until the other has resumed them all.
+    Recovery {
+        #[arg(long, default_value_t = 600)]
+        runs: usize,
+        #[arg(long, default_value_t = 5_000)]
+        lease_ms: u64,
+        /// How long each of the saga's three steps takes.
+        #[arg(long, default_value_t = 4_000)]
+        step_ms: u64,
     },
     /// Raw PostgreSQL checkpoint rates next to sagaflow's, in one run.
     Ceiling {
@@ -108,6 +158,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 struct Setup {
+    url: String,
     engine: Engine,
     store: Arc<dyn Store>,
     pg: Option<sqlx::PgPool>,
@@ -129,8 +180,12 @@ async fn setup(args: &BenchArgs) -> anyhow::Result<Setup> {
     let (store, deps) = app::open_store(&url, args.connections).await?;
     let registry = app::registry(&deps);
     let mut defs = Definitions::default();
-    let def = definition::parse(&bench_definition(), "bench_noop (built in)")?;
-    defs.add(def, "bench_noop (built in)", &registry)?;
+    for (text, name) in [
+        (bench_definition(), "bench_noop (built in)"),
+        (sleep_definition(), "bench_sleep (built in)"),
+    ] {
+        defs.add(definition::parse(&text, name)?, name, &registry)?;
+    }
     let engine = Engine::new(
         store.clone(),
         Arc::new(registry),
@@ -139,6 +194,7 @@ async fn setup(args: &BenchArgs) -> anyhow::Result<Setup> {
     )
     .await?;
     Ok(Setup {
+        url,
         engine,
         backend: if deps.postgres.is_some() {
             "postgres"
@@ -353,6 +409,518 @@ async fn ceiling(
     }))
 }
 
+const BENCH_TOKEN: &str = "bench-admin";
+
+/// The real server (gRPC API, executor) on the bench's database, with one
+/// admin token for tenant `tenant` and the bench workflows.
+struct BenchServer {
+    server: crate::server::Server,
+    client: WorkflowServiceClient<tonic::transport::Channel>,
+    _dir: tempfile::TempDir,
+}
+
+async fn bench_server(s: &Setup, args: &BenchArgs, tenant: &str) -> anyhow::Result<BenchServer> {
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("bench_noop.v1.toml"), bench_definition())?;
+    std::fs::write(dir.path().join("bench_sleep.v1.toml"), sleep_definition())?;
+    let mut config = crate::config::Config::default();
+    config.database.url = s.url.clone();
+    config.database.max_connections = args.connections;
+    config.grpc.addr = "127.0.0.1:0".into();
+    config.http.addr = "127.0.0.1:0".into();
+    config.engine.workflows = dir.path().to_path_buf();
+    config.engine.owner = "bench-server".into();
+    config.schedules.enabled = false;
+    config.auth.tokens = vec![TokenEntry {
+        name: "bench".into(),
+        tenant: tenant.into(),
+        role: Role::Admin,
+        sha256: hash_token(BENCH_TOKEN),
+    }];
+    let server = crate::server::Server::start(&config, false).await?;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.grpc_addr))?
+        .connect()
+        .await?;
+    Ok(BenchServer {
+        server,
+        client: WorkflowServiceClient::new(channel),
+        _dir: dir,
+    })
+}
+
+fn authed<T>(msg: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    if let Ok(v) = format!("Bearer {BENCH_TOKEN}").parse() {
+        r.metadata_mut().insert("authorization", v);
+    }
+    r
+}
+
+/// p50/p99/p99.9 and the count of `samples` (milliseconds), as JSON.
+fn summary(mut samples: Vec<f64>) -> Value {
+    samples.sort_by(|a, b| a.total_cmp(b));
+    json!({
+        "n": samples.len(),
+        "p50_ms": percentile(&samples, 0.50),
+        "p99_ms": percentile(&samples, 0.99),
+        "p999_ms": percentile(&samples, 0.999),
+        "max_ms": samples.last().copied().unwrap_or(0.0),
+    })
+}
+
+/// Open loop: StartWorkflow calls are sent on a fixed schedule whatever
+/// the answers take, and each latency counts from the moment its call was
+/// due, so a stall shows in the figures instead of slowing the load.
+async fn start(
+    s: &Setup,
+    args: &BenchArgs,
+    rate: Option<f64>,
+    seconds: u64,
+    calibrate_runs: usize,
+) -> anyhow::Result<Value> {
+    let (rate, calibration) = match rate {
+        Some(r) if r > 0.0 => (r, Value::Null),
+        Some(_) => anyhow::bail!("--rate must be above 0"),
+        None => {
+            let t = throughput(s, calibrate_runs, 256).await?;
+            let measured = t["sagas_per_s"].as_f64().unwrap_or(0.0);
+            ((measured / 2.0).max(1.0), t)
+        }
+    };
+    let tenant = format!("bench-{}", RunId::new());
+    let b = bench_server(s, args, &tenant).await?;
+    let total = (rate * seconds as f64).round().max(1.0) as usize;
+    let every = Duration::from_secs_f64(1.0 / rate);
+    let t0 = tokio::time::Instant::now();
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..total {
+        let due = t0 + every.mul_f64(i as f64);
+        tokio::time::sleep_until(due).await;
+        let mut client = b.client.clone();
+        calls.spawn(async move {
+            let req = pb::StartWorkflowRequest {
+                workflow_name: "bench_noop".into(),
+                input: Some(prost_types::Struct {
+                    fields: [(
+                        "i".to_string(),
+                        prost_types::Value {
+                            kind: Some(prost_types::value::Kind::NumberValue(i as f64)),
+                        },
+                    )]
+                    .into(),
+                }),
+                ..Default::default()
+            };
+            let r = client.start_workflow(authed(req)).await;
+            (
+                due.elapsed().as_secs_f64() * 1000.0,
+                r.err().map(|e| e.code()),
+            )
+        });
+    }
+    let offered_s = t0.elapsed().as_secs_f64();
+    let mut ok = Vec::with_capacity(total);
+    let mut errors: std::collections::BTreeMap<String, u64> = Default::default();
+    while let Some(j) = calls.join_next().await {
+        let (ms, code) = j?;
+        match code {
+            None => ok.push(ms),
+            Some(c) => *errors.entry(format!("{c:?}")).or_default() += 1,
+        }
+    }
+    b.server.shutdown().await;
+    Ok(json!({
+        "scenario": "start",
+        "backend": s.backend,
+        "offered_per_s": rate,
+        "calls": total,
+        "offered_over_s": offered_s,
+        "ok": ok.len(),
+        "errors": errors,
+        "latency": summary(ok),
+        "calibration": calibration,
+    }))
+}
+
+/// Times `n` calls of `f` (milliseconds each).
+async fn time_calls<F, Fut>(n: usize, mut f: F) -> anyhow::Result<Value>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n {
+        let t = Instant::now();
+        f(i).await?;
+        samples.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    Ok(summary(samples))
+}
+
+async fn scale(s: &Setup, args: &BenchArgs, runs: u64, queries: usize) -> anyhow::Result<Value> {
+    use sagaflow_engine::store::postgres::{PgStore, scale as seed};
+    let pool =
+        s.pg.clone()
+            .context("the scale scenario needs a postgres:// database")?;
+    let pg = PgStore::from_pool(pool.clone());
+    let tenant = format!("bench-{}", RunId::new());
+    let tid = TenantId::new(tenant.clone());
+    let claim = |store: Arc<dyn Store>| async move {
+        let now = chrono::Utc::now();
+        store
+            .claim(
+                "bench-scale",
+                sagaflow_engine::ids::LeaseToken::new(),
+                now,
+                now,
+                64,
+            )
+            .await
+            .map(|_| ())
+            .map_err(anyhow::Error::from)
+    };
+    let claim_before = time_calls(queries, |_| claim(s.store.clone())).await?;
+    let def = s.engine.resolve("bench_noop", 1)?;
+    let workflows: Vec<String> = [
+        "provision_subscriber",
+        "suspend_subscriber",
+        "reactivate_subscriber",
+        "deprovision_subscriber",
+    ]
+    .map(String::from)
+    .to_vec();
+    let seeded = Instant::now();
+    seed::seed_finished(
+        &pool,
+        &tenant,
+        &def.id,
+        &workflows,
+        runs,
+        100_000,
+        chrono::Utc::now(),
+        365,
+        |done| eprintln!("seeded {done} of {runs} runs"),
+    )
+    .await?;
+    let seed_s = seeded.elapsed().as_secs_f64();
+    let claim_after = time_calls(queries, |_| claim(s.store.clone())).await?;
+    let b = bench_server(s, args, &tenant).await?;
+    let ids: Vec<String> = seed::sample_ids(&pool, &tenant, queries as i64)
+        .await?
+        .into_iter()
+        .map(|u| u.to_string())
+        .collect();
+    anyhow::ensure!(!ids.is_empty(), "no seeded runs to read back");
+    let get = time_calls(queries, |i| {
+        let mut c = b.client.clone();
+        let id = ids[i % ids.len()].clone();
+        async move {
+            c.get_workflow(authed(pb::GetWorkflowRequest { id }))
+                .await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let mut out = json!({
+        "scenario": "scale",
+        "backend": "postgres",
+        "runs_seeded": runs,
+        "seed_s": seed_s,
+        "get_workflow": get,
+        "claim_before_seeding": claim_before,
+        "claim_after_seeding": claim_after,
+    });
+    let cursor_page = b
+        .client
+        .clone()
+        .list_workflows(authed(pb::ListWorkflowsRequest {
+            page_size: 50,
+            ..Default::default()
+        }))
+        .await?
+        .into_inner()
+        .next_page_token;
+    let filters: Vec<(&str, pb::ListWorkflowsRequest, RunFilter)> = vec![
+        (
+            "list_all",
+            pb::ListWorkflowsRequest::default(),
+            RunFilter::default(),
+        ),
+        (
+            "list_next_page",
+            pb::ListWorkflowsRequest {
+                page_token: cursor_page,
+                ..Default::default()
+            },
+            RunFilter::default(),
+        ),
+        (
+            "list_by_workflow",
+            pb::ListWorkflowsRequest {
+                workflow_name: "suspend_subscriber".into(),
+                ..Default::default()
+            },
+            RunFilter {
+                workflow_name: Some("suspend_subscriber".into()),
+                ..Default::default()
+            },
+        ),
+        (
+            "list_by_state",
+            pb::ListWorkflowsRequest {
+                states: vec![pb::WorkflowState::Compensated as i32],
+                ..Default::default()
+            },
+            RunFilter {
+                states: vec![RunState::Compensated],
+                ..Default::default()
+            },
+        ),
+        (
+            "list_by_two_states",
+            pb::ListWorkflowsRequest {
+                states: vec![
+                    pb::WorkflowState::Failed as i32,
+                    pb::WorkflowState::Cancelled as i32,
+                ],
+                ..Default::default()
+            },
+            RunFilter {
+                states: vec![RunState::Failed, RunState::Cancelled],
+                ..Default::default()
+            },
+        ),
+        (
+            "list_by_concurrency_key",
+            pb::ListWorkflowsRequest {
+                concurrency_key: "subscriber-4240".into(),
+                ..Default::default()
+            },
+            RunFilter {
+                concurrency_key: Some("subscriber-4240".into()),
+                ..Default::default()
+            },
+        ),
+        (
+            "list_by_created_window",
+            pb::ListWorkflowsRequest {
+                created_after: Some(timestamp(chrono::Utc::now() - chrono::Duration::days(200))),
+                created_before: Some(timestamp(chrono::Utc::now() - chrono::Duration::days(199))),
+                ..Default::default()
+            },
+            RunFilter {
+                created_after: Some(chrono::Utc::now() - chrono::Duration::days(200)),
+                created_before: Some(chrono::Utc::now() - chrono::Duration::days(199)),
+                ..Default::default()
+            },
+        ),
+    ];
+    let mut plans = serde_json::Map::new();
+    for (name, req, filter) in filters {
+        let figures = time_calls(queries, |_| {
+            let mut c = b.client.clone();
+            let req = pb::ListWorkflowsRequest {
+                page_size: 50,
+                ..req.clone()
+            };
+            async move {
+                c.list_workflows(authed(req)).await?;
+                Ok(())
+            }
+        })
+        .await?;
+        out[name] = figures;
+        let filter = RunFilter {
+            limit: 51,
+            ..filter
+        };
+        plans.insert(
+            name.into(),
+            Value::String(pg.explain_list(&tid, &filter).await?),
+        );
+    }
+    let some_id = RunId(ids[0].parse()?);
+    plans.insert(
+        "get_workflow".into(),
+        Value::String(pg.explain_get(&tid, some_id).await?),
+    );
+    plans.insert(
+        "claim".into(),
+        Value::String(pg.explain_claim(chrono::Utc::now(), 64).await?),
+    );
+    out["plans"] = Value::Object(plans);
+    b.server.shutdown().await;
+    Ok(out)
+}
+
+fn timestamp(t: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    }
+}
+
+/// Kills a child process when dropped, however the scenario ends.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_engine(
+    url: &str,
+    dir: &std::path::Path,
+    owner: &str,
+    lease_ms: u64,
+    max_in_flight: usize,
+) -> anyhow::Result<Child> {
+    let exe = std::env::current_exe().context("locating the sagaflow binary")?;
+    let child = std::process::Command::new(exe)
+        .args(["serve", "--database-url", url, "--workflows"])
+        .arg(dir)
+        .args([
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--poll-ms",
+            "100",
+        ])
+        .args(["--owner", owner])
+        .args(["--lease-ms", &lease_ms.to_string()])
+        .args(["--max-in-flight", &max_in_flight.to_string()])
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .context("starting an engine process")?;
+    Ok(Child(child))
+}
+
+/// Polls `check` every 50 ms until it holds, for at most `limit`.
+async fn poll_until<F, Fut>(limit: Duration, what: &str, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<bool>>,
+{
+    let deadline = Instant::now() + limit;
+    while !check().await? {
+        anyhow::ensure!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await; // poll interval
+    }
+    Ok(())
+}
+
+async fn all_runs(
+    s: &Setup,
+    tenant: &TenantId,
+) -> anyhow::Result<Vec<sagaflow_engine::store::RunRecord>> {
+    let mut out = Vec::new();
+    let mut before = None;
+    loop {
+        let page = s
+            .engine
+            .list(
+                tenant,
+                &RunFilter {
+                    before,
+                    limit: 1000,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let more = page.len() == 1000;
+        before = page.last().map(|r| (r.created_at, r.id));
+        out.extend(page);
+        if !more {
+            return Ok(out);
+        }
+    }
+}
+
+async fn recovery(
+    s: &Setup,
+    _args: &BenchArgs,
+    runs: usize,
+    lease_ms: u64,
+    step_ms: u64,
+) -> anyhow::Result<Value> {
+    anyhow::ensure!(
+        s.backend == "postgres",
+        "the recovery scenario needs a postgres:// database (two processes share it)"
+    );
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("bench_sleep.v1.toml"), sleep_definition())?;
+    let tenant = TenantId::new(format!("bench-{}", RunId::new()));
+    let mut a = spawn_engine(&s.url, dir.path(), "bench-a", lease_ms, runs + 64)?;
+    for i in 0..runs {
+        let req = StartRequest {
+            tenant_id: tenant.clone(),
+            ..StartRequest::new(
+                "",
+                "bench_sleep",
+                json!({"i": i, "demo": {"sleep_ms": step_ms}}),
+            )
+        };
+        s.engine.start(req).await?;
+    }
+    poll_until(
+        Duration::from_secs(60),
+        "engine A holds every run",
+        || async {
+            let rs = all_runs(s, &tenant).await?;
+            Ok(rs.iter().all(|r| {
+                r.state == RunState::Running && r.lease_owner.as_deref() == Some("bench-a")
+            }))
+        },
+    )
+    .await?;
+    let _b = spawn_engine(&s.url, dir.path(), "bench-b", lease_ms, runs + 64)?;
+    a.0.kill().context("killing engine A")?;
+    let killed_at = chrono::Utc::now();
+    let killed = Instant::now();
+    let _ = a.0.wait();
+    poll_until(
+        Duration::from_millis(lease_ms * 3 + 30_000),
+        "engine B has resumed every run",
+        || async {
+            let rs = all_runs(s, &tenant).await?;
+            Ok(rs
+                .iter()
+                .all(|r| r.lease_owner.as_deref() == Some("bench-b") || r.state.is_terminal()))
+        },
+    )
+    .await?;
+    let all_resumed_s = killed.elapsed().as_secs_f64();
+    // Per run: when engine B first wrote to it (the `step_interrupted`
+    // event of the attempt engine A was killed in).
+    let mut resumed = Vec::with_capacity(runs);
+    for r in all_runs(s, &tenant).await? {
+        let events = s.engine.events(&tenant, r.id, 0).await?;
+        if let Some(e) = events.iter().find(|e| e.at > killed_at) {
+            resumed.push((e.at - killed_at).num_microseconds().unwrap_or(0) as f64 / 1000.0);
+        }
+    }
+    let n = resumed.len();
+    let target_s = lease_ms as f64 / 1000.0 + 1.0;
+    let figures = summary(resumed);
+    let max_s = figures["max_ms"].as_f64().unwrap_or(0.0) / 1000.0;
+    Ok(json!({
+        "scenario": "recovery",
+        "backend": "postgres",
+        "runs_in_flight_at_kill": runs,
+        "runs_resumed": n,
+        "lease_ms": lease_ms,
+        "resumed_after_kill": figures,
+        "all_resumed_s": all_resumed_s,
+        "target_s": target_s,
+        "within_target": max_s <= target_s,
+    }))
+}
+
 fn print(v: &Value, out: crate::client::Output) {
     if out == crate::client::Output::Json {
         println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
@@ -384,6 +952,17 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             concurrency,
             seconds,
         } => ceiling(&s, runs, concurrency, seconds, args.connections).await?,
+        Scenario::Start {
+            rate,
+            seconds,
+            calibrate_runs,
+        } => start(&s, &args, rate, seconds, calibrate_runs).await?,
+        Scenario::Scale { runs, queries } => scale(&s, &args, runs, queries).await?,
+        Scenario::Recovery {
+            runs,
+            lease_ms,
+            step_ms,
+        } => recovery(&s, &args, runs, lease_ms, step_ms).await?,
     };
     print(&v, args.output);
     Ok(())

@@ -54,7 +54,43 @@ impl PgStore {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+
+    /// The plan PostgreSQL picks for [`Store::get_run`] (executed, read only).
+    pub async fn explain_get(&self, tenant: &TenantId, id: RunId) -> Result<String> {
+        let rows: Vec<String> = sqlx::query_scalar(AssertSqlSafe(get_run_sql(EXPLAIN)))
+            .bind(id.0)
+            .bind(tenant.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.join("\n"))
+    }
+
+    /// The plan PostgreSQL picks for [`Store::list_runs`] with `f`
+    /// (executed, read only).
+    pub async fn explain_list(&self, tenant: &TenantId, f: &RunFilter) -> Result<String> {
+        let mut q = list_runs_query(EXPLAIN, tenant, f);
+        let rows: Vec<String> = q.build_query_scalar().fetch_all(&self.pool).await?;
+        Ok(rows.join("\n"))
+    }
+
+    /// The plan of the claim statement, executed in a transaction that is
+    /// rolled back: nothing is leased.
+    pub async fn explain_claim(&self, now: DateTime<Utc>, limit: u32) -> Result<String> {
+        let mut tx = self.pool.begin().await?;
+        let rows: Vec<String> = sqlx::query_scalar(AssertSqlSafe(claim_sql(EXPLAIN)))
+            .bind(now)
+            .bind(limit as i64)
+            .bind("explain")
+            .bind(Uuid::nil())
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.rollback().await?;
+        Ok(rows.join("\n"))
+    }
 }
+
+const EXPLAIN: &str = "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) ";
 
 fn run_from_row(row: &PgRow) -> Result<RunRecord> {
     let state: String = row.try_get("state")?;
@@ -373,46 +409,16 @@ impl Store for PgStore {
     }
 
     async fn get_run(&self, tenant: &TenantId, id: RunId) -> Result<Option<RunRecord>> {
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE id = $1 AND tenant_id = $2"
-        )))
-        .bind(id.0)
-        .bind(tenant.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query(AssertSqlSafe(get_run_sql("")))
+            .bind(id.0)
+            .bind(tenant.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(run_from_row).transpose()
     }
 
     async fn list_runs(&self, tenant: &TenantId, f: &RunFilter) -> Result<Vec<RunRecord>> {
-        let cols = RUN_COLUMNS.replace("steps,", "'[]'::jsonb AS steps,");
-        let mut q =
-            QueryBuilder::<Postgres>::new(format!("SELECT {cols} FROM runs WHERE tenant_id = "));
-        q.push_bind(tenant.as_str());
-        if let Some(w) = &f.workflow_name {
-            q.push(" AND workflow_name = ").push_bind(w);
-        }
-        if !f.states.is_empty() {
-            let states: Vec<&str> = f.states.iter().map(|s| s.as_str()).collect();
-            q.push(" AND state = ANY(").push_bind(states).push(")");
-        }
-        if let Some(k) = &f.concurrency_key {
-            q.push(" AND concurrency_key = ").push_bind(k);
-        }
-        if let Some(t) = f.created_after {
-            q.push(" AND created_at > ").push_bind(t);
-        }
-        if let Some(t) = f.created_before {
-            q.push(" AND created_at < ").push_bind(t);
-        }
-        if let Some((t, id)) = f.before {
-            q.push(" AND (created_at, id) < (")
-                .push_bind(t)
-                .push(", ")
-                .push_bind(id.0)
-                .push(")");
-        }
-        q.push(" ORDER BY created_at DESC, id DESC LIMIT ")
-            .push_bind(f.limit.max(1) as i64);
+        let mut q = list_runs_query("", tenant, f);
         let rows = q.build().fetch_all(&self.pool).await?;
         rows.iter().map(run_from_row).collect()
     }
@@ -454,25 +460,14 @@ impl Store for PgStore {
         lease_until: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<RunRecord>> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "WITH c AS (SELECT id FROM runs WHERE next_run_at <= $1 \
-                 AND (lease_expires_at IS NULL OR lease_expires_at <= $1) \
-               ORDER BY next_run_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
-             UPDATE runs SET lease_owner = $3, lease_token = $4, lease_expires_at = $5, next_run_at = $5 \
-             FROM c WHERE runs.id = c.id RETURNING {}",
-            RUN_COLUMNS
-                .split(", ")
-                .map(|c| format!("runs.{c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )))
-        .bind(now)
-        .bind(limit as i64)
-        .bind(owner)
-        .bind(token.0)
-        .bind(lease_until)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(AssertSqlSafe(claim_sql("")))
+            .bind(now)
+            .bind(limit as i64)
+            .bind(owner)
+            .bind(token.0)
+            .bind(lease_until)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(run_from_row).collect()
     }
 
@@ -754,6 +749,65 @@ impl PgStore {
     }
 }
 
+/// `SELECT` of one run by id within its tenant; `prefix` is empty or an
+/// `EXPLAIN …` clause.
+fn get_run_sql(prefix: &str) -> String {
+    format!("{prefix}SELECT {RUN_COLUMNS} FROM runs WHERE id = $1 AND tenant_id = $2")
+}
+
+/// The listing query (keyset pagination, newest first); `prefix` is empty
+/// or an `EXPLAIN …` clause.
+fn list_runs_query(prefix: &str, tenant: &TenantId, f: &RunFilter) -> QueryBuilder<Postgres> {
+    let cols = RUN_COLUMNS.replace("steps,", "'[]'::jsonb AS steps,");
+    let mut q = QueryBuilder::<Postgres>::new(format!(
+        "{prefix}SELECT {cols} FROM runs WHERE tenant_id = "
+    ));
+    q.push_bind(tenant.as_str());
+    if let Some(w) = &f.workflow_name {
+        q.push(" AND workflow_name = ").push_bind(w);
+    }
+    if !f.states.is_empty() {
+        let states: Vec<&str> = f.states.iter().map(|s| s.as_str()).collect();
+        q.push(" AND state = ANY(").push_bind(states).push(")");
+    }
+    if let Some(k) = &f.concurrency_key {
+        q.push(" AND concurrency_key = ").push_bind(k);
+    }
+    if let Some(t) = f.created_after {
+        q.push(" AND created_at > ").push_bind(t);
+    }
+    if let Some(t) = f.created_before {
+        q.push(" AND created_at < ").push_bind(t);
+    }
+    if let Some((t, id)) = f.before {
+        q.push(" AND (created_at, id) < (")
+            .push_bind(t)
+            .push(", ")
+            .push_bind(id.0)
+            .push(")");
+    }
+    q.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+        .push_bind(f.limit.max(1) as i64);
+    q
+}
+
+/// The claim statement: due runs whose lease is free, oldest first, locked
+/// with `SKIP LOCKED` and leased in the same statement.
+fn claim_sql(prefix: &str) -> String {
+    format!(
+        "{prefix}WITH c AS (SELECT id FROM runs WHERE next_run_at <= $1 \
+             AND (lease_expires_at IS NULL OR lease_expires_at <= $1) \
+           ORDER BY next_run_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
+         UPDATE runs SET lease_owner = $3, lease_token = $4, lease_expires_at = $5, next_run_at = $5 \
+         FROM c WHERE runs.id = c.id RETURNING {}",
+        RUN_COLUMNS
+            .split(", ")
+            .map(|c| format!("runs.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
 /// The hot path: one statement updates every run of the batch (each fenced
 /// by its lease) and appends their events, numbered after each run's
 /// `last_seq`. One round trip and one commit for the whole batch.
@@ -859,6 +913,91 @@ async fn checkpoint_batch(
             None => CheckpointAck::Fenced,
         })
         .collect())
+}
+
+/// Bulk seeding for `sagaflow bench scale`: finished runs written by the
+/// database itself, as a year of production would leave them.
+pub mod scale {
+    use chrono::{DateTime, Utc};
+    use sqlx::PgPool;
+
+    use super::Result;
+
+    /// Inserts `n` finished runs of `workflows` (round robin) for `tenant`,
+    /// created over the `span_days` before `until`, in one statement per
+    /// `chunk` rows; 90 % COMPLETED, the rest COMPENSATED, FAILED and
+    /// CANCELLED; every tenth with a concurrency key. Their `steps` are a
+    /// realistic ten-step record.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn seed_finished(
+        pool: &PgPool,
+        tenant: &str,
+        definition_id: &str,
+        workflows: &[String],
+        n: u64,
+        chunk: u64,
+        until: DateTime<Utc>,
+        span_days: u32,
+        mut progress: impl FnMut(u64),
+    ) -> Result<()> {
+        let steps = serde_json::Value::Array(
+            (1..=10)
+                .map(|i| {
+                    serde_json::json!({
+                        "name": format!("step{i}"), "state": "SUCCEEDED", "attempts": 1,
+                        "compensation_attempts": 0,
+                        "started_at": "2026-01-01T00:00:00.000001Z",
+                        "finished_at": "2026-01-01T00:00:00.000900Z"
+                    })
+                })
+                .collect(),
+        );
+        let span_us = i64::from(span_days) * 86_400_000_000;
+        let mut done = 0;
+        while done < n {
+            let k = chunk.min(n - done);
+            sqlx::query(
+                "INSERT INTO runs (id, tenant_id, workflow_name, workflow_version, definition_id, state, \
+                    input, input_hash, context, steps, cursor, concurrency_key, last_seq, created_at, \
+                    updated_at, finished_at) \
+                 SELECT gen_random_uuid(), $1, ($2::text[])[1 + g % cardinality($2::text[])], 1, $3, \
+                    CASE WHEN g % 100 < 90 THEN 'COMPLETED' WHEN g % 100 < 96 THEN 'COMPENSATED' \
+                         WHEN g % 100 < 98 THEN 'FAILED' ELSE 'CANCELLED' END, \
+                    jsonb_build_object('i', g), md5(g::text), jsonb_build_object('i', g), $4, 10, \
+                    CASE WHEN g % 10 = 0 THEN 'subscriber-' || (g % 100000) END, 22, \
+                    $5 - make_interval(secs => (g * ($6::float8 / $7::float8)) / 1e6), \
+                    $5 - make_interval(secs => (g * ($6::float8 / $7::float8)) / 1e6) + interval '20 ms', \
+                    $5 - make_interval(secs => (g * ($6::float8 / $7::float8)) / 1e6) + interval '20 ms' \
+                 FROM generate_series($8::int8, $9::int8) AS g",
+            )
+            .bind(tenant)
+            .bind(workflows)
+            .bind(definition_id)
+            .bind(&steps)
+            .bind(until)
+            .bind(span_us as f64)
+            .bind(n as f64)
+            .bind(done as i64)
+            .bind((done + k - 1) as i64)
+            .execute(pool)
+            .await?;
+            done += k;
+            progress(done);
+        }
+        sqlx::query("ANALYZE runs").execute(pool).await?;
+        Ok(())
+    }
+
+    /// Up to `n` random run ids of `tenant`.
+    pub async fn sample_ids(pool: &PgPool, tenant: &str, n: i64) -> Result<Vec<uuid::Uuid>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM runs TABLESAMPLE SYSTEM (1) WHERE tenant_id = $1 LIMIT $2",
+        )
+        .bind(tenant)
+        .bind(n)
+        .fetch_all(pool)
+        .await?)
+    }
 }
 
 /// Raw checkpoint rates of this PostgreSQL server, for `sagaflow bench
