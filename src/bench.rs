@@ -880,9 +880,9 @@ async fn recovery(
     .await?;
     let _b = spawn_engine(&s.url, dir.path(), "bench-b", lease_ms, runs + 64)?;
     a.0.kill().context("killing engine A")?;
+    let _ = a.0.wait();
     let killed_at = chrono::Utc::now();
     let killed = Instant::now();
-    let _ = a.0.wait();
     poll_until(
         Duration::from_millis(lease_ms * 3 + 30_000),
         "engine B has resumed every run",

@@ -84,6 +84,54 @@ async fn every_scenario_prints_its_figures(pool: sqlx::PgPool) {
         positive(&c, k);
     }
 
+    // Open-loop starts over gRPC at a given rate.
+    let st = bench(Some(&url), &["start", "--rate", "40", "--seconds", "1"]);
+    assert_eq!(st["calls"].as_u64(), Some(40), "{st}");
+    assert_eq!(st["ok"].as_u64(), Some(40), "every start answered OK: {st}");
+    assert_eq!(st["errors"], serde_json::json!({}));
+    for k in ["p50_ms", "p99_ms", "p999_ms"] {
+        positive(&st["latency"], k);
+    }
+
+    // Finished runs seeded in bulk; reads and the claim timed, plans shown.
+    let sc = bench(Some(&url), &["scale", "--runs", "2000", "--queries", "5"]);
+    assert_eq!(sc["runs_seeded"].as_u64(), Some(2000));
+    for k in [
+        "get_workflow",
+        "list_all",
+        "list_next_page",
+        "list_by_workflow",
+        "list_by_state",
+        "list_by_two_states",
+        "list_by_concurrency_key",
+        "list_by_created_window",
+        "claim_before_seeding",
+        "claim_after_seeding",
+    ] {
+        assert_eq!(sc[k]["n"].as_u64(), Some(5), "{k}: {sc}");
+        positive(&sc[k], "p99_ms");
+    }
+    for k in ["get_workflow", "list_by_state", "claim"] {
+        let plan = sc["plans"][k].as_str().unwrap_or_default();
+        assert!(plan.contains("Index"), "{k} plan: {plan}");
+    }
+
+    // Two engine processes; one is killed with runs in flight.
+    let r = bench(
+        Some(&url),
+        &[
+            "recovery",
+            "--runs",
+            "6",
+            "--lease-ms",
+            "1000",
+            "--step-ms",
+            "1500",
+        ],
+    );
+    assert_eq!(r["runs_resumed"].as_u64(), Some(6), "{r}");
+    positive(&r["resumed_after_kill"], "p50_ms");
+
     // The embedded store too.
     let s = bench(None, &["throughput", "--runs", "10", "--concurrency", "4"]);
     assert_eq!(s["backend"], "sqlite");

@@ -18,6 +18,7 @@ mod postgres_schedules;
 pub mod schedules;
 pub mod sqlite;
 mod sqlite_schedules;
+mod step_codec;
 
 pub use schedules::{AppliedFire, FireBatch, FireBatchAck, FireWrite, ScheduleChange};
 
@@ -623,13 +624,7 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
     Ok(store)
 }
 
-pub(crate) fn steps_to_json(steps: &[StepRecord]) -> Value {
-    serde_json::to_value(steps).unwrap_or(Value::Array(Vec::new()))
-}
-
-pub(crate) fn steps_from_json(v: Value) -> Result<Vec<StepRecord>> {
-    serde_json::from_value(v).map_err(|e| StoreError::Corrupt(format!("steps: {e}")))
-}
+pub(crate) use step_codec::{decode as steps_decode, encode as steps_encode};
 
 pub(crate) fn initial_steps(def: &WorkflowDefinition) -> Vec<StepRecord> {
     def.steps.iter().map(|s| StepRecord::new(&s.name)).collect()

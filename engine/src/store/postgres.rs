@@ -106,7 +106,7 @@ fn run_from_row(row: &PgRow) -> Result<RunRecord> {
             .map_err(|e: crate::state::UnknownState| StoreError::Corrupt(e.to_string()))?,
         input: row.try_get("input")?,
         context: row.try_get("context")?,
-        steps: steps_from_json(row.try_get("steps")?)?,
+        steps: steps_decode(row.try_get::<&str, _>("steps")?)?,
         cursor: row.try_get::<i32, _>("cursor")? as u32,
         error: row.try_get("error")?,
         idempotency_key: row.try_get("idempotency_key")?,
@@ -286,7 +286,7 @@ pub(super) async fn insert_run(tx: &mut sqlx::PgConnection, new: &NewRun) -> Res
           RETURNING id, last_seq) {}",
         insert_events_sql(17)
     );
-    let steps = steps_to_json(&initial_steps(def));
+    let steps = steps_encode(&initial_steps(def));
     let q = sqlx::query(AssertSqlSafe(sql))
         .bind(new.id.0)
         .bind(new.tenant_id.as_str())
@@ -581,7 +581,7 @@ impl Store for PgStore {
             .bind(w.state.as_str())
             .bind(w.cursor as i32)
             .bind(&w.context)
-            .bind(steps_to_json(&w.steps))
+            .bind(steps_encode(&w.steps))
             .bind(&w.error)
             .bind(w.cancel_request.map(CancelRequest::as_str))
             .bind(w.next_run_at)
@@ -758,7 +758,7 @@ fn get_run_sql(prefix: &str) -> String {
 /// The listing query (keyset pagination, newest first); `prefix` is empty
 /// or an `EXPLAIN …` clause.
 fn list_runs_query(prefix: &str, tenant: &TenantId, f: &RunFilter) -> QueryBuilder<Postgres> {
-    let cols = RUN_COLUMNS.replace("steps,", "'[]'::jsonb AS steps,");
+    let cols = RUN_COLUMNS.replace("steps,", "'[]'::text AS steps,");
     let mut q = QueryBuilder::<Postgres>::new(format!(
         "{prefix}SELECT {cols} FROM runs WHERE tenant_id = "
     ));
@@ -837,7 +837,7 @@ async fn checkpoint_batch(
         states.push(cp.state.as_str());
         cursors.push(cp.cursor as i32);
         contexts.push(cp.context.clone());
-        steps.push(steps_to_json(&cp.steps));
+        steps.push(steps_encode(&cp.steps));
         errors.push(cp.error.clone());
         next_runs.push(cp.next_run_at);
         finished.push(cp.finished_at);
@@ -853,7 +853,7 @@ async fn checkpoint_batch(
     let ev = EventArrays::new(&all_events);
     let rows = sqlx::query(
         "WITH c AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int4[], $5::jsonb[], \
-                $6::jsonb[], $7::text[], $8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::int8[], \
+                $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::int8[], \
                 $12::timestamptz[]) \
               AS c(id, token, state, cursor, context, steps, error, next_run_at, finished_at, now, n, lease_until)), \
          r AS (UPDATE runs SET state = c.state, cursor = c.cursor, context = COALESCE(c.context, runs.context), \
@@ -940,17 +940,16 @@ pub mod scale {
         span_days: u32,
         mut progress: impl FnMut(u64),
     ) -> Result<()> {
-        let steps = serde_json::Value::Array(
-            (1..=10)
-                .map(|i| {
-                    serde_json::json!({
-                        "name": format!("step{i}"), "state": "SUCCEEDED", "attempts": 1,
-                        "compensation_attempts": 0,
-                        "started_at": "2026-01-01T00:00:00.000001Z",
-                        "finished_at": "2026-01-01T00:00:00.000900Z"
-                    })
+        let steps = crate::store::steps_encode(
+            &(1..=10)
+                .map(|i| crate::store::StepRecord {
+                    state: crate::state::StepState::Succeeded,
+                    attempts: 1,
+                    started_at: Some(until),
+                    finished_at: Some(until),
+                    ..crate::store::StepRecord::new(&format!("step{i}"))
                 })
-                .collect(),
+                .collect::<Vec<_>>(),
         );
         let span_us = i64::from(span_days) * 86_400_000_000;
         let mut done = 0;
@@ -1015,7 +1014,7 @@ pub mod ceiling {
         sqlx::query("DROP TABLE IF EXISTS ceiling_events, ceiling_runs")
             .execute(pool)
             .await?;
-        sqlx::query("CREATE TABLE ceiling_runs (id UUID PRIMARY KEY, seq BIGINT NOT NULL, state TEXT NOT NULL, steps JSONB NOT NULL)")
+        sqlx::query("CREATE TABLE ceiling_runs (id UUID PRIMARY KEY, seq BIGINT NOT NULL, state TEXT NOT NULL, steps TEXT NOT NULL)")
             .execute(pool)
             .await?;
         sqlx::query("CREATE TABLE ceiling_events (run_id UUID NOT NULL, seq BIGINT NOT NULL, kind TEXT NOT NULL, PRIMARY KEY (run_id, seq))")
@@ -1057,7 +1056,7 @@ pub mod ceiling {
                      INSERT INTO ceiling_events SELECT id, seq, 'step_succeeded' FROM u",
                 )
                 .bind(id)
-                .bind(serde_json::json!([{"state": "SUCCEEDED"}]))
+                .bind(r#"[{"n":"step1","s":"SUCCEEDED","a":1}]"#)
                 .execute(&pool)
                 .await?;
                 Ok(1)
@@ -1087,7 +1086,7 @@ pub mod ceiling {
                          INSERT INTO ceiling_events SELECT id, seq, 'step_succeeded' FROM u",
                     )
                     .bind(&chunk)
-                    .bind(serde_json::json!([{"state": "SUCCEEDED"}]))
+                    .bind(r#"[{"n":"step1","s":"SUCCEEDED","a":1}]"#)
                     .execute(&mut *tx)
                     .await?;
                 }

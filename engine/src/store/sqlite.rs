@@ -76,7 +76,7 @@ fn run_from_row(row: &SqliteRow) -> Result<RunRecord> {
             .map_err(|e: crate::state::UnknownState| StoreError::Corrupt(e.to_string()))?,
         input: json(&input, "input")?,
         context: json(&context, "context")?,
-        steps: steps_from_json(json(&steps, "steps")?)?,
+        steps: steps_decode(&steps)?,
         cursor: row.try_get::<i64, _>("cursor")? as u32,
         error: row.try_get("error")?,
         idempotency_key: row.try_get("idempotency_key")?,
@@ -331,7 +331,7 @@ pub(super) async fn insert_run(tx: &mut SqliteConnection, new: &NewRun) -> Resul
     .bind(&new.definition.id)
     .bind(&input)
     .bind(&new.input_hash)
-    .bind(steps_to_json(&initial_steps(def)).to_string())
+    .bind(steps_encode(&initial_steps(def)))
     .bind(&new.idempotency_key)
     .bind(new.concurrency.as_ref().map(|c| &c.0))
     .bind(&new.schedule_id)
@@ -593,7 +593,7 @@ impl Store for SqliteStore {
             .bind(cp.state.as_str())
             .bind(cp.cursor as i64)
             .bind(cp.context.as_ref().map(Value::to_string))
-            .bind(steps_to_json(&cp.steps).to_string())
+            .bind(steps_encode(&cp.steps))
             .bind(&cp.error)
             .bind(opt_micros(cp.next_run_at))
             .bind(opt_micros(cp.finished_at))
@@ -639,7 +639,7 @@ impl Store for SqliteStore {
         .bind(w.state.as_str())
         .bind(w.cursor as i64)
         .bind(w.context.to_string())
-        .bind(steps_to_json(&w.steps).to_string())
+        .bind(steps_encode(&w.steps))
         .bind(&w.error)
         .bind(w.cancel_request.map(CancelRequest::as_str))
         .bind(opt_micros(w.next_run_at))
