@@ -97,8 +97,8 @@ async fn a_timeout_is_retryable_and_the_retry_applies_once() {
     s.set_fault(
         "billing.create",
         Fault {
-            failure_rate: 0.0,
             latency_ms: 1_000,
+            ..Fault::default()
         },
     );
     let e = billing.create_service("k", &svc).await.unwrap_err();
