@@ -27,7 +27,18 @@ pub struct EngineConfig {
     pub engine: toml::Table,
     pub schedules: toml::Table,
     pub auth: toml::Table,
+    /// The ONU, CPE and billing endpoints and address pools; the
+    /// simulators' own settings are left out (the engine runs none).
     pub domain: sagaflow_steps::DomainConfig,
+}
+
+/// The file's text: `config` without `domain.simulators`.
+fn render(config: &EngineConfig) -> Result<String, toml::ser::Error> {
+    let mut value = toml::Table::try_from(config)?;
+    if let Some(toml::Value::Table(d)) = value.get_mut("domain") {
+        d.remove("simulators");
+    }
+    toml::to_string(&value)
 }
 
 impl EngineConfig {
@@ -75,8 +86,8 @@ impl EngineConfig {
 
     /// Writes the file `dir/name.toml`.
     pub fn write(&self, dir: &Path, name: &str) -> Result<PathBuf> {
-        let text = toml::to_string(self)
-            .map_err(|e| ChaosError::Setup(format!("engine configuration: {e}")))?;
+        let text =
+            render(self).map_err(|e| ChaosError::Setup(format!("engine configuration: {e}")))?;
         let path = dir.join(format!("{name}.toml"));
         std::fs::write(&path, text).map_err(ChaosError::io(path.display().to_string()))?;
         Ok(path)

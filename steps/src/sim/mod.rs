@@ -7,7 +7,7 @@
 //! already answered gets the same answer again without a second effect.
 //! Each operation has configurable faults, changeable while running: a
 //! failure rate (an injected 503 before any effect), latency, stalls (the
-//! answer comes after the caller has given up; the effect is applied) and
+//! effect is applied, the answer comes after the caller has given up) and
 //! lost acknowledgements (the effect is applied, then 504). Every effect is
 //! logged with its idempotency key ([`SimSnapshot::effects`]), so a harness
 //! can count effects per key. The state can be read
@@ -53,9 +53,9 @@ pub struct Fault {
     pub failure_rate: f64,
     /// Added to every request, in milliseconds.
     pub latency_ms: u64,
-    /// The share of requests (0 to 1) held `stall_ms` before they are
-    /// served: a caller with a shorter timeout gives up, the effect is
-    /// applied all the same.
+    /// The share of requests (0 to 1) whose effect is applied at once and
+    /// whose answer comes `stall_ms` later: a caller with a shorter timeout
+    /// gives up without knowing.
     pub stall_rate: f64,
     pub stall_ms: u64,
     /// The share of requests (0 to 1) whose effect is applied and whose
@@ -157,6 +157,13 @@ struct Inner {
 }
 
 type Shared = Arc<Inner>;
+
+/// How a request is answered: now, or (a stall) after `stall_ms`, its
+/// effect already applied.
+enum Answer {
+    Now(Response),
+    Late(StatusCode, Value),
+}
 
 /// The simulators' entry point.
 pub struct Simulators;
@@ -335,60 +342,68 @@ impl Inner {
         if fault.latency_ms > 0 {
             tokio::time::sleep(Duration::from_millis(fault.latency_ms)).await;
         }
-        if fault.stall_rate > 0.0 && fastrand::f64() < fault.stall_rate {
-            {
-                let mut data = self.data.lock().unwrap_or_else(|e| e.into_inner());
-                *data.snap.stalls.entry(op.to_owned()).or_default() += 1;
-            }
-            tokio::time::sleep(Duration::from_millis(fault.stall_ms)).await;
-        }
+        let stall = fault.stall_rate > 0.0 && fastrand::f64() < fault.stall_rate;
         let lose_ack = fault.lost_ack_rate > 0.0 && fastrand::f64() < fault.lost_ack_rate;
-        let mut data = self.data.lock().unwrap_or_else(|e| e.into_inner());
-        if fault.failure_rate > 0.0 && fastrand::f64() < fault.failure_rate {
-            *data
-                .snap
-                .injected_failures
-                .entry(op.to_owned())
-                .or_default() += 1;
-            let (s, v) = error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("{op}: injected failure"),
-            );
-            return (s, Json(v)).into_response();
+        // Decided under the lock, without awaiting.
+        let decided = (|| {
+            let mut data = self.data.lock().unwrap_or_else(|e| e.into_inner());
+            if fault.failure_rate > 0.0 && fastrand::f64() < fault.failure_rate {
+                *data
+                    .snap
+                    .injected_failures
+                    .entry(op.to_owned())
+                    .or_default() += 1;
+                let (s, v) = error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("{op}: injected failure"),
+                );
+                return Answer::Now((s, Json(v)).into_response());
+            }
+            let key = headers
+                .get("idempotency-key")
+                .and_then(|v| v.to_str().ok())
+                .map(|k| (op.to_owned(), k.to_owned()));
+            if let Some(k) = &key
+                && let Some((s, v)) = data.answers.get(k)
+            {
+                return Answer::Now((*s, Json(v.clone())).into_response());
+            }
+            let (status, body) = apply(&mut data);
+            if status.is_success() {
+                *data.snap.applied.entry(op.to_owned()).or_default() += 1;
+                let undid_nothing = ["was_active", "was_configured", "was_present"]
+                    .iter()
+                    .any(|f| body.get(f) == Some(&Value::Bool(false)));
+                data.snap.effects.push(SimEffect {
+                    operation: op.to_owned(),
+                    key: key.as_ref().map(|k| k.1.clone()),
+                    changed: !undid_nothing,
+                });
+            }
+            if let Some(k) = key {
+                data.answers.insert(k, (status, body.clone()));
+            }
+            if stall {
+                *data.snap.stalls.entry(op.to_owned()).or_default() += 1;
+                return Answer::Late(status, body);
+            }
+            if lose_ack && status.is_success() {
+                *data.snap.lost_acks.entry(op.to_owned()).or_default() += 1;
+                let (s, v) = error(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    format!("{op}: applied, answer lost"),
+                );
+                return Answer::Now((s, Json(v)).into_response());
+            }
+            Answer::Now((status, Json(body)).into_response())
+        })();
+        match decided {
+            Answer::Now(now) => now,
+            Answer::Late(status, body) => {
+                tokio::time::sleep(Duration::from_millis(fault.stall_ms)).await;
+                (status, Json(body)).into_response()
+            }
         }
-        let key = headers
-            .get("idempotency-key")
-            .and_then(|v| v.to_str().ok())
-            .map(|k| (op.to_owned(), k.to_owned()));
-        if let Some(k) = &key
-            && let Some((s, v)) = data.answers.get(k)
-        {
-            return (*s, Json(v.clone())).into_response();
-        }
-        let (status, body) = apply(&mut data);
-        if status.is_success() {
-            *data.snap.applied.entry(op.to_owned()).or_default() += 1;
-            let undid_nothing = ["was_active", "was_configured", "was_present"]
-                .iter()
-                .any(|f| body.get(f) == Some(&Value::Bool(false)));
-            data.snap.effects.push(SimEffect {
-                operation: op.to_owned(),
-                key: key.as_ref().map(|k| k.1.clone()),
-                changed: !undid_nothing,
-            });
-        }
-        if let Some(k) = key {
-            data.answers.insert(k, (status, body.clone()));
-        }
-        if lose_ack && status.is_success() {
-            *data.snap.lost_acks.entry(op.to_owned()).or_default() += 1;
-            let (s, v) = error(
-                StatusCode::GATEWAY_TIMEOUT,
-                format!("{op}: applied, answer lost"),
-            );
-            return (s, Json(v)).into_response();
-        }
-        (status, Json(body)).into_response()
     }
 
     fn read(&self, f: impl FnOnce(&SimSnapshot) -> Option<Value>) -> Response {
