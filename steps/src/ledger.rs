@@ -6,7 +6,14 @@
 //! Behaviour is driven by the run's context:
 //! - `/ledger/sleep_ms`: each call takes this long (default 0);
 //! - `/ledger/fail_step`: the step with this name fails for good
-//!   (non-retryable), so the run compensates.
+//!   (non-retryable), so the run compensates;
+//! - `/ledger/panic_step`: the step with this name panics on every forward
+//!   call (a poison step: the engine must count the crash as an attempt);
+//! - `/ledger/hang_step`: the step with this name never answers and ignores
+//!   cancellation (only the step's timeout ends the attempt).
+//!
+//! Calls of poison steps are recorded in `effect_calls` before they panic
+//! or hang.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,11 +46,7 @@ impl LedgerRepo {
         compensation: bool,
         attempt: u32,
     ) -> Result<bool, sqlx::Error> {
-        sqlx::query("INSERT INTO effect_calls (idempotency_key, attempt) VALUES ($1, $2)")
-            .bind(key)
-            .bind(attempt as i32)
-            .execute(&self.pool)
-            .await?;
+        self.record_call(key, attempt).await?;
         // A compensation undoes only what was applied: with no forward
         // effect (an attempt that timed out before doing anything) there is
         // nothing to undo and nothing is recorded.
@@ -63,6 +66,24 @@ impl LedgerRepo {
         .rows_affected();
         Ok(applied == 1)
     }
+
+    /// Records one call of a handler, effect or not.
+    pub async fn record_call(&self, key: &str, attempt: u32) -> Result<(), sqlx::Error> {
+        sqlx::query("INSERT INTO effect_calls (idempotency_key, attempt) VALUES ($1, $2)")
+            .bind(key)
+            .bind(attempt as i32)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Whether the context names `step` under `/ledger/<field>`.
+fn names_step(req: &StepRequest, field: &str) -> bool {
+    req.context
+        .pointer(&format!("/ledger/{field}"))
+        .and_then(|v| v.as_str())
+        == Some(req.step.as_str())
 }
 
 struct LedgerHandler {
@@ -84,13 +105,18 @@ impl StepHandler for LedgerHandler {
             }
         }
         let compensation = req.kind == CallKind::Compensate;
-        if !compensation
-            && req
-                .context
-                .pointer("/ledger/fail_step")
-                .and_then(|v| v.as_str())
-                == Some(req.step.as_str())
-        {
+        if !compensation && (names_step(&req, "panic_step") || names_step(&req, "hang_step")) {
+            self.repo
+                .record_call(&req.idempotency_key, req.attempt)
+                .await
+                .map_err(|e| StepError::retryable("database", e.to_string()))?;
+            if names_step(&req, "panic_step") {
+                panic!("poison step {}: attempt {}", req.step, req.attempt);
+            }
+            // Never answers, and does not listen to cancellation.
+            std::future::pending::<()>().await;
+        }
+        if !compensation && names_step(&req, "fail_step") {
             return Err(StepError::fatal(
                 "forced",
                 format!("{} is set to fail", req.step),

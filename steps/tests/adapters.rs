@@ -97,8 +97,8 @@ async fn a_timeout_is_retryable_and_the_retry_applies_once() {
     s.set_fault(
         "billing.create",
         Fault {
-            failure_rate: 0.0,
             latency_ms: 1_000,
+            ..Fault::default()
         },
     );
     let e = billing.create_service("k", &svc).await.unwrap_err();
@@ -173,4 +173,73 @@ async fn a_system_that_is_down_is_retryable() {
     .unwrap();
     let e = onu.deactivate("k", "ONU1").await.unwrap_err();
     assert!(StepError::from(e).is_retryable());
+}
+
+#[tokio::test]
+async fn a_lost_acknowledgement_is_uncertain_and_the_retry_applies_nothing_more() {
+    let s = sims().await;
+    let onu = HttpOnu::new(&s.endpoints().0).unwrap();
+    s.set_fault(
+        "onu.activate",
+        Fault {
+            lost_ack_rate: 1.0,
+            ..Fault::default()
+        },
+    );
+    let e = onu
+        .activate("k", "ONU1", &activation("s1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, AdapterError::Uncertain { message, .. } if message.starts_with("504")),
+        "applied, then 504: the outcome is unknown: {e}"
+    );
+    let step = StepError::from(e);
+    assert!(step.is_retryable() && step.outcome_unknown());
+    assert!(
+        s.snapshot().onus.contains_key("ONU1"),
+        "the effect was applied"
+    );
+    s.set_fault("onu.activate", Fault::default());
+    onu.activate("k", "ONU1", &activation("s1")).await.unwrap();
+    let snap = s.snapshot();
+    assert_eq!(snap.lost_acks["onu.activate"], 1);
+    assert_eq!(
+        snap.effects.len(),
+        1,
+        "one effect for the key: {:?}",
+        snap.effects
+    );
+    assert_eq!(snap.effects[0].key.as_deref(), Some("k"));
+}
+
+#[tokio::test]
+async fn a_stalled_request_times_out_and_is_applied_all_the_same() {
+    let s = sims().await;
+    let mut ep = s.endpoints().1;
+    ep.timeout_ms = 100;
+    let cpe = HttpCpe::new(&ep).unwrap();
+    let cfg = CpeConfig {
+        subscriber_id: "s1".into(),
+        pppoe_username: "s1".into(),
+        plan: "fiber".into(),
+        ipv4_address: None,
+        ipv6_prefix: None,
+    };
+    s.set_fault(
+        "cpe.configure",
+        Fault {
+            stall_rate: 1.0,
+            stall_ms: 300,
+            ..Fault::default()
+        },
+    );
+    let e = cpe.configure("k", "CPE1", &cfg).await.unwrap_err();
+    assert!(matches!(e, AdapterError::Uncertain { .. }), "{e}");
+    let snap = s.snapshot();
+    assert!(
+        snap.cpes.contains_key("CPE1"),
+        "applied before the late answer"
+    );
+    assert_eq!(snap.stalls["cpe.configure"], 1);
 }

@@ -200,6 +200,12 @@ impl HttpEndpoint {
             .map(|b| b.error)
             .unwrap_or_else(|_| text.chars().take(200).collect());
         Err(match status {
+            // A gateway that timed out waiting for the system cannot say
+            // whether the request took effect.
+            StatusCode::GATEWAY_TIMEOUT => AdapterError::Uncertain {
+                system,
+                message: format!("{status}: {message}"),
+            },
             s if s.is_server_error() => AdapterError::Unavailable {
                 system,
                 message: format!("{s}: {message}"),

@@ -5,8 +5,12 @@
 //!
 //! State is kept in memory. A request with an `Idempotency-Key` that was
 //! already answered gets the same answer again without a second effect.
-//! Each operation has a configurable failure rate (an injected 503 before
-//! any effect) and latency, changeable while running. The state can be read
+//! Each operation has configurable faults, changeable while running: a
+//! failure rate (an injected 503 before any effect), latency, stalls (the
+//! effect is applied, the answer comes after the caller has given up) and
+//! lost acknowledgements (the effect is applied, then 504). Every effect is
+//! logged with its idempotency key ([`SimSnapshot::effects`]), so a harness
+//! can count effects per key. The state can be read
 //! in-process ([`SimHandle::snapshot`]) or over HTTP (`GET /_state`, and a
 //! `GET` per record).
 
@@ -49,21 +53,26 @@ pub struct Fault {
     pub failure_rate: f64,
     /// Added to every request, in milliseconds.
     pub latency_ms: u64,
+    /// The share of requests (0 to 1) whose effect is applied at once and
+    /// whose answer comes `stall_ms` later: a caller with a shorter timeout
+    /// gives up without knowing.
+    pub stall_rate: f64,
+    pub stall_ms: u64,
+    /// The share of requests (0 to 1) whose effect is applied and whose
+    /// answer is then lost: 504. A repeat of the key gets the real answer.
+    pub lost_ack_rate: f64,
 }
 
 impl Fault {
     /// Every request fails.
     pub fn always() -> Self {
-        Self {
-            failure_rate: 1.0,
-            latency_ms: 0,
-        }
+        Self::rate(1.0)
     }
 
     pub fn rate(failure_rate: f64) -> Self {
         Self {
             failure_rate,
-            latency_ms: 0,
+            ..Self::default()
         }
     }
 }
@@ -106,6 +115,24 @@ pub struct SimSnapshot {
     pub applied: BTreeMap<String, u64>,
     /// Requests answered 503 on purpose, per operation.
     pub injected_failures: BTreeMap<String, u64>,
+    /// Requests held past their caller's patience, per operation.
+    pub stalls: BTreeMap<String, u64>,
+    /// Effects applied and then answered 504, per operation.
+    pub lost_acks: BTreeMap<String, u64>,
+    /// Every effect in the order applied (repeats of a key not included).
+    pub effects: Vec<SimEffect>,
+}
+
+/// One effect applied by a simulator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SimEffect {
+    /// The operation, e.g. `onu.activate`.
+    pub operation: String,
+    /// The request's `Idempotency-Key`, if it had one.
+    pub key: Option<String>,
+    /// Whether it changed anything: an undo of something absent
+    /// (`was_active: false` and the like) changes nothing.
+    pub changed: bool,
 }
 
 impl SimSnapshot {
@@ -130,6 +157,13 @@ struct Inner {
 }
 
 type Shared = Arc<Inner>;
+
+/// How a request is answered: now, or (a stall) after `stall_ms`, its
+/// effect already applied.
+enum Answer {
+    Now(Response),
+    Late(StatusCode, Value),
+}
 
 /// The simulators' entry point.
 pub struct Simulators;
@@ -308,36 +342,68 @@ impl Inner {
         if fault.latency_ms > 0 {
             tokio::time::sleep(Duration::from_millis(fault.latency_ms)).await;
         }
-        let mut data = self.data.lock().unwrap_or_else(|e| e.into_inner());
-        if fault.failure_rate > 0.0 && fastrand::f64() < fault.failure_rate {
-            *data
-                .snap
-                .injected_failures
-                .entry(op.to_owned())
-                .or_default() += 1;
-            let (s, v) = error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("{op}: injected failure"),
-            );
-            return (s, Json(v)).into_response();
+        let stall = fault.stall_rate > 0.0 && fastrand::f64() < fault.stall_rate;
+        let lose_ack = fault.lost_ack_rate > 0.0 && fastrand::f64() < fault.lost_ack_rate;
+        // Decided under the lock, without awaiting.
+        let decided = (|| {
+            let mut data = self.data.lock().unwrap_or_else(|e| e.into_inner());
+            if fault.failure_rate > 0.0 && fastrand::f64() < fault.failure_rate {
+                *data
+                    .snap
+                    .injected_failures
+                    .entry(op.to_owned())
+                    .or_default() += 1;
+                let (s, v) = error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("{op}: injected failure"),
+                );
+                return Answer::Now((s, Json(v)).into_response());
+            }
+            let key = headers
+                .get("idempotency-key")
+                .and_then(|v| v.to_str().ok())
+                .map(|k| (op.to_owned(), k.to_owned()));
+            if let Some(k) = &key
+                && let Some((s, v)) = data.answers.get(k)
+            {
+                return Answer::Now((*s, Json(v.clone())).into_response());
+            }
+            let (status, body) = apply(&mut data);
+            if status.is_success() {
+                *data.snap.applied.entry(op.to_owned()).or_default() += 1;
+                let undid_nothing = ["was_active", "was_configured", "was_present"]
+                    .iter()
+                    .any(|f| body.get(f) == Some(&Value::Bool(false)));
+                data.snap.effects.push(SimEffect {
+                    operation: op.to_owned(),
+                    key: key.as_ref().map(|k| k.1.clone()),
+                    changed: !undid_nothing,
+                });
+            }
+            if let Some(k) = key {
+                data.answers.insert(k, (status, body.clone()));
+            }
+            if stall {
+                *data.snap.stalls.entry(op.to_owned()).or_default() += 1;
+                return Answer::Late(status, body);
+            }
+            if lose_ack && status.is_success() {
+                *data.snap.lost_acks.entry(op.to_owned()).or_default() += 1;
+                let (s, v) = error(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    format!("{op}: applied, answer lost"),
+                );
+                return Answer::Now((s, Json(v)).into_response());
+            }
+            Answer::Now((status, Json(body)).into_response())
+        })();
+        match decided {
+            Answer::Now(now) => now,
+            Answer::Late(status, body) => {
+                tokio::time::sleep(Duration::from_millis(fault.stall_ms)).await;
+                (status, Json(body)).into_response()
+            }
         }
-        let key = headers
-            .get("idempotency-key")
-            .and_then(|v| v.to_str().ok())
-            .map(|k| (op.to_owned(), k.to_owned()));
-        if let Some(k) = &key
-            && let Some((s, v)) = data.answers.get(k)
-        {
-            return (*s, Json(v.clone())).into_response();
-        }
-        let (status, body) = apply(&mut data);
-        if status.is_success() {
-            *data.snap.applied.entry(op.to_owned()).or_default() += 1;
-        }
-        if let Some(k) = key {
-            data.answers.insert(k, (status, body.clone()));
-        }
-        (status, Json(body)).into_response()
     }
 
     fn read(&self, f: impl FnOnce(&SimSnapshot) -> Option<Value>) -> Response {
