@@ -598,12 +598,22 @@ impl Store for PgStore {
     }
 
     async fn count_by_state(&self, tenant: Option<&TenantId>) -> Result<Vec<(RunState, u64)>> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT state, count(*) FROM runs WHERE ($1::text IS NULL OR tenant_id = $1) GROUP BY state",
-        )
-        .bind(tenant.map(TenantId::as_str))
-        .fetch_all(&self.pool)
-        .await?;
+        // Two statements, so a tenant's count reads its index range only.
+        let rows: Vec<(String, i64)> = match tenant {
+            Some(t) => {
+                sqlx::query_as(
+                    "SELECT state, count(*) FROM runs WHERE tenant_id = $1 GROUP BY state",
+                )
+                .bind(t.as_str())
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query_as("SELECT state, count(*) FROM runs GROUP BY state")
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
         rows.into_iter()
             .map(|(s, n)| {
                 s.parse()
