@@ -344,20 +344,20 @@ async fn a_thousand_watch_streams_all_end_and_the_next_is_refused(pool: PgPool) 
         }
     }
 
+    let watch_first = || {
+        req(
+            pb::WatchWorkflowRequest {
+                id: runs[0].clone(),
+            },
+            "crm-a",
+        )
+    };
     // The 1,001st is refused while the thousand are open. (A watch being
     // opened again after UNAVAILABLE leaves its slot free for a moment: a
     // watch that gets it is closed and the call made again.)
     let end = Instant::now() + Duration::from_secs(20);
     let e = loop {
-        match c
-            .watch_workflow(req(
-                pb::WatchWorkflowRequest {
-                    id: runs[0].clone(),
-                },
-                "crm-a",
-            ))
-            .await
-        {
+        match c.watch_workflow(watch_first()).await {
             Err(e) => break e,
             Ok(extra) => {
                 drop(extra);
@@ -406,15 +406,7 @@ async fn a_thousand_watch_streams_all_end_and_the_next_is_refused(pool: PgPool) 
     // is released just after its last message).
     let end = Instant::now() + Duration::from_secs(20);
     loop {
-        match c
-            .watch_workflow(req(
-                pb::WatchWorkflowRequest {
-                    id: runs[0].clone(),
-                },
-                "crm-a",
-            ))
-            .await
-        {
+        match c.watch_workflow(watch_first()).await {
             Ok(s) => {
                 let mut s = s.into_inner();
                 let mut last = None;
