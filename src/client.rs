@@ -47,18 +47,7 @@ impl ClientError {
 }
 
 pub(crate) fn code_name(c: tonic::Code) -> String {
-    format!("{c:?}")
-        .chars()
-        .flat_map(|ch| {
-            if ch.is_uppercase() {
-                vec!['_', ch]
-            } else {
-                vec![ch.to_ascii_uppercase()]
-            }
-        })
-        .collect::<String>()
-        .trim_start_matches('_')
-        .to_owned()
+    sagaflow_engine::api::audit::code_name(c)
 }
 
 /// A connected client.

@@ -72,6 +72,10 @@ pub struct GrpcConfig {
     pub addr: String,
     /// Largest workflow input, context patch or step output, in bytes.
     pub max_payload_bytes: usize,
+    /// WatchWorkflow streams open at once; past it, RESOURCE_EXHAUSTED.
+    pub max_watch_streams: usize,
+    /// How often each watch polls for events written by other replicas.
+    pub watch_poll_ms: u64,
     pub tls: Option<TlsConfig>,
 }
 
@@ -80,6 +84,8 @@ impl Default for GrpcConfig {
         Self {
             addr: "127.0.0.1:50051".into(),
             max_payload_bytes: 256 * 1024,
+            max_watch_streams: 1000,
+            watch_poll_ms: 250,
             tls: None,
         }
     }
@@ -292,6 +298,15 @@ impl Config {
                 "must be between 1024 and 67108864",
             ));
         }
+        if !(1..=1_000_000).contains(&self.grpc.max_watch_streams) {
+            return Err(invalid(
+                "grpc.max_watch_streams",
+                "must be between 1 and 1000000",
+            ));
+        }
+        if self.grpc.watch_poll_ms < 10 {
+            return Err(invalid("grpc.watch_poll_ms", "must be at least 10"));
+        }
         if self.http.gauge_refresh_ms < 10 {
             return Err(invalid("http.gauge_refresh_ms", "must be at least 10"));
         }
@@ -324,12 +339,45 @@ impl Config {
         Ok(())
     }
 
-    /// The configuration as TOML, with the database password hidden.
+    /// The configuration as TOML, with every secret hidden (see
+    /// [`Config::hide_secrets`]).
     pub fn to_toml(&self) -> String {
         let mut shown = self.clone();
-        shown.database.url = crate::app::redact(&shown.database.url);
-        shown.radius.secret = "***".into();
+        shown.hide_secrets();
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}"))
+    }
+
+    /// Replaces every secret by `***`: passwords in database and endpoint
+    /// URLs, the RADIUS shared secret, the adapters' and the simulators'
+    /// bearer tokens, and the notification webhook's signing secret. Token
+    /// entries are hashes already.
+    pub fn hide_secrets(&mut self) {
+        use crate::app::redact;
+        const HIDDEN: &str = "***";
+        self.database.url = redact(&self.database.url);
+        self.radius.secret = HIDDEN.into();
+        if let Some(url) = &mut self.radius.database_url {
+            *url = redact(url);
+        }
+        let d = &mut self.domain;
+        for endpoint in [&mut d.onu, &mut d.cpe, &mut d.billing]
+            .into_iter()
+            .flatten()
+        {
+            endpoint.base_url = redact(&endpoint.base_url);
+            if endpoint.token.is_some() {
+                endpoint.token = Some(HIDDEN.into());
+            }
+        }
+        if d.simulators.token.is_some() {
+            d.simulators.token = Some(HIDDEN.into());
+        }
+        if !d.notify.secret.is_empty() {
+            d.notify.secret = HIDDEN.into();
+        }
+        if let Some(url) = &mut d.notify.webhook_url {
+            *url = redact(url);
+        }
     }
 }
 

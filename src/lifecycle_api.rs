@@ -6,11 +6,13 @@ use std::sync::Arc;
 
 use sagaflow_engine::api::auth::{Authenticator, Role};
 use sagaflow_engine::api::convert;
+use sagaflow_engine::store::unreachable_database;
 use sagaflow_proto::v1 as pb;
 use sagaflow_proto::v1::lifecycle_service_server::LifecycleService;
 use sagaflow_steps::db::DomainDb;
+use sagaflow_steps::ipam::IpamError;
 use sagaflow_steps::ipam::repo as ipam;
-use sagaflow_steps::lifecycle::repo as lifecycle;
+use sagaflow_steps::lifecycle::repo::{self as lifecycle, LifecycleError};
 use sagaflow_steps::lifecycle::{AddressState, Family};
 use tonic::{Request, Response, Status};
 
@@ -31,10 +33,35 @@ impl LifecycleApi {
     }
 }
 
-fn internal(e: impl std::fmt::Display) -> Status {
+/// A failed query: UNAVAILABLE when the database could not be reached or no
+/// pool connection came free in time, as on the other services; otherwise
+/// INTERNAL with a reference that is logged with the detail.
+fn query_failed(e: &dyn std::fmt::Display, db: Option<&sqlx::Error>) -> Status {
     let reference = uuid::Uuid::now_v7();
+    if db.is_some_and(unreachable_database) {
+        tracing::warn!(%reference, error = %e, "lifecycle query: store unavailable");
+        return Status::unavailable(format!(
+            "the store is unavailable; retry later (ref {reference})"
+        ));
+    }
     tracing::error!(%reference, error = %e, "lifecycle query failed");
     Status::internal(format!("internal error (ref {reference})"))
+}
+
+fn lifecycle_failed(e: LifecycleError) -> Status {
+    let db = match &e {
+        LifecycleError::Database(d) => Some(d),
+        _ => None,
+    };
+    query_failed(&e, db)
+}
+
+fn ipam_failed(e: IpamError) -> Status {
+    let db = match &e {
+        IpamError::Database(d) | IpamError::Lifecycle(LifecycleError::Database(d)) => Some(d),
+        _ => None,
+    };
+    query_failed(&e, db)
 }
 
 pub fn family(f: Family) -> pb::AddressFamily {
@@ -71,7 +98,7 @@ impl LifecycleService for LifecycleApi {
         }
         let records = lifecycle::for_subscriber(&self.db, p.tenant.as_str(), sub)
             .await
-            .map_err(internal)?;
+            .map_err(lifecycle_failed)?;
         let ts = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(convert::timestamp);
         Ok(Response::new(pb::GetSubscriberAddressesResponse {
             addresses: records
@@ -101,7 +128,7 @@ impl LifecycleService for LifecycleApi {
         let p = self.auth.authorize(request.metadata(), Role::Crm)?;
         let usage = ipam::utilization(&self.db, Some(p.tenant.as_str()))
             .await
-            .map_err(internal)?;
+            .map_err(ipam_failed)?;
         Ok(Response::new(pb::ListPoolsResponse {
             pools: usage
                 .iter()
@@ -128,7 +155,7 @@ impl LifecycleService for LifecycleApi {
         let p = self.auth.authorize(request.metadata(), Role::Crm)?;
         let counts = lifecycle::counts(&self.db, p.tenant.as_str())
             .await
-            .map_err(internal)?;
+            .map_err(lifecycle_failed)?;
         Ok(Response::new(pb::GetLifecycleSummaryResponse {
             counts: counts
                 .iter()

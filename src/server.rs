@@ -187,7 +187,8 @@ impl Server {
             auth.clone(),
             ApiOptions {
                 max_payload_bytes: config.grpc.max_payload_bytes,
-                ..ApiOptions::default()
+                max_watches: config.grpc.max_watch_streams,
+                watch_poll: Duration::from_millis(config.grpc.watch_poll_ms),
             },
         );
         let mut builder = tonic::transport::Server::builder();

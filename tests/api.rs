@@ -209,19 +209,7 @@ async fn every_rpc_and_its_error_codes(pool: sqlx::PgPool) {
     );
 
     // Compensate, skip and cancel.
-    let r2 = start_run(
-        &mut c,
-        "crm-a",
-        "demo_saga",
-        json!({"demo": {"fail_step": "configure"}}),
-        "",
-    )
-    .await
-    .unwrap()
-    .workflow
-    .unwrap()
-    .id;
-    wait_state(&mut c, "crm-a", &r2, pb::WorkflowState::Failed).await;
+    let r2 = failed_run(&mut c, "crm-a").await;
     c.compensate_workflow(req(
         pb::CompensateWorkflowRequest {
             id: r2.clone(),
@@ -232,19 +220,7 @@ async fn every_rpc_and_its_error_codes(pool: sqlx::PgPool) {
     .await
     .unwrap();
     wait_state(&mut c, "crm-a", &r2, pb::WorkflowState::Compensated).await;
-    let r3 = start_run(
-        &mut c,
-        "crm-a",
-        "demo_saga",
-        json!({"demo": {"fail_step": "configure"}}),
-        "",
-    )
-    .await
-    .unwrap()
-    .workflow
-    .unwrap()
-    .id;
-    wait_state(&mut c, "crm-a", &r3, pb::WorkflowState::Failed).await;
+    let r3 = failed_run(&mut c, "crm-a").await;
     c.skip_step(req(
         pb::SkipStepRequest {
             id: r3.clone(),
@@ -258,19 +234,7 @@ async fn every_rpc_and_its_error_codes(pool: sqlx::PgPool) {
     .unwrap();
     let w3 = wait_state(&mut c, "crm-a", &r3, pb::WorkflowState::Completed).await;
     assert_eq!(w3.steps[2].state, pb::StepState::Skipped as i32);
-    let r4 = start_run(
-        &mut c,
-        "crm-a",
-        "demo_saga",
-        json!({"demo": {"fail_step": "configure"}}),
-        "",
-    )
-    .await
-    .unwrap()
-    .workflow
-    .unwrap()
-    .id;
-    wait_state(&mut c, "crm-a", &r4, pb::WorkflowState::Failed).await;
+    let r4 = failed_run(&mut c, "crm-a").await;
     c.cancel_workflow(req(
         pb::CancelWorkflowRequest {
             id: r4.clone(),

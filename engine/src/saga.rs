@@ -508,8 +508,12 @@ fn drive_compensation(
         let step = &run.steps[i];
         let has_effect = match step.state {
             StepState::Succeeded => true,
-            // Gave up, but an attempt's outcome was unknown.
-            StepState::Failed | StepState::FailedNonBlocking => step.effect_uncertain,
+            // Gave up, or waits for a retry (a cancellation came first), or
+            // was reset by an operator's retry, after an attempt whose
+            // effect may exist.
+            StepState::Failed | StepState::FailedNonBlocking | StepState::Pending => {
+                step.effect_uncertain
+            }
             _ => false,
         };
         step.state == StepState::Compensating || (has_effect && def.steps[i].compensation.is_some())
@@ -706,6 +710,11 @@ pub fn operate(
                         merge_into(&mut run.context, patch);
                     }
                     for s in &mut run.steps[from..] {
+                        // Its effect stays until the step runs again: a
+                        // cancellation before that must undo it.
+                        if s.state == StepState::Succeeded {
+                            s.effect_uncertain = true;
+                        }
                         if s.state != StepState::Pending {
                             s.state = s
                                 .state

@@ -283,9 +283,12 @@ impl StepState {
                 E::Reset,
             ) => S::Pending,
             // FAILED and FAILED_NON_BLOCKING steps are compensated only when
-            // an attempt's outcome was unknown (its effect may exist).
+            // an attempt's outcome was unknown (its effect may exist); so are
+            // PENDING ones, waiting for a retry after such an attempt, or
+            // reset by an operator's retry after they had their effect.
             (
-                S::Succeeded
+                S::Pending
+                | S::Succeeded
                 | S::Failed
                 | S::FailedNonBlocking
                 | S::Compensating
@@ -465,7 +468,8 @@ mod tests {
                     SE::Reset,
                 ) => T::Pending,
                 (
-                    T::Succeeded
+                    T::Pending
+                    | T::Succeeded
                     | T::Failed
                     | T::FailedNonBlocking
                     | T::Compensating

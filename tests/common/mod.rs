@@ -159,6 +159,25 @@ pub async fn start_run(
     .map(|r| r.into_inner())
 }
 
+/// Starts a demo saga whose `configure` step fails and waits until the run
+/// is FAILED (waiting for an operator); returns its id.
+pub async fn failed_run(c: &mut WorkflowServiceClient<Channel>, token: &str) -> String {
+    let id = start_run(
+        c,
+        token,
+        "demo_saga",
+        serde_json::json!({"demo": {"fail_step": "configure"}}),
+        "",
+    )
+    .await
+    .unwrap()
+    .workflow
+    .unwrap()
+    .id;
+    wait_state(c, token, &id, pb::WorkflowState::Failed).await;
+    id
+}
+
 pub async fn count_rows(pool: &PgPool) -> (i64, i64) {
     let runs: i64 = sqlx::query_scalar("SELECT count(*) FROM runs")
         .fetch_one(pool)

@@ -129,6 +129,18 @@ impl Authenticator {
         meta: &tonic::metadata::MetadataMap,
         need: Role,
     ) -> Result<Principal, Status> {
+        let principal = self.identify(meta)?;
+        if principal.role < need {
+            return Err(Status::permission_denied(format!(
+                "role {} may not do this; it needs the {} role",
+                principal.role, need
+            )));
+        }
+        Ok(principal)
+    }
+
+    /// Who the request's token names, whatever the call needs.
+    pub fn identify(&self, meta: &tonic::metadata::MetadataMap) -> Result<Principal, Status> {
         let header = meta.get("authorization").ok_or_else(|| {
             Status::unauthenticated(
                 "missing authorization metadata: send `authorization: Bearer <token>`",
@@ -150,12 +162,6 @@ impl Authenticator {
             .ok_or_else(|| Status::unauthenticated("unknown token"))?;
         // The RPC's span (see the server's gRPC layer) names the tenant.
         tracing::Span::current().record("tenant", principal.tenant.as_str());
-        if principal.role < need {
-            return Err(Status::permission_denied(format!(
-                "role {} may not do this; it needs the {} role",
-                principal.role, need
-            )));
-        }
         Ok(principal.clone())
     }
 }

@@ -1,6 +1,7 @@
 //! The gRPC API: `sagaflow.v1.WorkflowService` (and, in their own modules,
 //! the other services), authentication, and proto ⇄ domain conversion.
 
+pub mod audit;
 pub mod auth;
 pub mod convert;
 mod schedules;
@@ -16,6 +17,9 @@ pub struct ApiOptions {
     pub max_payload_bytes: usize,
     /// How often a watch looks for events written by other replicas.
     pub watch_poll: std::time::Duration,
+    /// How many WatchWorkflow streams may be open at once in this process;
+    /// past it a new watch is refused with RESOURCE_EXHAUSTED.
+    pub max_watches: usize,
 }
 
 impl Default for ApiOptions {
@@ -23,6 +27,7 @@ impl Default for ApiOptions {
         Self {
             max_payload_bytes: 256 * 1024,
             watch_poll: std::time::Duration::from_millis(250),
+            max_watches: 1000,
         }
     }
 }

@@ -10,6 +10,7 @@ use sagaflow_proto::v1 as pb;
 use sagaflow_proto::v1::workflow_service_server::WorkflowService;
 use tonic::{Request, Response, Status};
 
+use super::audit::Audit;
 use super::auth::{Authenticator, Principal, Role};
 use super::{ApiOptions, check_text, convert, run_id};
 use crate::Engine;
@@ -24,11 +25,19 @@ pub struct WorkflowApi {
     engine: Engine,
     auth: Arc<Authenticator>,
     opts: ApiOptions,
+    /// One permit per open WatchWorkflow stream.
+    watches: Arc<tokio::sync::Semaphore>,
 }
 
 impl WorkflowApi {
     pub fn new(engine: Engine, auth: Arc<Authenticator>, opts: ApiOptions) -> Self {
-        Self { engine, auth, opts }
+        let watches = Arc::new(tokio::sync::Semaphore::new(opts.max_watches));
+        Self {
+            engine,
+            auth,
+            opts,
+            watches,
+        }
     }
 
     /// The tonic service, with the payload limit applied to decoding.
@@ -228,6 +237,13 @@ impl WorkflowService for WorkflowApi {
     ) -> Result<Response<Self::WatchWorkflowStream>, Status> {
         let p = self.principal(&request, Role::Crm)?;
         let id = run_id("id", &request.get_ref().id)?;
+        // Held by the stream's task: given back when the stream ends.
+        let permit = self.watches.clone().try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(format!(
+                "{} watches are open, the most this server allows; close one or retry later",
+                self.opts.max_watches
+            ))
+        })?;
         // Fails with NOT_FOUND before the stream opens.
         self.engine
             .get(&p.tenant, id)
@@ -238,6 +254,7 @@ impl WorkflowService for WorkflowApi {
         let mut changes = engine.subscribe_changes();
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         tokio::spawn(async move {
+            let _permit = permit;
             let mut after = 0;
             loop {
                 let events = match engine.events(&p.tenant, id, after).await {
@@ -304,75 +321,115 @@ impl WorkflowService for WorkflowApi {
         &self,
         request: Request<pb::RetryWorkflowRequest>,
     ) -> Result<Response<pb::Workflow>, Status> {
-        let p = self.principal(&request, Role::Operator)?;
-        let r = request.into_inner();
-        let id = run_id("id", &r.id)?;
-        check_text("from_step", &r.from_step, 100)?;
-        let patch = self
-            .payload("context_patch", r.context_patch.as_ref())?
-            .and_then(|v| v.as_object().cloned());
-        let action = OperatorAction::Retry {
-            from_step: (!r.from_step.is_empty()).then_some(r.from_step),
-            context_patch: patch,
-        };
-        self.act(&p, id, action, &r.reason).await
+        let audit = Audit::begin(
+            &self.auth,
+            request.metadata(),
+            "retry_workflow",
+            &request.get_ref().id,
+        );
+        let result = async {
+            let p = self.principal(&request, Role::Operator)?;
+            let r = request.into_inner();
+            let id = run_id("id", &r.id)?;
+            check_text("from_step", &r.from_step, 100)?;
+            let patch = self
+                .payload("context_patch", r.context_patch.as_ref())?
+                .and_then(|v| v.as_object().cloned());
+            let action = OperatorAction::Retry {
+                from_step: (!r.from_step.is_empty()).then_some(r.from_step),
+                context_patch: patch,
+            };
+            self.act(&p, id, action, &r.reason).await
+        }
+        .await;
+        audit.finish(result)
     }
 
     async fn compensate_workflow(
         &self,
         request: Request<pb::CompensateWorkflowRequest>,
     ) -> Result<Response<pb::Workflow>, Status> {
-        let p = self.principal(&request, Role::Operator)?;
-        let r = request.into_inner();
-        let id = run_id("id", &r.id)?;
-        self.act(&p, id, OperatorAction::Compensate, &r.reason)
-            .await
+        let audit = Audit::begin(
+            &self.auth,
+            request.metadata(),
+            "compensate_workflow",
+            &request.get_ref().id,
+        );
+        let result = async {
+            let p = self.principal(&request, Role::Operator)?;
+            let r = request.into_inner();
+            let id = run_id("id", &r.id)?;
+            self.act(&p, id, OperatorAction::Compensate, &r.reason)
+                .await
+        }
+        .await;
+        audit.finish(result)
     }
 
     async fn cancel_workflow(
         &self,
         request: Request<pb::CancelWorkflowRequest>,
     ) -> Result<Response<pb::Workflow>, Status> {
-        let p = self.principal(&request, Role::Operator)?;
-        let r = request.into_inner();
-        let id = run_id("id", &r.id)?;
-        self.act(
-            &p,
-            id,
-            OperatorAction::Cancel {
-                compensate: r.compensate,
-            },
-            &r.reason,
-        )
-        .await
+        let audit = Audit::begin(
+            &self.auth,
+            request.metadata(),
+            "cancel_workflow",
+            &request.get_ref().id,
+        );
+        let result = async {
+            let p = self.principal(&request, Role::Operator)?;
+            let r = request.into_inner();
+            let id = run_id("id", &r.id)?;
+            self.act(
+                &p,
+                id,
+                OperatorAction::Cancel {
+                    compensate: r.compensate,
+                },
+                &r.reason,
+            )
+            .await
+        }
+        .await;
+        audit.finish(result)
     }
 
     async fn skip_step(
         &self,
         request: Request<pb::SkipStepRequest>,
     ) -> Result<Response<pb::Workflow>, Status> {
-        let p = self.principal(&request, Role::Operator)?;
-        let r = request.into_inner();
-        let id = run_id("id", &r.id)?;
-        check_text("step", &r.step, 100)?;
-        if r.step.is_empty() {
-            return Err(Status::invalid_argument(
-                "step is required: name the run's failed step",
-            ));
+        let audit = Audit::begin(
+            &self.auth,
+            request.metadata(),
+            "skip_step",
+            &request.get_ref().id,
+        );
+        let result = async {
+            let p = self.principal(&request, Role::Operator)?;
+            let r = request.into_inner();
+            let id = run_id("id", &r.id)?;
+            check_text("step", &r.step, 100)?;
+            if r.step.is_empty() {
+                return Err(Status::invalid_argument(
+                    "step is required: name the run's failed step",
+                ));
+            }
+            let output = self
+                .payload("output", r.output.as_ref())?
+                .and_then(|v| v.as_object().cloned());
+            self.act(
+                &p,
+                id,
+                OperatorAction::Skip {
+                    step: r.step,
+                    output,
+                },
+                &r.reason,
+            )
+            .await
         }
-        let output = self
-            .payload("output", r.output.as_ref())?
-            .and_then(|v| v.as_object().cloned());
-        self.act(
-            &p,
-            id,
-            OperatorAction::Skip {
-                step: r.step,
-                output,
-            },
-            &r.reason,
-        )
-        .await
+        .await;
+        audit.finish(result)
     }
 
     async fn list_workflow_definitions(

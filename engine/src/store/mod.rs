@@ -47,14 +47,21 @@ impl StoreError {
     /// Whether the database could not be reached at all (as opposed to a
     /// statement failing): the API answers UNAVAILABLE for these.
     pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Unavailable(_)
-                | StoreError::Database(
-                    sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
-                )
-        )
+        match self {
+            StoreError::Unavailable(_) => true,
+            StoreError::Database(e) => unreachable_database(e),
+            _ => false,
+        }
     }
+}
+
+/// Whether a query failed because the database could not be reached or no
+/// pool connection came free in time (not because the statement failed).
+pub fn unreachable_database(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
+    )
 }
 
 /// What a backend is, for messages and metrics.
