@@ -125,7 +125,7 @@ pub async fn load(
     pool: &PgPool,
     tenant: &str,
 ) -> Result<(Vec<RunRow>, HashMap<Uuid, Vec<EventRow>>), sqlx::Error> {
-    let rows: Vec<(Uuid, String, serde_json::Value, i64)> = sqlx::query_as(
+    let rows: Vec<(Uuid, String, String, i64)> = sqlx::query_as(
         "SELECT id, state, steps, last_seq FROM runs WHERE tenant_id = $1 ORDER BY created_at, id",
     )
     .bind(tenant)
@@ -134,14 +134,11 @@ pub async fn load(
     let runs = rows
         .into_iter()
         .map(|(id, state, steps, last_seq)| {
-            let steps = steps
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .map(|s| {
-                            let f = |k: &str| s[k].as_str().unwrap_or_default().to_owned();
-                            (f("name"), f("state"))
-                        })
+            // Unreadable steps leave the list empty, which the checks report.
+            let steps = sagaflow_engine::store::decode_steps(&steps)
+                .map(|v| {
+                    v.into_iter()
+                        .map(|s| (s.name, s.state.as_str().to_owned()))
                         .collect()
                 })
                 .unwrap_or_default();

@@ -73,16 +73,24 @@ pub async fn run(opts: &Options) -> Result<Report> {
     // The policy: at most max_attempts forward attempts (5) and
     // compensation attempts (10) per step; a step that gave up with
     // attempts left did so on a non-retryable error.
-    let attempts: Vec<(String, i32, i32)> = sqlx::query_as(
-        "SELECT s->>'name', (s->>'attempts')::int, (s->>'compensation_attempts')::int \
-         FROM runs, jsonb_array_elements(steps) s WHERE tenant_id = $1",
-    )
-    .bind(TENANT)
-    .fetch_all(&st.pool)
-    .await?;
+    let stored: Vec<String> = sqlx::query_scalar("SELECT steps FROM runs WHERE tenant_id = $1")
+        .bind(TENANT)
+        .fetch_all(&st.pool)
+        .await?;
+    let mut steps = Vec::new();
+    for text in &stored {
+        steps.extend(
+            sagaflow_engine::store::decode_steps(text)
+                .map_err(|e| ChaosError::Setup(format!("reading stored steps: {e}")))?,
+        );
+    }
+    let attempts: Vec<(i32, i32)> = steps
+        .iter()
+        .map(|s| (s.attempts as i32, s.compensation_attempts as i32))
+        .collect();
     let mut histogram: BTreeMap<i32, u64> = BTreeMap::new();
     let mut over = 0;
-    for (_, a, c) in &attempts {
+    for (a, c) in &attempts {
         *histogram.entry(*a).or_default() += 1;
         if *a > 5 || *c > 10 {
             over += 1;
@@ -97,14 +105,19 @@ pub async fn run(opts: &Options) -> Result<Report> {
         over == 0,
         format!("{over} steps over"),
     );
-    let early: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM runs, jsonb_array_elements(steps) s WHERE tenant_id = $1 \
-         AND s->>'state' = 'FAILED' AND (s->>'attempts')::int < 5 \
-         AND coalesce(s->>'last_error', '') ~ '(unavailable|timed out|uncertain|503|504)'",
-    )
-    .bind(TENANT)
-    .fetch_one(&st.pool)
-    .await?;
+    let retryable = |e: &str| {
+        ["unavailable", "timed out", "uncertain", "503", "504"]
+            .iter()
+            .any(|k| e.contains(k))
+    };
+    let early = steps
+        .iter()
+        .filter(|s| {
+            s.state == sagaflow_engine::state::StepState::Failed
+                && s.attempts < 5
+                && retryable(s.last_error.as_deref().unwrap_or_default())
+        })
+        .count();
     report.bar(
         "no step gave up on a retryable error with attempts left",
         early == 0,

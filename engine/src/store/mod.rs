@@ -631,6 +631,8 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
     Ok(store)
 }
 
+/// Reads a run's stored `steps` column (tools that inspect the database).
+pub use step_codec::decode as decode_steps;
 pub(crate) use step_codec::{decode as steps_decode, encode as steps_encode};
 
 pub(crate) fn initial_steps(def: &WorkflowDefinition) -> Vec<StepRecord> {

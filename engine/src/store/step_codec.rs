@@ -116,7 +116,7 @@ pub(crate) fn encode(steps: &[StepRecord]) -> String {
 }
 
 /// Reads stored steps, in this form or the long form.
-pub(crate) fn decode(text: &str) -> Result<Vec<StepRecord>> {
+pub fn decode(text: &str) -> Result<Vec<StepRecord>> {
     let rows: Vec<In> =
         serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("steps: {e}")))?;
     rows.into_iter()
