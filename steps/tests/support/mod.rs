@@ -454,10 +454,13 @@ impl World {
     }
 }
 
-/// The simulators' records without their counters.
+/// The simulators' records without their counters and effect log.
 fn strip(mut s: SimSnapshot) -> SimSnapshot {
     s.applied.clear();
     s.injected_failures.clear();
+    s.stalls.clear();
+    s.lost_acks.clear();
+    s.effects.clear();
     s
 }
 
