@@ -243,3 +243,51 @@ async fn a_stalled_request_times_out_and_is_applied_all_the_same() {
     );
     assert_eq!(snap.stalls["cpe.configure"], 1);
 }
+
+#[tokio::test]
+async fn an_undo_deletes_only_the_service_its_create_request_made() {
+    let s = sims().await;
+    let billing = HttpBilling::new(&s.endpoints().2).unwrap();
+    let svc = |sub: &str| NewService {
+        subscriber_id: sub.into(),
+        customer_id: "c1".into(),
+        plan: "fiber".into(),
+    };
+    // The subscriber had a service before: a run's create meets a conflict,
+    // and its undo must leave that service alone.
+    billing
+        .create_service("before:create", &svc("s1"))
+        .await
+        .unwrap();
+    let e = billing
+        .create_service("run1:create_billing_service", &svc("s1"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, AdapterError::Conflict { .. }), "{e}");
+    billing
+        .delete_service(
+            "run1:create_billing_service:compensate",
+            "s1",
+            "run1:create_billing_service",
+        )
+        .await
+        .unwrap();
+    assert!(s.snapshot().services.contains_key("s1"), "kept");
+    // A service the run's own request created is deleted.
+    billing
+        .create_service("run2:create_billing_service", &svc("s2"))
+        .await
+        .unwrap();
+    billing
+        .delete_service(
+            "run2:create_billing_service:compensate",
+            "s2",
+            "run2:create_billing_service",
+        )
+        .await
+        .unwrap();
+    let snap = s.snapshot();
+    assert!(!snap.services.contains_key("s2"), "deleted");
+    assert!(snap.services.contains_key("s1"));
+    s.shutdown().await;
+}

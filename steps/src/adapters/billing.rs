@@ -52,13 +52,20 @@ pub trait BillingAdapter: Send + Sync + 'static {
     async fn suspend(&self, key: &str, subscriber_id: &str)
     -> Result<BillingService, AdapterError>;
     async fn resume(&self, key: &str, subscriber_id: &str) -> Result<BillingService, AdapterError>;
-    /// Deletes the service; a missing one is left as it is.
-    async fn delete_service(&self, key: &str, subscriber_id: &str) -> Result<(), AdapterError>;
+    /// Deletes the service the create request with idempotency key
+    /// `created_by` made; a missing one, or one another request created,
+    /// is left as it is.
+    async fn delete_service(
+        &self,
+        key: &str,
+        subscriber_id: &str,
+        created_by: &str,
+    ) -> Result<(), AdapterError>;
 }
 
 /// The billing system's HTTP API: `POST {base}/services`,
 /// `POST {base}/services/{subscriber}/suspend|resume`,
-/// `DELETE {base}/services/{subscriber}`.
+/// `DELETE {base}/services/{subscriber}?created_by={create request's key}`.
 #[derive(Debug, Clone)]
 pub struct HttpBilling(HttpEndpoint);
 
@@ -106,11 +113,20 @@ impl BillingAdapter for HttpBilling {
             .await
     }
 
-    async fn delete_service(&self, key: &str, subscriber_id: &str) -> Result<(), AdapterError> {
+    async fn delete_service(
+        &self,
+        key: &str,
+        subscriber_id: &str,
+        created_by: &str,
+    ) -> Result<(), AdapterError> {
         self.0
             .call::<serde_json::Value>(
                 Method::DELETE,
-                &format!("/services/{}", seg(subscriber_id)),
+                &format!(
+                    "/services/{}?created_by={}",
+                    seg(subscriber_id),
+                    seg(created_by)
+                ),
                 key,
                 NO_BODY,
             )

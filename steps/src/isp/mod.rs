@@ -552,10 +552,14 @@ impl Isp {
         ))
     }
 
+    /// The undo of `billing_create`: deletes only the service that step's
+    /// request created (its idempotency key is `<run>:<step>`), never one
+    /// the subscriber had before, also when the create's outcome is unknown.
     async fn billing_delete(&self, req: StepRequest) -> StepResult {
+        let created_by = format!("{}:{}", req.run_id, req.step);
         self.deps
             .billing
-            .delete_service(&req.idempotency_key, &subscriber_id(&req)?)
+            .delete_service(&req.idempotency_key, &subscriber_id(&req)?, &created_by)
             .await?;
         Ok(StepOutput::new())
     }

@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -575,13 +575,35 @@ async fn billing_resume(
     set_service_state(&s, "billing.resume", sub, &headers, ServiceState::Active).await
 }
 
+/// `?created_by=<key>`: delete the service only if the create request
+/// with that idempotency key made it (an undo never removes a service
+/// someone else created).
+#[derive(Debug, Deserialize)]
+struct DeleteQuery {
+    created_by: Option<String>,
+}
+
 async fn billing_delete(
     State(s): State<Shared>,
     Path(sub): Path<String>,
+    Query(q): Query<DeleteQuery>,
     headers: HeaderMap,
 ) -> Response {
     s.serve("billing.delete", &headers, |d| {
-        let was = d.snap.services.remove(&sub).is_some();
+        let made_by_key = |d: &Data, key: &str| {
+            let created = d
+                .answers
+                .get(&("billing.create".to_owned(), key.to_owned()))
+                .filter(|(status, _)| *status == StatusCode::CREATED)
+                .and_then(|(_, v)| v["service_id"].as_str().map(str::to_owned));
+            let current = d.snap.services.get(&sub).map(|s| s.service_id.clone());
+            created.is_some() && created == current
+        };
+        let allowed = match &q.created_by {
+            None => true,
+            Some(key) => made_by_key(d, key),
+        };
+        let was = allowed && d.snap.services.remove(&sub).is_some();
         (
             StatusCode::OK,
             json!({ "subscriber_id": sub, "was_present": was }),
