@@ -896,12 +896,23 @@ async fn recovery(
     .await?;
     let all_resumed_s = killed.elapsed().as_secs_f64();
     // Per run: when engine B first wrote to it (the `step_interrupted`
-    // event of the attempt engine A was killed in).
+    // event of the attempt engine A was killed in). B's claim names it the
+    // holder a moment before that checkpoint is written: wait for them all.
     let mut resumed = Vec::with_capacity(runs);
+    let deadline = Instant::now() + Duration::from_secs(30);
     for r in all_runs(s, &tenant).await? {
-        let events = s.engine.events(&tenant, r.id, 0).await?;
-        if let Some(e) = events.iter().find(|e| e.at > killed_at) {
-            resumed.push((e.at - killed_at).num_microseconds().unwrap_or(0) as f64 / 1000.0);
+        loop {
+            let events = s.engine.events(&tenant, r.id, 0).await?;
+            if let Some(e) = events.iter().find(|e| e.at > killed_at) {
+                resumed.push((e.at - killed_at).num_microseconds().unwrap_or(0) as f64 / 1000.0);
+                break;
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "run {} has no event from engine B",
+                r.id
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await; // poll interval
         }
     }
     let n = resumed.len();
