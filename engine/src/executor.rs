@@ -488,9 +488,11 @@ async fn call(
             Err(_) => Err(StepError::retryable("cancelled", "the attempt was cancelled")),
         },
         _ = tokio::time::sleep(timeout) => {
-            // Tell the handler, give it a moment to stop cleanly, then drop it.
+            // Tell the handler, give it a moment to stop cleanly, then drop
+            // it. The moment is short: the run keeps its slot meanwhile, and a
+            // handler that ignores cancellation must not hold it long.
             cancel.cancel();
-            if tokio::time::timeout(Duration::from_secs(1), &mut task).await.is_err() {
+            if tokio::time::timeout(CANCEL_GRACE, &mut task).await.is_err() {
                 task.abort();
             }
             Err(StepError::retryable("timeout", format!("the attempt took longer than {} ms", timeout.as_millis())))
@@ -499,6 +501,9 @@ async fn call(
     labels.finished(&result, began.elapsed());
     result
 }
+
+/// How long a timed-out attempt's handler has to stop after it is told to.
+const CANCEL_GRACE: Duration = Duration::from_millis(100);
 
 /// When a waiting run becomes due, in real time from `now` on `clock`.
 pub(crate) fn delay_until(at: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
