@@ -289,6 +289,7 @@ async fn a_thousand_watch_streams_all_end_and_the_next_is_refused(pool: PgPool) 
             watchers.spawn(async move {
                 let mut w = WorkflowServiceClient::new(ch);
                 let mut told = false;
+                let give_up = Instant::now() + Duration::from_secs(120);
                 // UNAVAILABLE (the pool stayed busy while a thousand watches
                 // opened at once) means: watch again, as documented; a new
                 // watch sends the history from the start.
@@ -299,8 +300,12 @@ async fn a_thousand_watch_streams_all_end_and_the_next_is_refused(pool: PgPool) 
                     {
                         Ok(s) => s.into_inner(),
                         Err(e) if e.code() == Code::Unavailable => {
+                            if Instant::now() > give_up {
+                                return Err(format!("watch {id}: still UNAVAILABLE after 120 s"));
+                            }
                             retries.fetch_add(1, Ordering::Relaxed);
-                            tokio::time::sleep(Duration::from_millis(50)).await; // back-off
+                            // Back-off between attempts, bounded by `give_up`.
+                            tokio::time::sleep(Duration::from_millis(50)).await;
                             continue;
                         }
                         Err(e) => return Err(format!("watch {id}: {e:?}")),
