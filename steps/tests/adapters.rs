@@ -55,7 +55,7 @@ async fn a_repeated_key_gets_the_same_answer_and_one_effect() {
 }
 
 #[tokio::test]
-async fn injected_failures_are_retryable_and_have_no_effect() {
+async fn a_503_is_uncertain_and_retryable_even_without_an_effect() {
     let s = sims().await;
     let cpe = HttpCpe::new(&s.endpoints().1).unwrap();
     let cfg = CpeConfig {
@@ -67,9 +67,11 @@ async fn injected_failures_are_retryable_and_have_no_effect() {
     };
     s.set_fault("cpe.configure", Fault::always());
     let e = cpe.configure("k", "CPE1", &cfg).await.unwrap_err();
-    assert!(matches!(e, AdapterError::Unavailable { .. }), "{e}");
+    // A 5xx does not prove that nothing was applied.
+    assert!(matches!(e, AdapterError::Uncertain { .. }), "{e}");
     let step: StepError = e.into();
-    assert_eq!((step.kind(), step.is_retryable()), ("unavailable", true));
+    assert_eq!((step.kind(), step.is_retryable()), ("uncertain", true));
+    assert!(step.outcome_unknown());
     let snap = s.snapshot();
     assert!(snap.cpes.is_empty());
     assert_eq!(snap.injected_failures["cpe.configure"], 1);
@@ -172,7 +174,70 @@ async fn a_system_that_is_down_is_retryable() {
     })
     .unwrap();
     let e = onu.deactivate("k", "ONU1").await.unwrap_err();
-    assert!(StepError::from(e).is_retryable());
+    // Nothing was sent: not applied, retryable.
+    assert!(matches!(e, AdapterError::Unavailable { .. }), "{e}");
+    let step = StepError::from(e);
+    assert!(step.is_retryable() && !step.outcome_unknown());
+}
+
+/// A fault whose effect is applied and whose answer is then replaced.
+async fn applied_then(fault: Fault, expect: impl Fn(&AdapterError) -> bool) -> SimHandle {
+    let s = sims().await;
+    let onu = HttpOnu::new(&s.endpoints().0).unwrap();
+    s.set_fault("onu.activate", fault);
+    let e = onu
+        .activate("k", "ONU1", &activation("s1"))
+        .await
+        .unwrap_err();
+    assert!(expect(&e), "{e}");
+    let step = StepError::from(e);
+    assert_eq!(step.kind(), "uncertain");
+    assert!(step.is_retryable() && step.outcome_unknown());
+    assert!(
+        s.snapshot().onus.contains_key("ONU1"),
+        "the effect was applied"
+    );
+    // The retry with the same key gets the real answer, no second effect.
+    s.set_fault("onu.activate", Fault::default());
+    let status = onu.activate("k", "ONU1", &activation("s1")).await.unwrap();
+    assert_eq!(status.activation.subscriber_id, "s1");
+    let snap = s.snapshot();
+    assert_eq!(snap.applied["onu.activate"], 1);
+    assert_eq!(snap.effects.len(), 1, "{:?}", snap.effects);
+    s
+}
+
+#[tokio::test]
+async fn applied_then_500_is_uncertain() {
+    let s = applied_then(
+        Fault {
+            applied_then_500_rate: 1.0,
+            ..Fault::default()
+        },
+        |e| matches!(e, AdapterError::Uncertain { message, .. } if message.starts_with("500")),
+    )
+    .await;
+    assert_eq!(s.snapshot().applied_then_500["onu.activate"], 1);
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn applied_then_reset_is_uncertain() {
+    let s = applied_then(
+        Fault {
+            applied_then_reset_rate: 1.0,
+            ..Fault::default()
+        },
+        // Sent, then the connection went away without an answer: neither
+        // a timeout nor an HTTP status.
+        |e| {
+            matches!(e, AdapterError::Uncertain { message, .. }
+                if message != "timed out" && !message.starts_with('5'))
+        },
+    )
+    .await;
+    assert_eq!(s.snapshot().applied_then_reset["onu.activate"], 1);
+    s.shutdown().await;
 }
 
 #[tokio::test]

@@ -1,9 +1,13 @@
 //! Scenario 5, adapter faults: provisioning sagas while the ONU, CPE and
 //! billing simulators answer 30 % of requests 503, hold 10 % past the
-//! adapters' timeout, answer slowly, and lose 10 % of their acknowledgements
-//! (effect applied, then 504). Retries must follow the workflow's policy
-//! and every effect must stay once per idempotency key; runs end in the
-//! policy's terminal states with nothing left behind by compensated runs.
+//! adapters' timeout, answer slowly, lose 10 % of their acknowledgements
+//! (effect applied, then 504), answer 5 % with a 500 after applying them,
+//! and reset 5 % of connections after applying the request, without an
+//! answer. Retries must follow the workflow's policy and every effect must
+//! stay once per idempotency key; runs end in the policy's terminal states
+//! with nothing left behind by compensated runs (a step that gave up after
+//! an uncertain answer is compensated, and its undo changes nothing unless
+//! its own request took effect).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -29,6 +33,8 @@ pub async fn run(opts: &Options) -> Result<Report> {
         stall_rate: 0.1,
         stall_ms: 2 * TIMEOUT_MS,
         lost_ack_rate: 0.1,
+        applied_then_500_rate: 0.05,
+        applied_then_reset_rate: 0.05,
     };
     let sims = Simulators::start(SimConfig {
         default_fault: fault,
@@ -39,11 +45,13 @@ pub async fn run(opts: &Options) -> Result<Report> {
     report.fact(
         "faults on every simulator operation",
         format!(
-            "503 {:.0} %, stalled {} ms (adapter timeout {TIMEOUT_MS} ms) {:.0} %, applied-then-504 {:.0} %, latency {} ms",
+            "503 {:.0} %, stalled {} ms (adapter timeout {TIMEOUT_MS} ms) {:.0} %, applied-then-504 {:.0} %, applied-then-500 {:.0} %, applied-then-reset {:.0} %, latency {} ms",
             fault.failure_rate * 100.0,
             fault.stall_ms,
             fault.stall_rate * 100.0,
             fault.lost_ack_rate * 100.0,
+            fault.applied_then_500_rate * 100.0,
+            fault.applied_then_reset_rate * 100.0,
             fault.latency_ms
         ),
     );
@@ -68,6 +76,15 @@ pub async fn run(opts: &Options) -> Result<Report> {
     report.fact(
         "lost acknowledgements",
         snap.lost_acks.values().sum::<u64>(),
+    );
+    let applied_500 = snap.applied_then_500.values().sum::<u64>();
+    let resets = snap.applied_then_reset.values().sum::<u64>();
+    report.fact("applied, then 500", applied_500);
+    report.fact("applied, then connection reset", resets);
+    report.bar(
+        "the new faults were exercised (applied-then-500 and applied-then-reset)",
+        n < 50 || (applied_500 > 0 && resets > 0),
+        format!("{applied_500} × 500, {resets} resets"),
     );
 
     // The policy: at most max_attempts forward attempts (5) and
@@ -106,7 +123,7 @@ pub async fn run(opts: &Options) -> Result<Report> {
         format!("{over} steps over"),
     );
     let retryable = |e: &str| {
-        ["unavailable", "timed out", "uncertain", "503", "504"]
+        ["unavailable", "timed out", "uncertain", "500", "503", "504"]
             .iter()
             .any(|k| e.contains(k))
     };

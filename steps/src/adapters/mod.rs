@@ -4,6 +4,13 @@
 //! implementation (JSON over HTTP, bearer token, the step's idempotency key
 //! in an `Idempotency-Key` header). [`crate::sim`] serves the same HTTP
 //! interfaces for `sagaflow dev` and tests.
+//!
+//! Failures are classified by what the caller can know: a request that
+//! never left (connection refused, no route) was not applied
+//! ([`AdapterError::Unavailable`]); one that was sent and then got no answer
+//! (timeout, connection reset) or a 5xx answer may have been applied
+//! ([`AdapterError::Uncertain`]). Both are retryable; the engine also
+//! compensates a step that gives up after an uncertain attempt.
 
 pub mod billing;
 pub mod cpe;
@@ -16,18 +23,20 @@ use sagaflow_engine::handler::StepError;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-/// Why a call to an external system failed. Only `Unavailable` is worth
-/// retrying.
+/// Why a call to an external system failed. `Unavailable` and `Uncertain`
+/// are worth retrying.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AdapterError {
-    /// Timeout, connection failure or a 5xx answer.
+    /// The request was never sent (the connection could not be made): it
+    /// was not applied.
     #[error("{system} unavailable: {message}")]
     Unavailable {
         system: &'static str,
         message: String,
     },
-    /// The request was sent but its answer never came: the system may
-    /// have applied it.
+    /// The request was sent and no clear answer came back: no answer
+    /// (timeout, connection reset) or a 5xx one. The system may have
+    /// applied it.
     #[error("{system}: no answer ({message}); the request may have been applied")]
     Uncertain {
         system: &'static str,
@@ -162,24 +171,7 @@ impl HttpEndpoint {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req.send().await.map_err(|e| {
-            if e.is_timeout() || !e.is_connect() {
-                // The request may have reached the system.
-                AdapterError::Uncertain {
-                    system,
-                    message: if e.is_timeout() {
-                        "timed out".into()
-                    } else {
-                        e.to_string()
-                    },
-                }
-            } else {
-                AdapterError::Unavailable {
-                    system,
-                    message: e.to_string(),
-                }
-            }
-        })?;
+        let resp = req.send().await.map_err(|e| transport_error(system, &e))?;
         let status = resp.status();
         let text = resp.text().await.map_err(|e| AdapterError::Uncertain {
             system,
@@ -200,13 +192,11 @@ impl HttpEndpoint {
             .map(|b| b.error)
             .unwrap_or_else(|_| text.chars().take(200).collect());
         Err(match status {
-            // A gateway that timed out waiting for the system cannot say
-            // whether the request took effect.
-            StatusCode::GATEWAY_TIMEOUT => AdapterError::Uncertain {
-                system,
-                message: format!("{status}: {message}"),
-            },
-            s if s.is_server_error() => AdapterError::Unavailable {
+            // A 5xx says the request reached the system (or a gateway in
+            // front of it) and that something went wrong; not that nothing
+            // was applied: a 500 may come after the write, a 504 from a
+            // gateway that gave up waiting.
+            s if s.is_server_error() => AdapterError::Uncertain {
                 system,
                 message: format!("{s}: {message}"),
             },
@@ -238,6 +228,44 @@ impl HttpEndpoint {
                 message: "empty answer".into(),
             })
     }
+}
+
+/// Classifies a request that got no HTTP answer: only a failure to
+/// connect proves nothing was sent.
+fn transport_error(system: &'static str, e: &reqwest::Error) -> AdapterError {
+    if e.is_builder() {
+        return AdapterError::Config {
+            system,
+            message: e.to_string(),
+        };
+    }
+    if e.is_connect() {
+        return AdapterError::Unavailable {
+            system,
+            message: error_chain(e),
+        };
+    }
+    AdapterError::Uncertain {
+        system,
+        message: if e.is_timeout() {
+            "timed out".into()
+        } else {
+            error_chain(e)
+        },
+    }
+}
+
+/// An error and its sources, e.g. "error sending request: connection
+/// closed before message completed".
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 /// `s` made safe as one URL path segment (percent-encoded).

@@ -7,31 +7,35 @@
 //! already answered gets the same answer again without a second effect.
 //! Each operation has configurable faults, changeable while running: a
 //! failure rate (an injected 503 before any effect), latency, stalls (the
-//! effect is applied, the answer comes after the caller has given up) and
-//! lost acknowledgements (the effect is applied, then 504). Every effect is
+//! effect is applied, the answer comes after the caller has given up), lost
+//! acknowledgements (the effect is applied, then 504), "applied then 500"
+//! and "applied then reset" (the effect is applied, then the connection is
+//! reset without an answer, see [`conn`]). Every effect is
 //! logged with its idempotency key ([`SimSnapshot::effects`]), so a harness
 //! can count effects per key. The state can be read
 //! in-process ([`SimHandle::snapshot`]) or over HTTP (`GET /_state`, and a
-//! `GET` per record).
+//! `GET` per record). The request handlers are in [`routes`].
+
+mod conn;
+mod routes;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::Json;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::adapters::EndpointConfig;
-use crate::adapters::billing::{BillingService, NewService, ServiceState};
+use crate::adapters::billing::BillingService;
 use crate::adapters::cpe::CpeConfig;
-use crate::adapters::onu::{OnuActivation, OnuStatus};
+use crate::adapters::onu::OnuStatus;
+use conn::{ResetSwitch, ResettableListener};
 
 /// Every operation a fault can be set on.
 pub const OPERATIONS: [&str; 8] = [
@@ -61,6 +65,13 @@ pub struct Fault {
     /// The share of requests (0 to 1) whose effect is applied and whose
     /// answer is then lost: 504. A repeat of the key gets the real answer.
     pub lost_ack_rate: f64,
+    /// The share of requests (0 to 1) whose effect is applied and which are
+    /// then answered 500. A repeat of the key gets the real answer.
+    pub applied_then_500_rate: f64,
+    /// The share of requests (0 to 1) whose effect is applied and whose
+    /// connection is then reset without any answer. A repeat of the key
+    /// gets the real answer.
+    pub applied_then_reset_rate: f64,
 }
 
 impl Fault {
@@ -119,6 +130,11 @@ pub struct SimSnapshot {
     pub stalls: BTreeMap<String, u64>,
     /// Effects applied and then answered 504, per operation.
     pub lost_acks: BTreeMap<String, u64>,
+    /// Effects applied and then answered 500, per operation.
+    pub applied_then_500: BTreeMap<String, u64>,
+    /// Effects applied and then left without an answer (connection
+    /// reset), per operation.
+    pub applied_then_reset: BTreeMap<String, u64>,
     /// Every effect in the order applied (repeats of a key not included).
     pub effects: Vec<SimEffect>,
 }
@@ -158,11 +174,40 @@ struct Inner {
 
 type Shared = Arc<Inner>;
 
-/// How a request is answered: now, or (a stall) after `stall_ms`, its
-/// effect already applied.
+/// How a request is answered: now, (a stall) after `stall_ms`, its effect
+/// already applied, or not at all (the connection is reset).
 enum Answer {
     Now(Response),
     Late(StatusCode, Value),
+    Reset,
+}
+
+/// What happens to a request's answer after its effect was applied.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AfterApply {
+    Answer,
+    Stall,
+    LoseAck,
+    Error500,
+    Reset,
+}
+
+impl AfterApply {
+    /// Draws one outcome from the fault's rates (at most one fires).
+    fn draw(fault: &Fault) -> Self {
+        let hit = |rate: f64| rate > 0.0 && fastrand::f64() < rate;
+        if hit(fault.applied_then_reset_rate) {
+            AfterApply::Reset
+        } else if hit(fault.applied_then_500_rate) {
+            AfterApply::Error500
+        } else if hit(fault.lost_ack_rate) {
+            AfterApply::LoseAck
+        } else if hit(fault.stall_rate) {
+            AfterApply::Stall
+        } else {
+            AfterApply::Answer
+        }
+    }
 }
 
 /// The simulators' entry point.
@@ -179,10 +224,11 @@ impl Simulators {
             data: Mutex::new(Data::default()),
         });
         let stop = CancellationToken::new();
-        let app = router(inner.clone());
+        let app =
+            routes::router(inner.clone()).into_make_service_with_connect_info::<ResetSwitch>();
         let shutdown = stop.clone().cancelled_owned();
         let task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app)
+            if let Err(e) = axum::serve(ResettableListener(listener), app)
                 .with_graceful_shutdown(shutdown)
                 .await
             {
@@ -279,28 +325,6 @@ impl SimHandle {
     }
 }
 
-fn router(inner: Shared) -> Router {
-    let onu = Router::new()
-        .route("/onus/{serial}", get(onu_get))
-        .route("/onus/{serial}/activate", post(onu_activate))
-        .route("/onus/{serial}/deactivate", post(onu_deactivate));
-    let cpe = Router::new().route(
-        "/devices/{serial}/config",
-        get(cpe_get).put(cpe_configure).delete(cpe_unconfigure),
-    );
-    let billing = Router::new()
-        .route("/services", post(billing_create))
-        .route("/services/{sub}", get(billing_get).delete(billing_delete))
-        .route("/services/{sub}/suspend", post(billing_suspend))
-        .route("/services/{sub}/resume", post(billing_resume));
-    Router::new()
-        .nest("/onu", onu)
-        .nest("/cpe", cpe)
-        .nest("/billing", billing)
-        .route("/_state", get(state))
-        .with_state(inner)
-}
-
 fn error(status: StatusCode, message: impl Into<String>) -> (StatusCode, Value) {
     (status, json!({ "error": message.into() }))
 }
@@ -327,11 +351,13 @@ impl Inner {
     }
 
     /// Runs one operation: authorization, latency, injected failure, then
-    /// the effect, once per idempotency key.
+    /// the effect, once per idempotency key, then the fault's fate of the
+    /// answer (`conn` resets the connection for "applied then reset").
     async fn serve(
         &self,
         op: &str,
         headers: &HeaderMap,
+        conn: &ResetSwitch,
         apply: impl FnOnce(&mut Data) -> (StatusCode, Value),
     ) -> Response {
         if !self.authorized(headers) {
@@ -342,8 +368,7 @@ impl Inner {
         if fault.latency_ms > 0 {
             tokio::time::sleep(Duration::from_millis(fault.latency_ms)).await;
         }
-        let stall = fault.stall_rate > 0.0 && fastrand::f64() < fault.stall_rate;
-        let lose_ack = fault.lost_ack_rate > 0.0 && fastrand::f64() < fault.lost_ack_rate;
+        let after = AfterApply::draw(&fault);
         // Decided under the lock, without awaiting.
         let decided = (|| {
             let mut data = self.data.lock().unwrap_or_else(|e| e.into_inner());
@@ -383,17 +408,39 @@ impl Inner {
             if let Some(k) = key {
                 data.answers.insert(k, (status, body.clone()));
             }
-            if stall {
-                *data.snap.stalls.entry(op.to_owned()).or_default() += 1;
-                return Answer::Late(status, body);
-            }
-            if lose_ack && status.is_success() {
-                *data.snap.lost_acks.entry(op.to_owned()).or_default() += 1;
-                let (s, v) = error(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    format!("{op}: applied, answer lost"),
-                );
-                return Answer::Now((s, Json(v)).into_response());
+            let count =
+                |data: &mut Data, which: fn(&mut SimSnapshot) -> &mut BTreeMap<String, u64>| {
+                    *which(&mut data.snap).entry(op.to_owned()).or_default() += 1;
+                };
+            match after {
+                AfterApply::Stall => {
+                    count(&mut data, |s| &mut s.stalls);
+                    return Answer::Late(status, body);
+                }
+                // The answer-losing faults hit only requests that were
+                // applied.
+                _ if !status.is_success() => {}
+                AfterApply::LoseAck => {
+                    count(&mut data, |s| &mut s.lost_acks);
+                    let (s, v) = error(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        format!("{op}: applied, answer lost"),
+                    );
+                    return Answer::Now((s, Json(v)).into_response());
+                }
+                AfterApply::Error500 => {
+                    count(&mut data, |s| &mut s.applied_then_500);
+                    let (s, v) = error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("{op}: applied, then failed"),
+                    );
+                    return Answer::Now((s, Json(v)).into_response());
+                }
+                AfterApply::Reset => {
+                    count(&mut data, |s| &mut s.applied_then_reset);
+                    return Answer::Reset;
+                }
+                AfterApply::Answer => {}
             }
             Answer::Now((status, Json(body)).into_response())
         })();
@@ -402,6 +449,10 @@ impl Inner {
             Answer::Late(status, body) => {
                 tokio::time::sleep(Duration::from_millis(fault.stall_ms)).await;
                 (status, Json(body)).into_response()
+            }
+            Answer::Reset => {
+                conn.trip();
+                StatusCode::INTERNAL_SERVER_ERROR.into_response()
             }
         }
     }
@@ -416,198 +467,4 @@ impl Inner {
             }
         }
     }
-}
-
-async fn state(State(s): State<Shared>) -> Response {
-    s.read(|snap| Some(to_value(snap)))
-}
-
-async fn onu_get(State(s): State<Shared>, Path(serial): Path<String>) -> Response {
-    s.read(|snap| snap.onus.get(&serial).map(to_value))
-}
-
-async fn onu_activate(
-    State(s): State<Shared>,
-    Path(serial): Path<String>,
-    headers: HeaderMap,
-    Json(act): Json<OnuActivation>,
-) -> Response {
-    s.serve("onu.activate", &headers, |d| {
-        if let Some(cur) = d.snap.onus.get(&serial)
-            && cur.activation.subscriber_id != act.subscriber_id
-        {
-            return error(
-                StatusCode::CONFLICT,
-                format!(
-                    "ONU {serial} is active for subscriber {}",
-                    cur.activation.subscriber_id
-                ),
-            );
-        }
-        let status = OnuStatus {
-            serial: serial.clone(),
-            activation: act,
-        };
-        d.snap.onus.insert(serial, status.clone());
-        (StatusCode::OK, to_value(&status))
-    })
-    .await
-}
-
-async fn onu_deactivate(
-    State(s): State<Shared>,
-    Path(serial): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    s.serve("onu.deactivate", &headers, |d| {
-        let was = d.snap.onus.remove(&serial).is_some();
-        (
-            StatusCode::OK,
-            json!({ "serial": serial, "was_active": was }),
-        )
-    })
-    .await
-}
-
-async fn cpe_get(State(s): State<Shared>, Path(serial): Path<String>) -> Response {
-    s.read(|snap| snap.cpes.get(&serial).map(to_value))
-}
-
-async fn cpe_configure(
-    State(s): State<Shared>,
-    Path(serial): Path<String>,
-    headers: HeaderMap,
-    Json(cfg): Json<CpeConfig>,
-) -> Response {
-    s.serve("cpe.configure", &headers, |d| {
-        let body = json!({ "serial": serial, "config": cfg });
-        d.snap.cpes.insert(serial, cfg);
-        (StatusCode::OK, body)
-    })
-    .await
-}
-
-async fn cpe_unconfigure(
-    State(s): State<Shared>,
-    Path(serial): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    s.serve("cpe.unconfigure", &headers, |d| {
-        let was = d.snap.cpes.remove(&serial).is_some();
-        (
-            StatusCode::OK,
-            json!({ "serial": serial, "was_configured": was }),
-        )
-    })
-    .await
-}
-
-async fn billing_get(State(s): State<Shared>, Path(sub): Path<String>) -> Response {
-    s.read(|snap| snap.services.get(&sub).map(to_value))
-}
-
-async fn billing_create(
-    State(s): State<Shared>,
-    headers: HeaderMap,
-    Json(new): Json<NewService>,
-) -> Response {
-    s.serve("billing.create", &headers, |d| {
-        if d.snap.services.contains_key(&new.subscriber_id) {
-            return error(
-                StatusCode::CONFLICT,
-                format!("subscriber {} has a service already", new.subscriber_id),
-            );
-        }
-        d.next_service += 1;
-        let svc = BillingService {
-            service_id: format!("svc-{}", d.next_service),
-            subscriber_id: new.subscriber_id.clone(),
-            customer_id: new.customer_id,
-            plan: new.plan,
-            state: ServiceState::Active,
-        };
-        d.snap.services.insert(new.subscriber_id, svc.clone());
-        (StatusCode::CREATED, to_value(&svc))
-    })
-    .await
-}
-
-async fn set_service_state(
-    s: &Inner,
-    op: &str,
-    sub: String,
-    headers: &HeaderMap,
-    to: ServiceState,
-) -> Response {
-    s.serve(op, headers, |d| match d.snap.services.get_mut(&sub) {
-        None => error(
-            StatusCode::NOT_FOUND,
-            format!("service of subscriber {sub}"),
-        ),
-        Some(svc) => {
-            svc.state = to;
-            (StatusCode::OK, to_value(svc))
-        }
-    })
-    .await
-}
-
-async fn billing_suspend(
-    State(s): State<Shared>,
-    Path(sub): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    set_service_state(
-        &s,
-        "billing.suspend",
-        sub,
-        &headers,
-        ServiceState::Suspended,
-    )
-    .await
-}
-
-async fn billing_resume(
-    State(s): State<Shared>,
-    Path(sub): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    set_service_state(&s, "billing.resume", sub, &headers, ServiceState::Active).await
-}
-
-/// `?created_by=<key>`: delete the service only if the create request
-/// with that idempotency key made it (an undo never removes a service
-/// someone else created).
-#[derive(Debug, Deserialize)]
-struct DeleteQuery {
-    created_by: Option<String>,
-}
-
-async fn billing_delete(
-    State(s): State<Shared>,
-    Path(sub): Path<String>,
-    Query(q): Query<DeleteQuery>,
-    headers: HeaderMap,
-) -> Response {
-    s.serve("billing.delete", &headers, |d| {
-        let made_by_key = |d: &Data, key: &str| {
-            let created = d
-                .answers
-                .get(&("billing.create".to_owned(), key.to_owned()))
-                .filter(|(status, _)| *status == StatusCode::CREATED)
-                .and_then(|(_, v)| v["service_id"].as_str().map(str::to_owned));
-            let current = d.snap.services.get(&sub).map(|s| s.service_id.clone());
-            created.is_some() && created == current
-        };
-        let allowed = match &q.created_by {
-            None => true,
-            Some(key) => made_by_key(d, key),
-        };
-        let was = allowed && d.snap.services.remove(&sub).is_some();
-        (
-            StatusCode::OK,
-            json!({ "subscriber_id": sub, "was_present": was }),
-        )
-    })
-    .await
 }

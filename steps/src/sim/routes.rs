@@ -1,0 +1,251 @@
+//! The simulators' HTTP routes: the ONU/OLT gateway under `/onu`, the ACS
+//! under `/cpe`, billing under `/billing`, and `GET /_state`. Each write
+//! goes through [`Inner::serve`] (faults, idempotency, effect log).
+
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::conn::ResetSwitch;
+use super::{Data, Inner, Shared, error, to_value};
+use crate::adapters::billing::{BillingService, NewService, ServiceState};
+use crate::adapters::cpe::CpeConfig;
+use crate::adapters::onu::{OnuActivation, OnuStatus};
+
+/// The connection a request came on, to reset it.
+type Conn = ConnectInfo<ResetSwitch>;
+
+pub(super) fn router(inner: Shared) -> Router {
+    let onu = Router::new()
+        .route("/onus/{serial}", get(onu_get))
+        .route("/onus/{serial}/activate", post(onu_activate))
+        .route("/onus/{serial}/deactivate", post(onu_deactivate));
+    let cpe = Router::new().route(
+        "/devices/{serial}/config",
+        get(cpe_get).put(cpe_configure).delete(cpe_unconfigure),
+    );
+    let billing = Router::new()
+        .route("/services", post(billing_create))
+        .route("/services/{sub}", get(billing_get).delete(billing_delete))
+        .route("/services/{sub}/suspend", post(billing_suspend))
+        .route("/services/{sub}/resume", post(billing_resume));
+    Router::new()
+        .nest("/onu", onu)
+        .nest("/cpe", cpe)
+        .nest("/billing", billing)
+        .route("/_state", get(state))
+        .with_state(inner)
+}
+
+async fn state(State(s): State<Shared>) -> Response {
+    s.read(|snap| Some(to_value(snap)))
+}
+
+async fn onu_get(State(s): State<Shared>, Path(serial): Path<String>) -> Response {
+    s.read(|snap| snap.onus.get(&serial).map(to_value))
+}
+
+async fn onu_activate(
+    State(s): State<Shared>,
+    Path(serial): Path<String>,
+    ConnectInfo(conn): Conn,
+    headers: HeaderMap,
+    Json(act): Json<OnuActivation>,
+) -> Response {
+    s.serve("onu.activate", &headers, &conn, |d| {
+        if let Some(cur) = d.snap.onus.get(&serial)
+            && cur.activation.subscriber_id != act.subscriber_id
+        {
+            return error(
+                StatusCode::CONFLICT,
+                format!(
+                    "ONU {serial} is active for subscriber {}",
+                    cur.activation.subscriber_id
+                ),
+            );
+        }
+        let status = OnuStatus {
+            serial: serial.clone(),
+            activation: act,
+        };
+        d.snap.onus.insert(serial, status.clone());
+        (StatusCode::OK, to_value(&status))
+    })
+    .await
+}
+
+async fn onu_deactivate(
+    State(s): State<Shared>,
+    Path(serial): Path<String>,
+    ConnectInfo(conn): Conn,
+    headers: HeaderMap,
+) -> Response {
+    s.serve("onu.deactivate", &headers, &conn, |d| {
+        let was = d.snap.onus.remove(&serial).is_some();
+        (
+            StatusCode::OK,
+            json!({ "serial": serial, "was_active": was }),
+        )
+    })
+    .await
+}
+
+async fn cpe_get(State(s): State<Shared>, Path(serial): Path<String>) -> Response {
+    s.read(|snap| snap.cpes.get(&serial).map(to_value))
+}
+
+async fn cpe_configure(
+    State(s): State<Shared>,
+    Path(serial): Path<String>,
+    ConnectInfo(conn): Conn,
+    headers: HeaderMap,
+    Json(cfg): Json<CpeConfig>,
+) -> Response {
+    s.serve("cpe.configure", &headers, &conn, |d| {
+        let body = json!({ "serial": serial, "config": cfg });
+        d.snap.cpes.insert(serial, cfg);
+        (StatusCode::OK, body)
+    })
+    .await
+}
+
+async fn cpe_unconfigure(
+    State(s): State<Shared>,
+    Path(serial): Path<String>,
+    ConnectInfo(conn): Conn,
+    headers: HeaderMap,
+) -> Response {
+    s.serve("cpe.unconfigure", &headers, &conn, |d| {
+        let was = d.snap.cpes.remove(&serial).is_some();
+        (
+            StatusCode::OK,
+            json!({ "serial": serial, "was_configured": was }),
+        )
+    })
+    .await
+}
+
+async fn billing_get(State(s): State<Shared>, Path(sub): Path<String>) -> Response {
+    s.read(|snap| snap.services.get(&sub).map(to_value))
+}
+
+async fn billing_create(
+    State(s): State<Shared>,
+    ConnectInfo(conn): Conn,
+    headers: HeaderMap,
+    Json(new): Json<NewService>,
+) -> Response {
+    s.serve("billing.create", &headers, &conn, |d| {
+        if d.snap.services.contains_key(&new.subscriber_id) {
+            return error(
+                StatusCode::CONFLICT,
+                format!("subscriber {} has a service already", new.subscriber_id),
+            );
+        }
+        d.next_service += 1;
+        let svc = BillingService {
+            service_id: format!("svc-{}", d.next_service),
+            subscriber_id: new.subscriber_id.clone(),
+            customer_id: new.customer_id,
+            plan: new.plan,
+            state: ServiceState::Active,
+        };
+        d.snap.services.insert(new.subscriber_id, svc.clone());
+        (StatusCode::CREATED, to_value(&svc))
+    })
+    .await
+}
+
+async fn set_service_state(
+    s: &Inner,
+    op: &str,
+    sub: String,
+    (headers, conn): (&HeaderMap, &ResetSwitch),
+    to: ServiceState,
+) -> Response {
+    s.serve(op, headers, conn, |d| match d.snap.services.get_mut(&sub) {
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!("service of subscriber {sub}"),
+        ),
+        Some(svc) => {
+            svc.state = to;
+            (StatusCode::OK, to_value(svc))
+        }
+    })
+    .await
+}
+
+async fn billing_suspend(
+    State(s): State<Shared>,
+    Path(sub): Path<String>,
+    ConnectInfo(conn): Conn,
+    headers: HeaderMap,
+) -> Response {
+    set_service_state(
+        &s,
+        "billing.suspend",
+        sub,
+        (&headers, &conn),
+        ServiceState::Suspended,
+    )
+    .await
+}
+
+async fn billing_resume(
+    State(s): State<Shared>,
+    Path(sub): Path<String>,
+    ConnectInfo(conn): Conn,
+    headers: HeaderMap,
+) -> Response {
+    set_service_state(
+        &s,
+        "billing.resume",
+        sub,
+        (&headers, &conn),
+        ServiceState::Active,
+    )
+    .await
+}
+
+/// `?created_by=<key>`: delete the service only if the create request
+/// with that idempotency key made it (an undo never removes a service
+/// someone else created).
+#[derive(Debug, Deserialize)]
+struct DeleteQuery {
+    created_by: Option<String>,
+}
+
+async fn billing_delete(
+    State(s): State<Shared>,
+    Path(sub): Path<String>,
+    Query(q): Query<DeleteQuery>,
+    ConnectInfo(conn): Conn,
+    headers: HeaderMap,
+) -> Response {
+    s.serve("billing.delete", &headers, &conn, |d| {
+        let made_by_key = |d: &Data, key: &str| {
+            let created = d
+                .answers
+                .get(&("billing.create".to_owned(), key.to_owned()))
+                .filter(|(status, _)| *status == StatusCode::CREATED)
+                .and_then(|(_, v)| v["service_id"].as_str().map(str::to_owned));
+            let current = d.snap.services.get(&sub).map(|s| s.service_id.clone());
+            created.is_some() && created == current
+        };
+        let allowed = match &q.created_by {
+            None => true,
+            Some(key) => made_by_key(d, key),
+        };
+        let was = allowed && d.snap.services.remove(&sub).is_some();
+        (
+            StatusCode::OK,
+            json!({ "subscriber_id": sub, "was_present": was }),
+        )
+    })
+    .await
+}
