@@ -6,7 +6,7 @@ use sagaflow_engine::handler::StepError;
 use sagaflow_steps::adapters::billing::{BillingAdapter, HttpBilling, NewService, ServiceState};
 use sagaflow_steps::adapters::cpe::{CpeAdapter, CpeConfig, HttpCpe};
 use sagaflow_steps::adapters::onu::{HttpOnu, OnuActivation, OnuAdapter};
-use sagaflow_steps::adapters::{AdapterError, EndpointConfig};
+use sagaflow_steps::adapters::{AdapterError, EndpointConfig, Owner};
 use sagaflow_steps::sim::{Fault, SimConfig, SimHandle, Simulators};
 
 async fn sims() -> SimHandle {
@@ -45,9 +45,23 @@ async fn a_repeated_key_gets_the_same_answer_and_one_effect() {
     assert!(matches!(e, AdapterError::Conflict { .. }), "{e}");
     let step: StepError = e.into();
     assert_eq!((step.kind(), step.is_retryable()), ("conflict", false));
-    onu.deactivate("run:deactivate", "ONU1").await.unwrap();
-    onu.deactivate("run:deactivate", "ONU1").await.unwrap();
-    onu.deactivate("again:deactivate", "ONU1").await.unwrap();
+    let undo = Owner::Request("run:activate_onu");
+    assert!(
+        onu.deactivate("run:deactivate", "ONU1", undo)
+            .await
+            .unwrap()
+    );
+    assert!(
+        onu.deactivate("run:deactivate", "ONU1", undo)
+            .await
+            .unwrap(),
+        "the repeat gets the same answer"
+    );
+    assert!(
+        !onu.deactivate("again:deactivate", "ONU1", undo)
+            .await
+            .unwrap()
+    );
     let snap = s.snapshot();
     assert!(snap.onus.is_empty());
     assert_eq!(snap.applied["onu.deactivate"], 2, "one per key");
@@ -78,9 +92,11 @@ async fn a_503_is_uncertain_and_retryable_even_without_an_effect() {
     // The retry with the same key, once the system is back, applies it.
     s.set_fault("cpe.configure", Fault::default());
     cpe.configure("k", "CPE1", &cfg).await.unwrap();
-    assert_eq!(s.snapshot().cpes["CPE1"], cfg);
+    assert_eq!(s.snapshot().cpes["CPE1"].config, cfg);
     // Other operations were not affected by the per-operation fault.
-    cpe.unconfigure("k2", "CPE1").await.unwrap();
+    cpe.unconfigure("k2", "CPE1", Owner::Subscriber("s1"))
+        .await
+        .unwrap();
     assert!(s.snapshot().cpes.is_empty());
     s.shutdown().await;
 }
@@ -152,7 +168,10 @@ async fn a_wrong_token_is_rejected_for_good() {
         ..EndpointConfig::new(s.onu_url())
     })
     .unwrap();
-    let e = bad.deactivate("k2", "ONU1").await.unwrap_err();
+    let e = bad
+        .deactivate("k2", "ONU1", Owner::Subscriber("s1"))
+        .await
+        .unwrap_err();
     assert!(
         matches!(e, AdapterError::Rejected { status: 401, .. }),
         "{e}"
@@ -173,7 +192,10 @@ async fn a_system_that_is_down_is_retryable() {
         ..ep
     })
     .unwrap();
-    let e = onu.deactivate("k", "ONU1").await.unwrap_err();
+    let e = onu
+        .deactivate("k", "ONU1", Owner::Request("k0"))
+        .await
+        .unwrap_err();
     // Nothing was sent: not applied, retryable.
     assert!(matches!(e, AdapterError::Unavailable { .. }), "{e}");
     let step = StepError::from(e);
@@ -354,5 +376,219 @@ async fn an_undo_deletes_only_the_service_its_create_request_made() {
     let snap = s.snapshot();
     assert!(!snap.services.contains_key("s2"), "deleted");
     assert!(snap.services.contains_key("s1"));
+    s.shutdown().await;
+}
+
+/// ONU or CPE, driven the same way: the forward call and its undo.
+#[derive(Clone, Copy, Debug)]
+enum Device {
+    Onu,
+    Cpe,
+}
+
+impl Device {
+    fn op(self) -> &'static str {
+        match self {
+            Device::Onu => "onu.activate",
+            Device::Cpe => "cpe.configure",
+        }
+    }
+
+    async fn forward(self, s: &SimHandle, key: &str, sub: &str) -> Result<(), AdapterError> {
+        let mut ep = match self {
+            Device::Onu => s.endpoints().0,
+            Device::Cpe => s.endpoints().1,
+        };
+        ep.timeout_ms = 200;
+        match self {
+            Device::Onu => HttpOnu::new(&ep)
+                .unwrap()
+                .activate(key, "DEV1", &activation(sub))
+                .await
+                .map(|_| ()),
+            Device::Cpe => {
+                let cfg = CpeConfig {
+                    subscriber_id: sub.into(),
+                    pppoe_username: format!("{sub}-{key}"),
+                    plan: "fiber".into(),
+                    ipv4_address: None,
+                    ipv6_prefix: None,
+                };
+                HttpCpe::new(&ep)
+                    .unwrap()
+                    .configure(key, "DEV1", &cfg)
+                    .await
+            }
+        }
+    }
+
+    /// The undo of the forward call made with `forward_key`.
+    async fn undo(self, s: &SimHandle, forward_key: &str) -> bool {
+        let key = format!("{forward_key}:compensate");
+        let only = Owner::Request(forward_key);
+        match self {
+            Device::Onu => HttpOnu::new(&s.endpoints().0)
+                .unwrap()
+                .deactivate(&key, "DEV1", only)
+                .await
+                .unwrap(),
+            Device::Cpe => HttpCpe::new(&s.endpoints().1)
+                .unwrap()
+                .unconfigure(&key, "DEV1", only)
+                .await
+                .unwrap(),
+        }
+    }
+
+    /// (subscriber, made by) of the stored device.
+    fn stored(self, s: &SimHandle) -> Option<(String, Option<String>)> {
+        let snap = s.snapshot();
+        match self {
+            Device::Onu => snap
+                .onus
+                .get("DEV1")
+                .map(|o| (o.activation.subscriber_id.clone(), o.activated_by.clone())),
+            Device::Cpe => snap
+                .cpes
+                .get("DEV1")
+                .map(|c| (c.config.subscriber_id.clone(), c.configured_by.clone())),
+        }
+    }
+}
+
+/// Run A made the device for subscriber `owner`; run B's forward call for
+/// `sub` meets `fault` and its outcome is unknown; B's undo must leave A's
+/// device as it is, and A's own undo still removes it.
+async fn undo_after_unknown_outcome(device: Device, sub: &str, fault: Fault) {
+    let s = sims().await;
+    device.forward(&s, "A:step", "owner").await.unwrap();
+    let before = device.stored(&s);
+    assert_eq!(
+        before,
+        Some(("owner".into(), Some("A:step".into()))),
+        "{device:?}"
+    );
+    s.set_fault(device.op(), fault);
+    let e = device.forward(&s, "B:step", sub).await.unwrap_err();
+    let step = StepError::from(e.clone());
+    assert!(
+        step.outcome_unknown(),
+        "{device:?} {fault:?}: the forward outcome must be unknown: {e}"
+    );
+    s.set_fault(device.op(), Fault::default());
+    assert!(!device.undo(&s, "B:step").await, "{device:?} {fault:?}");
+    assert_eq!(
+        device.stored(&s),
+        before,
+        "{device:?} {fault:?}: B's undo changed A's device"
+    );
+    assert!(device.undo(&s, "A:step").await);
+    assert_eq!(device.stored(&s), None);
+    let changed: Vec<_> = s
+        .snapshot()
+        .effects
+        .into_iter()
+        .filter(|e| e.changed)
+        .collect();
+    assert!(
+        changed
+            .iter()
+            .all(|e| e.key.as_deref() != Some("B:step:compensate")),
+        "{changed:?}"
+    );
+    s.shutdown().await;
+}
+
+/// The faults that leave the forward outcome unknown, and whether the
+/// request reaches its effect (then only the same subscriber can get an
+/// answer other than a conflict).
+fn unknown_outcomes() -> Vec<(Fault, bool)> {
+    vec![
+        // Held past the client's 200 ms timeout, applied.
+        (
+            Fault {
+                stall_rate: 1.0,
+                stall_ms: 600,
+                ..Fault::default()
+            },
+            true,
+        ),
+        // The client gives up before the system even looks at it.
+        (
+            Fault {
+                latency_ms: 600,
+                ..Fault::default()
+            },
+            false,
+        ),
+        (
+            Fault {
+                lost_ack_rate: 1.0,
+                ..Fault::default()
+            },
+            true,
+        ),
+        (
+            Fault {
+                applied_then_500_rate: 1.0,
+                ..Fault::default()
+            },
+            true,
+        ),
+        (
+            Fault {
+                applied_then_reset_rate: 1.0,
+                ..Fault::default()
+            },
+            true,
+        ),
+        (Fault::always(), false),
+    ]
+}
+
+#[tokio::test]
+async fn an_undo_after_an_unknown_outcome_leaves_another_runs_device_alone() {
+    for device in [Device::Onu, Device::Cpe] {
+        for (fault, _) in unknown_outcomes() {
+            // Another run of the same subscriber made it.
+            undo_after_unknown_outcome(device, "owner", fault).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_undo_after_an_unknown_outcome_leaves_another_subscribers_device_alone() {
+    for device in [Device::Onu, Device::Cpe] {
+        for (fault, _) in unknown_outcomes()
+            .into_iter()
+            .filter(|(_, applied)| !applied)
+        {
+            undo_after_unknown_outcome(device, "intruder", fault).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_device_of_another_subscriber_is_a_conflict_and_a_forward_removal_is_per_subscriber() {
+    let s = sims().await;
+    for device in [Device::Onu, Device::Cpe] {
+        device.forward(&s, "A:step", "owner").await.unwrap();
+        let e = device.forward(&s, "B:step", "intruder").await.unwrap_err();
+        assert!(
+            matches!(e, AdapterError::Conflict { .. }),
+            "{device:?}: {e}"
+        );
+    }
+    let onu = HttpOnu::new(&s.endpoints().0).unwrap();
+    let cpe = HttpCpe::new(&s.endpoints().1).unwrap();
+    let other = Owner::Subscriber("intruder");
+    assert!(!onu.deactivate("d1", "DEV1", other).await.unwrap());
+    assert!(!cpe.unconfigure("d1", "DEV1", other).await.unwrap());
+    assert_eq!(Device::Onu.stored(&s).unwrap().0, "owner");
+    assert_eq!(Device::Cpe.stored(&s).unwrap().0, "owner");
+    let own = Owner::Subscriber("owner");
+    assert!(onu.deactivate("d2", "DEV1", own).await.unwrap());
+    assert!(cpe.unconfigure("d2", "DEV1", own).await.unwrap());
+    assert!(Device::Onu.stored(&s).is_none() && Device::Cpe.stored(&s).is_none());
     s.shutdown().await;
 }

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
-use super::{AdapterError, EndpointConfig, HttpEndpoint, NO_BODY, seg};
+use super::{AdapterError, EndpointConfig, HttpEndpoint, NO_BODY, Owner, Undone, seg};
 
 /// The parameters set on a subscriber's CPE.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,21 +19,41 @@ pub struct CpeConfig {
     pub ipv6_prefix: Option<String>,
 }
 
+/// A configured CPE as the ACS holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CpeRecord {
+    pub config: CpeConfig,
+    /// The idempotency key of the request that configured it; a later
+    /// configuration for the same subscriber replaces the parameters and
+    /// keeps it.
+    #[serde(default)]
+    pub configured_by: Option<String>,
+}
+
 #[async_trait]
 pub trait CpeAdapter: Send + Sync + 'static {
-    /// Sets (or replaces) the CPE's configuration.
+    /// Sets the CPE's configuration, or replaces it when it is configured
+    /// for the same subscriber; one configured for another subscriber is a
+    /// conflict.
     async fn configure(
         &self,
         key: &str,
         serial: &str,
         config: &CpeConfig,
     ) -> Result<(), AdapterError>;
-    /// Removes it; an unconfigured CPE is left as it is.
-    async fn unconfigure(&self, key: &str, serial: &str) -> Result<(), AdapterError>;
+    /// Removes it if its configuration belongs to `only`; an unconfigured
+    /// CPE, or one that belongs to someone else, is left as it is. Returns
+    /// whether it changed anything.
+    async fn unconfigure(
+        &self,
+        key: &str,
+        serial: &str,
+        only: Owner<'_>,
+    ) -> Result<bool, AdapterError>;
 }
 
 /// The ACS's HTTP API: `PUT {base}/devices/{}/config`,
-/// `DELETE {base}/devices/{}/config`.
+/// `DELETE {base}/devices/{}/config?created_by=…|subscriber_id=…`.
 #[derive(Debug, Clone)]
 pub struct HttpCpe(HttpEndpoint);
 
@@ -62,15 +82,20 @@ impl CpeAdapter for HttpCpe {
             .map(|_| ())
     }
 
-    async fn unconfigure(&self, key: &str, serial: &str) -> Result<(), AdapterError> {
+    async fn unconfigure(
+        &self,
+        key: &str,
+        serial: &str,
+        only: Owner<'_>,
+    ) -> Result<bool, AdapterError> {
         self.0
-            .call::<serde_json::Value>(
+            .call::<Undone>(
                 Method::DELETE,
-                &format!("/devices/{}/config", seg(serial)),
+                &format!("/devices/{}/config{}", seg(serial), only.query()),
                 key,
                 NO_BODY,
             )
             .await
-            .map(|_| ())
+            .map(Undone::changed)
     }
 }

@@ -281,5 +281,50 @@ pub(crate) fn seg(s: &str) -> String {
     out
 }
 
+/// Whose resource an undo may remove: the contract every undo of an
+/// external effect follows. The system removes the resource only when it
+/// belongs to the named owner, and otherwise answers success without a
+/// change (`200 {"changed": false}`), so a step whose forward outcome was
+/// unknown can be undone without touching what another request, run or
+/// subscriber made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner<'a> {
+    /// Made by the request with this idempotency key (`<run>:<step>`, the
+    /// forward call's key): the undo of that step. Sent as
+    /// `?created_by=<key>`.
+    Request(&'a str),
+    /// Held by this subscriber, whoever made it: a forward removal
+    /// (deprovisioning). Sent as `?subscriber_id=<id>`.
+    Subscriber(&'a str),
+}
+
+impl Owner<'_> {
+    /// The query string naming the owner.
+    pub(crate) fn query(&self) -> String {
+        match self {
+            Owner::Request(key) => format!("?created_by={}", seg(key)),
+            Owner::Subscriber(sub) => format!("?subscriber_id={}", seg(sub)),
+        }
+    }
+}
+
+/// The answer to an undo: whether it changed anything.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Undone {
+    /// Absent in an empty or older answer: taken as changed.
+    #[serde(default = "yes")]
+    pub(crate) changed: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Undone {
+    pub(crate) fn changed(answer: Option<Undone>) -> bool {
+        answer.is_none_or(|u| u.changed)
+    }
+}
+
 /// No request body.
 pub(crate) const NO_BODY: Option<&()> = None;

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
-use super::{AdapterError, EndpointConfig, HttpEndpoint, NO_BODY, seg};
+use super::{AdapterError, EndpointConfig, HttpEndpoint, NO_BODY, Owner, Undone, seg};
 
 /// What an ONU is activated with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,24 +23,37 @@ pub struct OnuActivation {
 pub struct OnuStatus {
     pub serial: String,
     pub activation: OnuActivation,
+    /// The idempotency key of the request that made this activation; a
+    /// later activation for the same subscriber updates the parameters
+    /// and keeps it.
+    #[serde(default)]
+    pub activated_by: Option<String>,
 }
 
 #[async_trait]
 pub trait OnuAdapter: Send + Sync + 'static {
     /// Activates the ONU for the subscriber. Activating it again for the
-    /// same subscriber is fine; one active for another is a conflict.
+    /// same subscriber is fine (it stays the first request's activation);
+    /// one active for another is a conflict.
     async fn activate(
         &self,
         key: &str,
         serial: &str,
         activation: &OnuActivation,
     ) -> Result<OnuStatus, AdapterError>;
-    /// Deactivates the ONU; an inactive one is left as it is.
-    async fn deactivate(&self, key: &str, serial: &str) -> Result<(), AdapterError>;
+    /// Deactivates the ONU if its activation belongs to `only`; an
+    /// inactive one, or one that belongs to someone else, is left as it is.
+    /// Returns whether it changed anything.
+    async fn deactivate(
+        &self,
+        key: &str,
+        serial: &str,
+        only: Owner<'_>,
+    ) -> Result<bool, AdapterError>;
 }
 
 /// The OLT gateway's HTTP API: `POST {base}/onus/{}/activate`,
-/// `POST {base}/onus/{}/deactivate`.
+/// `POST {base}/onus/{}/deactivate?created_by=…|subscriber_id=…`.
 #[derive(Debug, Clone)]
 pub struct HttpOnu(HttpEndpoint);
 
@@ -68,15 +81,20 @@ impl OnuAdapter for HttpOnu {
             .await
     }
 
-    async fn deactivate(&self, key: &str, serial: &str) -> Result<(), AdapterError> {
+    async fn deactivate(
+        &self,
+        key: &str,
+        serial: &str,
+        only: Owner<'_>,
+    ) -> Result<bool, AdapterError> {
         self.0
-            .call::<serde_json::Value>(
+            .call::<Undone>(
                 Method::POST,
-                &format!("/onus/{}/deactivate", seg(serial)),
+                &format!("/onus/{}/deactivate{}", seg(serial), only.query()),
                 key,
                 NO_BODY,
             )
             .await
-            .map(|_| ())
+            .map(Undone::changed)
     }
 }

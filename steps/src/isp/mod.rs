@@ -14,9 +14,10 @@ mod errors;
 use std::sync::Arc;
 
 use sagaflow_engine::clock::Clock;
-use sagaflow_engine::handler::{Registry, StepError, StepOutput, StepRequest};
+use sagaflow_engine::handler::{CallKind, Registry, StepError, StepOutput, StepRequest};
 use serde_json::{Value, json};
 
+use crate::adapters::Owner;
 use crate::adapters::billing::{BillingAdapter, NewService};
 use crate::adapters::cpe::{CpeAdapter, CpeConfig};
 use crate::adapters::onu::{OnuActivation, OnuAdapter};
@@ -103,6 +104,15 @@ fn run(req: &StepRequest) -> String {
 /// found again by it.
 fn forward_key(req: &StepRequest) -> String {
     format!("{}:{}", req.run_id, req.step)
+}
+
+/// Whose device an external undo may touch: a compensation only what its
+/// step's forward request made, a forward removal only the subscriber's.
+fn owner<'a>(req: &StepRequest, created_by: &'a str, subscriber: &'a str) -> Owner<'a> {
+    match req.kind {
+        CallKind::Compensate => Owner::Request(created_by),
+        CallKind::Forward => Owner::Subscriber(subscriber),
+    }
 }
 
 fn allocation_key(req: &StepRequest, family: Family) -> String {
@@ -501,13 +511,21 @@ impl Isp {
         Ok(output(json!({ "onu_state": "ACTIVE" })))
     }
 
+    /// As the undo of `onu.activate`: deactivates only the activation that
+    /// step's request made (`created_by`), also when its outcome is
+    /// unknown. As a forward step (deprovisioning): deactivates the ONU if
+    /// it is active for this subscriber.
     async fn onu_deactivate(&self, req: StepRequest) -> StepResult {
         let serial = req.context_str("/onu_serial")?;
-        self.deps
+        let (created_by, sub) = (forward_key(&req), subscriber_id(&req)?);
+        let changed = self
+            .deps
             .onu
-            .deactivate(&req.idempotency_key, serial)
+            .deactivate(&req.idempotency_key, serial, owner(&req, &created_by, &sub))
             .await?;
-        Ok(output(json!({ "onu_state": "INACTIVE" })))
+        Ok(output(
+            json!({ "onu_state": "INACTIVE", "onu_changed": changed }),
+        ))
     }
 
     async fn cpe_configure(&self, req: StepRequest) -> StepResult {
@@ -527,13 +545,19 @@ impl Isp {
         Ok(output(json!({ "cpe_configured": true })))
     }
 
+    /// Like `onu_deactivate`: as an undo, removes only the configuration
+    /// `cpe.configure`'s request made; forward, the subscriber's.
     async fn cpe_unconfigure(&self, req: StepRequest) -> StepResult {
         let serial = req.context_str("/cpe_serial")?;
-        self.deps
+        let (created_by, sub) = (forward_key(&req), subscriber_id(&req)?);
+        let changed = self
+            .deps
             .cpe
-            .unconfigure(&req.idempotency_key, serial)
+            .unconfigure(&req.idempotency_key, serial, owner(&req, &created_by, &sub))
             .await?;
-        Ok(output(json!({ "cpe_configured": false })))
+        Ok(output(
+            json!({ "cpe_configured": false, "cpe_changed": changed }),
+        ))
     }
 
     async fn billing_create(&self, req: StepRequest) -> StepResult {
@@ -556,7 +580,7 @@ impl Isp {
     /// request created (its idempotency key is `<run>:<step>`), never one
     /// the subscriber had before, also when the create's outcome is unknown.
     async fn billing_delete(&self, req: StepRequest) -> StepResult {
-        let created_by = format!("{}:{}", req.run_id, req.step);
+        let created_by = forward_key(&req);
         self.deps
             .billing
             .delete_service(&req.idempotency_key, &subscriber_id(&req)?, &created_by)

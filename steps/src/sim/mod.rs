@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::adapters::EndpointConfig;
 use crate::adapters::billing::BillingService;
-use crate::adapters::cpe::CpeConfig;
+use crate::adapters::cpe::CpeRecord;
 use crate::adapters::onu::OnuStatus;
 use conn::{ResetSwitch, ResettableListener};
 
@@ -119,7 +119,7 @@ pub struct SimSnapshot {
     /// Active ONUs by serial.
     pub onus: BTreeMap<String, OnuStatus>,
     /// Configured CPEs by serial.
-    pub cpes: BTreeMap<String, CpeConfig>,
+    pub cpes: BTreeMap<String, CpeRecord>,
     /// Billing services by subscriber.
     pub services: BTreeMap<String, BillingService>,
     /// Effects applied, per operation (repeats of a key not counted).
@@ -146,8 +146,9 @@ pub struct SimEffect {
     pub operation: String,
     /// The request's `Idempotency-Key`, if it had one.
     pub key: Option<String>,
-    /// Whether it changed anything: an undo of something absent
-    /// (`was_active: false` and the like) changes nothing.
+    /// Whether it changed anything: an undo of something absent, or of
+    /// something another request made (answered `"changed": false`),
+    /// changes nothing.
     pub changed: bool,
 }
 
@@ -173,6 +174,14 @@ struct Inner {
 }
 
 type Shared = Arc<Inner>;
+
+/// A request's `Idempotency-Key`.
+fn idempotency_key(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
 
 /// How a request is answered: now, (a stall) after `stall_ms`, its effect
 /// already applied, or not at all (the connection is reset).
@@ -384,10 +393,7 @@ impl Inner {
                 );
                 return Answer::Now((s, Json(v)).into_response());
             }
-            let key = headers
-                .get("idempotency-key")
-                .and_then(|v| v.to_str().ok())
-                .map(|k| (op.to_owned(), k.to_owned()));
+            let key = idempotency_key(headers).map(|k| (op.to_owned(), k));
             if let Some(k) = &key
                 && let Some((s, v)) = data.answers.get(k)
             {
@@ -396,9 +402,7 @@ impl Inner {
             let (status, body) = apply(&mut data);
             if status.is_success() {
                 *data.snap.applied.entry(op.to_owned()).or_default() += 1;
-                let undid_nothing = ["was_active", "was_configured", "was_present"]
-                    .iter()
-                    .any(|f| body.get(f) == Some(&Value::Bool(false)));
+                let undid_nothing = body.get("changed") == Some(&Value::Bool(false));
                 data.snap.effects.push(SimEffect {
                     operation: op.to_owned(),
                     key: key.as_ref().map(|k| k.1.clone()),

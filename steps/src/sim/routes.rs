@@ -11,9 +11,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::conn::ResetSwitch;
-use super::{Data, Inner, Shared, error, to_value};
+use super::{Data, Inner, Shared, error, idempotency_key, to_value};
 use crate::adapters::billing::{BillingService, NewService, ServiceState};
-use crate::adapters::cpe::CpeConfig;
+use crate::adapters::cpe::{CpeConfig, CpeRecord};
 use crate::adapters::onu::{OnuActivation, OnuStatus};
 
 /// The connection a request came on, to reset it.
@@ -56,21 +56,26 @@ async fn onu_activate(
     headers: HeaderMap,
     Json(act): Json<OnuActivation>,
 ) -> Response {
+    let key = idempotency_key(&headers);
     s.serve("onu.activate", &headers, &conn, |d| {
-        if let Some(cur) = d.snap.onus.get(&serial)
-            && cur.activation.subscriber_id != act.subscriber_id
-        {
-            return error(
-                StatusCode::CONFLICT,
-                format!(
-                    "ONU {serial} is active for subscriber {}",
-                    cur.activation.subscriber_id
-                ),
-            );
-        }
+        let activated_by = match d.snap.onus.get(&serial) {
+            Some(cur) if cur.activation.subscriber_id != act.subscriber_id => {
+                return error(
+                    StatusCode::CONFLICT,
+                    format!(
+                        "ONU {serial} is active for subscriber {}",
+                        cur.activation.subscriber_id
+                    ),
+                );
+            }
+            // Still the first request's activation.
+            Some(cur) => cur.activated_by.clone(),
+            None => key,
+        };
         let status = OnuStatus {
             serial: serial.clone(),
             activation: act,
+            activated_by,
         };
         d.snap.onus.insert(serial, status.clone());
         (StatusCode::OK, to_value(&status))
@@ -78,18 +83,54 @@ async fn onu_activate(
     .await
 }
 
+/// `?created_by=<key>` or `?subscriber_id=<id>`: whose resource an undo may
+/// remove (see [`crate::adapters::Owner`]); neither removes it whoever it
+/// belongs to.
+#[derive(Debug, Deserialize)]
+struct OwnerQuery {
+    created_by: Option<String>,
+    subscriber_id: Option<String>,
+}
+
+impl OwnerQuery {
+    /// Whether a resource made by `made_by` for `subscriber` is the
+    /// caller's to remove.
+    fn owns(&self, made_by: Option<&str>, subscriber: &str) -> bool {
+        self.created_by
+            .as_deref()
+            .is_none_or(|k| made_by == Some(k))
+            && self
+                .subscriber_id
+                .as_deref()
+                .is_none_or(|s| s == subscriber)
+    }
+}
+
+/// The answer to an undo.
+fn undone(serial: &str, changed: bool) -> (StatusCode, serde_json::Value) {
+    (
+        StatusCode::OK,
+        json!({ "serial": serial, "changed": changed }),
+    )
+}
+
 async fn onu_deactivate(
     State(s): State<Shared>,
     Path(serial): Path<String>,
+    Query(q): Query<OwnerQuery>,
     ConnectInfo(conn): Conn,
     headers: HeaderMap,
 ) -> Response {
     s.serve("onu.deactivate", &headers, &conn, |d| {
-        let was = d.snap.onus.remove(&serial).is_some();
-        (
-            StatusCode::OK,
-            json!({ "serial": serial, "was_active": was }),
-        )
+        let owned = d
+            .snap
+            .onus
+            .get(&serial)
+            .is_some_and(|o| q.owns(o.activated_by.as_deref(), &o.activation.subscriber_id));
+        if owned {
+            d.snap.onus.remove(&serial);
+        }
+        undone(&serial, owned)
     })
     .await
 }
@@ -105,9 +146,28 @@ async fn cpe_configure(
     headers: HeaderMap,
     Json(cfg): Json<CpeConfig>,
 ) -> Response {
+    let key = idempotency_key(&headers);
     s.serve("cpe.configure", &headers, &conn, |d| {
-        let body = json!({ "serial": serial, "config": cfg });
-        d.snap.cpes.insert(serial, cfg);
+        let configured_by = match d.snap.cpes.get(&serial) {
+            Some(cur) if cur.config.subscriber_id != cfg.subscriber_id => {
+                return error(
+                    StatusCode::CONFLICT,
+                    format!(
+                        "CPE {serial} is configured for subscriber {}",
+                        cur.config.subscriber_id
+                    ),
+                );
+            }
+            // Still the first request's configuration.
+            Some(cur) => cur.configured_by.clone(),
+            None => key,
+        };
+        let record = CpeRecord {
+            config: cfg,
+            configured_by,
+        };
+        let body = json!({ "serial": serial, "config": record.config, "configured_by": record.configured_by });
+        d.snap.cpes.insert(serial, record);
         (StatusCode::OK, body)
     })
     .await
@@ -116,15 +176,20 @@ async fn cpe_configure(
 async fn cpe_unconfigure(
     State(s): State<Shared>,
     Path(serial): Path<String>,
+    Query(q): Query<OwnerQuery>,
     ConnectInfo(conn): Conn,
     headers: HeaderMap,
 ) -> Response {
     s.serve("cpe.unconfigure", &headers, &conn, |d| {
-        let was = d.snap.cpes.remove(&serial).is_some();
-        (
-            StatusCode::OK,
-            json!({ "serial": serial, "was_configured": was }),
-        )
+        let owned = d
+            .snap
+            .cpes
+            .get(&serial)
+            .is_some_and(|c| q.owns(c.configured_by.as_deref(), &c.config.subscriber_id));
+        if owned {
+            d.snap.cpes.remove(&serial);
+        }
+        undone(&serial, owned)
     })
     .await
 }
@@ -244,7 +309,7 @@ async fn billing_delete(
         let was = allowed && d.snap.services.remove(&sub).is_some();
         (
             StatusCode::OK,
-            json!({ "subscriber_id": sub, "was_present": was }),
+            json!({ "subscriber_id": sub, "changed": was }),
         )
     })
     .await
