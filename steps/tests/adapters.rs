@@ -9,6 +9,9 @@ use sagaflow_steps::adapters::onu::{HttpOnu, OnuActivation, OnuAdapter};
 use sagaflow_steps::adapters::{AdapterError, EndpointConfig, Owner};
 use sagaflow_steps::sim::{Fault, SimConfig, SimHandle, Simulators};
 
+/// The tenant most tests act for.
+const T: &str = "t1";
+
 async fn sims() -> SimHandle {
     Simulators::start(SimConfig::default()).await.unwrap()
 }
@@ -28,18 +31,18 @@ async fn a_repeated_key_gets_the_same_answer_and_one_effect() {
     let s = sims().await;
     let onu = HttpOnu::new(&s.endpoints().0).unwrap();
     let a = onu
-        .activate("run:activate_onu", "ONU1", &activation("s1"))
+        .activate(T, "run:activate_onu", "ONU1", &activation("s1"))
         .await
         .unwrap();
     let b = onu
-        .activate("run:activate_onu", "ONU1", &activation("s1"))
+        .activate(T, "run:activate_onu", "ONU1", &activation("s1"))
         .await
         .unwrap();
     assert_eq!(a, b);
     assert_eq!(s.snapshot().applied["onu.activate"], 1);
     // Same serial for another subscriber: a conflict, which is fatal.
     let e = onu
-        .activate("other:activate_onu", "ONU1", &activation("s2"))
+        .activate(T, "other:activate_onu", "ONU1", &activation("s2"))
         .await
         .unwrap_err();
     assert!(matches!(e, AdapterError::Conflict { .. }), "{e}");
@@ -47,23 +50,23 @@ async fn a_repeated_key_gets_the_same_answer_and_one_effect() {
     assert_eq!((step.kind(), step.is_retryable()), ("conflict", false));
     let undo = Owner::Request("run:activate_onu");
     assert!(
-        onu.deactivate("run:deactivate", "ONU1", undo)
+        onu.deactivate(T, "run:deactivate", "ONU1", undo)
             .await
             .unwrap()
     );
     assert!(
-        onu.deactivate("run:deactivate", "ONU1", undo)
+        onu.deactivate(T, "run:deactivate", "ONU1", undo)
             .await
             .unwrap(),
         "the repeat gets the same answer"
     );
     assert!(
-        !onu.deactivate("again:deactivate", "ONU1", undo)
+        !onu.deactivate(T, "again:deactivate", "ONU1", undo)
             .await
             .unwrap()
     );
     let snap = s.snapshot();
-    assert!(snap.onus.is_empty());
+    assert!(snap.tenant(T).onus.is_empty());
     assert_eq!(snap.applied["onu.deactivate"], 2, "one per key");
     s.shutdown().await;
 }
@@ -80,24 +83,24 @@ async fn a_503_is_uncertain_and_retryable_even_without_an_effect() {
         ipv6_prefix: None,
     };
     s.set_fault("cpe.configure", Fault::always());
-    let e = cpe.configure("k", "CPE1", &cfg).await.unwrap_err();
+    let e = cpe.configure(T, "k", "CPE1", &cfg).await.unwrap_err();
     // A 5xx does not prove that nothing was applied.
     assert!(matches!(e, AdapterError::Uncertain { .. }), "{e}");
     let step: StepError = e.into();
     assert_eq!((step.kind(), step.is_retryable()), ("uncertain", true));
     assert!(step.outcome_unknown());
     let snap = s.snapshot();
-    assert!(snap.cpes.is_empty());
+    assert!(snap.tenant(T).cpes.is_empty());
     assert_eq!(snap.injected_failures["cpe.configure"], 1);
     // The retry with the same key, once the system is back, applies it.
     s.set_fault("cpe.configure", Fault::default());
-    cpe.configure("k", "CPE1", &cfg).await.unwrap();
-    assert_eq!(s.snapshot().cpes["CPE1"].config, cfg);
+    cpe.configure(T, "k", "CPE1", &cfg).await.unwrap();
+    assert_eq!(s.snapshot().tenant(T).cpes["CPE1"].config, cfg);
     // Other operations were not affected by the per-operation fault.
-    cpe.unconfigure("k2", "CPE1", Owner::Subscriber("s1"))
+    cpe.unconfigure(T, "k2", "CPE1", Owner::Subscriber("s1"))
         .await
         .unwrap();
-    assert!(s.snapshot().cpes.is_empty());
+    assert!(s.snapshot().tenant(T).cpes.is_empty());
     s.shutdown().await;
 }
 
@@ -119,7 +122,7 @@ async fn a_timeout_is_retryable_and_the_retry_applies_once() {
             ..Fault::default()
         },
     );
-    let e = billing.create_service("k", &svc).await.unwrap_err();
+    let e = billing.create_service(T, "k", &svc).await.unwrap_err();
     assert!(
         matches!(&e, AdapterError::Uncertain { message, .. } if message == "timed out"),
         "a timed-out request may have been applied: {e}"
@@ -127,21 +130,22 @@ async fn a_timeout_is_retryable_and_the_retry_applies_once() {
     let step_error = StepError::from(e.clone());
     assert!(step_error.is_retryable() && step_error.outcome_unknown());
     s.set_fault("billing.create", Fault::default());
-    let created = billing.create_service("k", &svc).await.unwrap();
+    let created = billing.create_service(T, "k", &svc).await.unwrap();
     assert_eq!(created.state, ServiceState::Active);
     assert_eq!(s.snapshot().applied["billing.create"], 1);
-    let suspended = billing.suspend("k2", "s1").await.unwrap();
+    let suspended = billing.suspend(T, "k2", "s1").await.unwrap();
     assert_eq!(suspended.state, ServiceState::Suspended);
     // Unknown subscriber: not found, fatal.
-    let e = billing.resume("k3", "nobody").await.unwrap_err();
+    let e = billing.resume(T, "k3", "nobody").await.unwrap_err();
     assert!(matches!(e, AdapterError::NotFound { .. }), "{e}");
     // The state is readable over HTTP too.
-    let body: serde_json::Value = reqwest::get(format!("{}/services/s1", s.billing_url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: serde_json::Value =
+        reqwest::get(format!("{}/tenants/{T}/services/s1", s.billing_url()))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
     assert_eq!(body["state"], "SUSPENDED");
     let all: serde_json::Value = reqwest::get(format!("http://{}/_state", s.addr()))
         .await
@@ -149,7 +153,10 @@ async fn a_timeout_is_retryable_and_the_retry_applies_once() {
         .json()
         .await
         .unwrap();
-    assert_eq!(all["services"]["s1"]["service_id"], created.service_id);
+    assert_eq!(
+        all["tenants"][T]["services"]["s1"]["service_id"],
+        created.service_id
+    );
     s.shutdown().await;
 }
 
@@ -162,14 +169,16 @@ async fn a_wrong_token_is_rejected_for_good() {
     .await
     .unwrap();
     let good = HttpOnu::new(&s.endpoints().0).unwrap();
-    good.activate("k", "ONU1", &activation("s1")).await.unwrap();
+    good.activate(T, "k", "ONU1", &activation("s1"))
+        .await
+        .unwrap();
     let bad = HttpOnu::new(&EndpointConfig {
         token: Some("guess".into()),
         ..EndpointConfig::new(s.onu_url())
     })
     .unwrap();
     let e = bad
-        .deactivate("k2", "ONU1", Owner::Subscriber("s1"))
+        .deactivate(T, "k2", "ONU1", Owner::Subscriber("s1"))
         .await
         .unwrap_err();
     assert!(
@@ -178,7 +187,7 @@ async fn a_wrong_token_is_rejected_for_good() {
     );
     let step: StepError = e.into();
     assert!(!step.is_retryable());
-    assert_eq!(s.snapshot().onus.len(), 1);
+    assert_eq!(s.snapshot().tenant(T).onus.len(), 1);
     s.shutdown().await;
 }
 
@@ -193,7 +202,7 @@ async fn a_system_that_is_down_is_retryable() {
     })
     .unwrap();
     let e = onu
-        .deactivate("k", "ONU1", Owner::Request("k0"))
+        .deactivate(T, "k", "ONU1", Owner::Request("k0"))
         .await
         .unwrap_err();
     // Nothing was sent: not applied, retryable.
@@ -208,7 +217,7 @@ async fn applied_then(fault: Fault, expect: impl Fn(&AdapterError) -> bool) -> S
     let onu = HttpOnu::new(&s.endpoints().0).unwrap();
     s.set_fault("onu.activate", fault);
     let e = onu
-        .activate("k", "ONU1", &activation("s1"))
+        .activate(T, "k", "ONU1", &activation("s1"))
         .await
         .unwrap_err();
     assert!(expect(&e), "{e}");
@@ -216,12 +225,15 @@ async fn applied_then(fault: Fault, expect: impl Fn(&AdapterError) -> bool) -> S
     assert_eq!(step.kind(), "uncertain");
     assert!(step.is_retryable() && step.outcome_unknown());
     assert!(
-        s.snapshot().onus.contains_key("ONU1"),
+        s.snapshot().tenant(T).onus.contains_key("ONU1"),
         "the effect was applied"
     );
     // The retry with the same key gets the real answer, no second effect.
     s.set_fault("onu.activate", Fault::default());
-    let status = onu.activate("k", "ONU1", &activation("s1")).await.unwrap();
+    let status = onu
+        .activate(T, "k", "ONU1", &activation("s1"))
+        .await
+        .unwrap();
     assert_eq!(status.activation.subscriber_id, "s1");
     let snap = s.snapshot();
     assert_eq!(snap.applied["onu.activate"], 1);
@@ -274,7 +286,7 @@ async fn a_lost_acknowledgement_is_uncertain_and_the_retry_applies_nothing_more(
         },
     );
     let e = onu
-        .activate("k", "ONU1", &activation("s1"))
+        .activate(T, "k", "ONU1", &activation("s1"))
         .await
         .unwrap_err();
     assert!(
@@ -284,11 +296,13 @@ async fn a_lost_acknowledgement_is_uncertain_and_the_retry_applies_nothing_more(
     let step = StepError::from(e);
     assert!(step.is_retryable() && step.outcome_unknown());
     assert!(
-        s.snapshot().onus.contains_key("ONU1"),
+        s.snapshot().tenant(T).onus.contains_key("ONU1"),
         "the effect was applied"
     );
     s.set_fault("onu.activate", Fault::default());
-    onu.activate("k", "ONU1", &activation("s1")).await.unwrap();
+    onu.activate(T, "k", "ONU1", &activation("s1"))
+        .await
+        .unwrap();
     let snap = s.snapshot();
     assert_eq!(snap.lost_acks["onu.activate"], 1);
     assert_eq!(
@@ -321,11 +335,11 @@ async fn a_stalled_request_times_out_and_is_applied_all_the_same() {
             ..Fault::default()
         },
     );
-    let e = cpe.configure("k", "CPE1", &cfg).await.unwrap_err();
+    let e = cpe.configure(T, "k", "CPE1", &cfg).await.unwrap_err();
     assert!(matches!(e, AdapterError::Uncertain { .. }), "{e}");
     let snap = s.snapshot();
     assert!(
-        snap.cpes.contains_key("CPE1"),
+        snap.tenant(T).cpes.contains_key("CPE1"),
         "applied before the late answer"
     );
     assert_eq!(snap.stalls["cpe.configure"], 1);
@@ -343,30 +357,32 @@ async fn an_undo_deletes_only_the_service_its_create_request_made() {
     // The subscriber had a service before: a run's create meets a conflict,
     // and its undo must leave that service alone.
     billing
-        .create_service("before:create", &svc("s1"))
+        .create_service(T, "before:create", &svc("s1"))
         .await
         .unwrap();
     let e = billing
-        .create_service("run1:create_billing_service", &svc("s1"))
+        .create_service(T, "run1:create_billing_service", &svc("s1"))
         .await
         .unwrap_err();
     assert!(matches!(e, AdapterError::Conflict { .. }), "{e}");
     billing
         .delete_service(
+            T,
             "run1:create_billing_service:compensate",
             "s1",
             "run1:create_billing_service",
         )
         .await
         .unwrap();
-    assert!(s.snapshot().services.contains_key("s1"), "kept");
+    assert!(s.snapshot().tenant(T).services.contains_key("s1"), "kept");
     // A service the run's own request created is deleted.
     billing
-        .create_service("run2:create_billing_service", &svc("s2"))
+        .create_service(T, "run2:create_billing_service", &svc("s2"))
         .await
         .unwrap();
     billing
         .delete_service(
+            T,
             "run2:create_billing_service:compensate",
             "s2",
             "run2:create_billing_service",
@@ -374,8 +390,8 @@ async fn an_undo_deletes_only_the_service_its_create_request_made() {
         .await
         .unwrap();
     let snap = s.snapshot();
-    assert!(!snap.services.contains_key("s2"), "deleted");
-    assert!(snap.services.contains_key("s1"));
+    assert!(!snap.tenant(T).services.contains_key("s2"), "deleted");
+    assert!(snap.tenant(T).services.contains_key("s1"));
     s.shutdown().await;
 }
 
@@ -403,7 +419,7 @@ impl Device {
         match self {
             Device::Onu => HttpOnu::new(&ep)
                 .unwrap()
-                .activate(key, "DEV1", &activation(sub))
+                .activate(T, key, "DEV1", &activation(sub))
                 .await
                 .map(|_| ()),
             Device::Cpe => {
@@ -416,7 +432,7 @@ impl Device {
                 };
                 HttpCpe::new(&ep)
                     .unwrap()
-                    .configure(key, "DEV1", &cfg)
+                    .configure(T, key, "DEV1", &cfg)
                     .await
             }
         }
@@ -429,12 +445,12 @@ impl Device {
         match self {
             Device::Onu => HttpOnu::new(&s.endpoints().0)
                 .unwrap()
-                .deactivate(&key, "DEV1", only)
+                .deactivate(T, &key, "DEV1", only)
                 .await
                 .unwrap(),
             Device::Cpe => HttpCpe::new(&s.endpoints().1)
                 .unwrap()
-                .unconfigure(&key, "DEV1", only)
+                .unconfigure(T, &key, "DEV1", only)
                 .await
                 .unwrap(),
         }
@@ -445,10 +461,12 @@ impl Device {
         let snap = s.snapshot();
         match self {
             Device::Onu => snap
+                .tenant(T)
                 .onus
                 .get("DEV1")
                 .map(|o| (o.activation.subscriber_id.clone(), o.activated_by.clone())),
             Device::Cpe => snap
+                .tenant(T)
                 .cpes
                 .get("DEV1")
                 .map(|c| (c.config.subscriber_id.clone(), c.configured_by.clone())),
@@ -582,13 +600,86 @@ async fn a_device_of_another_subscriber_is_a_conflict_and_a_forward_removal_is_p
     let onu = HttpOnu::new(&s.endpoints().0).unwrap();
     let cpe = HttpCpe::new(&s.endpoints().1).unwrap();
     let other = Owner::Subscriber("intruder");
-    assert!(!onu.deactivate("d1", "DEV1", other).await.unwrap());
-    assert!(!cpe.unconfigure("d1", "DEV1", other).await.unwrap());
+    assert!(!onu.deactivate(T, "d1", "DEV1", other).await.unwrap());
+    assert!(!cpe.unconfigure(T, "d1", "DEV1", other).await.unwrap());
     assert_eq!(Device::Onu.stored(&s).unwrap().0, "owner");
     assert_eq!(Device::Cpe.stored(&s).unwrap().0, "owner");
     let own = Owner::Subscriber("owner");
-    assert!(onu.deactivate("d2", "DEV1", own).await.unwrap());
-    assert!(cpe.unconfigure("d2", "DEV1", own).await.unwrap());
+    assert!(onu.deactivate(T, "d2", "DEV1", own).await.unwrap());
+    assert!(cpe.unconfigure(T, "d2", "DEV1", own).await.unwrap());
     assert!(Device::Onu.stored(&s).is_none() && Device::Cpe.stored(&s).is_none());
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_same_serials_and_subscriber_are_separate_records_per_tenant() {
+    let s = sims().await;
+    let (onu_ep, cpe_ep, billing_ep) = s.endpoints();
+    let onu = HttpOnu::new(&onu_ep).unwrap();
+    let cpe = HttpCpe::new(&cpe_ep).unwrap();
+    let billing = HttpBilling::new(&billing_ep).unwrap();
+    let cfg = CpeConfig {
+        subscriber_id: "alice".into(),
+        pppoe_username: "alice@acme".into(),
+        plan: "fiber".into(),
+        ipv4_address: None,
+        ipv6_prefix: None,
+    };
+    let svc = NewService {
+        subscriber_id: "alice".into(),
+        customer_id: "c1".into(),
+        plan: "fiber".into(),
+    };
+    onu.activate("acme", "k:onu", "ONU1", &activation("alice"))
+        .await
+        .unwrap();
+    cpe.configure("acme", "k:cpe", "CPE1", &cfg).await.unwrap();
+    billing
+        .create_service("acme", "k:bill", &svc)
+        .await
+        .unwrap();
+    let acme = s.snapshot().tenant("acme").clone();
+    assert_eq!(acme.onus.len() + acme.cpes.len() + acme.services.len(), 3);
+
+    // globex: the same serials, subscriber and even idempotency keys are its
+    // own records, made and removed without touching acme's.
+    let created = billing
+        .create_service("globex", "k:bill", &svc)
+        .await
+        .unwrap();
+    assert_ne!(created.service_id, acme.services["alice"].service_id);
+    onu.activate("globex", "k:onu", "ONU1", &activation("alice"))
+        .await
+        .unwrap();
+    cpe.configure("globex", "k:cpe", "CPE1", &cfg)
+        .await
+        .unwrap();
+    billing
+        .suspend("globex", "g:suspend", "alice")
+        .await
+        .unwrap();
+    assert!(
+        onu.deactivate("globex", "g:1", "ONU1", Owner::Request("k:onu"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        cpe.unconfigure("globex", "g:1", "CPE1", Owner::Subscriber("alice"))
+            .await
+            .unwrap()
+    );
+    billing
+        .delete_service("globex", "g:1", "alice", "k:bill")
+        .await
+        .unwrap();
+    assert!(s.snapshot().tenant("globex").is_empty());
+    assert_eq!(
+        s.snapshot().tenant("acme"),
+        &acme,
+        "globex changed acme's records"
+    );
+    // A tenant that has nothing finds nothing.
+    let e = billing.resume("globex", "g:2", "alice").await.unwrap_err();
+    assert!(matches!(e, AdapterError::NotFound { .. }), "{e}");
     s.shutdown().await;
 }

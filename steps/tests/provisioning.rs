@@ -14,7 +14,7 @@ use sagaflow_steps::sim::Fault;
 use sagaflow_steps::subscriber::SubscriberState;
 use sagaflow_steps::subscriber::repo as subscribers;
 use serde_json::json;
-use support::{HELD, Options, TENANT, V4_POOL, V6_POOL, World, provision_input};
+use support::{HELD, OTHER_TENANT, Options, TENANT, V4_POOL, V6_POOL, World, provision_input};
 
 /// How each provisioning step is made to fail for good.
 enum Breaks {
@@ -173,17 +173,32 @@ async fn round_trip(w: World) {
         assert_eq!(r.workflow_id.as_deref(), Some(run.id.to_string().as_str()));
     }
     let snap = w.sims().snapshot();
-    assert_eq!(snap.onus["ONU-s1"].activation.subscriber_id, "s1");
-    assert_eq!(snap.onus["ONU-s1"].activation.service_vlan, Some(100));
     assert_eq!(
-        snap.cpes["CPE-s1"].config.ipv4_address.as_deref(),
+        snap.tenant(TENANT).onus["ONU-s1"].activation.subscriber_id,
+        "s1"
+    );
+    assert_eq!(
+        snap.tenant(TENANT).onus["ONU-s1"].activation.service_vlan,
+        Some(100)
+    );
+    assert_eq!(
+        snap.tenant(TENANT).cpes["CPE-s1"]
+            .config
+            .ipv4_address
+            .as_deref(),
         Some(v4.as_str())
     );
     assert_eq!(
-        snap.cpes["CPE-s1"].config.ipv6_prefix.as_deref(),
+        snap.tenant(TENANT).cpes["CPE-s1"]
+            .config
+            .ipv6_prefix
+            .as_deref(),
         Some(v6.as_str())
     );
-    assert_eq!(snap.services["s1"].state.to_string(), "ACTIVE");
+    assert_eq!(
+        snap.tenant(TENANT).services["s1"].state.to_string(),
+        "ACTIVE"
+    );
     assert_eq!(w.radius.accounts()["s1"].group, "fiber-500");
     assert_eq!(
         w.radius.accounts()["s1"].framed_ip.as_deref(),
@@ -205,7 +220,9 @@ async fn round_trip(w: World) {
     let suspended_at: Vec<_> = records.iter().map(|r| r.suspended_at.unwrap()).collect();
     assert_eq!(w.radius.accounts()["s1"].group, "suspended");
     assert_eq!(
-        w.sims().snapshot().services["s1"].state.to_string(),
+        w.sims().snapshot().tenant(TENANT).services["s1"]
+            .state
+            .to_string(),
         "SUSPENDED"
     );
     let sub = subscribers::get_subscriber(&w.db, TENANT, "s1")
@@ -228,7 +245,9 @@ async fn round_trip(w: World) {
     }
     assert_eq!(w.radius.accounts()["s1"].group, "fiber-500");
     assert_eq!(
-        w.sims().snapshot().services["s1"].state.to_string(),
+        w.sims().snapshot().tenant(TENANT).services["s1"]
+            .state
+            .to_string(),
         "ACTIVE"
     );
 
@@ -259,8 +278,11 @@ async fn round_trip(w: World) {
     assert!(state.held.is_empty());
     assert_eq!(state.usage, free_before, "the pools are free again");
     assert!(state.radius.is_empty());
-    assert!(state.sim.onus.is_empty() && state.sim.cpes.is_empty());
-    assert_eq!(state.sim.services["s1"].state.to_string(), "SUSPENDED");
+    assert!(state.sim.tenant(TENANT).onus.is_empty() && state.sim.tenant(TENANT).cpes.is_empty());
+    assert_eq!(
+        state.sim.tenant(TENANT).services["s1"].state.to_string(),
+        "SUSPENDED"
+    );
     assert_eq!(
         state.subscribers,
         vec![("s1".into(), SubscriberState::Archived)]
@@ -367,11 +389,11 @@ async fn five_hundred_runs_with_random_failures(pool: sqlx::PgPool) {
         assert_eq!(active, want, "{sub}: {records:?}");
         assert_eq!(records.len(), want.len(), "{sub}: one record per family");
         assert!(
-            snap.services.contains_key(sub),
+            snap.tenant(TENANT).services.contains_key(sub),
             "{sub} has its billing service"
         );
-        assert!(snap.onus.contains_key(&format!("ONU-{sub}")));
-        assert!(snap.cpes.contains_key(&format!("CPE-{sub}")));
+        assert!(snap.tenant(TENANT).onus.contains_key(&format!("ONU-{sub}")));
+        assert!(snap.tenant(TENANT).cpes.contains_key(&format!("CPE-{sub}")));
         assert!(accounts.contains_key(sub), "{sub} has its RADIUS account");
     }
     for sub in &compensated {
@@ -380,9 +402,18 @@ async fn five_hundred_runs_with_random_failures(pool: sqlx::PgPool) {
             records.iter().all(|r| !r.state.holds_address()),
             "{sub}: {records:?}"
         );
-        assert!(!snap.services.contains_key(sub), "{sub}: billing");
-        assert!(!snap.onus.contains_key(&format!("ONU-{sub}")), "{sub}: ONU");
-        assert!(!snap.cpes.contains_key(&format!("CPE-{sub}")), "{sub}: CPE");
+        assert!(
+            !snap.tenant(TENANT).services.contains_key(sub),
+            "{sub}: billing"
+        );
+        assert!(
+            !snap.tenant(TENANT).onus.contains_key(&format!("ONU-{sub}")),
+            "{sub}: ONU"
+        );
+        assert!(
+            !snap.tenant(TENANT).cpes.contains_key(&format!("CPE-{sub}")),
+            "{sub}: CPE"
+        );
         assert!(!accounts.contains_key(sub), "{sub}: RADIUS");
         assert!(
             subscribers::get_subscriber(&w.db, TENANT, sub)
@@ -391,7 +422,7 @@ async fn five_hundred_runs_with_random_failures(pool: sqlx::PgPool) {
                 .is_none()
         );
     }
-    assert_eq!(snap.services.len(), completed.len());
+    assert_eq!(snap.tenant(TENANT).services.len(), completed.len());
     // Pool use equals the lifecycle records, and no address is held twice.
     let held = lifecycle::list(&w.db, TENANT, &HELD).await.unwrap();
     let v6_count = completed.iter().filter(|(_, v6)| *v6).count() as i64;
@@ -453,4 +484,100 @@ async fn an_uncertain_device_step_is_undone_without_touching_another_subscriber_
         World::sqlite(Options::default()).await,
     )
     .await;
+}
+
+/// Two tenants run the same subscriber id with the same ONU and CPE
+/// serials through provision, suspend, reactivate, deprovision and a
+/// provisioning that fails and is compensated; no run of one tenant changes
+/// any simulator record of the other.
+async fn two_tenants_share_nothing_in_the_external_systems(w: World) {
+    use RunState::{Compensated, Completed};
+    let sub = json!({"subscriber_id": "alice"});
+    let plan = [
+        (TENANT, "provision_subscriber", Completed),
+        (OTHER_TENANT, "provision_subscriber", Completed),
+        (TENANT, "suspend_subscriber", Completed),
+        (OTHER_TENANT, "suspend_subscriber", Completed),
+        (OTHER_TENANT, "reactivate_subscriber", Completed),
+        (TENANT, "reactivate_subscriber", Completed),
+        (OTHER_TENANT, "deprovision_subscriber", Completed),
+        // Billing refuses: the tenant's own alice still has her (suspended)
+        // service. The ONU and CPE steps before it are undone.
+        (OTHER_TENANT, "provision_subscriber", Compensated),
+        (TENANT, "deprovision_subscriber", Completed),
+        (TENANT, "provision_subscriber", Compensated),
+    ];
+    for (i, (actor, workflow, want)) in plan.into_iter().enumerate() {
+        let other = if actor == TENANT {
+            OTHER_TENANT
+        } else {
+            TENANT
+        };
+        let input = if workflow == "provision_subscriber" {
+            provision_input("alice", true)
+        } else {
+            sub.clone()
+        };
+        if want == Compensated {
+            // And the CPE's first answer is lost to a reset after it was
+            // applied: the retry gets it, the undo removes it.
+            w.sims().set_fault(
+                "cpe.configure",
+                Fault {
+                    applied_then_reset_rate: 1.0,
+                    ..Fault::default()
+                },
+            );
+        }
+        let before = w.sims().snapshot().tenant(other).clone();
+        let run = w.run_as(actor, workflow, input).await;
+        w.sims().set_fault("cpe.configure", Fault::default());
+        assert_eq!(run.state, want, "{i}: {actor} {workflow}: {:?}", run.error);
+        let snap = w.sims().snapshot();
+        assert_eq!(
+            snap.tenant(other),
+            &before,
+            "{i}: {actor} {workflow} changed {other}'s records"
+        );
+        let own = snap.tenant(actor);
+        match (workflow, want) {
+            ("provision_subscriber", Completed) => {
+                let onu = &own.onus["ONU-alice"];
+                assert_eq!(onu.activation.subscriber_id, "alice");
+                assert_eq!(
+                    onu.activated_by.as_deref(),
+                    Some(format!("{}:activate_onu", run.id).as_str())
+                );
+                assert!(own.cpes.contains_key("CPE-alice"));
+                assert!(own.services.contains_key("alice"));
+            }
+            ("provision_subscriber", Compensated) | ("deprovision_subscriber", _) => {
+                assert!(own.onus.is_empty() && own.cpes.is_empty(), "{i}: {own:?}");
+                assert_eq!(own.services["alice"].state.to_string(), "SUSPENDED");
+            }
+            _ => {}
+        }
+    }
+    let snap = w.sims().snapshot();
+    assert!(snap.applied_then_reset["cpe.configure"] >= 2);
+    // Both tenants' services were made by their own creates.
+    assert_ne!(
+        snap.tenant(TENANT).services["alice"].service_id,
+        snap.tenant(OTHER_TENANT).services["alice"].service_id
+    );
+    w.shutdown().await;
+}
+
+#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+async fn two_tenants_share_nothing_in_the_external_systems_postgres(pool: sqlx::PgPool) {
+    two_tenants_share_nothing_in_the_external_systems(
+        World::postgres(pool, Options::default()).await,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn two_tenants_share_nothing_in_the_external_systems_sqlite() {
+    two_tenants_share_nothing_in_the_external_systems(World::sqlite(Options::default()).await)
+        .await;
 }

@@ -122,7 +122,7 @@ pub async fn preexisting_service(sims: &SimHandle, sub: &str) -> Result<()> {
     let body =
         json!({"subscriber_id": sub, "customer_id": "preexisting", "plan": "legacy"}).to_string();
     let request = format!(
-        "POST /billing/services HTTP/1.0\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST /billing/tenants/{TENANT}/services HTTP/1.0\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         sims.addr(),
         body.len()
     );
@@ -158,6 +158,7 @@ pub fn provisioning_state(
     n: usize,
 ) -> Vec<String> {
     let mut bad = Vec::new();
+    let records = snap.tenant(TENANT);
     for i in 0..n {
         let (sub, input) = subscriber(tag, i);
         let Some(state) = ended.get(&sub) else {
@@ -166,12 +167,12 @@ pub fn provisioning_state(
         };
         let onu = input["onu_serial"].as_str().unwrap_or_default();
         let cpe = input["cpe_serial"].as_str().unwrap_or_default();
-        let has_onu = snap
+        let has_onu = records
             .onus
             .get(onu)
             .is_some_and(|o| o.activation.subscriber_id == sub);
-        let has_cpe = snap.cpes.contains_key(cpe);
-        let own_service = snap
+        let has_cpe = records.cpes.contains_key(cpe);
+        let own_service = records
             .services
             .get(&sub)
             .is_some_and(|s| s.customer_id != "preexisting");

@@ -46,26 +46,38 @@ pub trait BillingAdapter: Send + Sync + 'static {
     /// Creates the subscriber's service (ACTIVE).
     async fn create_service(
         &self,
+        tenant: &str,
         key: &str,
         service: &NewService,
     ) -> Result<BillingService, AdapterError>;
-    async fn suspend(&self, key: &str, subscriber_id: &str)
-    -> Result<BillingService, AdapterError>;
-    async fn resume(&self, key: &str, subscriber_id: &str) -> Result<BillingService, AdapterError>;
+    async fn suspend(
+        &self,
+        tenant: &str,
+        key: &str,
+        subscriber_id: &str,
+    ) -> Result<BillingService, AdapterError>;
+    async fn resume(
+        &self,
+        tenant: &str,
+        key: &str,
+        subscriber_id: &str,
+    ) -> Result<BillingService, AdapterError>;
     /// Deletes the service the create request with idempotency key
     /// `created_by` made; a missing one, or one another request created,
     /// is left as it is.
     async fn delete_service(
         &self,
+        tenant: &str,
         key: &str,
         subscriber_id: &str,
         created_by: &str,
     ) -> Result<(), AdapterError>;
 }
 
-/// The billing system's HTTP API: `POST {base}/services`,
-/// `POST {base}/services/{subscriber}/suspend|resume`,
-/// `DELETE {base}/services/{subscriber}?created_by={create request's key}`.
+/// The billing system's HTTP API, per tenant (`{t}`):
+/// `POST {base}/tenants/{t}/services`,
+/// `POST {base}/tenants/{t}/services/{subscriber}/suspend|resume`,
+/// `DELETE {base}/tenants/{t}/services/{subscriber}?created_by={create request's key}`.
 #[derive(Debug, Clone)]
 pub struct HttpBilling(HttpEndpoint);
 
@@ -79,34 +91,41 @@ impl HttpBilling {
 impl BillingAdapter for HttpBilling {
     async fn create_service(
         &self,
+        tenant: &str,
         key: &str,
         service: &NewService,
     ) -> Result<BillingService, AdapterError> {
         self.0
-            .call_for(Method::POST, "/services", key, Some(service))
+            .call_for(Method::POST, (tenant, "/services"), key, Some(service))
             .await
     }
 
     async fn suspend(
         &self,
+        tenant: &str,
         key: &str,
         subscriber_id: &str,
     ) -> Result<BillingService, AdapterError> {
         self.0
             .call_for(
                 Method::POST,
-                &format!("/services/{}/suspend", seg(subscriber_id)),
+                (tenant, &format!("/services/{}/suspend", seg(subscriber_id))),
                 key,
                 NO_BODY,
             )
             .await
     }
 
-    async fn resume(&self, key: &str, subscriber_id: &str) -> Result<BillingService, AdapterError> {
+    async fn resume(
+        &self,
+        tenant: &str,
+        key: &str,
+        subscriber_id: &str,
+    ) -> Result<BillingService, AdapterError> {
         self.0
             .call_for(
                 Method::POST,
-                &format!("/services/{}/resume", seg(subscriber_id)),
+                (tenant, &format!("/services/{}/resume", seg(subscriber_id))),
                 key,
                 NO_BODY,
             )
@@ -115,6 +134,7 @@ impl BillingAdapter for HttpBilling {
 
     async fn delete_service(
         &self,
+        tenant: &str,
         key: &str,
         subscriber_id: &str,
         created_by: &str,
@@ -122,10 +142,13 @@ impl BillingAdapter for HttpBilling {
         self.0
             .call::<serde_json::Value>(
                 Method::DELETE,
-                &format!(
-                    "/services/{}?created_by={}",
-                    seg(subscriber_id),
-                    seg(created_by)
+                (
+                    tenant,
+                    &format!(
+                        "/services/{}?created_by={}",
+                        seg(subscriber_id),
+                        seg(created_by)
+                    ),
                 ),
                 key,
                 NO_BODY,

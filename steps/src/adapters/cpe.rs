@@ -37,6 +37,7 @@ pub trait CpeAdapter: Send + Sync + 'static {
     /// conflict.
     async fn configure(
         &self,
+        tenant: &str,
         key: &str,
         serial: &str,
         config: &CpeConfig,
@@ -46,14 +47,15 @@ pub trait CpeAdapter: Send + Sync + 'static {
     /// whether it changed anything.
     async fn unconfigure(
         &self,
+        tenant: &str,
         key: &str,
         serial: &str,
         only: Owner<'_>,
     ) -> Result<bool, AdapterError>;
 }
 
-/// The ACS's HTTP API: `PUT {base}/devices/{}/config`,
-/// `DELETE {base}/devices/{}/config?created_by=…|subscriber_id=…`.
+/// The ACS's HTTP API, per tenant: `PUT {base}/tenants/{}/devices/{}/config`,
+/// `DELETE {base}/tenants/{}/devices/{}/config?created_by=…|subscriber_id=…`.
 #[derive(Debug, Clone)]
 pub struct HttpCpe(HttpEndpoint);
 
@@ -67,6 +69,7 @@ impl HttpCpe {
 impl CpeAdapter for HttpCpe {
     async fn configure(
         &self,
+        tenant: &str,
         key: &str,
         serial: &str,
         config: &CpeConfig,
@@ -74,7 +77,7 @@ impl CpeAdapter for HttpCpe {
         self.0
             .call::<serde_json::Value>(
                 Method::PUT,
-                &format!("/devices/{}/config", seg(serial)),
+                (tenant, &format!("/devices/{}/config", seg(serial))),
                 key,
                 Some(config),
             )
@@ -84,6 +87,7 @@ impl CpeAdapter for HttpCpe {
 
     async fn unconfigure(
         &self,
+        tenant: &str,
         key: &str,
         serial: &str,
         only: Owner<'_>,
@@ -91,7 +95,10 @@ impl CpeAdapter for HttpCpe {
         self.0
             .call::<Undone>(
                 Method::DELETE,
-                &format!("/devices/{}/config{}", seg(serial), only.query()),
+                (
+                    tenant,
+                    &format!("/devices/{}/config{}", seg(serial), only.query()),
+                ),
                 key,
                 NO_BODY,
             )

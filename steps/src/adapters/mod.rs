@@ -2,7 +2,10 @@
 //! its TR-069 ACS, and billing. Each is a trait ([`onu::OnuAdapter`],
 //! [`cpe::CpeAdapter`], [`billing::BillingAdapter`]) with an HTTP client
 //! implementation (JSON over HTTP, bearer token, the step's idempotency key
-//! in an `Idempotency-Key` header). [`crate::sim`] serves the same HTTP
+//! in an `Idempotency-Key` header). Every call is made for one tenant: its
+//! requests go under `{base}/tenants/{tenant}/…`, so every external key (ONU
+//! serial, CPE serial, billing subscriber) is scoped to the tenant and one
+//! tenant's request cannot touch another tenant's record. [`crate::sim`] serves the same HTTP
 //! interfaces for `sagaflow dev` and tests.
 //!
 //! Failures are classified by what the caller can know: a request that
@@ -151,19 +154,26 @@ impl HttpEndpoint {
         })
     }
 
-    /// Sends one request; returns the decoded body of a 2xx answer (`None`
-    /// for an empty one).
+    /// Sends one request for `tenant` (to `{base}/tenants/{tenant}{path}`);
+    /// returns the decoded body of a 2xx answer (`None` for an empty one).
     pub(crate) async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
-        path: &str,
+        (tenant, path): (&str, &str),
         key: &str,
         body: Option<&(impl Serialize + Sync)>,
     ) -> Result<Option<T>, AdapterError> {
         let system = self.system;
+        if tenant.is_empty() {
+            return Err(AdapterError::Config {
+                system,
+                message: "a request without a tenant".into(),
+            });
+        }
+        let url = format!("{}/tenants/{}{path}", self.base, seg(tenant));
         let mut req = self
             .client
-            .request(method, format!("{}{path}", self.base))
+            .request(method, url)
             .header("Idempotency-Key", key);
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
@@ -217,11 +227,11 @@ impl HttpEndpoint {
     pub(crate) async fn call_for<T: DeserializeOwned>(
         &self,
         method: Method,
-        path: &str,
+        target: (&str, &str),
         key: &str,
         body: Option<&(impl Serialize + Sync)>,
     ) -> Result<T, AdapterError> {
-        self.call(method, path, key, body)
+        self.call(method, target, key, body)
             .await?
             .ok_or_else(|| AdapterError::BadResponse {
                 system: self.system,

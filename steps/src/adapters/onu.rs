@@ -37,6 +37,7 @@ pub trait OnuAdapter: Send + Sync + 'static {
     /// one active for another is a conflict.
     async fn activate(
         &self,
+        tenant: &str,
         key: &str,
         serial: &str,
         activation: &OnuActivation,
@@ -46,14 +47,16 @@ pub trait OnuAdapter: Send + Sync + 'static {
     /// Returns whether it changed anything.
     async fn deactivate(
         &self,
+        tenant: &str,
         key: &str,
         serial: &str,
         only: Owner<'_>,
     ) -> Result<bool, AdapterError>;
 }
 
-/// The OLT gateway's HTTP API: `POST {base}/onus/{}/activate`,
-/// `POST {base}/onus/{}/deactivate?created_by=…|subscriber_id=…`.
+/// The OLT gateway's HTTP API, per tenant:
+/// `POST {base}/tenants/{}/onus/{}/activate`,
+/// `POST {base}/tenants/{}/onus/{}/deactivate?created_by=…|subscriber_id=…`.
 #[derive(Debug, Clone)]
 pub struct HttpOnu(HttpEndpoint);
 
@@ -67,6 +70,7 @@ impl HttpOnu {
 impl OnuAdapter for HttpOnu {
     async fn activate(
         &self,
+        tenant: &str,
         key: &str,
         serial: &str,
         activation: &OnuActivation,
@@ -74,7 +78,7 @@ impl OnuAdapter for HttpOnu {
         self.0
             .call_for(
                 Method::POST,
-                &format!("/onus/{}/activate", seg(serial)),
+                (tenant, &format!("/onus/{}/activate", seg(serial))),
                 key,
                 Some(activation),
             )
@@ -83,6 +87,7 @@ impl OnuAdapter for HttpOnu {
 
     async fn deactivate(
         &self,
+        tenant: &str,
         key: &str,
         serial: &str,
         only: Owner<'_>,
@@ -90,7 +95,10 @@ impl OnuAdapter for HttpOnu {
         self.0
             .call::<Undone>(
                 Method::POST,
-                &format!("/onus/{}/deactivate{}", seg(serial), only.query()),
+                (
+                    tenant,
+                    &format!("/onus/{}/deactivate{}", seg(serial), only.query()),
+                ),
                 key,
                 NO_BODY,
             )

@@ -506,7 +506,7 @@ impl Isp {
         let serial = req.context_str("/onu_serial")?;
         self.deps
             .onu
-            .activate(&req.idempotency_key, serial, &act)
+            .activate(req.tenant_id.as_str(), &req.idempotency_key, serial, &act)
             .await?;
         Ok(output(json!({ "onu_state": "ACTIVE" })))
     }
@@ -521,7 +521,12 @@ impl Isp {
         let changed = self
             .deps
             .onu
-            .deactivate(&req.idempotency_key, serial, owner(&req, &created_by, &sub))
+            .deactivate(
+                req.tenant_id.as_str(),
+                &req.idempotency_key,
+                serial,
+                owner(&req, &created_by, &sub),
+            )
             .await?;
         Ok(output(
             json!({ "onu_state": "INACTIVE", "onu_changed": changed }),
@@ -540,7 +545,7 @@ impl Isp {
         let serial = req.context_str("/cpe_serial")?;
         self.deps
             .cpe
-            .configure(&req.idempotency_key, serial, &cfg)
+            .configure(req.tenant_id.as_str(), &req.idempotency_key, serial, &cfg)
             .await?;
         Ok(output(json!({ "cpe_configured": true })))
     }
@@ -553,7 +558,12 @@ impl Isp {
         let changed = self
             .deps
             .cpe
-            .unconfigure(&req.idempotency_key, serial, owner(&req, &created_by, &sub))
+            .unconfigure(
+                req.tenant_id.as_str(),
+                &req.idempotency_key,
+                serial,
+                owner(&req, &created_by, &sub),
+            )
             .await?;
         Ok(output(
             json!({ "cpe_configured": false, "cpe_changed": changed }),
@@ -569,7 +579,7 @@ impl Isp {
         let created = self
             .deps
             .billing
-            .create_service(&req.idempotency_key, &svc)
+            .create_service(req.tenant_id.as_str(), &req.idempotency_key, &svc)
             .await?;
         Ok(output(
             json!({ "billing_service_id": created.service_id, "billing_state": created.state }),
@@ -583,7 +593,12 @@ impl Isp {
         let created_by = forward_key(&req);
         self.deps
             .billing
-            .delete_service(&req.idempotency_key, &subscriber_id(&req)?, &created_by)
+            .delete_service(
+                req.tenant_id.as_str(),
+                &req.idempotency_key,
+                &subscriber_id(&req)?,
+                &created_by,
+            )
             .await?;
         Ok(StepOutput::new())
     }
@@ -592,7 +607,11 @@ impl Isp {
         let svc = self
             .deps
             .billing
-            .suspend(&req.idempotency_key, &subscriber_id(&req)?)
+            .suspend(
+                req.tenant_id.as_str(),
+                &req.idempotency_key,
+                &subscriber_id(&req)?,
+            )
             .await?;
         Ok(output(json!({ "billing_state": svc.state })))
     }
@@ -601,7 +620,11 @@ impl Isp {
         let svc = self
             .deps
             .billing
-            .resume(&req.idempotency_key, &subscriber_id(&req)?)
+            .resume(
+                req.tenant_id.as_str(),
+                &req.idempotency_key,
+                &subscriber_id(&req)?,
+            )
             .await?;
         Ok(output(json!({ "billing_state": svc.state })))
     }

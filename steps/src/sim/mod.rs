@@ -3,7 +3,10 @@
 //! `/onu`, `/cpe` and `/billing`. `sagaflow dev` starts it by default, and
 //! tests start their own.
 //!
-//! State is kept in memory. A request with an `Idempotency-Key` that was
+//! State is kept in memory, per tenant: every record is keyed by (tenant,
+//! serial or subscriber), and every request names its tenant in its path
+//! (`…/tenants/{tenant}/…`), so one tenant's requests never see or change
+//! another's records. A request with an `Idempotency-Key` that was
 //! already answered gets the same answer again without a second effect.
 //! Each operation has configurable faults, changeable while running: a
 //! failure rate (an injected 503 before any effect), latency, stalls (the
@@ -113,15 +116,34 @@ impl Default for SimConfig {
     }
 }
 
-/// Everything the simulated systems hold.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct SimSnapshot {
+/// What the simulated systems hold for one tenant.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TenantRecords {
     /// Active ONUs by serial.
     pub onus: BTreeMap<String, OnuStatus>,
     /// Configured CPEs by serial.
     pub cpes: BTreeMap<String, CpeRecord>,
     /// Billing services by subscriber.
     pub services: BTreeMap<String, BillingService>,
+}
+
+impl TenantRecords {
+    pub fn is_empty(&self) -> bool {
+        self.onus.is_empty() && self.cpes.is_empty() && self.services.is_empty()
+    }
+}
+
+static NO_RECORDS: TenantRecords = TenantRecords {
+    onus: BTreeMap::new(),
+    cpes: BTreeMap::new(),
+    services: BTreeMap::new(),
+};
+
+/// Everything the simulated systems hold.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SimSnapshot {
+    /// The records, by tenant.
+    pub tenants: BTreeMap<String, TenantRecords>,
     /// Effects applied, per operation (repeats of a key not counted).
     pub applied: BTreeMap<String, u64>,
     /// Requests answered 503 on purpose, per operation.
@@ -144,6 +166,8 @@ pub struct SimSnapshot {
 pub struct SimEffect {
     /// The operation, e.g. `onu.activate`.
     pub operation: String,
+    /// The tenant the request was made for.
+    pub tenant: String,
     /// The request's `Idempotency-Key`, if it had one.
     pub key: Option<String>,
     /// Whether it changed anything: an undo of something absent, or of
@@ -153,18 +177,36 @@ pub struct SimEffect {
 }
 
 impl SimSnapshot {
-    /// No ONU, CPE or billing state at all.
+    /// No ONU, CPE or billing state at all, for any tenant.
     pub fn is_empty(&self) -> bool {
-        self.onus.is_empty() && self.cpes.is_empty() && self.services.is_empty()
+        self.tenants.values().all(TenantRecords::is_empty)
+    }
+
+    /// The records of `tenant` (none when it has none).
+    pub fn tenant(&self, tenant: &str) -> &TenantRecords {
+        self.tenants.get(tenant).unwrap_or(&NO_RECORDS)
     }
 }
 
 #[derive(Default)]
 struct Data {
     snap: SimSnapshot,
-    /// (operation, key) → the answer given.
-    answers: HashMap<(String, String), (StatusCode, Value)>,
+    /// (tenant, operation, key) → the answer given.
+    answers: HashMap<(String, String, String), (StatusCode, Value)>,
     next_service: u64,
+}
+
+impl Data {
+    /// The records of `tenant`, to change.
+    fn records(&mut self, tenant: &str) -> &mut TenantRecords {
+        self.snap.tenants.entry(tenant.to_owned()).or_default()
+    }
+
+    /// The answer given to `(tenant, op, key)`, if any.
+    fn answer(&self, tenant: &str, op: &str, key: &str) -> Option<&(StatusCode, Value)> {
+        self.answers
+            .get(&(tenant.to_owned(), op.to_owned(), key.to_owned()))
+    }
 }
 
 struct Inner {
@@ -364,7 +406,7 @@ impl Inner {
     /// answer (`conn` resets the connection for "applied then reset").
     async fn serve(
         &self,
-        op: &str,
+        (op, tenant): (&str, &str),
         headers: &HeaderMap,
         conn: &ResetSwitch,
         apply: impl FnOnce(&mut Data) -> (StatusCode, Value),
@@ -393,7 +435,7 @@ impl Inner {
                 );
                 return Answer::Now((s, Json(v)).into_response());
             }
-            let key = idempotency_key(headers).map(|k| (op.to_owned(), k));
+            let key = idempotency_key(headers).map(|k| (tenant.to_owned(), op.to_owned(), k));
             if let Some(k) = &key
                 && let Some((s, v)) = data.answers.get(k)
             {
@@ -405,7 +447,8 @@ impl Inner {
                 let undid_nothing = body.get("changed") == Some(&Value::Bool(false));
                 data.snap.effects.push(SimEffect {
                     operation: op.to_owned(),
-                    key: key.as_ref().map(|k| k.1.clone()),
+                    tenant: tenant.to_owned(),
+                    key: key.as_ref().map(|k| k.2.clone()),
                     changed: !undid_nothing,
                 });
             }

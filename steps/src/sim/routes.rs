@@ -1,6 +1,7 @@
 //! The simulators' HTTP routes: the ONU/OLT gateway under `/onu`, the ACS
-//! under `/cpe`, billing under `/billing`, and `GET /_state`. Each write
-//! goes through [`Inner::serve`] (faults, idempotency, effect log).
+//! under `/cpe`, billing under `/billing`, each per tenant
+//! (`/{system}/tenants/{tenant}/…`), and `GET /_state`. Each write goes
+//! through [`Inner::serve`] (faults, idempotency, effect log).
 
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -34,9 +35,9 @@ pub(super) fn router(inner: Shared) -> Router {
         .route("/services/{sub}/suspend", post(billing_suspend))
         .route("/services/{sub}/resume", post(billing_resume));
     Router::new()
-        .nest("/onu", onu)
-        .nest("/cpe", cpe)
-        .nest("/billing", billing)
+        .nest("/onu/tenants/{tenant}", onu)
+        .nest("/cpe/tenants/{tenant}", cpe)
+        .nest("/billing/tenants/{tenant}", billing)
         .route("/_state", get(state))
         .with_state(inner)
 }
@@ -45,20 +46,23 @@ async fn state(State(s): State<Shared>) -> Response {
     s.read(|snap| Some(to_value(snap)))
 }
 
-async fn onu_get(State(s): State<Shared>, Path(serial): Path<String>) -> Response {
-    s.read(|snap| snap.onus.get(&serial).map(to_value))
+async fn onu_get(
+    State(s): State<Shared>,
+    Path((tenant, serial)): Path<(String, String)>,
+) -> Response {
+    s.read(|snap| snap.tenant(&tenant).onus.get(&serial).map(to_value))
 }
 
 async fn onu_activate(
     State(s): State<Shared>,
-    Path(serial): Path<String>,
+    Path((tenant, serial)): Path<(String, String)>,
     ConnectInfo(conn): Conn,
     headers: HeaderMap,
     Json(act): Json<OnuActivation>,
 ) -> Response {
     let key = idempotency_key(&headers);
-    s.serve("onu.activate", &headers, &conn, |d| {
-        let activated_by = match d.snap.onus.get(&serial) {
+    s.serve(("onu.activate", &tenant), &headers, &conn, |d| {
+        let activated_by = match d.records(&tenant).onus.get(&serial) {
             Some(cur) if cur.activation.subscriber_id != act.subscriber_id => {
                 return error(
                     StatusCode::CONFLICT,
@@ -77,7 +81,7 @@ async fn onu_activate(
             activation: act,
             activated_by,
         };
-        d.snap.onus.insert(serial, status.clone());
+        d.records(&tenant).onus.insert(serial, status.clone());
         (StatusCode::OK, to_value(&status))
     })
     .await
@@ -116,39 +120,43 @@ fn undone(serial: &str, changed: bool) -> (StatusCode, serde_json::Value) {
 
 async fn onu_deactivate(
     State(s): State<Shared>,
-    Path(serial): Path<String>,
+    Path((tenant, serial)): Path<(String, String)>,
     Query(q): Query<OwnerQuery>,
     ConnectInfo(conn): Conn,
     headers: HeaderMap,
 ) -> Response {
-    s.serve("onu.deactivate", &headers, &conn, |d| {
+    s.serve(("onu.deactivate", &tenant), &headers, &conn, |d| {
         let owned = d
             .snap
+            .tenant(&tenant)
             .onus
             .get(&serial)
             .is_some_and(|o| q.owns(o.activated_by.as_deref(), &o.activation.subscriber_id));
         if owned {
-            d.snap.onus.remove(&serial);
+            d.records(&tenant).onus.remove(&serial);
         }
         undone(&serial, owned)
     })
     .await
 }
 
-async fn cpe_get(State(s): State<Shared>, Path(serial): Path<String>) -> Response {
-    s.read(|snap| snap.cpes.get(&serial).map(to_value))
+async fn cpe_get(
+    State(s): State<Shared>,
+    Path((tenant, serial)): Path<(String, String)>,
+) -> Response {
+    s.read(|snap| snap.tenant(&tenant).cpes.get(&serial).map(to_value))
 }
 
 async fn cpe_configure(
     State(s): State<Shared>,
-    Path(serial): Path<String>,
+    Path((tenant, serial)): Path<(String, String)>,
     ConnectInfo(conn): Conn,
     headers: HeaderMap,
     Json(cfg): Json<CpeConfig>,
 ) -> Response {
     let key = idempotency_key(&headers);
-    s.serve("cpe.configure", &headers, &conn, |d| {
-        let configured_by = match d.snap.cpes.get(&serial) {
+    s.serve(("cpe.configure", &tenant), &headers, &conn, |d| {
+        let configured_by = match d.records(&tenant).cpes.get(&serial) {
             Some(cur) if cur.config.subscriber_id != cfg.subscriber_id => {
                 return error(
                     StatusCode::CONFLICT,
@@ -167,7 +175,7 @@ async fn cpe_configure(
             configured_by,
         };
         let body = json!({ "serial": serial, "config": record.config, "configured_by": record.configured_by });
-        d.snap.cpes.insert(serial, record);
+        d.records(&tenant).cpes.insert(serial, record);
         (StatusCode::OK, body)
     })
     .await
@@ -175,37 +183,42 @@ async fn cpe_configure(
 
 async fn cpe_unconfigure(
     State(s): State<Shared>,
-    Path(serial): Path<String>,
+    Path((tenant, serial)): Path<(String, String)>,
     Query(q): Query<OwnerQuery>,
     ConnectInfo(conn): Conn,
     headers: HeaderMap,
 ) -> Response {
-    s.serve("cpe.unconfigure", &headers, &conn, |d| {
+    s.serve(("cpe.unconfigure", &tenant), &headers, &conn, |d| {
         let owned = d
             .snap
+            .tenant(&tenant)
             .cpes
             .get(&serial)
             .is_some_and(|c| q.owns(c.configured_by.as_deref(), &c.config.subscriber_id));
         if owned {
-            d.snap.cpes.remove(&serial);
+            d.records(&tenant).cpes.remove(&serial);
         }
         undone(&serial, owned)
     })
     .await
 }
 
-async fn billing_get(State(s): State<Shared>, Path(sub): Path<String>) -> Response {
-    s.read(|snap| snap.services.get(&sub).map(to_value))
+async fn billing_get(
+    State(s): State<Shared>,
+    Path((tenant, sub)): Path<(String, String)>,
+) -> Response {
+    s.read(|snap| snap.tenant(&tenant).services.get(&sub).map(to_value))
 }
 
 async fn billing_create(
     State(s): State<Shared>,
+    Path(tenant): Path<String>,
     ConnectInfo(conn): Conn,
     headers: HeaderMap,
     Json(new): Json<NewService>,
 ) -> Response {
-    s.serve("billing.create", &headers, &conn, |d| {
-        if d.snap.services.contains_key(&new.subscriber_id) {
+    s.serve(("billing.create", &tenant), &headers, &conn, |d| {
+        if d.records(&tenant).services.contains_key(&new.subscriber_id) {
             return error(
                 StatusCode::CONFLICT,
                 format!("subscriber {} has a service already", new.subscriber_id),
@@ -219,7 +232,9 @@ async fn billing_create(
             plan: new.plan,
             state: ServiceState::Active,
         };
-        d.snap.services.insert(new.subscriber_id, svc.clone());
+        d.records(&tenant)
+            .services
+            .insert(new.subscriber_id, svc.clone());
         (StatusCode::CREATED, to_value(&svc))
     })
     .await
@@ -228,18 +243,20 @@ async fn billing_create(
 async fn set_service_state(
     s: &Inner,
     op: &str,
-    sub: String,
+    (tenant, sub): (String, String),
     (headers, conn): (&HeaderMap, &ResetSwitch),
     to: ServiceState,
 ) -> Response {
-    s.serve(op, headers, conn, |d| match d.snap.services.get_mut(&sub) {
-        None => error(
-            StatusCode::NOT_FOUND,
-            format!("service of subscriber {sub}"),
-        ),
-        Some(svc) => {
-            svc.state = to;
-            (StatusCode::OK, to_value(svc))
+    s.serve((op, &tenant), headers, conn, |d| {
+        match d.records(&tenant).services.get_mut(&sub) {
+            None => error(
+                StatusCode::NOT_FOUND,
+                format!("service of subscriber {sub}"),
+            ),
+            Some(svc) => {
+                svc.state = to;
+                (StatusCode::OK, to_value(svc))
+            }
         }
     })
     .await
@@ -247,14 +264,14 @@ async fn set_service_state(
 
 async fn billing_suspend(
     State(s): State<Shared>,
-    Path(sub): Path<String>,
+    Path((tenant, sub)): Path<(String, String)>,
     ConnectInfo(conn): Conn,
     headers: HeaderMap,
 ) -> Response {
     set_service_state(
         &s,
         "billing.suspend",
-        sub,
+        (tenant, sub),
         (&headers, &conn),
         ServiceState::Suspended,
     )
@@ -263,14 +280,14 @@ async fn billing_suspend(
 
 async fn billing_resume(
     State(s): State<Shared>,
-    Path(sub): Path<String>,
+    Path((tenant, sub)): Path<(String, String)>,
     ConnectInfo(conn): Conn,
     headers: HeaderMap,
 ) -> Response {
     set_service_state(
         &s,
         "billing.resume",
-        sub,
+        (tenant, sub),
         (&headers, &conn),
         ServiceState::Active,
     )
@@ -287,26 +304,25 @@ struct DeleteQuery {
 
 async fn billing_delete(
     State(s): State<Shared>,
-    Path(sub): Path<String>,
+    Path((tenant, sub)): Path<(String, String)>,
     Query(q): Query<DeleteQuery>,
     ConnectInfo(conn): Conn,
     headers: HeaderMap,
 ) -> Response {
-    s.serve("billing.delete", &headers, &conn, |d| {
+    s.serve(("billing.delete", &tenant), &headers, &conn, |d| {
         let made_by_key = |d: &Data, key: &str| {
             let created = d
-                .answers
-                .get(&("billing.create".to_owned(), key.to_owned()))
+                .answer(&tenant, "billing.create", key)
                 .filter(|(status, _)| *status == StatusCode::CREATED)
-                .and_then(|(_, v)| v["service_id"].as_str().map(str::to_owned));
-            let current = d.snap.services.get(&sub).map(|s| s.service_id.clone());
-            created.is_some() && created == current
+                .and_then(|(_, v)| v["service_id"].as_str());
+            let current = d.snap.tenant(&tenant).services.get(&sub);
+            created.is_some() && created == current.map(|s| s.service_id.as_str())
         };
         let allowed = match &q.created_by {
             None => true,
             Some(key) => made_by_key(d, key),
         };
-        let was = allowed && d.snap.services.remove(&sub).is_some();
+        let was = allowed && d.records(&tenant).services.remove(&sub).is_some();
         (
             StatusCode::OK,
             json!({ "subscriber_id": sub, "changed": was }),

@@ -31,6 +31,8 @@ use sagaflow_steps::{Deps, DomainConfig, DomainDb, DomainRuntime};
 use serde_json::{Value, json};
 
 pub const TENANT: &str = "t1";
+/// A second tenant with pools of its own, for isolation tests.
+pub const OTHER_TENANT: &str = "t2";
 
 /// The states that hold an address.
 pub const HELD: [AddressState; 5] = [
@@ -298,12 +300,17 @@ impl World {
             notify: opts.notify.clone(),
             ..DomainConfig::default()
         };
-        let mut v6 = PoolConfig::new(TENANT, V6_POOL, "2001:db8:1000::/40".parse().unwrap());
-        v6.prefix_length = Some(56);
-        cfg.pools = vec![
-            PoolConfig::new(TENANT, V4_POOL, opts.v4_cidr.parse().unwrap()),
-            v6,
-        ];
+        cfg.pools = Vec::new();
+        for tenant in [TENANT, OTHER_TENANT] {
+            let mut v6 = PoolConfig::new(tenant, V6_POOL, "2001:db8:1000::/40".parse().unwrap());
+            v6.prefix_length = Some(56);
+            cfg.pools.push(PoolConfig::new(
+                tenant,
+                V4_POOL,
+                opts.v4_cidr.parse().unwrap(),
+            ));
+            cfg.pools.push(v6);
+        }
         let domain = DomainRuntime::start(&db, &cfg, Arc::new(SystemClock))
             .await
             .unwrap();
@@ -370,8 +377,12 @@ impl World {
     }
 
     pub async fn start(&self, workflow: &str, input: Value) -> RunId {
+        self.start_as(TENANT, workflow, input).await
+    }
+
+    pub async fn start_as(&self, tenant: &str, workflow: &str, input: Value) -> RunId {
         self.engine
-            .start(StartRequest::new(TENANT, workflow, input))
+            .start(StartRequest::new(tenant, workflow, input))
             .await
             .unwrap()
             .run
@@ -385,11 +396,16 @@ impl World {
     /// Waits until the run stops: a terminal state, or one that waits for
     /// an operator.
     pub async fn finish(&self, id: RunId, deadline: Duration) -> RunRecord {
+        self.finish_as(TENANT, id, deadline).await
+    }
+
+    pub async fn finish_as(&self, tenant: &str, id: RunId, deadline: Duration) -> RunRecord {
         let engine = self.engine.clone();
+        let tenant = TenantId::new(tenant);
         poll(&format!("run {id} to finish"), deadline, || {
-            let engine = engine.clone();
+            let (engine, tenant) = (engine.clone(), tenant.clone());
             async move {
-                let r = engine.get(&tenant(), id).await.unwrap();
+                let r = engine.get(&tenant, id).await.unwrap();
                 (r.state.is_terminal()
                     || matches!(r.state, RunState::Failed | RunState::CompensationFailed))
                 .then_some(r)
@@ -400,8 +416,13 @@ impl World {
 
     /// Runs a workflow to its end and returns the run.
     pub async fn run(&self, workflow: &str, input: Value) -> RunRecord {
-        let id = self.start(workflow, input).await;
-        self.finish(id, Duration::from_secs(30)).await
+        self.run_as(TENANT, workflow, input).await
+    }
+
+    /// Runs a workflow of `tenant` to its end and returns the run.
+    pub async fn run_as(&self, tenant: &str, workflow: &str, input: Value) -> RunRecord {
+        let id = self.start_as(tenant, workflow, input).await;
+        self.finish_as(tenant, id, Duration::from_secs(30)).await
     }
 
     /// Everything provisioning can leave behind.
