@@ -30,6 +30,8 @@ use sagaflow_steps::subscriber::{SubscriberState, repo as subscribers};
 use sagaflow_steps::{Deps, DomainConfig, DomainDb, DomainRuntime};
 use serde_json::{Value, json};
 
+pub mod sims;
+
 pub const TENANT: &str = "t1";
 /// A second tenant with pools of its own, for isolation tests.
 pub const OTHER_TENANT: &str = "t2";
