@@ -2,7 +2,8 @@
 //! database and effect ledger:
 //!
 //! - every run terminal;
-//! - every effect applied exactly once per idempotency key;
+//! - every effect applied exactly once per idempotency key, and none zero
+//!   times in a run that says it completed;
 //! - no compensation without its forward effect, none twice, in reverse
 //!   step order; a compensated or cancelled run leaves no forward effect
 //!   behind, a completed run has no compensation;
@@ -10,7 +11,7 @@
 //! - only allowed transitions: the history is replayed through the engine's
 //!   own transition tables ([`RunState::apply`], [`StepState::apply`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
 
 use sagaflow_engine::state::{OnFailure, RunEvent, RunState, StepEvent, StepState};
@@ -105,6 +106,9 @@ pub struct Findings {
     pub compensation_without_forward: u64,
     pub out_of_order_compensations: u64,
     pub leaked_effects: u64,
+    /// Steps a completed run says succeeded whose effect the source does
+    /// not hold (applied zero times).
+    pub missing_effects: u64,
     pub completed_compensations: u64,
     pub seq_gaps: u64,
     pub bad_transitions: u64,
@@ -494,6 +498,38 @@ fn check_effects(runs: &[RunRow], effects: &[Effect], f: &mut Findings) {
             _ => {}
         }
     }
+    check_missing(runs, effects, f);
+}
+
+/// Every step a completed run reports as succeeded has its forward effect
+/// in the source. Only steps whose effects this source can see are
+/// checked: those with a forward effect in any run (the simulators see the
+/// ONU, CPE and billing steps; the ledger sees every step of its workflows).
+fn check_missing(runs: &[RunRow], effects: &[Effect], f: &mut Findings) {
+    let observed: HashSet<&str> = effects
+        .iter()
+        .filter(|e| !e.compensation)
+        .map(|e| e.step.as_str())
+        .collect();
+    let applied: HashSet<(Uuid, &str)> = effects
+        .iter()
+        .filter(|e| !e.compensation)
+        .map(|e| (e.run, e.step.as_str()))
+        .collect();
+    for run in runs.iter().filter(|r| r.state == "COMPLETED") {
+        for (step, state) in &run.steps {
+            if state == "SUCCEEDED"
+                && observed.contains(step.as_str())
+                && !applied.contains(&(run.id, step.as_str()))
+            {
+                f.missing_effects += 1;
+                f.violation(format!(
+                    "run {} is COMPLETED but the effect of {step} is not there",
+                    run.id
+                ));
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -552,6 +588,28 @@ mod tests {
         let mut events = HashMap::new();
         events.insert(Uuid::nil(), h);
         check_loaded(&[r], &events, effects)
+    }
+
+    #[test]
+    fn a_completed_run_missing_an_observed_effect_is_found() {
+        let other = Uuid::from_u128(7);
+        let mine = run("COMPLETED", &[("a", "SUCCEEDED"), ("b", "SUCCEEDED")], 0);
+        let theirs = RunRow {
+            id: other,
+            ..run("COMPLETED", &[("a", "SUCCEEDED"), ("b", "SUCCEEDED")], 0)
+        };
+        let of = |run: Uuid, step: &str| Effect::from_key(&format!("{run}:{step}")).unwrap();
+        // b's effects are visible in this source (another run has one), but
+        // the nil run's b is not there: applied zero times.
+        let effects = [of(Uuid::nil(), "a"), of(other, "a"), of(other, "b")];
+        let mut f = Findings::default();
+        check_missing(&[mine.clone(), theirs.clone()], &effects, &mut f);
+        assert_eq!(f.missing_effects, 1);
+        assert!(f.examples[0].contains("effect of b"), "{:?}", f.examples);
+        // A step this source never sees is not counted.
+        let mut f = Findings::default();
+        check_missing(&[mine, theirs], &effects[..2], &mut f);
+        assert_eq!(f.missing_effects, 0);
     }
 
     #[test]

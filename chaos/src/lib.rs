@@ -16,6 +16,7 @@ pub mod db;
 pub mod process;
 pub mod report;
 pub mod scenarios;
+pub mod stale;
 pub mod workflows;
 
 use std::path::PathBuf;

@@ -133,6 +133,10 @@ impl Report {
                 f.leaked_effects,
             ),
             (
+                "0 succeeded steps of completed runs without their effect",
+                f.missing_effects,
+            ),
+            (
                 "0 compensations in completed runs",
                 f.completed_compensations,
             ),

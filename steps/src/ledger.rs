@@ -99,9 +99,12 @@ impl StepHandler for LedgerHandler {
             .and_then(|v| v.as_u64())
             .unwrap_or(0);
         if sleep > 0 {
+            // Cancellation first: an attempt told to stop while its sleep
+            // also ended (a replica resumed after a pause) must not go on.
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(sleep)) => {}
+                biased;
                 _ = req.cancel.cancelled() => return Err(StepError::retryable("cancelled", "cancelled")),
+                _ = tokio::time::sleep(Duration::from_millis(sleep)) => {}
             }
         }
         let compensation = req.kind == CallKind::Compensate;

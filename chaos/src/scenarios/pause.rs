@@ -1,8 +1,10 @@
 //! Scenario 2, pause a replica: two engines share the runs; one is
 //! SIGSTOPped for three lease lengths while it holds runs with attempts in
 //! flight, the other takes its runs over, then the paused one is SIGCONTed.
-//! Its late writes must be refused (fencing): its
-//! `sagaflow_leases_lost_total` counts them, and the invariants hold.
+//! Its late writes must be refused (fencing) and its handlers stopped: the
+//! histories hold no result of an attempt B found interrupted, the ledger's
+//! call log no call of A's attempts after it resumed ([`crate::stale`]), and
+//! the invariants hold. A's `sagaflow_leases_lost_total` is reported beside.
 
 use std::time::{Duration, Instant};
 
@@ -11,7 +13,7 @@ use serde_json::json;
 use super::Stage;
 use crate::client::{Api, start_all};
 use crate::process::{Engine, EngineConfig, TENANT, counter_sum};
-use crate::{Options, Report, Result, check, db, workflows};
+use crate::{Options, Report, Result, check, db, stale, workflows};
 
 const LEASE_MS: u64 = 1_500;
 
@@ -75,6 +77,7 @@ pub async fn run(opts: &Options) -> Result<Report> {
     let before = counter_sum(&a.metrics().await?, "sagaflow_leases_lost_total");
     a.signal("STOP")?;
     let stopped_at = Instant::now();
+    let stopped = stale::in_flight(&st.pool, "pause-a").await?;
     report.fact("runs held by A when it was stopped", held_by_a);
 
     // B takes them over: each is leased by B, or has ended.
@@ -106,6 +109,9 @@ pub async fn run(opts: &Options) -> Result<Report> {
     if let Some(rest) = until.checked_duration_since(Instant::now()) {
         tokio::time::sleep(rest).await; // the pause itself is the fault being injected
     }
+    let resumed_at: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
+        .fetch_one(&st.pool)
+        .await?;
     a.signal("CONT")?;
     // A resumes: its attempts in flight finish and try to checkpoint.
     let lost = db::poll(
@@ -121,17 +127,33 @@ pub async fn run(opts: &Options) -> Result<Report> {
     .await
     .unwrap_or(0.0);
     report.fact("A's sagaflow_leases_lost_total after SIGCONT", lost);
-    report.bar(
-        "the stale replica's writes are refused (leases lost > 0 on A)",
-        lost > 0.0,
-        format!("{lost}"),
-    );
     let open = db::wait_terminal(&st.pool, TENANT, Duration::from_secs(300)).await?;
     report.fact("runs not terminal after the wait", open);
     let mut a = a;
     report.bar("both replicas still running", a.alive() && b.alive(), "");
     drop(a);
     drop(b);
+    // What became of A's attempts, read from the histories and the call
+    // log (not from A's own counters).
+    let seen = stale::outcome(&st.pool, &stopped, resumed_at).await?;
+    report.fact(
+        "attempts in flight on A when it was stopped",
+        seen.in_flight,
+    );
+    report.fact("of those, found interrupted by B", seen.taken_over);
+    report.bar(
+        "A's attempts were taken over by B (proof has something to prove)",
+        seen.taken_over > 0,
+        format!("{}/{}", seen.taken_over, seen.in_flight),
+    );
+    report.bar_list(
+        "0 results of A's interrupted attempts in the histories (stale writes refused)",
+        &seen.stale_results,
+    );
+    report.bar_list(
+        "0 effects reached by A's attempts after it resumed (no zombie handlers)",
+        &seen.late_calls,
+    );
     let effects = check::ledger_effects(&st.pool).await?;
     st.finish(&mut report, &effects).await?;
     Ok(report)
