@@ -9,7 +9,7 @@ pub mod pg_restart;
 pub mod poison;
 pub mod races;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -208,7 +208,76 @@ pub async fn provisioning_bar(
         "ONU, CPE and billing state match every run's end",
         &mismatches,
     );
+    let held = held_in_database(pool).await?;
+    let mismatches = database_state(&held, &ended, tag, n);
+    report.bar_list(
+        "RADIUS accounts and held addresses match every run's end",
+        &mismatches,
+    );
     Ok(ended)
+}
+
+/// What the database-side systems hold: the RADIUS user names FreeRADIUS
+/// would authenticate (its `radcheck` table) and the subscribers holding an
+/// address.
+#[derive(Debug, Default)]
+pub struct Held {
+    pub radius_users: HashSet<String>,
+    pub addresses: HashSet<String>,
+}
+
+/// Reads [`Held`] from the scenario's database.
+pub async fn held_in_database(pool: &PgPool) -> Result<Held> {
+    let radius_users: Vec<String> = sqlx::query_scalar("SELECT DISTINCT username FROM radcheck")
+        .fetch_all(pool)
+        .await?;
+    let addresses: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT subscriber_id FROM address_records WHERE tenant_id = $1 \
+         AND state IN ('PENDING', 'ALLOCATED', 'ACTIVE', 'SUSPENDED', 'REVOKING')",
+    )
+    .bind(TENANT)
+    .fetch_all(pool)
+    .await?;
+    Ok(Held {
+        radius_users: radius_users.into_iter().collect(),
+        addresses: addresses.into_iter().collect(),
+    })
+}
+
+/// The RADIUS user name of subscriber `sub` of the harness's tenant (the
+/// default per-tenant namespace, `{subscriber_id}@{tenant}`).
+pub fn radius_user(sub: &str) -> String {
+    format!("{sub}@{TENANT}")
+}
+
+/// Checks the RADIUS accounts and held addresses against how the
+/// provisioning runs ended: a completed run left its account and an
+/// address; a compensated one left neither. Returns the mismatches.
+pub fn database_state(
+    held: &Held,
+    ended: &HashMap<String, String>,
+    tag: &str,
+    n: usize,
+) -> Vec<String> {
+    let mut bad = Vec::new();
+    for i in 0..n {
+        let (sub, _) = subscriber(tag, i);
+        let expect = match ended.get(&sub).map(String::as_str) {
+            Some("COMPLETED") => true,
+            Some("COMPENSATED" | "CANCELLED") => false,
+            // Reported by provisioning_state.
+            _ => continue,
+        };
+        let account = held.radius_users.contains(&radius_user(&sub));
+        let address = held.addresses.contains(&sub);
+        if (account, address) != (expect, expect) {
+            bad.push(format!(
+                "{sub} ({}): RADIUS account {account}, address {address}",
+                ended.get(&sub).map(String::as_str).unwrap_or_default()
+            ));
+        }
+    }
+    bad
 }
 
 /// How each subscriber's run ended: subscriber id → state.
