@@ -184,6 +184,64 @@ impl Radius {
     }
 }
 
+/// `billing.*` stand-ins that keep services by (tenant, subscriber) in
+/// memory; the delete removes only the service its create made.
+fn register_billing_per_tenant(registry: &mut Registry) {
+    type Services = Arc<Mutex<BTreeMap<(String, String), (String, String)>>>;
+    let services: Services = Arc::default();
+    for name in [
+        "billing.create_service",
+        "billing.delete_service",
+        "billing.suspend",
+        "billing.resume",
+    ] {
+        let services = services.clone();
+        registry.register_fn(name, move |req: StepRequest| {
+            let services = services.clone();
+            async move {
+                let key = (
+                    req.tenant_id.as_str().to_owned(),
+                    req.context_str("/subscriber_id")?.to_owned(),
+                );
+                let created_by = format!("{}:{}", req.run_id, req.step);
+                let mut map = services.lock().unwrap();
+                let state = match name {
+                    "billing.create_service" => {
+                        match map.get(&key) {
+                            Some((by, _)) if *by != created_by => {
+                                return Err(StepError::fatal("conflict", "service exists"));
+                            }
+                            _ => map.insert(key, (created_by, "ACTIVE".into())),
+                        };
+                        "ACTIVE"
+                    }
+                    "billing.delete_service" => {
+                        if map.get(&key).is_some_and(|(by, _)| *by == created_by) {
+                            map.remove(&key);
+                        }
+                        return Ok(StepOutput::new());
+                    }
+                    _ => {
+                        let state = if name == "billing.suspend" {
+                            "SUSPENDED"
+                        } else {
+                            "ACTIVE"
+                        };
+                        let Some(svc) = map.get_mut(&key) else {
+                            return Err(StepError::fatal("not_found", "no service"));
+                        };
+                        svc.1 = state.into();
+                        state
+                    }
+                };
+                let mut out = StepOutput::new();
+                out.insert("billing_state".into(), json!(state));
+                Ok(out)
+            }
+        });
+    }
+}
+
 /// Options of a test world.
 #[derive(Clone)]
 pub struct Options {
@@ -195,6 +253,14 @@ pub struct Options {
     pub step_timeout_ms: u64,
     pub maintenance: MaintenanceConfig,
     pub notify: NotifyConfig,
+    /// Tenants besides [`TENANT`] that get the same pools.
+    pub other_tenants: Vec<&'static str>,
+    /// The real `radius.*` handlers on the engine's database instead of the
+    /// in-memory stand-ins.
+    pub real_radius: bool,
+    /// In-memory `billing.*` stand-ins keyed by (tenant, subscriber), for
+    /// tests that give two tenants a subscriber of the same id.
+    pub billing_per_tenant: bool,
 }
 
 impl Default for Options {
@@ -206,6 +272,9 @@ impl Default for Options {
             step_timeout_ms: 10_000,
             maintenance: MaintenanceConfig::default(),
             notify: NotifyConfig::default(),
+            other_tenants: Vec::new(),
+            real_radius: false,
+            billing_per_tenant: false,
         }
     }
 }
@@ -298,12 +367,16 @@ impl World {
             notify: opts.notify.clone(),
             ..DomainConfig::default()
         };
-        let mut v6 = PoolConfig::new(TENANT, V6_POOL, "2001:db8:1000::/40".parse().unwrap());
-        v6.prefix_length = Some(56);
-        cfg.pools = vec![
-            PoolConfig::new(TENANT, V4_POOL, opts.v4_cidr.parse().unwrap()),
-            v6,
-        ];
+        for tenant in std::iter::once(TENANT).chain(opts.other_tenants.iter().copied()) {
+            let mut v6 = PoolConfig::new(tenant, V6_POOL, "2001:db8:1000::/40".parse().unwrap());
+            v6.prefix_length = Some(56);
+            cfg.pools.push(PoolConfig::new(
+                tenant,
+                V4_POOL,
+                opts.v4_cidr.parse().unwrap(),
+            ));
+            cfg.pools.push(v6);
+        }
         let domain = DomainRuntime::start(&db, &cfg, Arc::new(SystemClock))
             .await
             .unwrap();
@@ -311,7 +384,12 @@ impl World {
         let mut registry = Registry::new().with_builtins();
         sagaflow_steps::register(&mut registry, &deps);
         let radius = Radius::default();
-        radius.register(&mut registry);
+        if !opts.real_radius {
+            radius.register(&mut registry);
+        }
+        if opts.billing_per_tenant {
+            register_billing_per_tenant(&mut registry);
+        }
         // Every handler can be made to fail for good (forward calls only).
         let breaker: Arc<Mutex<BTreeSet<String>>> = Arc::default();
         let mut wrapped = Registry::new();
@@ -370,8 +448,12 @@ impl World {
     }
 
     pub async fn start(&self, workflow: &str, input: Value) -> RunId {
+        self.start_as(TENANT, workflow, input).await
+    }
+
+    pub async fn start_as(&self, tenant: &str, workflow: &str, input: Value) -> RunId {
         self.engine
-            .start(StartRequest::new(TENANT, workflow, input))
+            .start(StartRequest::new(tenant, workflow, input))
             .await
             .unwrap()
             .run
@@ -385,11 +467,17 @@ impl World {
     /// Waits until the run stops: a terminal state, or one that waits for
     /// an operator.
     pub async fn finish(&self, id: RunId, deadline: Duration) -> RunRecord {
+        self.finish_as(TENANT, id, deadline).await
+    }
+
+    pub async fn finish_as(&self, tenant: &str, id: RunId, deadline: Duration) -> RunRecord {
         let engine = self.engine.clone();
+        let tenant = TenantId::new(tenant);
         poll(&format!("run {id} to finish"), deadline, || {
             let engine = engine.clone();
+            let tenant = tenant.clone();
             async move {
-                let r = engine.get(&tenant(), id).await.unwrap();
+                let r = engine.get(&tenant, id).await.unwrap();
                 (r.state.is_terminal()
                     || matches!(r.state, RunState::Failed | RunState::CompensationFailed))
                 .then_some(r)
@@ -400,8 +488,13 @@ impl World {
 
     /// Runs a workflow to its end and returns the run.
     pub async fn run(&self, workflow: &str, input: Value) -> RunRecord {
-        let id = self.start(workflow, input).await;
-        self.finish(id, Duration::from_secs(30)).await
+        self.run_as(TENANT, workflow, input).await
+    }
+
+    /// Runs a workflow of `tenant` to its end and returns the run.
+    pub async fn run_as(&self, tenant: &str, workflow: &str, input: Value) -> RunRecord {
+        let id = self.start_as(tenant, workflow, input).await;
+        self.finish_as(tenant, id, Duration::from_secs(30)).await
     }
 
     /// Everything provisioning can leave behind.
