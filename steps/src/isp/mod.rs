@@ -378,8 +378,12 @@ impl Isp {
     /// Releases what this step allocated (found by its allocation keys).
     async fn release_allocation(&self, req: StepRequest) -> StepResult {
         for family in Family::ALL {
-            if let Some(rec) =
-                ipam::by_allocation_key(&self.db, &allocation_key(&req, family)).await?
+            if let Some(rec) = ipam::by_allocation_key(
+                &self.db,
+                req.tenant_id.as_str(),
+                &allocation_key(&req, family),
+            )
+            .await?
             {
                 ipam::release(
                     &self.db,
