@@ -218,6 +218,7 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                     "database.url: serve needs a PostgreSQL URL (--database-url, SAGAFLOW_DATABASE_URL or the config file); use `sagaflow dev` for SQLite",
                 ));
             }
+            c.validate_serve().map_err(usage)?;
             let _telemetry = init_tracing(&c.log.format)?;
             serve(c, false).await
         }

@@ -207,6 +207,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("SAGAFLOW_MAX_IN_FLIGHT", "engine.max_in_flight"),
     ("SAGAFLOW_SHUTDOWN_GRACE_MS", "engine.shutdown_grace_ms"),
     ("SAGAFLOW_LOG_FORMAT", "log.format"),
+    ("SAGAFLOW_RADIUS_SECRET", "radius.secret"),
 ];
 
 impl Config {
@@ -260,7 +261,26 @@ impl Config {
             "engine.max_in_flight" => self.engine.max_in_flight = num(key, v)?,
             "engine.shutdown_grace_ms" => self.engine.shutdown_grace_ms = num(key, v)?,
             "log.format" => self.log.format = v.into(),
+            "radius.secret" => self.radius.secret = v.into(),
             other => return Err(invalid(other, "unknown key")),
+        }
+        Ok(())
+    }
+
+    /// What `serve` needs beyond [`Config::validate`]: a RADIUS shared
+    /// secret of the operator's own (the example default signs CoA and
+    /// Disconnect-Request with a secret anyone knows). `dev` may keep it.
+    pub fn validate_serve(&self) -> Result<(), ConfigError> {
+        if self.radius.has_default_secret() {
+            return Err(invalid(
+                "radius.secret",
+                format!(
+                    "serve refuses the example default secret {:?}: set radius.secret in the \
+                     config file or SAGAFLOW_RADIUS_SECRET to your NASes' shared secret \
+                     (only `sagaflow dev` may use the default)",
+                    sagaflow_steps::radius::DEFAULT_SECRET
+                ),
+            ));
         }
         Ok(())
     }

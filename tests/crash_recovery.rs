@@ -76,6 +76,7 @@ fn spawn_engine(url: &str, workflows: &Path, n: u32) -> EngineProcess {
             ])
             .arg(format!("crash-{n}"))
             .env("RUST_LOG", "warn")
+            .env("SAGAFLOW_RADIUS_SECRET", "crash-recovery-secret")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

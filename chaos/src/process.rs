@@ -118,6 +118,7 @@ impl Engine {
             .arg("serve")
             .args(["--owner", name])
             .env("SAGAFLOW_CONFIG", config)
+            .env("SAGAFLOW_RADIUS_SECRET", "chaos-radius-secret")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use radius_support::*;
+use sagaflow_engine::handler::CallKind;
 use sagaflow_engine::ids::RunId;
 use sagaflow_steps::radius::{
     DynAuthClient, DynAuthKind, Error, ErrorCause, RadiusConfig, RadiusRepo,
@@ -363,6 +364,13 @@ fn context(coa_port: u16) -> Value {
     })
 }
 
+/// Registers FreeRADIUS's `coa` site on `port` as tenant `t1`'s NAS.
+async fn register_nas(repo: &RadiusRepo, port: u16) {
+    repo.register_nas("t1", "freeradius-coa", [127, 0, 0, 1].into(), port, None)
+        .await
+        .unwrap();
+}
+
 fn config() -> RadiusConfig {
     RadiusConfig {
         secret: SECRET.into(),
@@ -383,7 +391,7 @@ async fn freeradius_authenticates_what_the_handlers_write(pool: PgPool) {
     let run = RunId::new();
 
     let password = create_account(&r, run, &ctx).await;
-    let reply = radtest(&server, "sub-1", &password).await;
+    let reply = radtest(&server, "sub-1@t1", &password).await;
     assert_eq!(reply.code, "Access-Accept", "{reply:?}");
     assert_eq!(reply.get("Framed-IP-Address"), Some("100.64.0.7"));
     assert_eq!(
@@ -391,13 +399,13 @@ async fn freeradius_authenticates_what_the_handlers_write(pool: PgPool) {
         Some("2001:db8:100::/56")
     );
     assert_eq!(reply.get("Filter-Id"), None);
-    let wrong = radtest(&server, "sub-1", "not-the-password").await;
+    let wrong = radtest(&server, "sub-1@t1", "not-the-password").await;
     assert_eq!(wrong.code, "Access-Reject", "{wrong:?}");
 
     call(&r, "radius.suspend", run, "suspend_radius", &ctx)
         .await
         .unwrap();
-    let reply = radtest(&server, "sub-1", &password).await;
+    let reply = radtest(&server, "sub-1@t1", &password).await;
     assert_eq!(reply.code, "Access-Accept", "{reply:?}");
     assert_eq!(reply.get("Filter-Id"), Some("suspended"), "{reply:?}");
     assert_eq!(reply.get("Framed-IP-Address"), Some("100.64.0.7"));
@@ -405,7 +413,7 @@ async fn freeradius_authenticates_what_the_handlers_write(pool: PgPool) {
     call(&r, "radius.resume", run, "resume_radius", &ctx)
         .await
         .unwrap();
-    let reply = radtest(&server, "sub-1", &password).await;
+    let reply = radtest(&server, "sub-1@t1", &password).await;
     assert_eq!(reply.code, "Access-Accept", "{reply:?}");
     assert_eq!(reply.get("Filter-Id"), None, "{reply:?}");
 
@@ -418,7 +426,7 @@ async fn freeradius_authenticates_what_the_handlers_write(pool: PgPool) {
     )
     .await
     .unwrap();
-    let reply = radtest(&server, "sub-1", &password).await;
+    let reply = radtest(&server, "sub-1@t1", &password).await;
     assert_eq!(reply.code, "Access-Reject", "{reply:?}");
     server.stop().await;
 }
@@ -428,7 +436,9 @@ async fn freeradius_authenticates_what_the_handlers_write(pool: PgPool) {
 #[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
 async fn the_coa_site_acks_coa_and_disconnect(pool: PgPool) {
     let server = FreeRadius::start(&pool).await;
-    let r = registry(RadiusRepo::postgres(pool.clone()), config());
+    let repo = RadiusRepo::postgres(pool.clone());
+    register_nas(&repo, server.coa_port).await;
+    let r = registry(repo, config());
     let mut ctx = context(server.coa_port);
     ctx["acct_session_id"] = json!("sess-1");
     let run = RunId::new();
@@ -481,7 +491,9 @@ async fn a_rejecting_coa_site_naks_with_its_error_cause(pool: PgPool) {
     }
 
     // Through the handler: a failed, non-retryable step naming the cause.
-    let r = registry(RadiusRepo::postgres(pool.clone()), config());
+    let repo = RadiusRepo::postgres(pool.clone());
+    register_nas(&repo, server.coa_reject_port).await;
+    let r = registry(repo, config());
     let ctx = context(server.coa_reject_port);
     let err = call(&r, "radius.coa", RunId::new(), "coa", &ctx)
         .await
@@ -519,8 +531,10 @@ async fn a_wrong_shared_secret_is_reported_and_not_retried_forever(pool: PgPool)
     server.wait_log("Shared secret is incorrect").await;
 
     // Through the handler: the step fails within the configured bound.
+    let repo = RadiusRepo::postgres(pool.clone());
+    register_nas(&repo, server.coa_port).await;
     let r = registry(
-        RadiusRepo::postgres(pool.clone()),
+        repo,
         RadiusConfig {
             secret: "not-the-secret".into(),
             ..config()
@@ -537,6 +551,80 @@ async fn a_wrong_shared_secret_is_reported_and_not_retried_forever(pool: PgPool)
         started.elapsed() < config().client().max_wait() + Duration::from_secs(2),
         "{:?}",
         started.elapsed()
+    );
+    server.stop().await;
+}
+
+/// Two tenants with a subscriber `alice` each: the second tenant's
+/// provisioning creates its account and is compensated (and undos whose
+/// forward outcome is unknown run for both tenants' other runs); the first
+/// tenant's `alice@acme` still gets Access-Accept with its attributes.
+#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+async fn another_tenants_compensation_leaves_the_account_authenticating(pool: PgPool) {
+    let server = FreeRadius::start(&pool).await;
+    let repo = RadiusRepo::postgres(pool.clone());
+    let r = registry(repo.clone(), config());
+    let ctx = json!({
+        "subscriber_id": "alice",
+        "plan": "gold",
+        "ipv4_address": "100.64.0.7",
+        "ipv6_prefix": "2001:db8:100::/56",
+    });
+    let step = "create_radius_account";
+    let acme = RunId::new();
+    let out = call_as(
+        &r,
+        "radius.create_account",
+        "acme",
+        (acme, step, CallKind::Forward),
+        &ctx,
+    )
+    .await
+    .unwrap();
+    let password = out["radius_password"].as_str().unwrap().to_owned();
+    let before = radtest(&server, "alice@acme", &password).await;
+    assert_eq!(before.code, "Access-Accept", "{before:?}");
+    assert_eq!(before.get("Framed-IP-Address"), Some("100.64.0.7"));
+
+    let mut theirs = ctx.clone();
+    theirs["ipv4_address"] = json!("100.64.9.9");
+    let globex = RunId::new();
+    let out = call_as(
+        &r,
+        "radius.create_account",
+        "globex",
+        (globex, step, CallKind::Forward),
+        &theirs,
+    )
+    .await
+    .unwrap();
+    let globex_password = out["radius_password"].as_str().unwrap().to_owned();
+    let reply = radtest(&server, "alice@globex", &globex_password).await;
+    assert_eq!(reply.code, "Access-Accept", "{reply:?}");
+    // globex's run is compensated; so are runs whose create never landed.
+    for (tenant, run) in [
+        ("globex", globex),
+        ("globex", RunId::new()),
+        ("acme", RunId::new()),
+    ] {
+        call_as(
+            &r,
+            "radius.delete_account",
+            tenant,
+            (run, step, CallKind::Compensate),
+            &theirs,
+        )
+        .await
+        .unwrap();
+    }
+    let reply = radtest(&server, "alice@globex", &globex_password).await;
+    assert_eq!(reply.code, "Access-Reject", "{reply:?}");
+    let after = radtest(&server, "alice@acme", &password).await;
+    assert_eq!(after.code, "Access-Accept", "{after:?}");
+    assert_eq!(after.attributes, before.attributes);
+    assert_eq!(
+        after.get("Delegated-IPv6-Prefix"),
+        Some("2001:db8:100::/56")
     );
     server.stop().await;
 }

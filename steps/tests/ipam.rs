@@ -117,7 +117,10 @@ async fn allocation_is_idempotent_and_release_frees(db: DomainDb) {
     assert_eq!(a, "192.0.2.1");
     let b = allocate(&db, &p, "s2", "k2").await.unwrap();
     assert_eq!(b, "192.0.2.2");
-    let rec = ipam::by_allocation_key(&db, "k1").await.unwrap().unwrap();
+    let rec = ipam::by_allocation_key(&db, "t1", "k1")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(rec.state, AddressState::Allocated);
     assert!(rec.allocated_at.is_some());
     let released = ipam::release(&db, T, rec.id, "run2", Utc::now())
@@ -173,7 +176,10 @@ async fn reservations(db: DomainDb) {
     // Others do not get reserved addresses; the subscriber gets its own.
     assert_eq!(allocate(&db, &p, "other", "k0").await.unwrap(), "192.0.2.3");
     assert_eq!(allocate(&db, &p, "s1", "k1").await.unwrap(), "192.0.2.1");
-    let rec = ipam::by_allocation_key(&db, "k1").await.unwrap().unwrap();
+    let rec = ipam::by_allocation_key(&db, "t1", "k1")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((rec.id, rec.state), (r1.id, AddressState::Allocated));
     assert_eq!(rec.reserved_until, None);
     // Reservations do not count as in use; s2's expires and frees its address.

@@ -582,7 +582,7 @@ async fn reservations_expire(w: World, hook: Hook) {
     let out = step_output(&run, "expire_reservations");
     assert_eq!(out["reservations_expired"], json!(2));
     let key = format!("{}:expire_reservations", run.id);
-    let audit = ipam::audit_of(&w.db, &key).await.unwrap();
+    let audit = ipam::audit_of(&w.db, TENANT, &key).await.unwrap();
     assert_eq!(
         audit
             .iter()

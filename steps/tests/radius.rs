@@ -15,8 +15,8 @@ use sagaflow_engine::handler::{Registry, StepError};
 use sagaflow_engine::ids::RunId;
 use sagaflow_steps::Deps;
 use sagaflow_steps::radius::{
-    Account, DynAuthClient, DynAuthKind, Error, ErrorCause, NasBehaviour, NasReply, NasSimulator,
-    RadiusConfig, RadiusRepo, ReplyAttribute,
+    Account, DeleteScope, DynAuthClient, DynAuthKind, Error, ErrorCause, NasBehaviour, NasReply,
+    NasSimulator, Owner, RadiusConfig, RadiusRepo, ReplyAttribute,
 };
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -48,6 +48,13 @@ on_both_backends!(
     handlers_refuse_invalid_context,
 );
 
+/// The owner of the accounts the repository tests write.
+const OWNER: Owner<'static> = Owner {
+    tenant_id: "t1",
+    subscriber_id: "sub-1",
+    created_by: "run-1:create_radius_account",
+};
+
 fn account(user: &str, ip: Option<&str>, prefix: Option<&str>, group: &str) -> Account {
     Account {
         username: user.into(),
@@ -65,8 +72,8 @@ async fn upsert_writes_one_row_of_each_and_replays_replace_them(repo: RadiusRepo
         Some("2001:db8:100::/56"),
         "gold",
     );
-    repo.upsert_account(&a).await.unwrap();
-    repo.upsert_account(&a).await.unwrap();
+    repo.upsert_account(&a, &OWNER).await.unwrap();
+    repo.upsert_account(&a, &OWNER).await.unwrap();
     let rows = repo.account("sub-1").await.unwrap().unwrap();
     assert_eq!(
         rows.check,
@@ -86,7 +93,7 @@ async fn upsert_writes_one_row_of_each_and_replays_replace_them(repo: RadiusRepo
         password: "pw-2".into(),
         ..account("sub-1", Some("100.64.0.8"), None, "silver")
     };
-    repo.upsert_account(&b).await.unwrap();
+    repo.upsert_account(&b, &OWNER).await.unwrap();
     let rows = repo.account("sub-1").await.unwrap().unwrap();
     assert_eq!(rows.check_value("Cleartext-Password"), Some("pw-2"));
     assert_eq!(rows.reply_value("Framed-IP-Address"), Some("100.64.0.8"));
@@ -104,7 +111,7 @@ async fn upsert_writes_one_row_of_each_and_replays_replace_them(repo: RadiusRepo
 /// account by the caller, survives the account's writes.
 async fn upsert_keeps_rows_it_does_not_own(repo: RadiusRepo) {
     for ip in ["100.64.0.7", "100.64.0.9"] {
-        repo.upsert_account(&account("sub-1", Some(ip), None, "gold"))
+        repo.upsert_account(&account("sub-1", Some(ip), None, "gold"), &OWNER)
             .await
             .unwrap();
     }
@@ -113,7 +120,9 @@ async fn upsert_keeps_rows_it_does_not_own(repo: RadiusRepo) {
     assert_eq!(rows.reply_value("Framed-IP-Address"), Some("100.64.0.9"));
     assert_eq!(rows.reply.len(), 2);
     // Deleting the account removes it with the rest.
-    repo.delete_account("sub-1").await.unwrap();
+    repo.delete_account("sub-1", DeleteScope::Tenant("t1"))
+        .await
+        .unwrap();
     assert_eq!(repo.account("sub-1").await.unwrap(), None);
 }
 
@@ -138,20 +147,23 @@ mod upsert_keeps_rows_it_does_not_own {
 }
 
 async fn set_group_moves_the_user_and_needs_an_account(repo: RadiusRepo) {
-    repo.upsert_account(&account("sub-1", None, None, "gold"))
+    repo.upsert_account(&account("sub-1", None, None, "gold"), &OWNER)
         .await
         .unwrap();
-    repo.set_group("sub-1", "suspended").await.unwrap();
-    repo.set_group("sub-1", "suspended").await.unwrap();
+    repo.set_group("t1", "sub-1", "suspended").await.unwrap();
+    repo.set_group("t1", "sub-1", "suspended").await.unwrap();
     let rows = repo.account("sub-1").await.unwrap().unwrap();
     assert_eq!(rows.groups, [("suspended".to_owned(), 1)]);
-    repo.set_group("sub-1", "gold").await.unwrap();
+    repo.set_group("t1", "sub-1", "gold").await.unwrap();
     assert_eq!(
         repo.current_group("sub-1").await.unwrap().as_deref(),
         Some("gold")
     );
 
-    let err = repo.set_group("ghost", "suspended").await.unwrap_err();
+    let err = repo
+        .set_group("t1", "ghost", "suspended")
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, Error::NoAccount(ref u) if u == "ghost"),
         "{err}"
@@ -178,20 +190,27 @@ async fn group_reply_is_made_exactly_the_configured_rows(repo: RadiusRepo) {
 }
 
 async fn delete_removes_every_row_and_is_idempotent(repo: RadiusRepo) {
-    repo.upsert_account(&account(
-        "sub-1",
-        Some("100.64.0.7"),
-        Some("2001:db8::/56"),
-        "gold",
-    ))
+    repo.upsert_account(
+        &account("sub-1", Some("100.64.0.7"), Some("2001:db8::/56"), "gold"),
+        &OWNER,
+    )
     .await
     .unwrap();
-    repo.upsert_account(&account("sub-2", Some("100.64.0.8"), None, "gold"))
+    repo.upsert_account(&account("sub-2", Some("100.64.0.8"), None, "gold"), &OWNER)
         .await
         .unwrap();
-    assert!(repo.delete_account("sub-1").await.unwrap());
+    assert!(
+        repo.delete_account("sub-1", DeleteScope::Tenant("t1"))
+            .await
+            .unwrap()
+    );
     assert_eq!(repo.account("sub-1").await.unwrap(), None);
-    assert!(!repo.delete_account("sub-1").await.unwrap());
+    assert!(
+        !repo
+            .delete_account("sub-1", DeleteScope::Tenant("t1"))
+            .await
+            .unwrap()
+    );
     // Other subscribers are untouched.
     assert!(repo.account("sub-2").await.unwrap().is_some());
 }
@@ -202,9 +221,9 @@ async fn concurrent_replays_leave_one_row_of_each(repo: RadiusRepo) {
             let repo = repo.clone();
             tokio::spawn(async move {
                 let a = account("sub-1", Some(&format!("100.64.0.{}", i % 2)), None, "gold");
-                repo.upsert_account(&a).await.unwrap();
+                repo.upsert_account(&a, &OWNER).await.unwrap();
                 if i % 4 == 0 {
-                    repo.set_group("sub-1", "suspended").await.unwrap();
+                    repo.set_group("t1", "sub-1", "suspended").await.unwrap();
                 }
             })
         })
@@ -238,14 +257,14 @@ async fn handlers_provision_suspend_resume_and_delete(repo: RadiusRepo) {
         .await
         .unwrap();
     let password = out["radius_password"].as_str().unwrap().to_owned();
-    assert_eq!(out["radius_username"], json!("sub-1"));
+    assert_eq!(out["radius_username"], json!("sub-1@t1"));
     assert_eq!(out["radius_group"], json!("gold"));
     // A replay of the same step writes the same password and no new rows.
     let again = call(&r, "radius.create_account", run, "create", &ctx)
         .await
         .unwrap();
     assert_eq!(again, out);
-    let rows = repo.account("sub-1").await.unwrap().unwrap();
+    let rows = repo.account("sub-1@t1").await.unwrap().unwrap();
     assert_eq!(
         rows.check_value("Cleartext-Password"),
         Some(password.as_str())
@@ -263,7 +282,7 @@ async fn handlers_provision_suspend_resume_and_delete(repo: RadiusRepo) {
         .await
         .unwrap();
     assert!(!out.contains_key("radius_password"));
-    let rows = repo.account("sub-1").await.unwrap().unwrap();
+    let rows = repo.account("sub-1@t1").await.unwrap().unwrap();
     assert_eq!(rows.check_value("Cleartext-Password"), Some("chosen-pw"));
 
     let out = call(&r, "radius.suspend", run, "suspend_radius", &ctx)
@@ -271,7 +290,7 @@ async fn handlers_provision_suspend_resume_and_delete(repo: RadiusRepo) {
         .unwrap();
     assert_eq!(out["radius_group"], json!("suspended"));
     assert_eq!(
-        repo.current_group("sub-1").await.unwrap().as_deref(),
+        repo.current_group("sub-1@t1").await.unwrap().as_deref(),
         Some("suspended")
     );
     assert_eq!(
@@ -283,7 +302,7 @@ async fn handlers_provision_suspend_resume_and_delete(repo: RadiusRepo) {
         .unwrap();
     assert_eq!(out["radius_group"], json!("gold"));
     assert_eq!(
-        repo.current_group("sub-1").await.unwrap().as_deref(),
+        repo.current_group("sub-1@t1").await.unwrap().as_deref(),
         Some("gold")
     );
     // A plan given as an object names its group by `name`.
@@ -293,7 +312,7 @@ async fn handlers_provision_suspend_resume_and_delete(repo: RadiusRepo) {
         .await
         .unwrap();
     assert_eq!(
-        repo.current_group("sub-1").await.unwrap().as_deref(),
+        repo.current_group("sub-1@t1").await.unwrap().as_deref(),
         Some("platinum")
     );
 
@@ -303,7 +322,7 @@ async fn handlers_provision_suspend_resume_and_delete(repo: RadiusRepo) {
             .await
             .unwrap();
         assert_eq!(out["radius_account_deleted"], json!(existed));
-        assert_eq!(repo.account("sub-1").await.unwrap(), None);
+        assert_eq!(repo.account("sub-1@t1").await.unwrap(), None);
     }
     // Suspending an account that no longer exists is an error, not retried.
     let err = call(&r, "radius.suspend", run, "suspend_radius", &ctx)
@@ -342,7 +361,7 @@ async fn handlers_refuse_invalid_context(repo: RadiusRepo) {
     call(&r, "radius.create_account", run, "create", &ctx)
         .await
         .unwrap();
-    let rows = repo.account("sub-1").await.unwrap().unwrap();
+    let rows = repo.account("sub-1@t1").await.unwrap().unwrap();
     assert_eq!(rows.reply_value("Delegated-IPv6-Prefix"), None);
 }
 
@@ -407,10 +426,10 @@ async fn register_uses_the_engine_database_or_the_configured_one(pool: sqlx::PgP
     .await
     .unwrap();
     let external = RadiusRepo::connect_lazy(&url).unwrap();
-    let rows = external.account("sub-1").await.unwrap().unwrap();
+    let rows = external.account("sub-1@t1").await.unwrap().unwrap();
     assert_eq!(rows.reply_value("Framed-IP-Address"), Some("100.64.0.7"));
     let engine_db = RadiusRepo::postgres(pool);
-    assert_eq!(engine_db.account("sub-1").await.unwrap(), None);
+    assert_eq!(engine_db.account("sub-1@t1").await.unwrap(), None);
 }
 
 #[test]
@@ -608,6 +627,13 @@ async fn cancellation_stops_the_wait() {
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
+/// Registers `addr` as tenant `t1`'s NAS `bras-1`.
+async fn register_nas(repo: &RadiusRepo, addr: SocketAddr) {
+    repo.register_nas("t1", "bras-1", addr.ip(), addr.port(), None)
+        .await
+        .unwrap();
+}
+
 fn nas_config() -> RadiusConfig {
     RadiusConfig {
         secret: SECRET.into(),
@@ -619,7 +645,9 @@ fn nas_config() -> RadiusConfig {
 #[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
 async fn coa_handler_identifies_the_session_and_sends_the_current_group(pool: sqlx::PgPool) {
     let nas = NasSimulator::acking(SECRET.as_bytes()).await.unwrap();
-    let r = registry(RadiusRepo::postgres(pool), nas_config());
+    let repo = RadiusRepo::postgres(pool);
+    register_nas(&repo, nas.addr()).await;
+    let r = registry(repo, nas_config());
     let mut ctx = context();
     ctx["nas"] = json!({"ip": "127.0.0.1", "coa_port": nas.addr().port()});
     ctx["acct_session_id"] = json!("sess-77");
@@ -641,13 +669,13 @@ async fn coa_handler_identifies_the_session_and_sends_the_current_group(pool: sq
     ));
     let coa = &seen[0];
     assert_eq!(coa.kind, Some(DynAuthKind::Coa));
-    assert_eq!(coa.user_name.as_deref(), Some("sub-1"));
+    assert_eq!(coa.user_name.as_deref(), Some("sub-1@t1"));
     assert_eq!(coa.framed_ip, Some(Ipv4Addr::new(100, 64, 0, 7)));
     assert_eq!(coa.acct_session_id.as_deref(), Some("sess-77"));
     assert_eq!(coa.filter_id.as_deref(), Some("suspended"));
     let disconnect = &seen[1];
     assert_eq!(disconnect.kind, Some(DynAuthKind::Disconnect));
-    assert_eq!(disconnect.user_name.as_deref(), Some("sub-1"));
+    assert_eq!(disconnect.user_name.as_deref(), Some("sub-1@t1"));
     assert_eq!(disconnect.filter_id, None);
 }
 
@@ -660,7 +688,9 @@ async fn naks_fail_the_step_except_for_a_session_that_is_gone(pool: sqlx::PgPool
         _ => NasReply::Nak(Some(ErrorCause::ADMINISTRATIVELY_PROHIBITED)),
     }))
     .await;
-    let r = registry(RadiusRepo::postgres(pool), nas_config());
+    let repo = RadiusRepo::postgres(pool);
+    register_nas(&repo, nas.addr()).await;
+    let r = registry(repo, nas_config());
     let mut ctx = context();
     ctx["nas"] = json!({"ip": "127.0.0.1", "coa_port": nas.addr().port()});
     let run = RunId::new();

@@ -225,7 +225,9 @@ async fn hold(db: &DomainDb, h: &Hold<'_>, now: DateTime<Utc>) -> Result<Address
     let pool_def = h.pool;
     let range = pool_def.range()?;
     let lock = format!("SELECT id FROM ip_pools WHERE id = $1{}", db.for_update());
-    let by_key = format!("SELECT {COLUMNS} FROM address_records WHERE allocation_key = $1");
+    let by_key = format!(
+        "SELECT {COLUMNS} FROM address_records WHERE allocation_key = $1 AND tenant_id = $2"
+    );
     let reservation = format!(
         "SELECT {COLUMNS} FROM address_records WHERE pool_id = $1 AND tenant_id = $2 \
          AND subscriber_id = $3 AND state = 'PENDING' AND reserved_until > $4 ORDER BY id LIMIT 1"
@@ -257,6 +259,7 @@ async fn hold(db: &DomainDb, h: &Hold<'_>, now: DateTime<Utc>) -> Result<Address
             if let Some(key) = h.key {
                 let existing: Option<RecordRow> = sqlx::query_as(AssertSqlSafe(by_key))
                     .bind(key)
+                    .bind(&pool_def.tenant_id)
                     .fetch_optional(&mut *tx)
                     .await?;
                 if let Some(row) = existing {
@@ -424,12 +427,14 @@ type AuditRow = (
 const AUDIT_COLUMNS: &str = "id, tenant_id, record_id, subscriber_id, address, action, \
     idempotency_key, at, notified_at";
 
-/// The audit records a step (`key`) wrote, by id.
-pub async fn audit_of(db: &DomainDb, key: &str) -> Result<Vec<AuditRecord>> {
-    let sql =
-        format!("SELECT {AUDIT_COLUMNS} FROM address_audit WHERE idempotency_key = $1 ORDER BY id");
+/// The audit records a step (`key`) of `tenant` wrote, by id.
+pub async fn audit_of(db: &DomainDb, tenant: &str, key: &str) -> Result<Vec<AuditRecord>> {
+    let sql = format!(
+        "SELECT {AUDIT_COLUMNS} FROM address_audit WHERE tenant_id = $1 AND idempotency_key = $2 \
+         ORDER BY id"
+    );
     let rows: Vec<AuditRow> = with_db!(db, pool => {
-        sqlx::query_as(AssertSqlSafe(sql)).bind(key).fetch_all(pool).await?
+        sqlx::query_as(AssertSqlSafe(sql)).bind(tenant).bind(key).fetch_all(pool).await?
     });
     Ok(rows
         .into_iter()
@@ -447,11 +452,17 @@ pub async fn audit_of(db: &DomainDb, key: &str) -> Result<Vec<AuditRecord>> {
         .collect())
 }
 
-/// Notes that the owner of audit record `id` was told.
-pub async fn mark_audit_notified(db: &DomainDb, id: i64, now: DateTime<Utc>) -> Result<()> {
-    let sql = "UPDATE address_audit SET notified_at = $1 WHERE id = $2 AND notified_at IS NULL";
+/// Notes that the owner of `tenant`'s audit record `id` was told.
+pub async fn mark_audit_notified(
+    db: &DomainDb,
+    tenant: &str,
+    id: i64,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let sql = "UPDATE address_audit SET notified_at = $1 WHERE tenant_id = $2 AND id = $3 \
+               AND notified_at IS NULL";
     with_db!(db, pool => {
-        sqlx::query(sql).bind(now).bind(id).execute(pool).await?.rows_affected()
+        sqlx::query(sql).bind(now).bind(tenant).bind(id).execute(pool).await?.rows_affected()
     });
     Ok(())
 }
@@ -468,16 +479,19 @@ pub async fn capacity_levels(db: &DomainDb, tenant: &str) -> Result<BTreeMap<i64
         .collect()
 }
 
-/// Stores a pool's capacity level.
+/// Stores the capacity level of `tenant`'s pool `pool_id` (a pool of
+/// another tenant is left alone).
 pub async fn set_capacity_level(
     db: &DomainDb,
+    tenant: &str,
     pool_id: i64,
     level: CapacityLevel,
     percent: f64,
     now: DateTime<Utc>,
 ) -> Result<()> {
     let sql = "INSERT INTO pool_capacity_levels (pool_id, level, percent, changed_at) \
-               VALUES ($1, $2, $3, $4) ON CONFLICT (pool_id) DO UPDATE SET level = excluded.level, \
+               SELECT id, $2, $3, $4 FROM ip_pools WHERE id = $1 AND tenant_id = $5 \
+               ON CONFLICT (pool_id) DO UPDATE SET level = excluded.level, \
                percent = excluded.percent, changed_at = excluded.changed_at";
     with_db!(db, pool => {
         sqlx::query(sql)
@@ -485,6 +499,7 @@ pub async fn set_capacity_level(
             .bind(level.as_str())
             .bind(percent)
             .bind(now)
+            .bind(tenant)
             .execute(pool)
             .await?
             .rows_affected()
@@ -518,11 +533,17 @@ pub async fn release(
     }
 }
 
-/// The record an allocation key names, if any.
-pub async fn by_allocation_key(db: &DomainDb, key: &str) -> Result<Option<AddressRecord>> {
-    let sql = format!("SELECT {COLUMNS} FROM address_records WHERE allocation_key = $1");
+/// `tenant`'s record an allocation key names, if any.
+pub async fn by_allocation_key(
+    db: &DomainDb,
+    tenant: &str,
+    key: &str,
+) -> Result<Option<AddressRecord>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM address_records WHERE tenant_id = $1 AND allocation_key = $2"
+    );
     let row: Option<RecordRow> = with_db!(db, pool => {
-        sqlx::query_as(AssertSqlSafe(sql)).bind(key).fetch_optional(pool).await?
+        sqlx::query_as(AssertSqlSafe(sql)).bind(tenant).bind(key).fetch_optional(pool).await?
     });
     Ok(row.map(AddressRecord::try_from).transpose()?)
 }

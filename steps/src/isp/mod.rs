@@ -365,20 +365,21 @@ impl Isp {
                     out["ipv6_record_id"] = json!(v6.id);
                 }
                 Err(e) => {
+                    // Applied in part: the IPv4 address is held. The error
+                    // is `uncertain`, so a step that gives up is compensated
+                    // (ipam.release, by this step's allocation keys) instead
+                    // of leaking the address.
                     let e = StepError::from(e);
-                    if !e.is_retryable() {
-                        // The step fails for good and will not be
-                        // compensated: give the IPv4 address back now.
-                        ipam::release(
-                            &self.db,
-                            req.tenant_id.as_str(),
-                            v4.id,
-                            &run(&req),
-                            self.now(),
-                        )
-                        .await?;
-                    }
-                    return Err(e);
+                    let message = format!(
+                        "IPv4 {} allocated, IPv6 failed ({}): {e}",
+                        v4.address,
+                        e.kind()
+                    );
+                    return Err(if e.is_retryable() {
+                        StepError::retryable("uncertain", message)
+                    } else {
+                        StepError::fatal("uncertain", message)
+                    });
                 }
             }
         }
@@ -388,8 +389,12 @@ impl Isp {
     /// Releases what this step allocated (found by its allocation keys).
     async fn release_allocation(&self, req: StepRequest) -> StepResult {
         for family in Family::ALL {
-            if let Some(rec) =
-                ipam::by_allocation_key(&self.db, &allocation_key(&req, family)).await?
+            if let Some(rec) = ipam::by_allocation_key(
+                &self.db,
+                req.tenant_id.as_str(),
+                &allocation_key(&req, family),
+            )
+            .await?
             {
                 ipam::release(
                     &self.db,
@@ -416,22 +421,44 @@ impl Isp {
         Ok(output(json!({ "released": released })))
     }
 
-    /// Moves the subscriber's records of `family` (all when `None`) that
-    /// are in one of `from` to `to`. Returns the records moved.
-    async fn move_records(
+    /// The subscriber's records of `family` (all when `None`) in the run's
+    /// tenant; with `this_run`, only those this run allocated (their
+    /// allocation key starts with the run id).
+    async fn records(
         &self,
         req: &StepRequest,
         family: Option<Family>,
+        this_run: bool,
+    ) -> Result<Vec<AddressRecord>, StepError> {
+        let tenant = req.tenant_id.as_str();
+        let records = lifecycle::for_subscriber(&self.db, tenant, &subscriber_id(req)?).await?;
+        let prefix = format!("{}:", req.run_id);
+        Ok(records
+            .into_iter()
+            .filter(|r| family.is_none_or(|f| f == r.family))
+            .filter(|r| {
+                !this_run
+                    || r.allocation_key
+                        .as_deref()
+                        .is_some_and(|k| k.starts_with(&prefix))
+            })
+            .collect())
+    }
+
+    /// Moves the subscriber's records of `family` (all when `None`; only
+    /// this run's allocations with `this_run`) that are in one of `from` to
+    /// `to`. Returns the records moved.
+    async fn move_records(
+        &self,
+        req: &StepRequest,
+        (family, this_run): (Option<Family>, bool),
         from: &[AddressState],
         to: AddressState,
     ) -> Result<Vec<AddressRecord>, StepError> {
         let tenant = req.tenant_id.as_str();
-        let records = lifecycle::for_subscriber(&self.db, tenant, &subscriber_id(req)?).await?;
+        let records = self.records(req, family, this_run).await?;
         let mut moved = Vec::new();
-        for r in records
-            .into_iter()
-            .filter(|r| family.is_none_or(|f| f == r.family) && from.contains(&r.state))
-        {
+        for r in records.into_iter().filter(|r| from.contains(&r.state)) {
             moved.push(
                 lifecycle::transition(&self.db, tenant, r.id, to, &run(req), self.now()).await?,
             );
@@ -439,17 +466,19 @@ impl Isp {
         Ok(moved)
     }
 
+    /// Activates what this run allocated (its allocation step ran earlier
+    /// in the same run).
     async fn activate(&self, req: StepRequest, family: Family) -> StepResult {
         use AddressState::*;
         let moved = self
-            .move_records(&req, Some(family), &[Allocated], Active)
+            .move_records(&req, (Some(family), true), &[Allocated], Active)
             .await?;
         if moved.is_empty() {
-            let tenant = req.tenant_id.as_str();
-            let active = lifecycle::for_subscriber(&self.db, tenant, &subscriber_id(&req)?)
+            let active = self
+                .records(&req, Some(family), true)
                 .await?
                 .into_iter()
-                .any(|r| r.family == family && r.state == Active);
+                .any(|r| r.state == Active);
             if !active {
                 return match family {
                     // No prefix was asked for: nothing to do.
@@ -466,11 +495,15 @@ impl Isp {
         ))
     }
 
+    /// Forward (deprovisioning): revokes the subscriber's addresses. As the
+    /// undo of an activation: only what this run allocated, so an undo
+    /// whose activation never ran leaves another run's addresses alone.
     async fn revoke(&self, req: StepRequest, family: Family) -> StepResult {
         use AddressState::*;
+        let this_run = req.kind == CallKind::Compensate;
         self.move_records(
             &req,
-            Some(family),
+            (Some(family), this_run),
             &[Allocated, Active, Suspended],
             Revoking,
         )
@@ -482,13 +515,17 @@ impl Isp {
 
     async fn suspend_addresses(&self, req: StepRequest) -> StepResult {
         use AddressState::*;
-        let moved = self.move_records(&req, None, &[Active], Suspended).await?;
+        let moved = self
+            .move_records(&req, (None, false), &[Active], Suspended)
+            .await?;
         Ok(output(json!({ "suspended_addresses": moved.len() })))
     }
 
     async fn resume_addresses(&self, req: StepRequest) -> StepResult {
         use AddressState::*;
-        let moved = self.move_records(&req, None, &[Suspended], Active).await?;
+        let moved = self
+            .move_records(&req, (None, false), &[Suspended], Active)
+            .await?;
         Ok(output(json!({ "resumed_addresses": moved.len() })))
     }
 

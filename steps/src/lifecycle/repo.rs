@@ -440,8 +440,10 @@ pub async fn insert_snapshot(
 ) -> Result<Snapshot> {
     let insert = "INSERT INTO lifecycle_snapshots (tenant_id, idempotency_key, taken_at, records, pools) \
                   VALUES ($1, $2, $3, $4, $5) ON CONFLICT (idempotency_key) DO NOTHING";
-    let select =
-        format!("SELECT {SNAPSHOT_COLUMNS} FROM lifecycle_snapshots WHERE idempotency_key = $1");
+    let select = format!(
+        "SELECT {SNAPSHOT_COLUMNS} FROM lifecycle_snapshots WHERE tenant_id = $1 \
+         AND idempotency_key = $2"
+    );
     let row: SnapshotRow = with_db!(db, pool => {
         sqlx::query(insert)
             .bind(tenant)
@@ -451,7 +453,7 @@ pub async fn insert_snapshot(
             .bind(Json(pools))
             .execute(pool)
             .await?;
-        sqlx::query_as(AssertSqlSafe(select)).bind(key).fetch_one(pool).await?
+        sqlx::query_as(AssertSqlSafe(select)).bind(tenant).bind(key).fetch_one(pool).await?
     });
     Ok(snapshot(row))
 }

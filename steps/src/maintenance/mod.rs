@@ -256,6 +256,7 @@ impl Maintenance {
         let v = serde_json::to_value(counts)?;
         repo::save_progress(
             &self.db,
+            req.tenant_id.as_str(),
             &req.idempotency_key,
             &req.workflow,
             &v,
@@ -270,7 +271,7 @@ impl Maintenance {
     /// leaks, and takes stuck REVOKING records to REVOKED.
     async fn cleanup(&self, req: &StepRequest) -> Result<CleanupCounts> {
         let tenant = req.tenant_id.as_str();
-        let mut counts = match repo::progress(&self.db, &req.idempotency_key).await? {
+        let mut counts = match repo::progress(&self.db, tenant, &req.idempotency_key).await? {
             Some(p) if p.done => return Ok(serde_json::from_value(p.output)?),
             Some(p) => serde_json::from_value(p.output)?,
             None => CleanupCounts::default(),
@@ -448,7 +449,8 @@ impl Maintenance {
                     .await?;
                 crossings.push(json!({"kind": kind, "pool": u.pool.name, "from": from, "to": level, "percent": percent}));
             }
-            ipam::set_capacity_level(&self.db, u.pool.id, level, percent, self.now()).await?;
+            ipam::set_capacity_level(&self.db, tenant, u.pool.id, level, percent, self.now())
+                .await?;
         }
         Ok(json!({ "pools": pools, "crossings": crossings }))
     }
@@ -459,7 +461,7 @@ impl Maintenance {
         let tenant = req.tenant_id.as_str();
         let key = &req.idempotency_key;
         ipam::expire_reservations_audited(&self.db, tenant, key, self.now()).await?;
-        let audit = ipam::audit_of(&self.db, key).await?;
+        let audit = ipam::audit_of(&self.db, tenant, key).await?;
         let mut expired = Vec::with_capacity(audit.len());
         for a in &audit {
             if a.notified_at.is_none() {
@@ -477,7 +479,7 @@ impl Maintenance {
                         }),
                     })
                     .await?;
-                ipam::mark_audit_notified(&self.db, a.id, self.now()).await?;
+                ipam::mark_audit_notified(&self.db, tenant, a.id, self.now()).await?;
             }
             expired.push(json!({"subscriber_id": a.subscriber_id, "address": a.address, "record_id": a.record_id}));
         }

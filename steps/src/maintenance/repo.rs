@@ -17,11 +17,16 @@ pub struct Progress {
     pub done: bool,
 }
 
-/// The progress stored under `key`, if any.
-pub async fn progress(db: &DomainDb, key: &str) -> Result<Option<Progress>, sqlx::Error> {
-    let sql = "SELECT output, done FROM maintenance_progress WHERE idempotency_key = $1";
+/// The progress `tenant`'s step `key` stored, if any.
+pub async fn progress(
+    db: &DomainDb,
+    tenant: &str,
+    key: &str,
+) -> Result<Option<Progress>, sqlx::Error> {
+    let sql = "SELECT output, done FROM maintenance_progress WHERE tenant_id = $1 \
+               AND idempotency_key = $2";
     let row: Option<(Json<Value>, bool)> = with_db!(db, pool => {
-        sqlx::query_as(sql).bind(key).fetch_optional(pool).await?
+        sqlx::query_as(sql).bind(tenant).bind(key).fetch_optional(pool).await?
     });
     Ok(row.map(|(output, done)| Progress {
         output: output.0,
@@ -29,18 +34,21 @@ pub async fn progress(db: &DomainDb, key: &str) -> Result<Option<Progress>, sqlx
     }))
 }
 
-/// Stores the progress of step `key` of `job`.
+/// Stores the progress of `tenant`'s step `key` of `job`. A key another
+/// tenant stored is left alone.
 pub async fn save_progress(
     db: &DomainDb,
+    tenant: &str,
     key: &str,
     job: &str,
     output: &Value,
     done: bool,
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    let sql = "INSERT INTO maintenance_progress (idempotency_key, job, output, done, updated_at) \
-               VALUES ($1, $2, $3, $4, $5) ON CONFLICT (idempotency_key) DO UPDATE \
-               SET output = excluded.output, done = excluded.done, updated_at = excluded.updated_at";
+    let sql = "INSERT INTO maintenance_progress (idempotency_key, job, output, done, updated_at, \
+               tenant_id) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (idempotency_key) DO UPDATE \
+               SET output = excluded.output, done = excluded.done, updated_at = excluded.updated_at \
+               WHERE maintenance_progress.tenant_id = excluded.tenant_id";
     with_db!(db, pool => {
         sqlx::query(sql)
             .bind(key)
@@ -48,6 +56,7 @@ pub async fn save_progress(
             .bind(Json(output))
             .bind(done)
             .bind(now)
+            .bind(tenant)
             .execute(pool)
             .await?
             .rows_affected()

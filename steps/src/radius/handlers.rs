@@ -4,30 +4,34 @@
 //! replace what a replay wrote, the generated password is derived from the
 //! key, and CoA / Disconnect treat "no such session" as done.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use hmac::{Hmac, Mac};
 use ipnet::{Ipv4Net, Ipv6Net};
-use sagaflow_engine::handler::{Registry, StepError, StepHandler, StepOutput, StepRequest};
+use sagaflow_engine::handler::{
+    CallKind, Registry, StepError, StepHandler, StepOutput, StepRequest,
+};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
 use super::{
-    Account, DEFAULT_COA_PORT, DynAuthClient, DynAuthKind, DynAuthRequest, Error, ErrorCause,
-    RadiusConfig, RadiusRepo, Session,
+    Account, DeleteScope, DynAuthClient, DynAuthKind, DynAuthRequest, Error, ErrorCause, Owner,
+    RadiusConfig, RadiusRepo, RegisteredNas, Session,
 };
 
 /// The context fields the handlers read.
 mod field {
     pub const SUBSCRIBER_ID: &str = "/subscriber_id";
+    pub const RADIUS: &str = "/radius";
     pub const PASSWORD: &str = "/radius_password";
     pub const PLAN: &str = "/plan";
     pub const PLAN_NAME: &str = "/plan/name";
     pub const IPV4: &str = "/ipv4_address";
     pub const IPV6_PREFIX: &str = "/ipv6_prefix";
     pub const NAS_IP: &str = "/nas/ip";
+    pub const NAS_NAME: &str = "/nas/name";
     pub const NAS_COA_PORT: &str = "/nas/coa_port";
     pub const ACCT_SESSION_ID: &str = "/acct_session_id";
 }
@@ -132,8 +136,17 @@ fn optional_str<'a>(req: &'a StepRequest, pointer: &str) -> Result<Option<&'a st
     }
 }
 
-fn username(req: &StepRequest) -> Result<&str, StepError> {
-    req.context_str(field::SUBSCRIBER_ID)
+/// The subscriber's RADIUS user name in the tenant's namespace
+/// (`radius.username_format`).
+fn username(config: &RadiusConfig, req: &StepRequest) -> Result<String, StepError> {
+    let sub = req.context_str(field::SUBSCRIBER_ID)?;
+    Ok(config.username(req.tenant_id.as_str(), sub))
+}
+
+/// The key of the step's forward call, also when compensating: the
+/// account's ownership record names it.
+fn forward_key(req: &StepRequest) -> String {
+    format!("{}:{}", req.run_id, req.step)
 }
 
 /// `/plan` as a string, or `/plan/name` when the plan is an object.
@@ -169,22 +182,45 @@ fn ipv6_prefix(req: &StepRequest) -> Result<Option<Ipv6Net>, StepError> {
     })
 }
 
-/// The NAS's Dynamic Authorization address: `/nas/ip` and `/nas/coa_port`
-/// (3799 when absent).
-fn nas(req: &StepRequest) -> Result<SocketAddr, StepError> {
-    let ip_text = req.context_str(field::NAS_IP)?;
-    let ip: IpAddr = ip_text
-        .parse()
-        .map_err(|_| invalid(field::NAS_IP, "an IP address", &json!(ip_text)))?;
-    let port = match req.context.pointer(field::NAS_COA_PORT) {
-        None | Some(Value::Null) => DEFAULT_COA_PORT,
-        Some(v) => v
-            .as_u64()
-            .and_then(|p| u16::try_from(p).ok())
-            .filter(|p| *p != 0)
-            .ok_or_else(|| invalid(field::NAS_COA_PORT, "a UDP port number", v))?,
+/// The NAS the run names (`/nas/name`, else `/nas/ip`), as registered for
+/// the run's tenant in `radius_nas`: the request goes to the registered
+/// address and port, never to one only the input gives. An unregistered NAS
+/// fails the step for good.
+async fn nas(repo: &RadiusRepo, req: &StepRequest) -> Result<RegisteredNas, StepError> {
+    let name = optional_str(req, field::NAS_NAME)?;
+    let ip = match optional_str(req, field::NAS_IP)? {
+        None => None,
+        Some(text) => Some(
+            text.parse::<IpAddr>()
+                .map_err(|_| invalid(field::NAS_IP, "an IP address", &json!(text)))?,
+        ),
     };
-    Ok(SocketAddr::new(ip, port))
+    if name.is_none() && ip.is_none() {
+        return Err(StepError::fatal(
+            "invalid_context",
+            format!(
+                "the context has no string at {} or {}",
+                field::NAS_NAME,
+                field::NAS_IP
+            ),
+        ));
+    }
+    if let Some(v) = req.context.pointer(field::NAS_COA_PORT)
+        && !v.is_null()
+        && v.as_u64()
+            .and_then(|p| u16::try_from(p).ok())
+            .is_none_or(|p| p == 0)
+    {
+        return Err(invalid(field::NAS_COA_PORT, "a UDP port number", v));
+    }
+    let tenant = req.tenant_id.as_str();
+    repo.find_nas(tenant, name, ip).await?.ok_or_else(|| {
+        let named = name.map_or_else(
+            || ip.map(|i| i.to_string()).unwrap_or_default(),
+            str::to_owned,
+        );
+        Error::UnknownNas(named).into()
+    })
 }
 
 fn output(pairs: impl IntoIterator<Item = (&'static str, Value)>) -> StepOutput {
@@ -194,23 +230,37 @@ fn output(pairs: impl IntoIterator<Item = (&'static str, Value)>) -> StepOutput 
 impl RadiusHandler {
     async fn create_account(&self, req: &StepRequest) -> Result<StepOutput, StepError> {
         let s = &self.shared;
-        let username = username(req)?;
+        let username = username(&s.config, req)?;
         let given = optional_str(req, field::PASSWORD)?;
         let password = match given {
             Some(p) => p.to_owned(),
-            None => derive_password(&s.config.secret, username, &req.idempotency_key),
+            None => derive_password(&s.config.secret, &username, &req.idempotency_key),
         };
         let account = Account {
-            username: username.to_owned(),
+            username,
             password,
             framed_ip: ipv4(req)?,
             delegated_prefix: ipv6_prefix(req)?,
             group: plan(req)?.to_owned(),
         };
-        s.repo.upsert_account(&account).await?;
+        let created_by = forward_key(req);
+        let owner = Owner {
+            tenant_id: req.tenant_id.as_str(),
+            subscriber_id: req.context_str(field::SUBSCRIBER_ID)?,
+            created_by: &created_by,
+        };
+        s.repo.upsert_account(&account, &owner).await?;
+        // `/radius/username` is what later steps (the CPE's PPPoE login)
+        // read: the namespaced name, whatever the input said.
+        let mut radius = match req.context.pointer(field::RADIUS) {
+            Some(Value::Object(m)) => m.clone(),
+            _ => serde_json::Map::new(),
+        };
+        radius.insert("username".into(), json!(account.username));
         let mut out = output([
             ("radius_username", json!(account.username)),
             ("radius_group", json!(account.group)),
+            ("radius", Value::Object(radius)),
         ]);
         if given.is_none() {
             out.insert("radius_password".into(), json!(account.password));
@@ -218,8 +268,23 @@ impl RadiusHandler {
         Ok(out)
     }
 
+    /// Forward (deprovisioning): deletes the tenant's account. As the undo
+    /// of `create_account`: deletes only the account that step created.
     async fn delete_account(&self, req: &StepRequest) -> Result<StepOutput, StepError> {
-        let deleted = self.shared.repo.delete_account(username(req)?).await?;
+        let s = &self.shared;
+        let tenant = req.tenant_id.as_str();
+        let created_by = forward_key(req);
+        let scope = match req.kind {
+            CallKind::Forward => DeleteScope::Tenant(tenant),
+            CallKind::Compensate => DeleteScope::CreatedBy {
+                tenant_id: tenant,
+                created_by: &created_by,
+            },
+        };
+        let deleted = s
+            .repo
+            .delete_account(&username(&s.config, req)?, scope)
+            .await?;
         Ok(output([("radius_account_deleted", json!(deleted))]))
     }
 
@@ -229,13 +294,18 @@ impl RadiusHandler {
         s.repo
             .ensure_group_reply(group, &s.config.suspended_reply)
             .await?;
-        s.repo.set_group(username(req)?, group).await?;
+        s.repo
+            .set_group(req.tenant_id.as_str(), &username(&s.config, req)?, group)
+            .await?;
         Ok(output([("radius_group", json!(group))]))
     }
 
     async fn resume(&self, req: &StepRequest) -> Result<StepOutput, StepError> {
+        let s = &self.shared;
         let group = plan(req)?;
-        self.shared.repo.set_group(username(req)?, group).await?;
+        s.repo
+            .set_group(req.tenant_id.as_str(), &username(&s.config, req)?, group)
+            .await?;
         Ok(output([("radius_group", json!(group))]))
     }
 
@@ -245,22 +315,29 @@ impl RadiusHandler {
     /// is nothing to change, and the step is done.
     async fn dynauth(&self, req: &StepRequest, kind: DynAuthKind) -> Result<StepOutput, StepError> {
         let s = &self.shared;
-        let username = username(req)?;
-        let nas = nas(req)?;
+        let username = username(&s.config, req)?;
+        let registered = nas(&s.repo, req).await?;
+        let nas = registered.coa_addr();
+        let client = match &registered.secret {
+            Some(secret) => {
+                DynAuthClient::new(secret.as_bytes(), s.config.timeout(), s.config.retries)
+            }
+            None => s.client.clone(),
+        };
         let filter_id = match kind {
-            DynAuthKind::Coa => s.repo.current_group(username).await?,
+            DynAuthKind::Coa => s.repo.current_group(&username).await?,
             DynAuthKind::Disconnect => None,
         };
         let request = DynAuthRequest {
             kind,
             session: Session {
-                user_name: username.to_owned(),
+                user_name: username.clone(),
                 framed_ip: ipv4(req)?,
                 acct_session_id: optional_str(req, field::ACCT_SESSION_ID)?.map(str::to_owned),
             },
             filter_id,
         };
-        let result = match s.client.send(nas, &request, &req.cancel).await {
+        let result = match client.send(nas, &request, &req.cancel).await {
             Ok(_) => "ack",
             Err(Error::Nak {
                 error_cause: Some(ErrorCause::SESSION_CONTEXT_NOT_FOUND),
@@ -268,7 +345,7 @@ impl RadiusHandler {
             }) => "no_session",
             Err(e) => return Err(e.into()),
         };
-        tracing::info!(%nas, %kind, user = username, result, "dynamic authorization");
+        tracing::info!(%nas, %kind, user = %username, result, "dynamic authorization");
         let key = match kind {
             DynAuthKind::Coa => "radius_coa",
             DynAuthKind::Disconnect => "radius_disconnect",

@@ -18,17 +18,21 @@
 //! The context fields the handlers read, the groups and the configuration
 //! keys are described in `docs/radius.md`.
 
+mod account;
 mod dynauth;
 mod handlers;
 mod nas;
+mod nas_registry;
 mod repo;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use sagaflow_engine::handler::{Registry, StepError};
 use serde::{Deserialize, Serialize};
 
+pub use account::{Account, AccountRows, ReplyAttribute};
 pub use dynauth::{
     DynAuthClient, DynAuthKind, DynAuthOutcome, DynAuthRequest, ErrorCause, Session,
     encode_response, message_authenticator, request_authenticator, response_authenticator,
@@ -36,7 +40,8 @@ pub use dynauth::{
 };
 pub use handlers::{derive_password, register_with};
 pub use nas::{NasBehaviour, NasReply, NasSimulator, ReceivedRequest};
-pub use repo::{Account, AccountRows, RadiusRepo, ReplyAttribute};
+pub use nas_registry::RegisteredNas;
+pub use repo::{AccountOwner, DeleteScope, Owner, RadiusRepo};
 
 /// The UDP port of Dynamic Authorization (RFC 5176 §3.1, RFC 8559).
 pub const DEFAULT_COA_PORT: u16 = 3799;
@@ -52,6 +57,21 @@ pub enum Error {
     InvalidInput(String),
     #[error("no RADIUS account for user {0:?}")]
     NoAccount(String),
+    #[error("the RADIUS user {0:?} belongs to another tenant")]
+    ForeignAccount(String),
+    #[error(
+        "the RADIUS user {username:?} already exists ({}); this step did not create it",
+        match created_by { Some(k) => format!("created by {k}"), None => "not created by sagaflow".to_owned() }
+    )]
+    AccountExists {
+        username: String,
+        created_by: Option<String>,
+    },
+    #[error(
+        "NAS {0:?} is not registered for this tenant: add it to radius_nas \
+         (CoA and Disconnect-Request go only to registered NASes)"
+    )]
+    UnknownNas(String),
     #[error("cannot build the {kind} for {nas}: {detail}")]
     InvalidRequest {
         kind: DynAuthKind,
@@ -126,6 +146,9 @@ impl Error {
             Error::Config(_) => "radius_config",
             Error::InvalidInput(_) => "radius_invalid_input",
             Error::NoAccount(_) => "radius_no_account",
+            Error::ForeignAccount(_) => "radius_foreign_account",
+            Error::AccountExists { .. } => "radius_account_exists",
+            Error::UnknownNas(_) => "radius_unknown_nas",
             Error::InvalidRequest { .. } => "radius_invalid_request",
             Error::Nak { .. } => "radius_nak",
             Error::WrongSecret { .. } => "radius_wrong_secret",
@@ -152,6 +175,9 @@ impl Error {
             Error::Config(_)
             | Error::InvalidInput(_)
             | Error::NoAccount(_)
+            | Error::ForeignAccount(_)
+            | Error::AccountExists { .. }
+            | Error::UnknownNas(_)
             | Error::InvalidRequest { .. }
             | Error::WrongSecret { .. }
             | Error::InvalidResponse { .. } => false,
@@ -189,17 +215,33 @@ pub struct RadiusConfig {
     /// The database holding FreeRADIUS's tables (`postgres://…` or
     /// `sqlite://…`); the engine's own database when unset.
     pub database_url: Option<String>,
+    /// The RADIUS `User-Name` of a subscriber: `{subscriber_id}` and
+    /// `{tenant}` are replaced. Each tenant gets its own namespace (a realm
+    /// by default), so two tenants' subscribers of the same id never share
+    /// an account.
+    pub username_format: String,
+    /// Per-tenant overrides of `username_format`, by tenant id.
+    pub tenant_username_formats: BTreeMap<String, String>,
 }
+
+/// The default `radius.username_format`: the tenant as the realm.
+pub const DEFAULT_USERNAME_FORMAT: &str = "{subscriber_id}@{tenant}";
+
+/// The default `radius.secret`: FreeRADIUS's example secret, fit for `sagaflow
+/// dev` and tests only (`sagaflow serve` refuses to start with it).
+pub const DEFAULT_SECRET: &str = "testing123";
 
 impl Default for RadiusConfig {
     fn default() -> Self {
         Self {
-            secret: "testing123".to_owned(),
+            secret: DEFAULT_SECRET.to_owned(),
             suspended_group: "suspended".to_owned(),
             suspended_reply: vec![ReplyAttribute::new("Filter-Id", ":=", "suspended")],
             timeout_ms: 1_000,
             retries: 2,
             database_url: None,
+            username_format: DEFAULT_USERNAME_FORMAT.to_owned(),
+            tenant_username_formats: BTreeMap::new(),
         }
     }
 }
@@ -216,6 +258,8 @@ impl std::fmt::Debug for RadiusConfig {
                 "database_url",
                 &self.database_url.as_ref().map(|_| "<configured>"),
             )
+            .field("username_format", &self.username_format)
+            .field("tenant_username_formats", &self.tenant_username_formats)
             .finish()
     }
 }
@@ -250,7 +294,27 @@ impl RadiusConfig {
             a.validate()
                 .map_err(|m| Error::Config(format!("radius.suspended_reply: {m}")))?;
         }
+        validate_format("radius.username_format", &self.username_format)?;
+        for (tenant, format) in &self.tenant_username_formats {
+            validate_format(&format!("radius.tenant_username_formats.{tenant}"), format)?;
+        }
         Ok(())
+    }
+
+    /// Whether the shared secret is still the example default.
+    pub fn has_default_secret(&self) -> bool {
+        self.secret == DEFAULT_SECRET
+    }
+
+    /// The RADIUS `User-Name` of `subscriber_id` of `tenant`: the tenant's
+    /// format from `radius.tenant_username_formats`, else
+    /// `radius.username_format`.
+    pub fn username(&self, tenant: &str, subscriber_id: &str) -> String {
+        self.tenant_username_formats
+            .get(tenant)
+            .unwrap_or(&self.username_format)
+            .replace("{tenant}", tenant)
+            .replace("{subscriber_id}", subscriber_id)
     }
 
     /// The first attempt's timeout.
@@ -262,6 +326,25 @@ impl RadiusConfig {
     pub fn client(&self) -> DynAuthClient {
         DynAuthClient::new(self.secret.as_bytes(), self.timeout(), self.retries)
     }
+}
+
+/// A user-name format must name the subscriber and no placeholder other
+/// than `{subscriber_id}` and `{tenant}`.
+fn validate_format(key: &str, format: &str) -> Result<()> {
+    if !format.contains("{subscriber_id}") {
+        return Err(Error::Config(format!(
+            "{key} {format:?} must contain {{subscriber_id}}"
+        )));
+    }
+    let rest = format
+        .replace("{subscriber_id}", "")
+        .replace("{tenant}", "");
+    if rest.contains('{') || rest.contains('}') {
+        return Err(Error::Config(format!(
+            "{key} {format:?}: the only placeholders are {{subscriber_id}} and {{tenant}}"
+        )));
+    }
+    Ok(())
 }
 
 /// Registers the RADIUS handlers on the database of `deps`: the configured

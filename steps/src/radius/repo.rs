@@ -4,25 +4,24 @@
 //! suspended group). Every write is idempotent: a replay replaces the rows it
 //! wrote instead of adding more. Both backends run the same statements
 //! (`$n` parameters work on PostgreSQL and SQLite alike).
+//!
+//! Ownership: sagaflow's own `radius_accounts` table records, in the same
+//! transaction as the account's rows, which tenant and which forward step
+//! created each user name. A write refuses a user another tenant owns (or
+//! that another step created), and the undo of a creation deletes only the
+//! account its own forward step created.
 
-use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use ipnet::Ipv6Net;
-use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::{PgPool, SqlitePool};
 use tokio::sync::OnceCell;
 
+use super::account::{
+    Account, AccountRows, DELEGATED_PREFIX, FRAMED_IP, PASSWORD, ReplyAttribute, validate_name,
+};
 use super::{Error, Result};
-
-/// The attributes of `radcheck` / `radreply` this repository owns; rows of
-/// other attributes an operator adds for a subscriber are left alone by
-/// [`RadiusRepo::upsert_account`].
-const PASSWORD: &str = "Cleartext-Password";
-const FRAMED_IP: &str = "Framed-IP-Address";
-const DELEGATED_PREFIX: &str = "Delegated-IPv6-Prefix";
 
 /// `radusergroup.priority` of the subscriber's one group row.
 const GROUP_PRIORITY: i32 = 1;
@@ -31,134 +30,57 @@ const GROUP_PRIORITY: i32 = 1;
 /// READ COMMITTED would let two concurrent replays both find no row and both
 /// insert one. SQLite serializes writers by itself: every transaction here
 /// starts with a write, which takes the database's write lock.
-const PG_LOCK: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))";
+pub(super) const PG_LOCK: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))";
 
-const PG_SCHEMA: &str = include_str!("../../../migrations/postgres/0005_radius.sql");
-const SQLITE_SCHEMA: &str = include_str!("../../../migrations/sqlite/0005_radius.sql");
+const PG_SCHEMA: [&str; 2] = [
+    include_str!("../../../migrations/postgres/0005_radius.sql"),
+    include_str!("../../../migrations/postgres/0009_radius_ownership.sql"),
+];
+const SQLITE_SCHEMA: [&str; 2] = [
+    include_str!("../../../migrations/sqlite/0005_radius.sql"),
+    include_str!("../../../migrations/sqlite/0009_radius_ownership.sql"),
+];
 
-/// A row of `radgroupreply` (or `radreply`): `attribute op value`, e.g.
-/// `Filter-Id := suspended`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReplyAttribute {
-    pub attribute: String,
-    #[serde(default = "ReplyAttribute::default_op")]
-    pub op: String,
-    pub value: String,
+/// Who writes an account: the tenant, the subscriber, and the forward step
+/// (`{run}:{step}`) that creates it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner<'a> {
+    pub tenant_id: &'a str,
+    pub subscriber_id: &'a str,
+    pub created_by: &'a str,
 }
 
-impl ReplyAttribute {
-    pub fn new(attribute: &str, op: &str, value: &str) -> Self {
-        Self {
-            attribute: attribute.to_owned(),
-            op: op.to_owned(),
-            value: value.to_owned(),
-        }
-    }
-
-    fn default_op() -> String {
-        ":=".to_owned()
-    }
-
-    /// Checks the row against what FreeRADIUS accepts in a reply item.
-    pub fn validate(&self) -> std::result::Result<(), String> {
-        const OPS: [&str; 5] = ["=", ":=", "+=", "==", "!="];
-        if self.attribute.trim().is_empty() || self.attribute.len() > 64 {
-            return Err(format!(
-                "attribute {:?} must be 1 to 64 characters",
-                self.attribute
-            ));
-        }
-        if !OPS.contains(&self.op.as_str()) {
-            return Err(format!("operator {:?} must be one of {OPS:?}", self.op));
-        }
-        if self.value.len() > 253 {
-            return Err(format!(
-                "the value of {} is longer than 253 bytes",
-                self.attribute
-            ));
-        }
-        Ok(())
-    }
+/// Which account a deletion may remove.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteScope<'a> {
+    /// Deprovisioning: the tenant's account of that name (or one sagaflow
+    /// has no ownership record of, which only the tenant's own user-name
+    /// format produces); another tenant's account is refused.
+    Tenant(&'a str),
+    /// The undo of a creation: only the account that forward step created
+    /// (`created_by`) in that tenant; anything else is left alone.
+    CreatedBy {
+        tenant_id: &'a str,
+        created_by: &'a str,
+    },
 }
 
-/// What the provisioning system writes for one subscriber.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Account {
-    pub username: String,
-    /// Written as `Cleartext-Password := …` in `radcheck`.
-    pub password: String,
-    /// `Framed-IP-Address := …` in `radreply`.
-    pub framed_ip: Option<Ipv4Addr>,
-    /// `Delegated-IPv6-Prefix := …` in `radreply`.
-    pub delegated_prefix: Option<Ipv6Net>,
-    /// The plan group, in `radusergroup`.
-    pub group: String,
+/// The `radius_accounts` row of a user name.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AccountOwner {
+    pub tenant_id: String,
+    pub subscriber_id: String,
+    pub created_by: String,
 }
 
-impl Account {
-    fn validate(&self) -> Result<()> {
-        validate_name("username", &self.username)?;
-        validate_name("group", &self.group)?;
-        if self.password.is_empty() || self.password.len() > 128 {
-            return Err(Error::InvalidInput(format!(
-                "the RADIUS password of {:?} must be 1 to 128 bytes",
-                self.username
-            )));
-        }
-        Ok(())
-    }
-
-    fn reply_rows(&self) -> Vec<(&'static str, String)> {
-        let mut rows = Vec::new();
-        if let Some(ip) = self.framed_ip {
-            rows.push((FRAMED_IP, ip.to_string()));
-        }
-        if let Some(prefix) = self.delegated_prefix {
-            rows.push((DELEGATED_PREFIX, prefix.trunc().to_string()));
-        }
-        rows
-    }
-}
-
-fn validate_name(what: &str, name: &str) -> Result<()> {
-    if name.trim().is_empty() || name.len() > 64 {
-        return Err(Error::InvalidInput(format!(
-            "the RADIUS {what} {name:?} must be 1 to 64 bytes"
-        )));
-    }
-    Ok(())
-}
-
-/// Every row FreeRADIUS would read for one user, for inspection and tests.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AccountRows {
-    /// `radcheck`: (attribute, op, value), in id order.
-    pub check: Vec<ReplyAttribute>,
-    /// `radreply`: (attribute, op, value), in id order.
-    pub reply: Vec<ReplyAttribute>,
-    /// `radusergroup`: (group, priority), by priority.
-    pub groups: Vec<(String, i32)>,
-}
-
-impl AccountRows {
-    /// The value of the first `radcheck` / `radreply` row of `attribute`.
-    pub fn check_value(&self, attribute: &str) -> Option<&str> {
-        find(&self.check, attribute)
-    }
-    pub fn reply_value(&self, attribute: &str) -> Option<&str> {
-        find(&self.reply, attribute)
-    }
-}
-
-fn find<'a>(rows: &'a [ReplyAttribute], attribute: &str) -> Option<&'a str> {
-    rows.iter()
-        .find(|r| r.attribute == attribute)
-        .map(|r| r.value.as_str())
-}
+const OWNER_SQL: &str =
+    "SELECT tenant_id, subscriber_id, created_by FROM radius_accounts WHERE username = $1";
+/// The first statement of a transaction that checks ownership: a write, so
+/// SQLite takes its write lock before the check (it matches no row).
+const SQLITE_WRITE_LOCK: &str = "UPDATE radius_accounts SET username = username WHERE 1 = 0";
 
 #[derive(Debug, Clone)]
-enum Db {
+pub(super) enum Db {
     Postgres(PgPool),
     Sqlite(SqlitePool),
 }
@@ -166,7 +88,7 @@ enum Db {
 /// FreeRADIUS's tables on PostgreSQL or SQLite.
 #[derive(Debug, Clone)]
 pub struct RadiusRepo {
-    db: Db,
+    pub(super) db: Db,
     /// Set for a database the engine's migrations do not cover: FreeRADIUS's
     /// schema is created there (if missing) before the first use.
     schema: Option<Arc<OnceCell<()>>>,
@@ -177,17 +99,18 @@ pub struct RadiusRepo {
 macro_rules! on_db {
     ($repo:expr, $pool:ident, $lock:ident => $body:expr) => {
         match &$repo.db {
-            Db::Postgres($pool) => {
-                let $lock: Option<&'static str> = Some(PG_LOCK);
+            super::repo::Db::Postgres($pool) => {
+                let $lock: Option<&'static str> = Some(super::repo::PG_LOCK);
                 $body
             }
-            Db::Sqlite($pool) => {
+            super::repo::Db::Sqlite($pool) => {
                 let $lock: Option<&'static str> = None;
                 $body
             }
         }
     };
 }
+pub(super) use on_db;
 
 impl RadiusRepo {
     /// On the engine's (or any) PostgreSQL pool.
@@ -239,33 +162,85 @@ impl RadiusRepo {
     pub async fn ensure_schema(&self) -> Result<()> {
         match &self.db {
             Db::Postgres(pool) => {
-                sqlx::raw_sql(PG_SCHEMA).execute(pool).await?;
+                for sql in PG_SCHEMA {
+                    sqlx::raw_sql(sql).execute(pool).await?;
+                }
             }
             Db::Sqlite(pool) => {
-                sqlx::raw_sql(SQLITE_SCHEMA).execute(pool).await?;
+                for sql in SQLITE_SCHEMA {
+                    sqlx::raw_sql(sql).execute(pool).await?;
+                }
             }
         }
         Ok(())
     }
 
-    async fn ready(&self) -> Result<()> {
+    pub(super) async fn ready(&self) -> Result<()> {
         if let Some(cell) = &self.schema {
             cell.get_or_try_init(|| self.ensure_schema()).await?;
         }
         Ok(())
     }
 
-    /// Writes the subscriber's password, addresses and plan group, replacing
-    /// what an earlier call wrote (so a replay leaves one row of each).
-    pub async fn upsert_account(&self, account: &Account) -> Result<()> {
+    /// Creates the subscriber's account (password, addresses, plan group)
+    /// for `owner`, recording it in `radius_accounts`. A replay of the same
+    /// step replaces what it wrote (one row of each). A user name another
+    /// tenant owns is refused ([`Error::ForeignAccount`]); one that another
+    /// step created, or that has rows sagaflow did not create, is refused
+    /// too ([`Error::AccountExists`]): this step did not make it, so it must
+    /// neither overwrite it nor, on undo, remove it.
+    pub async fn upsert_account(&self, account: &Account, owner: &Owner<'_>) -> Result<()> {
         account.validate()?;
         self.ready().await?;
         let user = account.username.as_str();
         let reply = account.reply_rows();
         on_db!(self, pool, lock => {
             let mut tx = pool.begin().await?;
-            if let Some(lock) = lock {
-                sqlx::query(lock).bind(lock_key("user", user)).execute(&mut *tx).await?;
+            match lock {
+                Some(lock) => {
+                    sqlx::query(lock).bind(lock_key("user", user)).execute(&mut *tx).await?;
+                }
+                None => {
+                    sqlx::query(SQLITE_WRITE_LOCK).execute(&mut *tx).await?;
+                }
+            }
+            let current: Option<AccountOwner> =
+                sqlx::query_as(OWNER_SQL).bind(user).fetch_optional(&mut *tx).await?;
+            match current {
+                Some(o) if o.tenant_id != owner.tenant_id => {
+                    return Err(Error::ForeignAccount(user.to_owned()));
+                }
+                Some(o) if o.created_by != owner.created_by => {
+                    return Err(Error::AccountExists {
+                        username: user.to_owned(),
+                        created_by: Some(o.created_by),
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    let rows: Option<(String,)> = sqlx::query_as(
+                        "SELECT username FROM radcheck WHERE username = $1 LIMIT 1",
+                    )
+                    .bind(user)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if rows.is_some() {
+                        return Err(Error::AccountExists {
+                            username: user.to_owned(),
+                            created_by: None,
+                        });
+                    }
+                    sqlx::query(
+                        "INSERT INTO radius_accounts (username, tenant_id, subscriber_id, created_by) \
+                         VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(user)
+                    .bind(owner.tenant_id)
+                    .bind(owner.subscriber_id)
+                    .bind(owner.created_by)
+                    .execute(&mut *tx)
+                    .await?;
+                }
             }
             sqlx::query("DELETE FROM radcheck WHERE username = $1 AND attribute = $2")
                 .bind(user)
@@ -311,18 +286,28 @@ impl RadiusRepo {
         Ok(())
     }
 
-    /// Puts the user into `group` alone (its one `radusergroup` row). The
-    /// user must have an account (a `radcheck` row).
-    pub async fn set_group(&self, username: &str, group: &str) -> Result<()> {
+    /// Puts `tenant`'s user into `group` alone (its one `radusergroup` row).
+    /// The user must have an account (a `radcheck` row) that no other tenant
+    /// owns.
+    pub async fn set_group(&self, tenant: &str, username: &str, group: &str) -> Result<()> {
         validate_name("username", username)?;
         validate_name("group", group)?;
         self.ready().await?;
         let found = on_db!(self, pool, lock => {
             let mut tx = pool.begin().await?;
-            if let Some(lock) = lock {
-                sqlx::query(lock).bind(lock_key("user", username)).execute(&mut *tx).await?;
+            match lock {
+                Some(lock) => {
+                    sqlx::query(lock).bind(lock_key("user", username)).execute(&mut *tx).await?;
+                }
+                None => {
+                    sqlx::query(SQLITE_WRITE_LOCK).execute(&mut *tx).await?;
+                }
             }
-            // The first statement writes, so SQLite takes its write lock here.
+            let current: Option<AccountOwner> =
+                sqlx::query_as(OWNER_SQL).bind(username).fetch_optional(&mut *tx).await?;
+            if current.is_some_and(|o| o.tenant_id != tenant) {
+                return Err(Error::ForeignAccount(username.to_owned()));
+            }
             sqlx::query("DELETE FROM radusergroup WHERE username = $1")
                 .bind(username)
                 .execute(&mut *tx)
@@ -390,17 +375,49 @@ impl RadiusRepo {
     }
 
     /// Removes every `radcheck`, `radreply` and `radusergroup` row of the
-    /// user. Returns whether there was any.
-    pub async fn delete_account(&self, username: &str) -> Result<bool> {
+    /// user, and its ownership record, when `scope` allows it (see
+    /// [`DeleteScope`]). Returns whether there was anything to remove that
+    /// the scope covers.
+    pub async fn delete_account(&self, username: &str, scope: DeleteScope<'_>) -> Result<bool> {
         validate_name("username", username)?;
         self.ready().await?;
-        let removed = on_db!(self, pool, _lock => {
+        let removed = on_db!(self, pool, lock => {
             let mut tx = pool.begin().await?;
+            match lock {
+                Some(lock) => {
+                    sqlx::query(lock).bind(lock_key("user", username)).execute(&mut *tx).await?;
+                }
+                None => {
+                    sqlx::query(SQLITE_WRITE_LOCK).execute(&mut *tx).await?;
+                }
+            }
+            let current: Option<AccountOwner> =
+                sqlx::query_as(OWNER_SQL).bind(username).fetch_optional(&mut *tx).await?;
+            let allowed = match (scope, &current) {
+                (DeleteScope::Tenant(t), Some(o)) if o.tenant_id != t => {
+                    return Err(Error::ForeignAccount(username.to_owned()));
+                }
+                (DeleteScope::Tenant(_), _) => true,
+                (DeleteScope::CreatedBy { tenant_id, created_by }, Some(o)) => {
+                    o.tenant_id == tenant_id && o.created_by == created_by
+                }
+                (DeleteScope::CreatedBy { .. }, None) => false,
+            };
+            if !allowed {
+                tx.rollback().await?;
+                tracing::info!(
+                    user = username,
+                    owner = ?current,
+                    "RADIUS account left alone: not created by this step"
+                );
+                return Ok(false);
+            }
             let mut removed = 0;
             for sql in [
                 "DELETE FROM radcheck WHERE username = $1",
                 "DELETE FROM radreply WHERE username = $1",
                 "DELETE FROM radusergroup WHERE username = $1",
+                "DELETE FROM radius_accounts WHERE username = $1",
             ] {
                 removed += sqlx::query(sql).bind(username).execute(&mut *tx).await?.rows_affected();
             }
@@ -408,6 +425,14 @@ impl RadiusRepo {
             removed
         });
         Ok(removed > 0)
+    }
+
+    /// The ownership record of `username`, if sagaflow created it.
+    pub async fn owner(&self, username: &str) -> Result<Option<AccountOwner>> {
+        self.ready().await?;
+        Ok(on_db!(self, pool, _lock => {
+            sqlx::query_as(OWNER_SQL).bind(username).fetch_optional(pool).await?
+        }))
     }
 
     /// Every row FreeRADIUS would read for `username`; `None` when it has

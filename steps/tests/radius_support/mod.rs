@@ -40,15 +40,26 @@ pub async fn sqlite_pool() -> (sqlx::SqlitePool, tempfile::TempDir) {
     (pool, dir)
 }
 
-/// A step request of run `run` for `step`, with `context`.
+/// A step request of run `run` for `step`, with `context`, in tenant `t1`.
 pub fn request(run: RunId, step: &str, kind: CallKind, context: Value) -> StepRequest {
+    request_as("t1", run, step, kind, context)
+}
+
+/// A step request of tenant `tenant`'s run `run` for `step`.
+pub fn request_as(
+    tenant: &str,
+    run: RunId,
+    step: &str,
+    kind: CallKind,
+    context: Value,
+) -> StepRequest {
     let idempotency_key = match kind {
         CallKind::Forward => format!("{run}:{step}"),
         CallKind::Compensate => format!("{run}:{step}:compensate"),
     };
     StepRequest {
         run_id: run,
-        tenant_id: TenantId::new("t1"),
+        tenant_id: TenantId::new(tenant),
         workflow: "test".into(),
         step: step.into(),
         kind,
@@ -78,6 +89,21 @@ pub async fn call(
         .get(name)
         .unwrap_or_else(|| panic!("{name} is not registered"))
         .call(request(run, step, CallKind::Forward, context.clone()))
+        .await
+}
+
+/// Calls handler `name` for `step` of tenant `tenant`'s run `run`.
+pub async fn call_as(
+    registry: &Registry,
+    name: &str,
+    tenant: &str,
+    (run, step, kind): (RunId, &str, CallKind),
+    context: &Value,
+) -> Result<StepOutput, StepError> {
+    registry
+        .get(name)
+        .unwrap_or_else(|| panic!("{name} is not registered"))
+        .call(request_as(tenant, run, step, kind, context.clone()))
         .await
 }
 

@@ -188,6 +188,7 @@ impl Radius {
     }
 }
 
+
 /// Options of a test world.
 #[derive(Clone)]
 pub struct Options {
@@ -199,6 +200,11 @@ pub struct Options {
     pub step_timeout_ms: u64,
     pub maintenance: MaintenanceConfig,
     pub notify: NotifyConfig,
+    /// Tenants besides [`TENANT`] that get the same pools.
+    pub other_tenants: Vec<&'static str>,
+    /// The real `radius.*` handlers on the engine's database instead of the
+    /// in-memory stand-ins.
+    pub real_radius: bool,
 }
 
 impl Default for Options {
@@ -210,6 +216,8 @@ impl Default for Options {
             step_timeout_ms: 10_000,
             maintenance: MaintenanceConfig::default(),
             notify: NotifyConfig::default(),
+            other_tenants: Vec::new(),
+            real_radius: false,
         }
     }
 }
@@ -303,7 +311,13 @@ impl World {
             ..DomainConfig::default()
         };
         cfg.pools = Vec::new();
-        for tenant in [TENANT, OTHER_TENANT] {
+        let mut tenants = vec![TENANT, OTHER_TENANT];
+        for t in &opts.other_tenants {
+            if !tenants.contains(t) {
+                tenants.push(t);
+            }
+        }
+        for tenant in tenants {
             let mut v6 = PoolConfig::new(tenant, V6_POOL, "2001:db8:1000::/40".parse().unwrap());
             v6.prefix_length = Some(56);
             cfg.pools.push(PoolConfig::new(
@@ -320,7 +334,9 @@ impl World {
         let mut registry = Registry::new().with_builtins();
         sagaflow_steps::register(&mut registry, &deps);
         let radius = Radius::default();
-        radius.register(&mut registry);
+        if !opts.real_radius {
+            radius.register(&mut registry);
+        }
         // Every handler can be made to fail for good (forward calls only).
         let breaker: Arc<Mutex<BTreeSet<String>>> = Arc::default();
         let mut wrapped = Registry::new();
