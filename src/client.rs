@@ -296,9 +296,10 @@ pub enum WorkflowCommand {
         id: String,
         #[arg(long)]
         step: String,
-        /// A JSON object merged into the context (or @file).
+        /// The step's output by hand: a JSON object merged into the context
+        /// (or @file).
         #[arg(long)]
-        output: Option<String>,
+        step_output: Option<String>,
         #[arg(long, default_value = "")]
         reason: String,
     },
@@ -441,10 +442,12 @@ pub async fn workflow(
         WorkflowCommand::Skip {
             id,
             step,
-            output,
+            step_output,
             reason,
         } => {
-            let output = output.map(|o| json_object(&o, "--output")).transpose()?;
+            let output = step_output
+                .map(|o| json_object(&o, "--step-output"))
+                .transpose()?;
             let r = c.req(pb::SkipStepRequest {
                 id,
                 step,
