@@ -36,6 +36,7 @@ pub const RUNS_CLAIMED: &str = "sagaflow_runs_claimed_total";
 pub const CLAIM_DURATION: &str = "sagaflow_claim_duration_seconds";
 pub const LEASES_LOST: &str = "sagaflow_leases_lost_total";
 pub const UNKNOWN_HANDLER_RELEASES: &str = "sagaflow_unknown_handler_releases_total";
+pub const UNDECODABLE_RUNS: &str = "sagaflow_undecodable_runs_total";
 
 /// Registers the help text of the engine's metrics with the installed
 /// recorder (call once, after installing it).
@@ -88,6 +89,15 @@ pub fn describe() {
         UNKNOWN_HANDLER_RELEASES,
         "Runs released untouched because their next attempt needs a handler this replica does not have, by workflow."
     );
+    describe_counter!(
+        UNDECODABLE_RUNS,
+        "Claimed runs whose row could not be decoded; each was parked (released, not due for an hour) and logged with its id."
+    );
+}
+
+/// A claimed run's row could not be decoded; it was parked.
+pub fn undecodable_run() {
+    counter!(UNDECODABLE_RUNS).increment(1);
 }
 
 /// A run was released for a replica that has the handler it needs.

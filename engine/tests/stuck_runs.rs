@@ -14,6 +14,7 @@ use sagaflow_engine::Engine;
 use sagaflow_engine::clock::SystemClock;
 use sagaflow_engine::executor::ExecutorOptions;
 use sagaflow_engine::handler::CallKind;
+use sagaflow_engine::ids::RunId;
 use sagaflow_engine::state::{RunState, StepState};
 use sagaflow_engine::store::{EventKind, Store};
 use serde_json::json;
@@ -119,4 +120,84 @@ async fn unknown_handler_leaves_the_run_to_a_replica_that_has_it(store: Arc<dyn 
     assert!(old.calls().iter().all(|c| c.step == "s1"));
     exec_old.shutdown().await;
     exec_new.shutdown().await;
+}
+
+/// One run whose `steps` text is corrupted by `corrupt` and five good ones
+/// are due together: the claim takes all six, the five complete, and the
+/// bad one is given back, not due for a long time. Returns the bad run.
+async fn undecodable_row_does_not_hold_the_others_back(
+    store: Arc<dyn Store>,
+    corrupt: impl AsyncFnOnce(RunId),
+) -> RunId {
+    let h = Harness::idle(
+        store,
+        &[saga_toml("plain", 1, 2, "")],
+        Arc::new(SystemClock),
+    )
+    .await;
+    let bad = h.start("plain", json!({})).await.run.id;
+    corrupt(bad).await;
+    let mut good = Vec::new();
+    for _ in 0..5 {
+        good.push(h.start("plain", json!({})).await.run.id);
+    }
+    let exec = h.engine.start_executor(fast("a"));
+    for id in good {
+        h.wait_state(id, RunState::Completed).await;
+    }
+    assert!(
+        h.engine.get(&tenant(), bad).await.is_err(),
+        "still undecodable"
+    );
+    exec.shutdown().await;
+    bad
+}
+
+#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+async fn undecodable_row_is_parked_postgres(pool: sqlx::PgPool) {
+    let p = pool.clone();
+    let bad = undecodable_row_does_not_hold_the_others_back(
+        postgres(pool.clone()),
+        async move |id: RunId| {
+            sqlx::query("UPDATE runs SET steps = 'not json' WHERE id = $1")
+                .bind(id.0)
+                .execute(&p)
+                .await
+                .unwrap();
+        },
+    )
+    .await;
+    let (owner, parked): (Option<String>, bool) = sqlx::query_as(
+        "SELECT lease_owner, next_run_at > now() + interval '50 minutes' FROM runs WHERE id = $1",
+    )
+    .bind(bad.0)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((owner, parked), (None, true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_row_is_parked_sqlite() {
+    let (store, dir) = sqlite().await;
+    let url = format!("sqlite://{}", dir.path().join("test.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let p = pool.clone();
+    let bad = undecodable_row_does_not_hold_the_others_back(store, async move |id: RunId| {
+        sqlx::query("UPDATE runs SET steps = 'not json' WHERE id = ?1")
+            .bind(id.0.to_string())
+            .execute(&p)
+            .await
+            .unwrap();
+    })
+    .await;
+    let (owner, next): (Option<String>, i64) =
+        sqlx::query_as("SELECT lease_owner, next_run_at FROM runs WHERE id = ?1")
+            .bind(bad.0.to_string())
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let soon = (chrono::Utc::now() + chrono::Duration::minutes(50)).timestamp_micros();
+    assert_eq!(owner, None);
+    assert!(next > soon, "parked for about an hour: {next} vs {soon}");
 }
