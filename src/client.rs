@@ -303,13 +303,24 @@ pub enum WorkflowCommand {
         #[arg(long, default_value = "")]
         reason: String,
     },
-    /// Stop a PENDING, RUNNING or FAILED run (compensating by default).
+    /// Stop a PENDING, RUNNING or FAILED run (compensating by default), or
+    /// end a COMPENSATION_FAILED one with --no-compensate.
     Cancel {
         id: String,
-        /// End TERMINATED without compensating completed steps.
+        /// End TERMINATED without compensating completed steps (a FAILED or
+        /// COMPENSATION_FAILED run needs a --reason for it).
         #[arg(long)]
         no_compensate: bool,
         #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// End a FAILED or COMPENSATION_FAILED run TERMINATED as resolved by
+    /// hand, without compensating (cancel --no-compensate); frees its
+    /// concurrency key.
+    Resolve {
+        id: String,
+        /// What was done by hand (required; recorded in history and audit).
+        #[arg(long)]
         reason: String,
     },
 }
@@ -464,6 +475,14 @@ pub async fn workflow(
             let r = c.req(pb::CancelWorkflowRequest {
                 id,
                 compensate: !no_compensate,
+                reason,
+            });
+            print_workflow(&c.inner.cancel_workflow(r).await?.into_inner(), out);
+        }
+        WorkflowCommand::Resolve { id, reason } => {
+            let r = c.req(pb::CancelWorkflowRequest {
+                id,
+                compensate: false,
                 reason,
             });
             print_workflow(&c.inner.cancel_workflow(r).await?.into_inner(), out);

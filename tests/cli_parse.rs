@@ -156,6 +156,7 @@ fn every_documented_invocation_parses() {
     for documented in [
         "workflow skip",
         "workflow cancel",
+        "workflow resolve",
         "workflow retry",
         "workflow start",
     ] {

@@ -881,6 +881,14 @@ pub fn operate(
             rec.push(run, EventKind::OperatorSkip, Some(&step), 0, reason);
         }
         OperatorAction::Cancel { compensate } => {
+            if compensate && run.state == RunState::CompensationFailed {
+                return Err(ActionError::Precondition(
+                    "cannot cancel a COMPENSATION_FAILED run with compensation (its compensation \
+                     already gave up): retry it to run the compensation again, or cancel with \
+                     compensate = false to end it TERMINATED as resolved by hand"
+                        .into(),
+                ));
+            }
             // Checked here; carried out by the executor (below) or at once.
             run.state
                 .apply(RunEvent::Cancel { compensate })
@@ -889,6 +897,16 @@ pub fn operate(
                 return Err(ActionError::Precondition(
                     "the run is already being cancelled".into(),
                 ));
+            }
+            if !compensate
+                && matches!(run.state, RunState::Failed | RunState::CompensationFailed)
+                && reason.as_deref().is_none_or(|r| r.trim().is_empty())
+            {
+                return Err(ActionError::Invalid(format!(
+                    "reason: ending a {} run without compensation marks it resolved by hand; \
+                     say what was done (e.g. the ticket)",
+                    run.state
+                )));
             }
             let req = if compensate {
                 CancelRequest::Compensate

@@ -10,17 +10,21 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sagaflow_engine::Engine;
 use sagaflow_engine::clock::SystemClock;
 use sagaflow_engine::executor::ExecutorOptions;
 use sagaflow_engine::handler::CallKind;
 use sagaflow_engine::ids::RunId;
+use sagaflow_engine::saga::OperatorAction;
 use sagaflow_engine::state::{RunState, StepState};
 use sagaflow_engine::store::{EventKind, Store};
+use sagaflow_engine::{Engine, Error};
 use serde_json::json;
 use support::*;
 
-on_both_backends!(unknown_handler_leaves_the_run_to_a_replica_that_has_it,);
+on_both_backends!(
+    unknown_handler_leaves_the_run_to_a_replica_that_has_it,
+    compensation_failed_run_resolved_by_hand_frees_its_key,
+);
 
 /// `s1` uses `test.do`; `s2` uses `test.new`, which only the newer replica
 /// has, forward and as compensation.
@@ -200,4 +204,66 @@ async fn undecodable_row_is_parked_sqlite() {
     let soon = (chrono::Utc::now() + chrono::Duration::minutes(50)).timestamp_micros();
     assert_eq!(owner, None);
     assert!(next > soon, "parked for about an hour: {next} vs {soon}");
+}
+
+async fn compensation_failed_run_resolved_by_hand_frees_its_key(store: Arc<dyn Store>) {
+    let extra = "concurrency = { key = \"/subscriber_id\", policy = \"queue\" }";
+    let h = Harness::new(store, &[saga_toml("k", 1, 3, extra)]).await;
+    let stuck = h
+        .start(
+            "k",
+            json!({"subscriber_id": "alice", "fatal": {"s3": true}, "comp_fail": {"s2": 99}}),
+        )
+        .await
+        .run
+        .id;
+    h.wait_state(stuck, RunState::CompensationFailed).await;
+    let queued = h.start("k", json!({"subscriber_id": "alice"})).await.run;
+    assert_eq!(queued.state, RunState::Pending);
+    assert!(queued.next_run_at.is_none(), "queued behind the key");
+    let act = |compensate: bool, reason: &'static str| {
+        let engine = h.engine.clone();
+        async move {
+            engine
+                .act(
+                    &tenant(),
+                    stuck,
+                    OperatorAction::Cancel { compensate },
+                    "alice-ops",
+                    reason,
+                )
+                .await
+        }
+    };
+    assert!(
+        matches!(act(true, "x").await, Err(Error::FailedPrecondition(m)) if m.contains("retry"))
+    );
+    assert!(
+        matches!(act(false, "").await, Err(Error::InvalidArgument(m)) if m.starts_with("reason"))
+    );
+    let run = act(false, "undone by hand").await.unwrap();
+    assert_eq!(run.state, RunState::Terminated);
+    assert!(run.finished_at.is_some());
+    assert_eq!(
+        run.steps[1].state,
+        StepState::CompensationFailed,
+        "left as it was"
+    );
+    let events = h.engine.events(&tenant(), stuck, 0).await.unwrap();
+    let n = events.len();
+    assert_eq!(
+        (
+            events[n - 2].kind,
+            events[n - 2].actor.as_str(),
+            events[n - 2].message.as_deref()
+        ),
+        (
+            EventKind::OperatorCancel,
+            "alice-ops",
+            Some("undone by hand")
+        )
+    );
+    assert_eq!(events[n - 1].kind, EventKind::RunTerminated);
+    h.wait_state(queued.id, RunState::Completed).await;
+    h.shutdown().await;
 }
