@@ -296,19 +296,31 @@ pub enum WorkflowCommand {
         id: String,
         #[arg(long)]
         step: String,
-        /// A JSON object merged into the context (or @file).
+        /// The step's output by hand: a JSON object merged into the context
+        /// (or @file).
         #[arg(long)]
-        output: Option<String>,
+        step_output: Option<String>,
         #[arg(long, default_value = "")]
         reason: String,
     },
-    /// Stop a PENDING, RUNNING or FAILED run (compensating by default).
+    /// Stop a PENDING, RUNNING or FAILED run (compensating by default), or
+    /// end a COMPENSATION_FAILED one with --no-compensate.
     Cancel {
         id: String,
-        /// End TERMINATED without compensating completed steps.
+        /// End TERMINATED without compensating completed steps (a FAILED or
+        /// COMPENSATION_FAILED run needs a --reason for it).
         #[arg(long)]
         no_compensate: bool,
         #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// End a FAILED or COMPENSATION_FAILED run TERMINATED as resolved by
+    /// hand, without compensating (cancel --no-compensate); frees its
+    /// concurrency key.
+    Resolve {
+        id: String,
+        /// What was done by hand (required; recorded in history and audit).
+        #[arg(long)]
         reason: String,
     },
 }
@@ -441,10 +453,12 @@ pub async fn workflow(
         WorkflowCommand::Skip {
             id,
             step,
-            output,
+            step_output,
             reason,
         } => {
-            let output = output.map(|o| json_object(&o, "--output")).transpose()?;
+            let output = step_output
+                .map(|o| json_object(&o, "--step-output"))
+                .transpose()?;
             let r = c.req(pb::SkipStepRequest {
                 id,
                 step,
@@ -461,6 +475,14 @@ pub async fn workflow(
             let r = c.req(pb::CancelWorkflowRequest {
                 id,
                 compensate: !no_compensate,
+                reason,
+            });
+            print_workflow(&c.inner.cancel_workflow(r).await?.into_inner(), out);
+        }
+        WorkflowCommand::Resolve { id, reason } => {
+            let r = c.req(pb::CancelWorkflowRequest {
+                id,
+                compensate: false,
                 reason,
             });
             print_workflow(&c.inner.cancel_workflow(r).await?.into_inner(), out);

@@ -130,3 +130,65 @@ fn cli_drives_a_run_through_failure_and_retry() {
         "{out}"
     );
 }
+
+#[test]
+fn cli_skips_a_failed_step_with_its_output_and_the_run_completes() {
+    let dev = DevProcess::start();
+    let failing = dev.json(
+        "dev-crm",
+        &[
+            "workflow",
+            "start",
+            "demo_saga",
+            "--input",
+            r#"{"demo": {"fail_step": "configure"}}"#,
+        ],
+    );
+    let id = failing["workflow"]["id"].as_str().unwrap().to_owned();
+    dev.wait_state(&id, "FAILED");
+
+    let skipped = dev.json(
+        "dev-operator",
+        &[
+            "workflow",
+            "skip",
+            &id,
+            "--step",
+            "configure",
+            "--step-output",
+            r#"{"vlan": 120}"#,
+            "--reason",
+            "configured by hand",
+        ],
+    );
+    assert_ne!(skipped["state"], "FAILED");
+    let done = dev.wait_state(&id, "COMPLETED");
+    let configure = done["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "configure")
+        .unwrap();
+    assert_eq!(configure["state"], "SKIPPED");
+    assert_eq!(configure["output"]["vlan"], 120);
+    assert_eq!(done["context"]["vlan"], 120);
+    let history = dev.json("dev-crm", &["workflow", "history", &id]);
+    let op = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "operator_skip")
+        .unwrap();
+    assert_eq!(
+        (
+            op["actor"].as_str(),
+            op["message"].as_str(),
+            op["step"].as_str()
+        ),
+        (
+            Some("dev-operator"),
+            Some("configured by hand"),
+            Some("configure")
+        )
+    );
+}

@@ -111,6 +111,7 @@ async fn call(
                     // Slow enough to still be running when the next action
                     // comes.
                     context_patch: obj(json!({"demo": {"sleep_ms": 5000}})),
+                    reason: "ticket 7".into(),
                     ..Default::default()
                 },
                 auth,
@@ -546,6 +547,12 @@ async fn operator_actions_and_schedule_changes_are_audited(pool: PgPool) {
         .find(|r| r["code"] == "PERMISSION_DENIED")
         .unwrap();
     assert!(denied["detail"].contains("operator"), "{denied:?}");
+    // The operator's reason is part of the record.
+    let retried = records_for(&run)
+        .into_iter()
+        .find(|r| r["action"] == "retry_workflow")
+        .unwrap();
+    assert_eq!(retried["reason"], "ticket 7", "{retried:?}");
     for r in &all {
         for v in r.values() {
             for token in ["who-knows", "Bearer who", "Bearer crm", "Bearer operator"] {

@@ -48,6 +48,9 @@ pub struct ExecutorOptions {
     pub checkpoint_batch: usize,
     /// Checkpoint batches written at once.
     pub checkpoint_writers: usize,
+    /// How long a run whose next attempt needs a handler this engine does
+    /// not have is left for other replicas before this one looks again.
+    pub unknown_handler_delay: Duration,
 }
 
 impl Default for ExecutorOptions {
@@ -65,6 +68,7 @@ impl Default for ExecutorOptions {
             shutdown_grace: Duration::from_secs(30),
             checkpoint_batch: 128,
             checkpoint_writers: 4,
+            unknown_handler_delay: Duration::from_secs(5),
         }
     }
 }
@@ -302,15 +306,29 @@ async fn drive(exec: &Exec, mut run: RunRecord, token: LeaseToken, lease_lost: C
     loop {
         let now = exec.shared.clock.now();
         let may_start = !exec.draining.load(Ordering::SeqCst);
-        let adv = match saga::advance(&mut run, &def, outcome.take(), now, may_start, &mut || {
-            fastrand::f64()
-        }) {
+        let known = |h: &str| exec.shared.registry.contains(h);
+        let mut adv = match saga::advance_with_handlers(
+            &mut run,
+            &def,
+            outcome.take(),
+            now,
+            may_start,
+            &known,
+            &mut || fastrand::f64(),
+        ) {
             Ok(a) => a,
             Err(e) => {
                 warn!(error = %e, "run is in a state the executor cannot continue from");
                 return;
             }
         };
+        let left_for_others = adv
+            .unknown_handler
+            .take()
+            .map(|h| release_for_unknown_handler(exec, &run, &h, now));
+        if let Some(at) = left_for_others {
+            adv.next = Next::Wait(at);
+        }
         let lease_until = now + chrono::Duration::from_std(exec.opts.lease).unwrap_or_default();
         let (next_run_at, keep_lease) = match adv.next {
             Next::Execute { .. } => (Some(lease_until), Some(lease_until)),
@@ -397,12 +415,33 @@ async fn drive(exec: &Exec, mut run: RunRecord, token: LeaseToken, lease_lost: C
                 outcome = Some(Outcome { step, kind, result });
             }
             Next::Wait(at) => {
-                exec.shared.wake_at(at);
+                // A run left for a replica that has its handler is found
+                // again by polling, not by a wake-up that would always be
+                // first to claim it.
+                if left_for_others.is_none() {
+                    exec.shared.wake_at(at);
+                }
                 return;
             }
             Next::Stop => return,
         }
     }
+}
+
+/// The run's next attempt needs `handler`, which this engine does not have
+/// (a rolling deploy where this replica is older): nothing is called and no
+/// attempt counted; the run is released until the returned time, for a
+/// replica that has the handler (or this one, once upgraded).
+fn release_for_unknown_handler(
+    exec: &Exec,
+    run: &RunRecord,
+    handler: &str,
+    now: DateTime<Utc>,
+) -> DateTime<Utc> {
+    warn!(run_id = %run.id, workflow = %run.workflow_name, handler,
+        "handler not registered in this engine; leaving the run to a replica that has it");
+    telemetry::unknown_handler(&run.workflow_name);
+    now + chrono::Duration::from_std(exec.opts.unknown_handler_delay).unwrap_or_default()
 }
 
 /// Writes a checkpoint, retrying while the store is unreachable and the

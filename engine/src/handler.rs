@@ -168,7 +168,8 @@ impl Registry {
     ///   milliseconds (default 0), then fails non-retryably when the
     ///   context's `/demo/fail_step` names this step, fails retryably for the
     ///   first `/demo/flaky/<step>` attempts, and otherwise returns
-    ///   `{"<step>": "done"}`.
+    ///   `{"<step>": "done"}`; its compensation fails non-retryably when
+    ///   `/demo/fail_compensation` names the step.
     pub fn with_builtins(mut self) -> Self {
         self.register_fn("builtin.noop", |_| async { Ok(StepOutput::new()) });
         self.register_fn("builtin.demo", |req: StepRequest| async move {
@@ -191,6 +192,11 @@ impl Registry {
                 if u64::from(req.attempt) <= flaky {
                     return Err(StepError::retryable("demo_flaky", format!("attempt {} of {} fails", req.attempt, req.step)));
                 }
+            }
+            if req.kind == CallKind::Compensate
+                && req.context.pointer("/demo/fail_compensation").and_then(Value::as_str) == Some(req.step.as_str())
+            {
+                return Err(StepError::fatal("demo_failure", format!("the compensation of {} fails because /demo/fail_compensation names it", req.step)));
             }
             let mut out = StepOutput::new();
             if req.kind == CallKind::Forward {

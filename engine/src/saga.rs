@@ -44,6 +44,10 @@ pub struct Advance {
     pub context_changed: bool,
     /// The run became terminal: free its concurrency key.
     pub finished: bool,
+    /// The next attempt needs this handler, which this engine does not have:
+    /// nothing was started (`next` is a wait until now) and the run is left
+    /// for an engine that has it.
+    pub unknown_handler: Option<String>,
 }
 
 /// The fields an event gets from where it happens.
@@ -52,9 +56,29 @@ struct Recorder<'a> {
     actor: &'a str,
     events: Vec<NewEvent>,
     may_start: bool,
+    /// Whether this engine has a handler of that name.
+    known: &'a dyn Fn(&str) -> bool,
+    /// The handler the next attempt needs but this engine does not have.
+    unknown: Option<String>,
+}
+
+fn any_handler(_: &str) -> bool {
+    true
 }
 
 impl Recorder<'_> {
+    /// False (and the handler noted) when the attempt that needs `handler`
+    /// cannot start in this engine: nothing is written for it.
+    fn can_call(&mut self, handler: Option<&str>) -> bool {
+        match handler {
+            Some(h) if !(self.known)(h) => {
+                self.unknown = Some(h.to_owned());
+                false
+            }
+            _ => true,
+        }
+    }
+
     fn push(
         &mut self,
         run: &RunRecord,
@@ -113,11 +137,29 @@ pub fn advance(
     may_start: bool,
     rand: &mut dyn FnMut() -> f64,
 ) -> Result<Advance, crate::state::InvalidTransition> {
+    advance_with_handlers(run, def, outcome, now, may_start, &any_handler, rand)
+}
+
+/// [`advance`] in an engine that has only the handlers `known` accepts. An
+/// attempt whose handler is unknown is not started (no attempt counted, no
+/// event): the run waits, due now, and [`Advance::unknown_handler`] names
+/// the handler.
+pub fn advance_with_handlers(
+    run: &mut RunRecord,
+    def: &WorkflowDefinition,
+    outcome: Option<Outcome>,
+    now: DateTime<Utc>,
+    may_start: bool,
+    known: &dyn Fn(&str) -> bool,
+    rand: &mut dyn FnMut() -> f64,
+) -> Result<Advance, crate::state::InvalidTransition> {
     let mut rec = Recorder {
         now,
         actor: "engine",
         events: Vec::new(),
         may_start,
+        known,
+        unknown: None,
     };
     let mut context_changed = false;
     if let Some(o) = outcome {
@@ -133,6 +175,7 @@ pub fn advance(
         events: rec.events,
         context_changed,
         finished,
+        unknown_handler: rec.unknown,
     })
 }
 
@@ -428,9 +471,15 @@ fn drive_forward(
                 {
                     return Ok(Next::Wait(at));
                 }
+                if !rec.can_call(Some(&sd.handler)) {
+                    return Ok(Next::Wait(now));
+                }
                 return start_forward(run, def, idx, rec);
             }
             StepState::Running => {
+                if !rec.can_call(Some(&sd.handler)) {
+                    return Ok(Next::Wait(now));
+                }
                 // The previous attempt never reported: the engine crashed or
                 // lost the lease. It counts as a failed attempt whose effect
                 // may exist.
@@ -531,32 +580,37 @@ fn drive_compensation(
     };
     let sd = &def.steps[idx];
     let step = &run.steps[idx];
-    if step.state == StepState::Compensating {
-        if let Some(at) = step.next_attempt_at
-            && at > now
-        {
-            return Ok(Next::Wait(at));
-        }
-        if step.next_attempt_at.is_none() && step.compensation_attempts > 0 {
-            // An attempt that never reported (crash or lost lease).
-            let attempt = step.compensation_attempts;
-            rec.push(
+    if step.state == StepState::Compensating
+        && let Some(at) = step.next_attempt_at
+        && at > now
+    {
+        return Ok(Next::Wait(at));
+    }
+    if !rec.can_call(sd.compensation.as_deref()) {
+        return Ok(Next::Wait(now));
+    }
+    if step.state == StepState::Compensating
+        && step.next_attempt_at.is_none()
+        && step.compensation_attempts > 0
+    {
+        // An attempt that never reported (crash or lost lease).
+        let attempt = step.compensation_attempts;
+        rec.push(
+            run,
+            EventKind::StepInterrupted,
+            Some(&sd.name),
+            attempt,
+            Some("the compensation attempt did not finish".into()),
+        );
+        if attempt >= sd.compensation_retry().max_attempts {
+            give_up_compensation(
                 run,
-                EventKind::StepInterrupted,
-                Some(&sd.name),
-                attempt,
-                Some("the compensation attempt did not finish".into()),
-            );
-            if attempt >= sd.compensation_retry().max_attempts {
-                give_up_compensation(
-                    run,
-                    idx,
-                    &sd.name,
-                    "interrupted: the attempt did not finish".into(),
-                    rec,
-                )?;
-                return Ok(Next::Stop);
-            }
+                idx,
+                &sd.name,
+                "interrupted: the attempt did not finish".into(),
+                rec,
+            )?;
+            return Ok(Next::Stop);
         }
     }
     if !rec.may_start {
@@ -598,6 +652,8 @@ pub fn withdraw_attempt(
         actor: "engine",
         events: Vec::new(),
         may_start: false,
+        known: &any_handler,
+        unknown: None,
     };
     rec.push(
         run,
@@ -672,6 +728,8 @@ pub fn operate(
         actor,
         events: Vec::new(),
         may_start: false,
+        known: &any_handler,
+        unknown: None,
     };
     let reason = (!reason.is_empty()).then(|| reason.to_owned());
     let refuse = |run: &RunRecord, what: &str| {
@@ -823,6 +881,14 @@ pub fn operate(
             rec.push(run, EventKind::OperatorSkip, Some(&step), 0, reason);
         }
         OperatorAction::Cancel { compensate } => {
+            if compensate && run.state == RunState::CompensationFailed {
+                return Err(ActionError::Precondition(
+                    "cannot cancel a COMPENSATION_FAILED run with compensation (its compensation \
+                     already gave up): retry it to run the compensation again, or cancel with \
+                     compensate = false to end it TERMINATED as resolved by hand"
+                        .into(),
+                ));
+            }
             // Checked here; carried out by the executor (below) or at once.
             run.state
                 .apply(RunEvent::Cancel { compensate })
@@ -831,6 +897,16 @@ pub fn operate(
                 return Err(ActionError::Precondition(
                     "the run is already being cancelled".into(),
                 ));
+            }
+            if !compensate
+                && matches!(run.state, RunState::Failed | RunState::CompensationFailed)
+                && reason.as_deref().is_none_or(|r| r.trim().is_empty())
+            {
+                return Err(ActionError::Invalid(format!(
+                    "reason: ending a {} run without compensation marks it resolved by hand; \
+                     say what was done (e.g. the ticket)",
+                    run.state
+                )));
             }
             let req = if compensate {
                 CancelRequest::Compensate
@@ -865,6 +941,8 @@ pub fn operate(
                             actor: "engine",
                             events: Vec::new(),
                             may_start: false,
+                            known: &any_handler,
+                            unknown: None,
                         };
                         r.push(
                             run,

@@ -108,6 +108,8 @@ impl RunState {
             (S::Pending | S::Running | S::Failed, E::Cancel { compensate: false }) => {
                 (S::Terminated, Finish)
             }
+            // Resolved by hand: a failed compensation is not run again.
+            (S::CompensationFailed, E::Cancel { compensate: false }) => (S::Terminated, Finish),
             (from, event) => return Err(InvalidTransition::Run { from, event }),
         };
         Ok(Transition { to, action })
@@ -411,6 +413,7 @@ mod tests {
                     (S::Terminated, Finish)
                 }
             }
+            (S::CompensationFailed, E::Cancel { compensate: false }) => (S::Terminated, Finish),
             _ => return None,
         })
     }
@@ -434,7 +437,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(accepted, 22);
+        assert_eq!(accepted, 23);
     }
 
     #[test]

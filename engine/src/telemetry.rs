@@ -35,6 +35,8 @@ pub const COMPENSATIONS: &str = "sagaflow_compensations_total";
 pub const RUNS_CLAIMED: &str = "sagaflow_runs_claimed_total";
 pub const CLAIM_DURATION: &str = "sagaflow_claim_duration_seconds";
 pub const LEASES_LOST: &str = "sagaflow_leases_lost_total";
+pub const UNKNOWN_HANDLER_RELEASES: &str = "sagaflow_unknown_handler_releases_total";
+pub const UNDECODABLE_RUNS: &str = "sagaflow_undecodable_runs_total";
 
 /// Registers the help text of the engine's metrics with the installed
 /// recorder (call once, after installing it).
@@ -83,6 +85,24 @@ pub fn describe() {
         LEASES_LOST,
         "Leases this replica lost while driving a run, by reason (renewal, fenced)."
     );
+    describe_counter!(
+        UNKNOWN_HANDLER_RELEASES,
+        "Runs released untouched because their next attempt needs a handler this replica does not have, by workflow."
+    );
+    describe_counter!(
+        UNDECODABLE_RUNS,
+        "Claimed runs whose row could not be decoded; each was parked (released, not due for an hour) and logged with its id."
+    );
+}
+
+/// A claimed run's row could not be decoded; it was parked.
+pub fn undecodable_run() {
+    counter!(UNDECODABLE_RUNS).increment(1);
+}
+
+/// A run was released for a replica that has the handler it needs.
+pub fn unknown_handler(workflow: &str) {
+    counter!(UNKNOWN_HANDLER_RELEASES, "workflow" => workflow.to_owned()).increment(1);
 }
 
 /// A run was created.

@@ -257,7 +257,7 @@ fn act(
     now: DateTime<Utc>,
 ) -> bool {
     let before = run.clone();
-    match operate(run, &check.def, action, "op", "", now) {
+    match operate(run, &check.def, action, "op", "by hand", now) {
         Ok(change) => {
             check.change(&before, run, &change.events);
             true

@@ -5,8 +5,10 @@
 //! Fields: `principal`, `tenant` and `role` (empty when the token named no
 //! one), `action` (the RPC's name in snake case), `target_id` (the run or
 //! schedule id as sent, at most 64 characters, control characters
-//! replaced), `outcome` (`accepted` or `refused`), `code` (the gRPC status:
-//! `OK`, `PERMISSION_DENIED`, …) and `detail` (the refusal's message). The
+//! replaced), `reason` (the operator's reason for an action on a run, as
+//! sent, at most 1024 characters), `outcome` (`accepted` or `refused`),
+//! `code` (the gRPC status: `OK`, `PERMISSION_DENIED`, …) and `detail` (the
+//! refusal's message). The
 //! token is never part of it. Accepted actions on runs are also in the run's
 //! history (`run_events`, with the principal as the actor).
 
@@ -40,6 +42,15 @@ pub struct Audit {
     principal: Option<Principal>,
     action: &'static str,
     target_id: String,
+    reason: String,
+}
+
+/// `text` cut to `max` characters, control characters replaced.
+fn printable(text: &str, max: usize) -> String {
+    text.chars()
+        .take(max)
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect()
 }
 
 impl Audit {
@@ -54,12 +65,15 @@ impl Audit {
         Self {
             principal: auth.identify(meta).ok(),
             action,
-            target_id: target_id
-                .chars()
-                .take(64)
-                .map(|c| if c.is_control() { '\u{fffd}' } else { c })
-                .collect(),
+            target_id: printable(target_id, 64),
+            reason: String::new(),
         }
+    }
+
+    /// Records the reason the operator gave.
+    pub fn with_reason(mut self, reason: &str) -> Self {
+        self.reason = printable(reason, 1024);
+        self
     }
 
     /// Records the outcome and hands the result back.
@@ -79,6 +93,7 @@ impl Audit {
             role,
             action = self.action,
             target_id = %self.target_id,
+            reason = %self.reason,
             outcome,
             code = %code_name(code),
             detail,

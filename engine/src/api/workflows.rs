@@ -326,7 +326,8 @@ impl WorkflowService for WorkflowApi {
             request.metadata(),
             "retry_workflow",
             &request.get_ref().id,
-        );
+        )
+        .with_reason(&request.get_ref().reason);
         let result = async {
             let p = self.principal(&request, Role::Operator)?;
             let r = request.into_inner();
@@ -354,7 +355,8 @@ impl WorkflowService for WorkflowApi {
             request.metadata(),
             "compensate_workflow",
             &request.get_ref().id,
-        );
+        )
+        .with_reason(&request.get_ref().reason);
         let result = async {
             let p = self.principal(&request, Role::Operator)?;
             let r = request.into_inner();
@@ -375,7 +377,8 @@ impl WorkflowService for WorkflowApi {
             request.metadata(),
             "cancel_workflow",
             &request.get_ref().id,
-        );
+        )
+        .with_reason(&request.get_ref().reason);
         let result = async {
             let p = self.principal(&request, Role::Operator)?;
             let r = request.into_inner();
@@ -403,7 +406,8 @@ impl WorkflowService for WorkflowApi {
             request.metadata(),
             "skip_step",
             &request.get_ref().id,
-        );
+        )
+        .with_reason(&request.get_ref().reason);
         let result = async {
             let p = self.principal(&request, Role::Operator)?;
             let r = request.into_inner();

@@ -13,12 +13,15 @@ use crate::definition::{ConcurrencyPolicy, LoadedDefinition, WorkflowDefinition}
 use crate::ids::{LeaseToken, RunId, TenantId};
 use crate::state::{RunState, StepState};
 
+mod claimed;
 pub mod postgres;
 mod postgres_schedules;
 pub mod schedules;
 pub mod sqlite;
 mod sqlite_schedules;
 mod step_codec;
+
+pub use claimed::PARK_UNDECODABLE;
 
 pub use schedules::{AppliedFire, FireBatch, FireBatchAck, FireWrite, ScheduleChange};
 

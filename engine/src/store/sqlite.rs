@@ -513,7 +513,15 @@ impl Store for SqliteStore {
         .bind(micros(lease_until))
         .fetch_all(&self.writer)
         .await?;
-        rows.iter().map(run_from_row).collect()
+        let (runs, parked) = claimed::decode_each(&rows, token, run_from_row, |r| {
+            uuid_col(r, "id").ok().map(RunId)
+        });
+        if !parked.is_empty()
+            && let Err(e) = self.release_leases(&parked, claimed::park_until(now)).await
+        {
+            tracing::warn!(error = %e, "parking undecodable runs failed; their leases will expire");
+        }
+        Ok(runs)
     }
 
     async fn renew_leases(

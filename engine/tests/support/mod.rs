@@ -151,8 +151,13 @@ impl Script {
 
     /// A registry with `test.do` and `test.undo` backed by this script.
     pub fn registry(&self) -> Registry {
+        self.registry_with(&["test.do", "test.undo"])
+    }
+
+    /// A registry with the builtins and `names`, all backed by this script.
+    pub fn registry_with(&self, names: &[&str]) -> Registry {
         let mut r = Registry::new().with_builtins();
-        for name in ["test.do", "test.undo"] {
+        for &name in names {
             let s = self.clone();
             r.register_fn(name, move |req| {
                 let s = s.clone();

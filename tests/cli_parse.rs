@@ -1,0 +1,172 @@
+//! The command line parses: clap's own consistency checks over the whole
+//! command tree, every leaf subcommand with all of its flags given at once,
+//! and every `sagaflow …` invocation shown in the README, the docs and the
+//! example scripts.
+#![allow(clippy::unwrap_used)]
+
+use clap::{CommandFactory, Parser};
+use sagaflow::cli::Cli;
+
+#[test]
+fn the_command_tree_is_consistent() {
+    Cli::command().debug_assert();
+}
+
+/// An argument vector naming `cmd` (reached by `path`) with every one of its
+/// positional arguments and flags, global ones included.
+fn every_flag(path: &[String], cmd: &clap::Command) -> Vec<String> {
+    let mut argv = vec!["sagaflow".to_owned()];
+    argv.extend(path.iter().cloned());
+    for arg in cmd.get_arguments() {
+        let id = arg.get_id().as_str();
+        if id == "help" || id == "version" {
+            continue;
+        }
+        let value = match arg.get_possible_values().first() {
+            Some(v) => v.get_name().to_owned(),
+            None if id.contains("json") || id.contains("patch") || id.contains("output") => {
+                "{}".to_owned()
+            }
+            None => "1".to_owned(),
+        };
+        let takes_value = arg.get_action().takes_values();
+        match arg.get_long() {
+            Some(long) => {
+                argv.push(format!("--{long}"));
+                if takes_value {
+                    argv.push(value);
+                }
+            }
+            None if arg.is_positional() => argv.push(value),
+            None => {}
+        }
+    }
+    argv
+}
+
+fn leaves(path: Vec<String>, cmd: &clap::Command, out: &mut Vec<Vec<String>>) {
+    let subs: Vec<_> = cmd
+        .get_subcommands()
+        .filter(|s| s.get_name() != "help")
+        .collect();
+    if subs.is_empty() {
+        out.push(every_flag(&path, cmd));
+    }
+    for s in subs {
+        let mut p = path.clone();
+        p.push(s.get_name().to_owned());
+        leaves(p, s, out);
+    }
+}
+
+#[test]
+fn every_subcommand_parses_with_all_its_flags() {
+    let mut root = Cli::command();
+    root.build();
+    let mut all = Vec::new();
+    leaves(Vec::new(), &root, &mut all);
+    assert!(all.len() > 20, "{} subcommands", all.len());
+    let skip = all
+        .iter()
+        .find(|a| a[1..3] == ["workflow".to_owned(), "skip".to_owned()])
+        .unwrap();
+    assert!(skip.contains(&"--step-output".to_owned()), "{skip:?}");
+    assert!(skip.contains(&"--output".to_owned()), "{skip:?}");
+    for argv in &all {
+        if let Err(e) = Cli::try_parse_from(argv) {
+            panic!("{argv:?}: {e}");
+        }
+    }
+}
+
+/// The `sagaflow …` command lines of the shell blocks of `text`, a command
+/// whose quotes span several lines joined into one, `VAR=value` prefixes
+/// dropped.
+fn invocations(text: &str, markdown: bool) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    let mut in_block = !markdown;
+    let mut pending = String::new();
+    for line in text.lines() {
+        if markdown && line.trim_start().starts_with("```") {
+            in_block = !in_block && line.trim_start().trim_start_matches('`').starts_with("sh");
+            pending.clear();
+            continue;
+        }
+        if !in_block {
+            continue;
+        }
+        if pending.is_empty() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let first = words.iter().position(|w| !w.contains('='));
+            let Some(first) = first else { continue };
+            if words[first] != "sagaflow" && words[first] != "\"$sagaflow\"" {
+                continue;
+            }
+        } else {
+            pending.push('\n');
+        }
+        pending.push_str(line);
+        let Some(words) = shlex::split(&pending) else {
+            continue;
+        };
+        pending.clear();
+        let words: Vec<String> = words
+            .into_iter()
+            .skip_while(|w| w.contains('=') && !w.starts_with('-'))
+            .map(|w| {
+                if w == "$sagaflow" {
+                    "sagaflow".to_owned()
+                } else {
+                    w
+                }
+            })
+            .collect();
+        let end = words
+            .iter()
+            .position(|w| w == "|" || w == ">")
+            .unwrap_or(words.len());
+        out.push(words[..end].to_vec());
+    }
+    out
+}
+
+#[test]
+fn every_documented_invocation_parses() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut files: Vec<std::path::PathBuf> = vec![format!("{root}/README.md").into()];
+    for dir in ["docs", "examples"] {
+        for e in std::fs::read_dir(format!("{root}/{dir}")).unwrap() {
+            let p = e.unwrap().path();
+            if matches!(p.extension().and_then(|x| x.to_str()), Some("md" | "sh")) {
+                files.push(p);
+            }
+        }
+    }
+    let mut seen = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        let markdown = f.extension().is_some_and(|x| x == "md");
+        for argv in invocations(&text, markdown) {
+            if let Err(e) = Cli::try_parse_from(&argv) {
+                panic!("{}: {argv:?}: {e}", f.display());
+            }
+            seen.push(argv.join(" "));
+        }
+    }
+    for documented in [
+        "workflow skip",
+        "workflow cancel",
+        "workflow resolve",
+        "workflow retry",
+        "workflow start",
+    ] {
+        assert!(
+            seen.iter().any(|s| s.contains(documented)),
+            "no documented `sagaflow {documented}` among {seen:#?}"
+        );
+    }
+    assert!(
+        seen.iter().any(|s| s.contains("--step-output")),
+        "{seen:#?}"
+    );
+}
