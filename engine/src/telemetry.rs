@@ -211,6 +211,9 @@ pub enum LeaseLoss {
     Renewal,
     /// A checkpoint was refused: the lease had passed to another replica.
     Fenced,
+    /// The lease could not be confirmed before its local deadline: the
+    /// replica stopped its attempts on its own.
+    SelfFence,
 }
 
 impl LeaseLoss {
@@ -218,6 +221,7 @@ impl LeaseLoss {
         match self {
             LeaseLoss::Renewal => "renewal",
             LeaseLoss::Fenced => "fenced",
+            LeaseLoss::SelfFence => "self_fence",
         }
     }
 }
