@@ -175,13 +175,12 @@ async fn run(exec: Arc<Exec>, stop: CancellationToken) {
             let want = (free as u32).min(exec.opts.claim_batch);
             let now = exec.shared.clock.now();
             let token = LeaseToken::new();
-            let until = now + chrono::Duration::from_std(exec.opts.lease).unwrap_or_default();
             let started = std::time::Instant::now();
             let sent = tokio::time::Instant::now();
             let claimed = match exec
                 .shared
                 .store
-                .claim(&exec.opts.owner, token, now, until, want)
+                .claim(&exec.opts.owner, token, now, exec.opts.lease, want)
                 .await
             {
                 Ok(c) => {
@@ -293,11 +292,12 @@ async fn renew_loop(exec: Arc<Exec>, stop: CancellationToken) {
         if held.is_empty() {
             continue;
         }
-        let now = exec.shared.clock.now();
-        let until = now + chrono::Duration::from_std(exec.opts.lease).unwrap_or_default();
         let sent = tokio::time::Instant::now();
-        let renewed =
-            tokio::time::timeout(every, exec.shared.store.renew_leases(&held, now, until)).await;
+        let renewed = tokio::time::timeout(
+            every,
+            exec.shared.store.renew_leases(&held, exec.opts.lease),
+        )
+        .await;
         match renewed {
             Ok(Ok(lost)) => {
                 let leases = lock(&exec.leases);
@@ -353,9 +353,8 @@ async fn drive(
                 return;
             }
         };
-        let lease_until = now + chrono::Duration::from_std(exec.opts.lease).unwrap_or_default();
         let (next_run_at, keep_lease) = match adv.next {
-            Next::Execute { .. } => (Some(lease_until), Some(lease_until)),
+            Next::Execute { .. } => (None, Some(exec.opts.lease)),
             Next::Wait(at) => (Some(at), None),
             Next::Stop => (None, None),
         };
@@ -370,7 +369,7 @@ async fn drive(
             error: run.error.clone(),
             events: carried.drain(..).chain(adv.events).collect(),
             next_run_at,
-            lease_until: keep_lease,
+            keep_lease,
             finished_at: run.finished_at,
             release_concurrency_key: adv.finished && run.concurrency_key.is_some(),
         };

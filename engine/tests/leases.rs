@@ -254,3 +254,159 @@ async fn wait_for(engine: &Engine, id: RunId, state: RunState) {
     )
     .await;
 }
+
+/// An engine clock `offset` away from the real one.
+struct Skewed(chrono::Duration);
+
+impl Clock for Skewed {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        SystemClock.now() + self.0
+    }
+}
+
+/// Two replicas whose clocks are 30 s ahead of and behind the database's
+/// (a minute apart from each other), and a third that is paused (its whole
+/// runtime stops, as under SIGSTOP) past its lease while it works: no
+/// attempt of any step overlaps another, and every run completes with a
+/// gapless history.
+#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+async fn skewed_clocks_and_a_paused_replica_never_overlap(pool: sqlx::PgPool) {
+    let log = Log::default();
+    let behave: Behaviour = Arc::new(|_, _| Ok(Duration::from_millis(100)));
+    let lease_ms = 1500;
+    let mut engines = Vec::new();
+    let mut executors = Vec::new();
+    for (name, secs) in [("ahead", 30), ("behind", -30)] {
+        let e = engine(
+            postgres(pool.clone()),
+            name,
+            &log,
+            behave.clone(),
+            Arc::new(Skewed(chrono::Duration::seconds(secs))),
+        )
+        .await;
+        executors.push(e.start_executor(spread(opts(name, lease_ms))));
+        engines.push(e);
+    }
+    let paused = PausableReplica::start(&pool, &log, behave, lease_ms);
+    // Started by the replica that is behind, so every replica finds the
+    // runs due at once.
+    let mut ids = Vec::new();
+    for i in 0..60 {
+        ids.push(start(&engines[1], json!({"i": i})).await);
+    }
+    let frozen = poll(
+        "the paused replica to be mid-attempt",
+        Duration::from_secs(20),
+        || {
+            let log = log.clone();
+            async move {
+                log.all().iter().position(|i| {
+                    i.instance == "paused" && i.effect.is_none() && i.dropped.is_none()
+                })
+            }
+        },
+    )
+    .await;
+    paused.pause(Duration::from_millis(lease_ms * 3));
+    for id in &ids {
+        wait_for(&engines[0], *id, RunState::Completed).await;
+    }
+    // Once it runs again, the paused replica drops the attempt it was in
+    // instead of finishing it.
+    let attempt = poll("the paused attempt to end", Duration::from_secs(20), || {
+        let log = log.clone();
+        async move {
+            let i = log.all()[frozen].clone();
+            (i.effect.is_some() || i.dropped.is_some()).then_some(i)
+        }
+    })
+    .await;
+    paused.stop();
+    assert!(
+        attempt.effect.is_none(),
+        "the paused replica finished an attempt after its lease ended"
+    );
+    let l = log.all();
+    for name in ["ahead", "behind"] {
+        assert!(
+            l.iter().any(|i| i.instance == name && i.effect.is_some()),
+            "{name} did some of the work"
+        );
+    }
+    assert_no_overlap(&l);
+    for id in &ids {
+        let events = engines[0].events(&tenant(), *id, 0).await.unwrap();
+        let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, (1..=events.len() as u64).collect::<Vec<_>>());
+    }
+    for e in executors {
+        e.shutdown().await;
+    }
+}
+
+/// Small claims, so every replica gets a share of the work.
+fn spread(
+    o: sagaflow_engine::executor::ExecutorOptions,
+) -> sagaflow_engine::executor::ExecutorOptions {
+    sagaflow_engine::executor::ExecutorOptions {
+        max_in_flight: 8,
+        claim_batch: 2,
+        ..o
+    }
+}
+
+/// A replica on a runtime of its own, on its own thread, which the test can
+/// stop dead for a while (every task, timer and connection of it).
+struct PausableReplica {
+    commands: tokio::sync::mpsc::UnboundedSender<Option<Duration>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PausableReplica {
+    fn start(pool: &sqlx::PgPool, log: &Log, behave: Behaviour, lease_ms: u64) -> Self {
+        let opts_pg = (*pool.connect_options()).clone();
+        let log = log.clone();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Option<Duration>>();
+        let (ready, started) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let p = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(4)
+                    .connect_with(opts_pg)
+                    .await
+                    .unwrap();
+                let store: Arc<dyn Store> =
+                    Arc::new(sagaflow_engine::store::postgres::PgStore::from_pool(p));
+                let e = engine(store, "paused", &log, behave, Arc::new(SystemClock)).await;
+                let exec = e.start_executor(spread(opts("paused", lease_ms)));
+                let _ = ready.send(());
+                while let Some(Some(pause)) = rx.recv().await {
+                    // Stops the whole runtime, as SIGSTOP stops a process.
+                    std::thread::sleep(pause);
+                }
+                exec.abort();
+            });
+        });
+        started.recv().unwrap();
+        Self {
+            commands: tx,
+            thread: Some(thread),
+        }
+    }
+
+    fn pause(&self, for_: Duration) {
+        self.commands.send(Some(for_)).unwrap();
+    }
+
+    fn stop(mut self) {
+        let _ = self.commands.send(None);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}

@@ -82,12 +82,18 @@ impl PgStore {
             .bind(limit as i64)
             .bind("explain")
             .bind(Uuid::nil())
-            .bind(now)
+            .bind(0i64)
             .fetch_all(&mut *tx)
             .await?;
         tx.rollback().await?;
         Ok(rows.join("\n"))
     }
+}
+
+/// A duration in whole microseconds, for SQL that adds it to the
+/// database's clock.
+pub(super) fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
 const EXPLAIN: &str = "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) ";
@@ -215,7 +221,7 @@ async fn release_keys(
                ORDER BY q.tenant_id, q.concurrency_key, q.created_at, q.id), \
          l AS (INSERT INTO concurrency_locks (tenant_id, key, run_id) SELECT tenant_id, concurrency_key, id FROM n \
                ON CONFLICT DO NOTHING RETURNING run_id) \
-         UPDATE runs SET next_run_at = $2 FROM l WHERE runs.id = l.run_id",
+         UPDATE runs SET next_run_at = LEAST($2, now()) FROM l WHERE runs.id = l.run_id",
     )
     .bind(runs)
     .bind(now)
@@ -457,7 +463,7 @@ impl Store for PgStore {
         owner: &str,
         token: LeaseToken,
         now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
+        lease: Duration,
         limit: u32,
     ) -> Result<Vec<RunRecord>> {
         let rows = sqlx::query(AssertSqlSafe(claim_sql("")))
@@ -465,7 +471,7 @@ impl Store for PgStore {
             .bind(limit as i64)
             .bind(owner)
             .bind(token.0)
-            .bind(lease_until)
+            .bind(micros(lease))
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(run_from_row).collect()
@@ -474,8 +480,7 @@ impl Store for PgStore {
     async fn renew_leases(
         &self,
         leases: &[(RunId, LeaseToken)],
-        now: DateTime<Utc>,
-        until: DateTime<Utc>,
+        lease: Duration,
     ) -> Result<Vec<RunId>> {
         if leases.is_empty() {
             return Ok(Vec::new());
@@ -483,15 +488,15 @@ impl Store for PgStore {
         let ids: Vec<Uuid> = leases.iter().map(|l| l.0.0).collect();
         let tokens: Vec<Uuid> = leases.iter().map(|l| l.1.0).collect();
         let kept: Vec<Uuid> = sqlx::query_scalar(
-            "UPDATE runs SET lease_expires_at = $3, next_run_at = $3 \
+            "UPDATE runs SET lease_expires_at = now() + $3 * interval '1 microsecond', \
+                next_run_at = now() + $3 * interval '1 microsecond' \
              FROM unnest($1::uuid[], $2::uuid[]) AS l(id, token) \
-             WHERE runs.id = l.id AND runs.lease_token = l.token AND runs.lease_expires_at > $4 \
+             WHERE runs.id = l.id AND runs.lease_token = l.token AND runs.lease_expires_at > now() \
              RETURNING runs.id",
         )
         .bind(&ids)
         .bind(&tokens)
-        .bind(until)
-        .bind(now)
+        .bind(micros(lease))
         .fetch_all(&self.pool)
         .await?;
         Ok(ids
@@ -512,7 +517,8 @@ impl Store for PgStore {
         let ids: Vec<Uuid> = leases.iter().map(|l| l.0.0).collect();
         let tokens: Vec<Uuid> = leases.iter().map(|l| l.1.0).collect();
         sqlx::query(
-            "UPDATE runs SET lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, next_run_at = $3 \
+            "UPDATE runs SET lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, \
+                next_run_at = LEAST($3, now()) \
              FROM unnest($1::uuid[], $2::uuid[]) AS l(id, token) \
              WHERE runs.id = l.id AND runs.lease_token = l.token",
         )
@@ -569,7 +575,7 @@ impl Store for PgStore {
                 lease_token = CASE WHEN $14 THEN NULL ELSE lease_token END, \
                 lease_expires_at = CASE WHEN $14 THEN NULL ELSE lease_expires_at END \
               WHERE id = $1 AND tenant_id = $2 AND last_seq = $3 \
-                AND (NOT $14 OR lease_expires_at IS NULL OR lease_expires_at <= $12) \
+                AND (NOT $14 OR lease_expires_at IS NULL OR lease_expires_at <= now()) \
               RETURNING id, last_seq) {}",
             insert_events_sql(15)
         );
@@ -805,10 +811,13 @@ fn list_runs_query(prefix: &str, tenant: &TenantId, f: &RunFilter) -> QueryBuild
 /// with `SKIP LOCKED` and leased in the same statement.
 fn claim_sql(prefix: &str) -> String {
     format!(
-        "{prefix}WITH c AS (SELECT id FROM runs WHERE next_run_at <= $1 \
-             AND (lease_expires_at IS NULL OR lease_expires_at <= $1) \
+        "{prefix}WITH c AS (SELECT id FROM runs WHERE next_run_at <= GREATEST($1, now()) \
+             AND CASE WHEN lease_expires_at IS NULL THEN next_run_at <= $1 \
+                 ELSE lease_expires_at <= now() END \
            ORDER BY next_run_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
-         UPDATE runs SET lease_owner = $3, lease_token = $4, lease_expires_at = $5, next_run_at = $5 \
+         UPDATE runs SET lease_owner = $3, lease_token = $4, \
+            lease_expires_at = now() + $5 * interval '1 microsecond', \
+            next_run_at = now() + $5 * interval '1 microsecond' \
          FROM c WHERE runs.id = c.id RETURNING {}",
         RUN_COLUMNS
             .split(", ")
@@ -853,7 +862,7 @@ async fn checkpoint_batch(
         finished.push(cp.finished_at);
         nows.push(cp.now);
         counts.push(cp.events.len() as i64);
-        leases.push(cp.lease_until);
+        leases.push(cp.keep_lease.map(micros));
         for (i, e) in cp.events.iter().enumerate() {
             ev_runs.push(cp.run_id.0);
             ev_ords.push(i as i64 + 1);
@@ -864,19 +873,20 @@ async fn checkpoint_batch(
     let rows = sqlx::query(
         "WITH c AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int4[], $5::jsonb[], \
                 $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::int8[], \
-                $12::timestamptz[]) \
-              AS c(id, token, state, cursor, context, steps, error, next_run_at, finished_at, now, n, lease_until)), \
+                $12::int8[]) \
+              AS c(id, token, state, cursor, context, steps, error, next_run_at, finished_at, now, n, lease_us)), \
          r AS (UPDATE runs SET state = c.state, cursor = c.cursor, context = COALESCE(c.context, runs.context), \
                 steps = c.steps, error = c.error, \
                 next_run_at = CASE \
-                    WHEN c.lease_until IS NOT NULL THEN runs.next_run_at \
-                    WHEN runs.cancel_request IS NOT NULL AND c.state IN ('PENDING', 'RUNNING', 'FAILED') THEN c.now \
+                    WHEN c.lease_us IS NOT NULL THEN runs.next_run_at \
+                    WHEN runs.cancel_request IS NOT NULL AND c.state IN ('PENDING', 'RUNNING', 'FAILED') \
+                        THEN LEAST(c.now, now()) \
                     ELSE c.next_run_at END, \
                 finished_at = c.finished_at, updated_at = c.now, last_seq = runs.last_seq + c.n, \
-                lease_expires_at = c.lease_until, \
-                lease_owner = CASE WHEN c.lease_until IS NULL THEN NULL ELSE runs.lease_owner END, \
-                lease_token = CASE WHEN c.lease_until IS NULL THEN NULL ELSE runs.lease_token END \
-              FROM c WHERE runs.id = c.id AND runs.lease_token = c.token AND runs.lease_expires_at > c.now \
+                lease_expires_at = now() + c.lease_us * interval '1 microsecond', \
+                lease_owner = CASE WHEN c.lease_us IS NULL THEN NULL ELSE runs.lease_owner END, \
+                lease_token = CASE WHEN c.lease_us IS NULL THEN NULL ELSE runs.lease_token END \
+              FROM c WHERE runs.id = c.id AND runs.lease_token = c.token AND runs.lease_expires_at > now() \
               RETURNING runs.id, runs.last_seq, runs.cancel_request, c.n), \
          e AS (INSERT INTO run_events (run_id, seq, at, kind, step, attempt, run_state, message, actor) \
               SELECT ev.run_id, r.last_seq - r.n + ev.ord, ev.at, ev.kind, ev.step, ev.attempt, ev.run_state, \

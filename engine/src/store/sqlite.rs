@@ -34,6 +34,15 @@ const RUN_COLUMNS: &str = "id, tenant_id, workflow_name, workflow_version, defin
     traceparent, cancel_request, last_seq, next_run_at, lease_owner, lease_expires_at, created_at, \
     updated_at, finished_at";
 
+/// The database's clock, in the microseconds timestamps are stored in.
+/// Leases are set and compared with it, never with an engine's clock.
+pub(super) const DB_NOW: &str =
+    "CAST(ROUND((julianday('now') - 2440587.5) * 86400000000.0) AS INTEGER)";
+
+fn duration_micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
 pub(super) fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
@@ -176,11 +185,13 @@ async fn hand_over(
             .bind(&next)
             .execute(&mut *conn)
             .await?;
-        sqlx::query("UPDATE runs SET next_run_at = ?2 WHERE id = ?1")
-            .bind(&next)
-            .bind(micros(now))
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE runs SET next_run_at = MIN(?2, {DB_NOW}) WHERE id = ?1"
+        )))
+        .bind(&next)
+        .bind(micros(now))
+        .execute(&mut *conn)
+        .await?;
     }
     Ok(())
 }
@@ -497,20 +508,23 @@ impl Store for SqliteStore {
         owner: &str,
         token: LeaseToken,
         now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
+        lease: Duration,
         limit: u32,
     ) -> Result<Vec<RunRecord>> {
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "UPDATE runs SET lease_owner = ?3, lease_token = ?4, lease_expires_at = ?5, next_run_at = ?5 \
-             WHERE id IN (SELECT id FROM runs WHERE next_run_at <= ?1 \
-                 AND (lease_expires_at IS NULL OR lease_expires_at <= ?1) ORDER BY next_run_at LIMIT ?2) \
+            "UPDATE runs SET lease_owner = ?3, lease_token = ?4, lease_expires_at = {DB_NOW} + ?5, \
+                next_run_at = {DB_NOW} + ?5 \
+             WHERE id IN (SELECT id FROM runs WHERE next_run_at <= MAX(?1, {DB_NOW}) \
+                 AND CASE WHEN lease_expires_at IS NULL THEN next_run_at <= ?1 \
+                     ELSE lease_expires_at <= {DB_NOW} END \
+                 ORDER BY next_run_at LIMIT ?2) \
              RETURNING {RUN_COLUMNS}"
         )))
         .bind(micros(now))
         .bind(limit as i64)
         .bind(owner)
         .bind(token.to_string())
-        .bind(micros(lease_until))
+        .bind(duration_micros(lease))
         .fetch_all(&self.writer)
         .await?;
         rows.iter().map(run_from_row).collect()
@@ -519,20 +533,18 @@ impl Store for SqliteStore {
     async fn renew_leases(
         &self,
         leases: &[(RunId, LeaseToken)],
-        now: DateTime<Utc>,
-        until: DateTime<Utc>,
+        lease: Duration,
     ) -> Result<Vec<RunId>> {
         let mut lost = Vec::new();
         let mut tx = self.writer.begin().await?;
         for (id, token) in leases {
-            let n = sqlx::query(
-                "UPDATE runs SET lease_expires_at = ?3, next_run_at = ?3 \
-                 WHERE id = ?1 AND lease_token = ?2 AND lease_expires_at > ?4",
-            )
+            let n = sqlx::query(AssertSqlSafe(format!(
+                "UPDATE runs SET lease_expires_at = {DB_NOW} + ?3, next_run_at = {DB_NOW} + ?3 \
+                 WHERE id = ?1 AND lease_token = ?2 AND lease_expires_at > {DB_NOW}"
+            )))
             .bind(id.to_string())
             .bind(token.to_string())
-            .bind(micros(until))
-            .bind(micros(now))
+            .bind(duration_micros(lease))
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -551,10 +563,10 @@ impl Store for SqliteStore {
     ) -> Result<()> {
         let mut tx = self.writer.begin().await?;
         for (id, token) in leases {
-            sqlx::query(
+            sqlx::query(AssertSqlSafe(format!(
                 "UPDATE runs SET lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, \
-                 next_run_at = ?3 WHERE id = ?1 AND lease_token = ?2",
-            )
+                 next_run_at = MIN(?3, {DB_NOW}) WHERE id = ?1 AND lease_token = ?2"
+            )))
             .bind(id.to_string())
             .bind(token.to_string())
             .bind(micros(now))
@@ -576,18 +588,19 @@ impl Store for SqliteStore {
         let mut tx = self.writer.begin().await?;
         let mut acks = Vec::with_capacity(cps.len());
         for cp in cps {
-            let row = sqlx::query(
+            let row = sqlx::query(AssertSqlSafe(format!(
                 "UPDATE runs SET state = ?3, cursor = ?4, context = COALESCE(?5, context), steps = ?6, \
                     error = ?7, \
-                    next_run_at = CASE WHEN cancel_request IS NOT NULL AND ?12 IS NULL \
-                        AND ?3 IN ('PENDING', 'RUNNING', 'FAILED') THEN ?10 ELSE ?8 END, \
+                    next_run_at = CASE WHEN ?12 IS NOT NULL THEN next_run_at \
+                        WHEN cancel_request IS NOT NULL AND ?3 IN ('PENDING', 'RUNNING', 'FAILED') \
+                        THEN MIN(?10, {DB_NOW}) ELSE ?8 END, \
                     finished_at = ?9, updated_at = ?10, last_seq = last_seq + ?11, \
-                    lease_expires_at = ?12, \
+                    lease_expires_at = {DB_NOW} + ?12, \
                     lease_owner = CASE WHEN ?12 IS NULL THEN NULL ELSE lease_owner END, \
                     lease_token = CASE WHEN ?12 IS NULL THEN NULL ELSE lease_token END \
-                 WHERE id = ?1 AND lease_token = ?2 AND lease_expires_at > ?10 \
-                 RETURNING last_seq, cancel_request",
-            )
+                 WHERE id = ?1 AND lease_token = ?2 AND lease_expires_at > {DB_NOW} \
+                 RETURNING last_seq, cancel_request"
+            )))
             .bind(cp.run_id.to_string())
             .bind(cp.lease.to_string())
             .bind(cp.state.as_str())
@@ -599,7 +612,7 @@ impl Store for SqliteStore {
             .bind(opt_micros(cp.finished_at))
             .bind(micros(cp.now))
             .bind(cp.events.len() as i64)
-            .bind(opt_micros(cp.lease_until))
+            .bind(cp.keep_lease.map(duration_micros))
             .fetch_optional(&mut *tx)
             .await?;
             let Some(row) = row else {
@@ -622,7 +635,7 @@ impl Store for SqliteStore {
 
     async fn operator_write(&self, w: &OperatorWrite) -> Result<bool> {
         let mut tx = self.writer.begin().await?;
-        let row = sqlx::query(
+        let row = sqlx::query(AssertSqlSafe(format!(
             "UPDATE runs SET state = ?4, cursor = ?5, context = ?6, steps = ?7, error = ?8, \
                 cancel_request = ?9, next_run_at = ?10, finished_at = ?11, updated_at = ?12, \
                 last_seq = last_seq + ?13, \
@@ -630,9 +643,9 @@ impl Store for SqliteStore {
                 lease_token = CASE WHEN ?14 THEN NULL ELSE lease_token END, \
                 lease_expires_at = CASE WHEN ?14 THEN NULL ELSE lease_expires_at END \
              WHERE id = ?1 AND tenant_id = ?2 AND last_seq = ?3 \
-                AND (NOT ?14 OR lease_expires_at IS NULL OR lease_expires_at <= ?12) \
-             RETURNING last_seq",
-        )
+                AND (NOT ?14 OR lease_expires_at IS NULL OR lease_expires_at <= {DB_NOW}) \
+             RETURNING last_seq"
+        )))
         .bind(w.run_id.to_string())
         .bind(w.tenant_id.as_str())
         .bind(w.expected_seq as i64)
