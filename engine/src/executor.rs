@@ -361,6 +361,8 @@ async fn drive(
         let cp = Checkpoint {
             run_id: run.id,
             lease: token,
+            id: uuid::Uuid::now_v7(),
+            expected_seq: run.last_seq,
             now,
             state: run.state,
             cursor: run.cursor,

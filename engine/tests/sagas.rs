@@ -809,6 +809,8 @@ async fn stale_lease_holder_writes_nothing(store: Arc<dyn Store>) {
     let cp = |token, now| Checkpoint {
         run_id: id,
         lease: token,
+        id: uuid::Uuid::now_v7(),
+        expected_seq: run.last_seq,
         now,
         state: RunState::Completed,
         cursor: 2,

@@ -14,6 +14,7 @@ use crate::ids::{LeaseToken, RunId, TenantId};
 use crate::state::{RunState, StepState};
 
 pub mod postgres;
+mod postgres_checkpoint;
 mod postgres_schedules;
 pub mod schedules;
 pub mod sqlite;
@@ -399,6 +400,12 @@ pub enum CreateOutcome {
 pub struct Checkpoint {
     pub run_id: RunId,
     pub lease: LeaseToken,
+    /// Names this checkpoint; a resend carries the same id, so the store
+    /// recognises one it applied already.
+    pub id: uuid::Uuid,
+    /// The run's `last_seq` this checkpoint was computed from: it applies
+    /// only on top of it.
+    pub expected_seq: u64,
     pub now: DateTime<Utc>,
     pub state: RunState,
     pub cursor: u32,

@@ -150,18 +150,18 @@ fn event_from_row(row: &PgRow) -> Result<EventRecord> {
 }
 
 /// Events as parallel arrays, for `unnest` in one statement.
-struct EventArrays {
-    kinds: Vec<&'static str>,
-    steps: Vec<Option<String>>,
-    attempts: Vec<i32>,
-    states: Vec<&'static str>,
-    messages: Vec<Option<String>>,
-    actors: Vec<String>,
-    ats: Vec<DateTime<Utc>>,
+pub(super) struct EventArrays {
+    pub(super) kinds: Vec<&'static str>,
+    pub(super) steps: Vec<Option<String>>,
+    pub(super) attempts: Vec<i32>,
+    pub(super) states: Vec<&'static str>,
+    pub(super) messages: Vec<Option<String>>,
+    pub(super) actors: Vec<String>,
+    pub(super) ats: Vec<DateTime<Utc>>,
 }
 
 impl EventArrays {
-    fn new(events: &[NewEvent]) -> Self {
+    pub(super) fn new(events: &[NewEvent]) -> Self {
         Self {
             kinds: events.iter().map(|e| e.kind.as_str()).collect(),
             steps: events.iter().map(|e| e.step.clone()).collect(),
@@ -546,10 +546,10 @@ impl Store for PgStore {
         if releasing.is_empty() {
             // The common case: one statement, one round trip, one commit.
             let mut conn = self.pool.acquire().await?;
-            return checkpoint_batch(&mut conn, cps).await;
+            return super::postgres_checkpoint::checkpoint_batch(&mut conn, cps).await;
         }
         let mut tx = self.pool.begin().await?;
-        let acks = checkpoint_batch(&mut tx, cps).await?;
+        let acks = super::postgres_checkpoint::checkpoint_batch(&mut tx, cps).await?;
         let applied: Vec<Uuid> = cps
             .iter()
             .zip(&acks)
@@ -825,114 +825,6 @@ fn claim_sql(prefix: &str) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     )
-}
-
-/// The hot path: one statement updates every run of the batch (each fenced
-/// by its lease) and appends their events, numbered after each run's
-/// `last_seq`. One round trip and one commit for the whole batch.
-async fn checkpoint_batch(
-    conn: &mut sqlx::PgConnection,
-    cps: &[Checkpoint],
-) -> Result<Vec<CheckpointAck>> {
-    let n = cps.len();
-    let mut ids = Vec::with_capacity(n);
-    let mut tokens = Vec::with_capacity(n);
-    let mut states = Vec::with_capacity(n);
-    let mut cursors = Vec::with_capacity(n);
-    let mut contexts = Vec::with_capacity(n);
-    let mut steps = Vec::with_capacity(n);
-    let mut errors = Vec::with_capacity(n);
-    let mut next_runs = Vec::with_capacity(n);
-    let mut finished = Vec::with_capacity(n);
-    let mut nows = Vec::with_capacity(n);
-    let mut counts = Vec::with_capacity(n);
-    let mut leases = Vec::with_capacity(n);
-    let mut ev_runs = Vec::new();
-    let mut ev_ords = Vec::new();
-    let mut all_events = Vec::new();
-    for cp in cps {
-        ids.push(cp.run_id.0);
-        tokens.push(cp.lease.0);
-        states.push(cp.state.as_str());
-        cursors.push(cp.cursor as i32);
-        contexts.push(cp.context.clone());
-        steps.push(steps_encode(&cp.steps));
-        errors.push(cp.error.clone());
-        next_runs.push(cp.next_run_at);
-        finished.push(cp.finished_at);
-        nows.push(cp.now);
-        counts.push(cp.events.len() as i64);
-        leases.push(cp.keep_lease.map(micros));
-        for (i, e) in cp.events.iter().enumerate() {
-            ev_runs.push(cp.run_id.0);
-            ev_ords.push(i as i64 + 1);
-            all_events.push(e.clone());
-        }
-    }
-    let ev = EventArrays::new(&all_events);
-    let rows = sqlx::query(
-        "WITH c AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int4[], $5::jsonb[], \
-                $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::int8[], \
-                $12::int8[]) \
-              AS c(id, token, state, cursor, context, steps, error, next_run_at, finished_at, now, n, lease_us)), \
-         r AS (UPDATE runs SET state = c.state, cursor = c.cursor, context = COALESCE(c.context, runs.context), \
-                steps = c.steps, error = c.error, \
-                next_run_at = CASE \
-                    WHEN c.lease_us IS NOT NULL THEN runs.next_run_at \
-                    WHEN runs.cancel_request IS NOT NULL AND c.state IN ('PENDING', 'RUNNING', 'FAILED') \
-                        THEN LEAST(c.now, now()) \
-                    ELSE c.next_run_at END, \
-                finished_at = c.finished_at, updated_at = c.now, last_seq = runs.last_seq + c.n, \
-                lease_expires_at = now() + c.lease_us * interval '1 microsecond', \
-                lease_owner = CASE WHEN c.lease_us IS NULL THEN NULL ELSE runs.lease_owner END, \
-                lease_token = CASE WHEN c.lease_us IS NULL THEN NULL ELSE runs.lease_token END \
-              FROM c WHERE runs.id = c.id AND runs.lease_token = c.token AND runs.lease_expires_at > now() \
-              RETURNING runs.id, runs.last_seq, runs.cancel_request, c.n), \
-         e AS (INSERT INTO run_events (run_id, seq, at, kind, step, attempt, run_state, message, actor) \
-              SELECT ev.run_id, r.last_seq - r.n + ev.ord, ev.at, ev.kind, ev.step, ev.attempt, ev.run_state, \
-                     ev.message, ev.actor \
-              FROM unnest($13::uuid[], $14::int8[], $15::text[], $16::text[], $17::int4[], $18::text[], \
-                          $19::text[], $20::text[], $21::timestamptz[]) \
-                   AS ev(run_id, ord, kind, step, attempt, run_state, message, actor, at) \
-              JOIN r ON r.id = ev.run_id) \
-         SELECT id, cancel_request FROM r",
-    )
-    .bind(&ids)
-    .bind(&tokens)
-    .bind(&states)
-    .bind(&cursors)
-    .bind(&contexts)
-    .bind(&steps)
-    .bind(&errors)
-    .bind(&next_runs)
-    .bind(&finished)
-    .bind(&nows)
-    .bind(&counts)
-    .bind(&leases)
-    .bind(&ev_runs)
-    .bind(&ev_ords)
-    .bind(&ev.kinds)
-    .bind(&ev.steps)
-    .bind(&ev.attempts)
-    .bind(&ev.states)
-    .bind(&ev.messages)
-    .bind(&ev.actors)
-    .bind(&ev.ats)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut applied = std::collections::HashMap::with_capacity(rows.len());
-    for row in &rows {
-        let id: Uuid = row.try_get("id")?;
-        let c: Option<String> = row.try_get("cancel_request")?;
-        applied.insert(id, c.as_deref().map(CancelRequest::parse).transpose()?);
-    }
-    Ok(ids
-        .iter()
-        .map(|id| match applied.remove(id) {
-            Some(cancel_request) => CheckpointAck::Applied { cancel_request },
-            None => CheckpointAck::Fenced,
-        })
-        .collect())
 }
 
 /// Bulk seeding for `sagaflow bench scale`: finished runs written by the
