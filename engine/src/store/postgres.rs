@@ -22,7 +22,40 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/pos
 /// The PostgreSQL store.
 #[derive(Debug, Clone)]
 pub struct PgStore {
+    /// The API, watches, the scheduler and the domain repositories.
     pool: PgPool,
+    /// The executor's hot path only (claim, checkpoint, renewal, release),
+    /// so no load on the API can take the connections leases depend on.
+    hot: PgPool,
+}
+
+/// How the store's two pools are sized and bounded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgOptions {
+    /// Connections of the general pool (API, watches, scheduler, domain).
+    pub max_connections: u32,
+    /// Connections of the executor's own pool (claim, checkpoint, renewal,
+    /// release).
+    pub hot_connections: u32,
+    /// Longest wait for a free connection, in either pool.
+    pub acquire_timeout: Duration,
+    /// Longest statement on the general pool (`statement_timeout`).
+    pub statement_timeout: Duration,
+    /// Longest statement on the executor's pool: short, so a stuck write
+    /// fails while the lease can still be renewed.
+    pub hot_statement_timeout: Duration,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            hot_connections: 8,
+            acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(30),
+            hot_statement_timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 const RUN_COLUMNS: &str = "id, tenant_id, workflow_name, workflow_version, definition_id, state, \
@@ -37,18 +70,43 @@ impl PgStore {
     }
 
     pub async fn connect_with(url: &str, max_connections: u32) -> Result<Self> {
-        let opts: PgConnectOptions = url.parse()?;
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(opts.application_name("sagaflow"))
-            .await?;
-        Ok(Self { pool })
+        let opts = PgOptions {
+            max_connections,
+            ..PgOptions::default()
+        };
+        Self::connect_opts(url.parse()?, &opts).await
     }
 
-    /// Wraps an existing pool (tests use the one `#[sqlx::test]` gives).
+    /// Connects both pools as `o` says.
+    pub async fn connect_opts(conn: PgConnectOptions, o: &PgOptions) -> Result<Self> {
+        let open = |max: u32, timeout: Duration, name: &str| {
+            let ms = timeout.as_millis().to_string();
+            PgPoolOptions::new()
+                .max_connections(max.max(1))
+                .acquire_timeout(o.acquire_timeout)
+                .connect_with(
+                    conn.clone()
+                        .application_name(name)
+                        .options([("statement_timeout", ms.as_str())]),
+                )
+        };
+        let pool = open(o.max_connections, o.statement_timeout, "sagaflow").await?;
+        let hot = open(
+            o.hot_connections,
+            o.hot_statement_timeout,
+            "sagaflow-executor",
+        )
+        .await?;
+        Ok(Self { pool, hot })
+    }
+
+    /// Wraps an existing pool, for both uses (tests use the one
+    /// `#[sqlx::test]` gives).
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            hot: pool.clone(),
+            pool,
+        }
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -472,7 +530,7 @@ impl Store for PgStore {
             .bind(owner)
             .bind(token.0)
             .bind(micros(lease))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.hot)
             .await?;
         rows.iter().map(run_from_row).collect()
     }
@@ -497,7 +555,7 @@ impl Store for PgStore {
         .bind(&ids)
         .bind(&tokens)
         .bind(micros(lease))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.hot)
         .await?;
         Ok(ids
             .into_iter()
@@ -525,7 +583,7 @@ impl Store for PgStore {
         .bind(&ids)
         .bind(&tokens)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.hot)
         .await?;
         Ok(())
     }
@@ -545,10 +603,10 @@ impl Store for PgStore {
             .collect();
         if releasing.is_empty() {
             // The common case: one statement, one round trip, one commit.
-            let mut conn = self.pool.acquire().await?;
+            let mut conn = self.hot.acquire().await?;
             return super::postgres_checkpoint::checkpoint_batch(&mut conn, cps).await;
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.hot.begin().await?;
         let acks = super::postgres_checkpoint::checkpoint_batch(&mut tx, cps).await?;
         let applied: Vec<Uuid> = cps
             .iter()
