@@ -791,8 +791,9 @@ async fn stale_lease_holder_writes_nothing(store: Arc<dyn Store>) {
     let t0 = clock.now_utc();
     let lease = Duration::from_millis(500);
     let (a, b) = (LeaseToken::new(), LeaseToken::new());
-    let sent = std::time::Instant::now();
     let claimed = store.claim("A", a, t0, lease, 10).await.unwrap();
+    // The lease was set before the claim answered: it expires by then + lease.
+    let answered = std::time::Instant::now();
     assert_eq!(claimed.len(), 1);
     // Leases run on the database's clock: a claimer whose clock is an hour
     // ahead still sees the lease as live.
@@ -826,7 +827,7 @@ async fn stale_lease_holder_writes_nothing(store: Arc<dyn Store>) {
     // A's lease expires by the database's clock (the test waits it out):
     // its write is refused even before anyone else claims, whatever time
     // A's clock says.
-    tokio::time::sleep_until((sent + lease + Duration::from_millis(50)).into()).await; // the lease's own time passing
+    tokio::time::sleep_until((answered + lease + Duration::from_millis(20)).into()).await; // the lease's own time passing
     assert_eq!(
         store.checkpoint(&cp(a, t0)).await.unwrap(),
         CheckpointAck::Fenced
