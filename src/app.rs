@@ -15,10 +15,25 @@ pub async fn open_store(
     url: &str,
     max_connections: u32,
 ) -> anyhow::Result<(Arc<dyn Store>, sagaflow_steps::Deps)> {
+    let opts = sagaflow_engine::store::postgres::PgOptions {
+        max_connections,
+        ..Default::default()
+    };
+    open_store_with(url, &opts).await
+}
+
+/// [`open_store`] with every PostgreSQL pool setting.
+pub async fn open_store_with(
+    url: &str,
+    pg: &sagaflow_engine::store::postgres::PgOptions,
+) -> anyhow::Result<(Arc<dyn Store>, sagaflow_steps::Deps)> {
     let mut deps = sagaflow_steps::Deps::default();
     let store: Arc<dyn Store> =
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let pg = PgStore::connect_with(url, max_connections)
+            let conn = url
+                .parse()
+                .with_context(|| format!("cannot parse {}", redact(url)))?;
+            let pg = PgStore::connect_opts(conn, pg)
                 .await
                 .with_context(|| format!("cannot connect to {}", redact(url)))?;
             deps.postgres = Some(pg.pool().clone());

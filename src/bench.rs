@@ -572,7 +572,7 @@ async fn scale(s: &Setup, args: &BenchArgs, runs: u64, queries: usize) -> anyhow
                 "bench-scale",
                 sagaflow_engine::ids::LeaseToken::new(),
                 now,
-                now,
+                std::time::Duration::ZERO,
                 64,
             )
             .await

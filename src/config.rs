@@ -53,8 +53,19 @@ pub struct DatabaseConfig {
     /// `postgres://…` or `sqlite://…`. Empty: `sqlite://.sagaflow/dev.db` in
     /// `dev`; required by `serve`.
     pub url: String,
-    /// Connections in the PostgreSQL pool.
+    /// Connections in the PostgreSQL pool of the API, watches, scheduler
+    /// and domain repositories.
     pub max_connections: u32,
+    /// Connections in the executor's own PostgreSQL pool (claim,
+    /// checkpoint, lease renewal, release).
+    pub hot_connections: u32,
+    /// Longest wait for a free connection, in milliseconds.
+    pub acquire_timeout_ms: u64,
+    /// PostgreSQL `statement_timeout` of the general pool, in milliseconds.
+    pub statement_timeout_ms: u64,
+    /// PostgreSQL `statement_timeout` of the executor's pool, in
+    /// milliseconds.
+    pub hot_statement_timeout_ms: u64,
 }
 
 impl Default for DatabaseConfig {
@@ -62,6 +73,24 @@ impl Default for DatabaseConfig {
         Self {
             url: String::new(),
             max_connections: 16,
+            hot_connections: 8,
+            acquire_timeout_ms: 5_000,
+            statement_timeout_ms: 30_000,
+            hot_statement_timeout_ms: 5_000,
+        }
+    }
+}
+
+impl DatabaseConfig {
+    /// The PostgreSQL pools this configuration asks for.
+    pub fn pg_options(&self) -> sagaflow_engine::store::postgres::PgOptions {
+        use std::time::Duration;
+        sagaflow_engine::store::postgres::PgOptions {
+            max_connections: self.max_connections,
+            hot_connections: self.hot_connections,
+            acquire_timeout: Duration::from_millis(self.acquire_timeout_ms),
+            statement_timeout: Duration::from_millis(self.statement_timeout_ms),
+            hot_statement_timeout: Duration::from_millis(self.hot_statement_timeout_ms),
         }
     }
 }
@@ -251,6 +280,12 @@ impl Config {
         match key {
             "database.url" => self.database.url = v.into(),
             "database.max_connections" => self.database.max_connections = num(key, v)?,
+            "database.hot_connections" => self.database.hot_connections = num(key, v)?,
+            "database.acquire_timeout_ms" => self.database.acquire_timeout_ms = num(key, v)?,
+            "database.statement_timeout_ms" => self.database.statement_timeout_ms = num(key, v)?,
+            "database.hot_statement_timeout_ms" => {
+                self.database.hot_statement_timeout_ms = num(key, v)?
+            }
             "grpc.addr" => self.grpc.addr = v.into(),
             "grpc.max_payload_bytes" => self.grpc.max_payload_bytes = num(key, v)?,
             "http.addr" => self.http.addr = v.into(),
@@ -295,11 +330,31 @@ impl Config {
                 "must start with postgres://, postgresql:// or sqlite:",
             ));
         }
-        if !(1..=1000).contains(&self.database.max_connections) {
-            return Err(invalid(
-                "database.max_connections",
-                "must be between 1 and 1000",
-            ));
+        for (key, n) in [
+            ("database.max_connections", self.database.max_connections),
+            ("database.hot_connections", self.database.hot_connections),
+        ] {
+            if !(1..=1000).contains(&n) {
+                return Err(invalid(key, "must be between 1 and 1000"));
+            }
+        }
+        for (key, ms) in [
+            (
+                "database.acquire_timeout_ms",
+                self.database.acquire_timeout_ms,
+            ),
+            (
+                "database.statement_timeout_ms",
+                self.database.statement_timeout_ms,
+            ),
+            (
+                "database.hot_statement_timeout_ms",
+                self.database.hot_statement_timeout_ms,
+            ),
+        ] {
+            if ms == 0 {
+                return Err(invalid(key, "must be at least 1 ms"));
+            }
         }
         for (key, addr) in [
             ("grpc.addr", &self.grpc.addr),

@@ -81,7 +81,7 @@ impl Server {
         config.validate()?;
         let metrics = metrics_handle();
         let (store, mut deps) =
-            app::open_store(&config.database.url, config.database.max_connections).await?;
+            app::open_store_with(&config.database.url, &config.database.pg_options()).await?;
         deps.radius = config.radius.clone();
         let domain_db = deps.domain_db();
         let pool_stats = match (&deps.postgres, &deps.sqlite) {

@@ -20,14 +20,19 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info_span, warn};
 
-use crate::definition::WorkflowDefinition;
 use crate::engine::Shared;
-use crate::handler::{CallKind, StepError, StepRequest};
+use crate::handler::CallKind;
 use crate::ids::{LeaseToken, RunId};
 use crate::saga::{self, Next, Outcome};
 use crate::state::RunState;
 use crate::store::{Checkpoint, CheckpointAck, RunRecord};
 use crate::telemetry;
+
+mod attempt;
+mod batcher;
+
+use attempt::LocalDeadline;
+use batcher::Batcher;
 
 /// How an executor behaves. Defaults suit a production replica.
 #[derive(Debug, Clone)]
@@ -98,6 +103,7 @@ impl ExecutorHandle {
 struct Lease {
     token: LeaseToken,
     cancel: CancellationToken,
+    deadline: Arc<LocalDeadline>,
 }
 
 struct Exec {
@@ -173,12 +179,12 @@ async fn run(exec: Arc<Exec>, stop: CancellationToken) {
             let want = (free as u32).min(exec.opts.claim_batch);
             let now = exec.shared.clock.now();
             let token = LeaseToken::new();
-            let until = now + chrono::Duration::from_std(exec.opts.lease).unwrap_or_default();
             let started = std::time::Instant::now();
+            let sent = tokio::time::Instant::now();
             let claimed = match exec
                 .shared
                 .store
-                .claim(&exec.opts.owner, token, now, until, want)
+                .claim(&exec.opts.owner, token, now, exec.opts.lease, want)
                 .await
             {
                 Ok(c) => {
@@ -197,11 +203,13 @@ async fn run(exec: Arc<Exec>, stop: CancellationToken) {
                     break;
                 };
                 let cancel = CancellationToken::new();
+                let deadline = LocalDeadline::new(sent, exec.valid_for());
                 lock(&exec.leases).insert(
                     r.id,
                     Lease {
                         token,
                         cancel: cancel.clone(),
+                        deadline: deadline.clone(),
                     },
                 );
                 let e = exec.clone();
@@ -213,7 +221,7 @@ async fn run(exec: Arc<Exec>, stop: CancellationToken) {
                 tasks.spawn(
                     async move {
                         let id = r.id;
-                        drive(&e, r, token, cancel).await;
+                        drive(&e, r, token, cancel, deadline).await;
                         lock(&e.leases).remove(&id);
                         drop(permit);
                     }
@@ -256,17 +264,31 @@ async fn run(exec: Arc<Exec>, stop: CancellationToken) {
     }
 }
 
+impl Exec {
+    /// How long after a statement that confirmed a lease was sent the
+    /// executor may still act under it: the lease minus a safety margin
+    /// (a fifth of it) for clock rate drift, scheduling and the abort grace.
+    fn valid_for(&self) -> Duration {
+        self.opts.lease - self.opts.lease / 5
+    }
+}
+
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 async fn renew_loop(exec: Arc<Exec>, stop: CancellationToken) {
     let every = exec.opts.lease / 3;
+    // After a failed renewal, try again soon: the local deadlines are
+    // running out.
+    let retry = (exec.opts.lease / 10).max(Duration::from_millis(10));
+    let mut wait = every;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
+        wait = every;
         let held: Vec<(RunId, LeaseToken)> = lock(&exec.leases)
             .iter()
             .map(|(id, l)| (*id, l.token))
@@ -274,26 +296,46 @@ async fn renew_loop(exec: Arc<Exec>, stop: CancellationToken) {
         if held.is_empty() {
             continue;
         }
-        let now = exec.shared.clock.now();
-        let until = now + chrono::Duration::from_std(exec.opts.lease).unwrap_or_default();
-        match exec.shared.store.renew_leases(&held, now, until).await {
-            Ok(lost) => {
+        let sent = tokio::time::Instant::now();
+        let renewed = tokio::time::timeout(
+            every,
+            exec.shared.store.renew_leases(&held, exec.opts.lease),
+        )
+        .await;
+        match renewed {
+            Ok(Ok(lost)) => {
                 let leases = lock(&exec.leases);
-                for id in lost {
-                    if let Some(l) = leases.get(&id) {
+                for (id, _) in &held {
+                    let Some(l) = leases.get(id) else { continue };
+                    if lost.contains(id) {
                         warn!(run_id = %id, "lease lost; abandoning the run");
                         telemetry::lease_lost(telemetry::LeaseLoss::Renewal);
                         l.cancel.cancel();
+                    } else {
+                        l.deadline.confirm(sent, exec.valid_for());
                     }
                 }
             }
-            Err(e) => warn!(error = %e, "renewing leases failed"),
+            Ok(Err(e)) => {
+                warn!(error = %e, "renewing leases failed");
+                wait = retry;
+            }
+            Err(_) => {
+                warn!("renewing leases timed out");
+                wait = retry;
+            }
         }
     }
 }
 
 /// Drives one claimed run until it stops, waits, or the lease is lost.
-async fn drive(exec: &Exec, mut run: RunRecord, token: LeaseToken, lease_lost: CancellationToken) {
+async fn drive(
+    exec: &Exec,
+    mut run: RunRecord,
+    token: LeaseToken,
+    lease_lost: CancellationToken,
+    deadline: Arc<LocalDeadline>,
+) {
     let def = match exec.shared.definition(&run.definition_id).await {
         Ok(d) => d,
         Err(e) => {
@@ -329,15 +371,16 @@ async fn drive(exec: &Exec, mut run: RunRecord, token: LeaseToken, lease_lost: C
         if let Some(at) = left_for_others {
             adv.next = Next::Wait(at);
         }
-        let lease_until = now + chrono::Duration::from_std(exec.opts.lease).unwrap_or_default();
         let (next_run_at, keep_lease) = match adv.next {
-            Next::Execute { .. } => (Some(lease_until), Some(lease_until)),
+            Next::Execute { .. } => (None, Some(exec.opts.lease)),
             Next::Wait(at) => (Some(at), None),
             Next::Stop => (None, None),
         };
         let cp = Checkpoint {
             run_id: run.id,
             lease: token,
+            id: uuid::Uuid::now_v7(),
+            expected_seq: run.last_seq,
             now,
             state: run.state,
             cursor: run.cursor,
@@ -346,13 +389,17 @@ async fn drive(exec: &Exec, mut run: RunRecord, token: LeaseToken, lease_lost: C
             error: run.error.clone(),
             events: carried.drain(..).chain(adv.events).collect(),
             next_run_at,
-            lease_until: keep_lease,
+            keep_lease,
             finished_at: run.finished_at,
             release_concurrency_key: adv.finished && run.concurrency_key.is_some(),
         };
-        let Some(ack) = write_checkpoint(exec, &cp, &lease_lost).await else {
+        let sent = tokio::time::Instant::now();
+        let Some(ack) = write_checkpoint(exec, &cp, &lease_lost, &deadline).await else {
             return;
         };
+        if keep_lease.is_some() && matches!(ack, CheckpointAck::Applied { .. }) {
+            deadline.confirm(sent, exec.valid_for());
+        }
         run.last_seq += cp.events.len() as u64;
         if matches!(ack, CheckpointAck::Applied { .. }) {
             let _ = exec.shared.changes.send(run.id);
@@ -405,10 +452,24 @@ async fn drive(exec: &Exec, mut run: RunRecord, token: LeaseToken, lease_lost: C
                 kind,
                 attempt,
             } => {
-                let result = tokio::select! {
-                    r = call(exec, &run, &def, step, kind, attempt, &lease_lost) => r,
-                    _ = lease_lost.cancelled() => return,
-                };
+                if deadline.passed() {
+                    self_fence(run.id, &lease_lost);
+                    return;
+                }
+                let result = attempt::call(
+                    exec,
+                    &run,
+                    &def,
+                    step,
+                    kind,
+                    attempt,
+                    &lease_lost,
+                    &deadline,
+                )
+                .await;
+                if deadline.passed() {
+                    self_fence(run.id, &lease_lost);
+                }
                 if lease_lost.is_cancelled() {
                     return;
                 }
@@ -450,11 +511,20 @@ async fn write_checkpoint(
     exec: &Exec,
     cp: &Checkpoint,
     lease_lost: &CancellationToken,
+    lease_deadline: &LocalDeadline,
 ) -> Option<CheckpointAck> {
     let mut delay = Duration::from_millis(50);
     let deadline = tokio::time::Instant::now() + exec.opts.lease;
     loop {
-        match exec.batcher.write(cp.clone()).await {
+        let written = tokio::select! {
+            w = exec.batcher.write(cp.clone()) => w,
+            _ = lease_lost.cancelled() => return None,
+            _ = lease_deadline.expired() => {
+                self_fence(cp.run_id, lease_lost);
+                return None;
+            }
+        };
+        match written {
             Ok(ack) => return Some(ack),
             Err(e) => {
                 warn!(error = %e, "checkpoint failed; retrying");
@@ -468,151 +538,17 @@ async fn write_checkpoint(
     }
 }
 
-/// Calls the step's handler with its timeout. A panic or a timeout is a
-/// retryable failure of the attempt.
-async fn call(
-    exec: &Exec,
-    run: &RunRecord,
-    def: &WorkflowDefinition,
-    step: usize,
-    kind: CallKind,
-    attempt: u32,
-    lease_lost: &CancellationToken,
-) -> Result<crate::handler::StepOutput, StepError> {
-    let sd = &def.steps[step];
-    let (name, key) = match kind {
-        CallKind::Forward => (Some(&sd.handler), format!("{}:{}", run.id, sd.name)),
-        CallKind::Compensate => (
-            sd.compensation.as_ref(),
-            format!("{}:{}:compensate", run.id, sd.name),
-        ),
-    };
-    let Some(handler) = name.and_then(|n| exec.shared.registry.get(n)) else {
-        return Err(StepError::fatal(
-            "unknown_handler",
-            format!(
-                "handler {:?} is not registered in this engine",
-                name.map(String::as_str).unwrap_or("")
-            ),
-        ));
-    };
-    let cancel = lease_lost.child_token();
-    let request = StepRequest {
-        run_id: run.id,
-        tenant_id: run.tenant_id.clone(),
-        workflow: def.name.clone(),
-        step: sd.name.clone(),
-        kind,
-        attempt,
-        idempotency_key: key,
-        context: Arc::new(run.context.clone()),
-        cancel: cancel.clone(),
-    };
-    let span = info_span!("step", run_id = %run.id, workflow = %def.name, tenant = %run.tenant_id,
-        step = %sd.name, attempt, compensation = kind == CallKind::Compensate);
-    let labels = telemetry::AttemptLabels {
-        workflow: def.name.clone(),
-        step: sd.name.clone(),
-        adapter: name.cloned().unwrap_or_default(),
-        kind,
-    };
-    labels.started();
-    let began = std::time::Instant::now();
-    let mut task = tokio::spawn(async move { handler.call(request).await }.instrument(span));
-    let timeout = sd.timeout();
-    let result = tokio::select! {
-        joined = &mut task => match joined {
-            Ok(r) => r,
-            Err(e) if e.is_panic() => Err(StepError::retryable("panic", "the handler panicked")),
-            Err(_) => Err(StepError::retryable("cancelled", "the attempt was cancelled")),
-        },
-        _ = tokio::time::sleep(timeout) => {
-            // Tell the handler, give it a moment to stop cleanly, then drop
-            // it. The moment is short: the run keeps its slot meanwhile, and a
-            // handler that ignores cancellation must not hold it long.
-            cancel.cancel();
-            if tokio::time::timeout(CANCEL_GRACE, &mut task).await.is_err() {
-                task.abort();
-            }
-            Err(StepError::retryable("timeout", format!("the attempt took longer than {} ms", timeout.as_millis())))
-        }
-    };
-    labels.finished(&result, began.elapsed());
-    result
+/// The lease could not be confirmed in time: stop the run's work here
+/// before another replica may take it over.
+fn self_fence(run: RunId, lease_lost: &CancellationToken) {
+    if !lease_lost.is_cancelled() {
+        warn!(run_id = %run, "lease not confirmed in time; stopping the run's attempts");
+        telemetry::lease_lost(telemetry::LeaseLoss::SelfFence);
+        lease_lost.cancel();
+    }
 }
-
-/// How long a timed-out attempt's handler has to stop after it is told to.
-const CANCEL_GRACE: Duration = Duration::from_millis(100);
 
 /// When a waiting run becomes due, in real time from `now` on `clock`.
 pub(crate) fn delay_until(at: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
     (at - now).to_std().unwrap_or(Duration::ZERO)
-}
-
-type Reply = tokio::sync::oneshot::Sender<Result<CheckpointAck, crate::store::StoreError>>;
-
-/// Group commit: checkpoints from every run this executor drives are
-/// collected and written together, one statement and one commit per batch.
-/// While batches are being written the next one fills up, so the batch
-/// size follows the load by itself.
-struct Batcher {
-    tx: tokio::sync::mpsc::UnboundedSender<(Checkpoint, Reply)>,
-}
-
-impl Batcher {
-    fn spawn(store: Arc<dyn crate::store::Store>, max_batch: usize, writers: usize) -> Self {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Checkpoint, Reply)>();
-        let writers = Arc::new(Semaphore::new(writers.max(1)));
-        let max_batch = max_batch.max(1);
-        tokio::spawn(async move {
-            let mut buf = Vec::with_capacity(max_batch);
-            loop {
-                let Ok(permit) = writers.clone().acquire_owned().await else {
-                    return;
-                };
-                if rx.recv_many(&mut buf, max_batch).await == 0 {
-                    return; // every sender is gone
-                }
-                let batch = std::mem::take(&mut buf);
-                let store = store.clone();
-                tokio::spawn(async move {
-                    let (cps, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-                    match store.checkpoint_many(&cps).await {
-                        Ok(acks) => {
-                            for (reply, ack) in replies.into_iter().zip(acks) {
-                                let _ = reply.send(Ok(ack));
-                            }
-                        }
-                        Err(e) if e.is_unavailable() => {
-                            let text = e.to_string();
-                            for reply in replies {
-                                let _ = reply
-                                    .send(Err(crate::store::StoreError::Unavailable(text.clone())));
-                            }
-                        }
-                        Err(e) => {
-                            // One bad checkpoint must not hold the others
-                            // back: write them one by one.
-                            warn!(error = %e, "checkpoint batch failed; writing its checkpoints one by one");
-                            for (cp, reply) in cps.iter().zip(replies) {
-                                let _ = reply.send(store.checkpoint(cp).await);
-                            }
-                        }
-                    }
-                    drop(permit);
-                });
-            }
-        });
-        Self { tx }
-    }
-
-    async fn write(&self, cp: Checkpoint) -> Result<CheckpointAck, crate::store::StoreError> {
-        let (reply, rx) = tokio::sync::oneshot::channel();
-        self.tx.send((cp, reply)).map_err(|_| {
-            crate::store::StoreError::Corrupt("the checkpoint writer stopped".into())
-        })?;
-        rx.await.map_err(|_| {
-            crate::store::StoreError::Corrupt("the checkpoint writer dropped a checkpoint".into())
-        })?
-    }
 }

@@ -231,6 +231,9 @@ pub enum LeaseLoss {
     Renewal,
     /// A checkpoint was refused: the lease had passed to another replica.
     Fenced,
+    /// The lease could not be confirmed before its local deadline: the
+    /// replica stopped its attempts on its own.
+    SelfFence,
 }
 
 impl LeaseLoss {
@@ -238,6 +241,7 @@ impl LeaseLoss {
         match self {
             LeaseLoss::Renewal => "renewal",
             LeaseLoss::Fenced => "fenced",
+            LeaseLoss::SelfFence => "self_fence",
         }
     }
 }

@@ -789,22 +789,29 @@ async fn stale_lease_holder_writes_nothing(store: Arc<dyn Store>) {
     .await;
     let id = h.start("fence", json!({})).await.run.id;
     let t0 = clock.now_utc();
-    let lease = chrono::Duration::seconds(10);
+    let lease = Duration::from_millis(500);
     let (a, b) = (LeaseToken::new(), LeaseToken::new());
-    let claimed = store.claim("A", a, t0, t0 + lease, 10).await.unwrap();
+    let claimed = store.claim("A", a, t0, lease, 10).await.unwrap();
+    // The lease was set before the claim answered: it expires by then + lease.
+    let answered = std::time::Instant::now();
     assert_eq!(claimed.len(), 1);
+    // Leases run on the database's clock: a claimer whose clock is an hour
+    // ahead still sees the lease as live.
+    let ahead = t0 + chrono::Duration::hours(1);
     assert!(
         store
-            .claim("B", b, t0, t0 + lease, 10)
+            .claim("B", b, ahead, lease, 10)
             .await
             .unwrap()
             .is_empty(),
-        "a live lease is not claimable"
+        "a live lease is not claimable, whatever the claimer's clock says"
     );
     let run = claimed[0].clone();
     let cp = |token, now| Checkpoint {
         run_id: id,
         lease: token,
+        id: uuid::Uuid::now_v7(),
+        expected_seq: run.last_seq,
         now,
         state: RunState::Completed,
         cursor: 2,
@@ -813,28 +820,28 @@ async fn stale_lease_holder_writes_nothing(store: Arc<dyn Store>) {
         error: None,
         events: vec![],
         next_run_at: None,
-        lease_until: None,
+        keep_lease: None,
         finished_at: Some(now),
         release_concurrency_key: true,
     };
-    // A's lease expires: its write is refused even before anyone else claims.
-    let late = t0 + lease + chrono::Duration::seconds(1);
+    // A's lease expires by the database's clock (the test waits it out):
+    // its write is refused even before anyone else claims, whatever time
+    // A's clock says.
+    tokio::time::sleep_until((answered + lease + Duration::from_millis(20)).into()).await; // the lease's own time passing
     assert_eq!(
-        store.checkpoint(&cp(a, late)).await.unwrap(),
+        store.checkpoint(&cp(a, t0)).await.unwrap(),
         CheckpointAck::Fenced
     );
     assert_eq!(
-        store
-            .renew_leases(&[(id, a)], late, late + lease)
-            .await
-            .unwrap(),
+        store.renew_leases(&[(id, a)], lease).await.unwrap(),
         vec![id],
         "renewal reports the loss"
     );
-    // B takes the run over; A's write (even claiming an earlier time) is refused.
+    // B takes the run over (even with a clock behind); A's write is refused.
+    let behind = t0 - chrono::Duration::seconds(30);
     assert_eq!(
         store
-            .claim("B", b, late, late + lease, 10)
+            .claim("B", b, behind, Duration::from_secs(10), 10)
             .await
             .unwrap()
             .len(),
@@ -848,9 +855,9 @@ async fn stale_lease_holder_writes_nothing(store: Arc<dyn Store>) {
     assert_eq!(r.state, RunState::Pending);
     assert!(r.context.get("hijacked").is_none());
     assert_eq!(r.lease_owner.as_deref(), Some("B"));
-    // B's write goes through.
+    // B's write goes through, even dated long before the lease began.
     assert!(matches!(
-        store.checkpoint(&cp(b, late)).await.unwrap(),
+        store.checkpoint(&cp(b, behind)).await.unwrap(),
         CheckpointAck::Applied { .. }
     ));
     assert_eq!(h.get(id).await.state, RunState::Completed);

@@ -15,6 +15,7 @@ use crate::state::{RunState, StepState};
 
 mod claimed;
 pub mod postgres;
+mod postgres_checkpoint;
 mod postgres_schedules;
 pub mod schedules;
 pub mod sqlite;
@@ -397,11 +398,17 @@ pub enum CreateOutcome {
 }
 
 /// The outcome of a step (or more), written by the lease holder in one
-/// transaction fenced by its lease.
+/// transaction fenced by its lease (compared with the database's clock).
 #[derive(Debug, Clone)]
 pub struct Checkpoint {
     pub run_id: RunId,
     pub lease: LeaseToken,
+    /// Names this checkpoint; a resend carries the same id, so the store
+    /// recognises one it applied already.
+    pub id: uuid::Uuid,
+    /// The run's `last_seq` this checkpoint was computed from: it applies
+    /// only on top of it.
+    pub expected_seq: u64,
     pub now: DateTime<Utc>,
     pub state: RunState,
     pub cursor: u32,
@@ -411,8 +418,9 @@ pub struct Checkpoint {
     pub error: Option<String>,
     pub events: Vec<NewEvent>,
     pub next_run_at: Option<DateTime<Utc>>,
-    /// Some: keep the lease until then; none: release it.
-    pub lease_until: Option<DateTime<Utc>>,
+    /// Some: keep the lease for this long from the database's clock; none:
+    /// release it.
+    pub keep_lease: Option<std::time::Duration>,
     pub finished_at: Option<DateTime<Utc>>,
     /// The run is terminal: free its concurrency key and wake the next run
     /// queued on it.
@@ -506,23 +514,26 @@ pub trait Store: Send + Sync + 'static {
         after: u64,
     ) -> Result<Option<Vec<EventRecord>>>;
 
-    /// Leases up to `limit` runnable runs (due, not leased) to `owner` with
-    /// `token` until `now + lease`.
+    /// Leases up to `limit` runnable runs to `owner` with `token`, for
+    /// `lease` from the database's own clock. A run is runnable when it is
+    /// not leased and due at `now` (the engine's clock, which schedules
+    /// runs), or when its lease has expired by the database's clock.
     async fn claim(
         &self,
         owner: &str,
         token: LeaseToken,
         now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
+        lease: std::time::Duration,
         limit: u32,
     ) -> Result<Vec<RunRecord>>;
 
-    /// Extends the leases still held; returns the runs whose lease was lost.
+    /// Extends the leases still held (and not expired, by the database's
+    /// clock) to `lease` from the database's clock; returns the runs whose
+    /// lease was lost.
     async fn renew_leases(
         &self,
         leases: &[(RunId, LeaseToken)],
-        now: DateTime<Utc>,
-        until: DateTime<Utc>,
+        lease: std::time::Duration,
     ) -> Result<Vec<RunId>>;
 
     /// Gives leases back, making the runs claimable at once (shutdown).

@@ -22,7 +22,40 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/pos
 /// The PostgreSQL store.
 #[derive(Debug, Clone)]
 pub struct PgStore {
+    /// The API, watches, the scheduler and the domain repositories.
     pool: PgPool,
+    /// The executor's hot path only (claim, checkpoint, renewal, release),
+    /// so no load on the API can take the connections leases depend on.
+    hot: PgPool,
+}
+
+/// How the store's two pools are sized and bounded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgOptions {
+    /// Connections of the general pool (API, watches, scheduler, domain).
+    pub max_connections: u32,
+    /// Connections of the executor's own pool (claim, checkpoint, renewal,
+    /// release).
+    pub hot_connections: u32,
+    /// Longest wait for a free connection, in either pool.
+    pub acquire_timeout: Duration,
+    /// Longest statement on the general pool (`statement_timeout`).
+    pub statement_timeout: Duration,
+    /// Longest statement on the executor's pool: short, so a stuck write
+    /// fails while the lease can still be renewed.
+    pub hot_statement_timeout: Duration,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            hot_connections: 8,
+            acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(30),
+            hot_statement_timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 const RUN_COLUMNS: &str = "id, tenant_id, workflow_name, workflow_version, definition_id, state, \
@@ -37,18 +70,43 @@ impl PgStore {
     }
 
     pub async fn connect_with(url: &str, max_connections: u32) -> Result<Self> {
-        let opts: PgConnectOptions = url.parse()?;
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(opts.application_name("sagaflow"))
-            .await?;
-        Ok(Self { pool })
+        let opts = PgOptions {
+            max_connections,
+            ..PgOptions::default()
+        };
+        Self::connect_opts(url.parse()?, &opts).await
     }
 
-    /// Wraps an existing pool (tests use the one `#[sqlx::test]` gives).
+    /// Connects both pools as `o` says.
+    pub async fn connect_opts(conn: PgConnectOptions, o: &PgOptions) -> Result<Self> {
+        let open = |max: u32, timeout: Duration, name: &str| {
+            let ms = timeout.as_millis().to_string();
+            PgPoolOptions::new()
+                .max_connections(max.max(1))
+                .acquire_timeout(o.acquire_timeout)
+                .connect_with(
+                    conn.clone()
+                        .application_name(name)
+                        .options([("statement_timeout", ms.as_str())]),
+                )
+        };
+        let pool = open(o.max_connections, o.statement_timeout, "sagaflow").await?;
+        let hot = open(
+            o.hot_connections,
+            o.hot_statement_timeout,
+            "sagaflow-executor",
+        )
+        .await?;
+        Ok(Self { pool, hot })
+    }
+
+    /// Wraps an existing pool, for both uses (tests use the one
+    /// `#[sqlx::test]` gives).
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            hot: pool.clone(),
+            pool,
+        }
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -82,12 +140,18 @@ impl PgStore {
             .bind(limit as i64)
             .bind("explain")
             .bind(Uuid::nil())
-            .bind(now)
+            .bind(0i64)
             .fetch_all(&mut *tx)
             .await?;
         tx.rollback().await?;
         Ok(rows.join("\n"))
     }
+}
+
+/// A duration in whole microseconds, for SQL that adds it to the
+/// database's clock.
+pub(super) fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
 const EXPLAIN: &str = "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) ";
@@ -144,18 +208,18 @@ fn event_from_row(row: &PgRow) -> Result<EventRecord> {
 }
 
 /// Events as parallel arrays, for `unnest` in one statement.
-struct EventArrays {
-    kinds: Vec<&'static str>,
-    steps: Vec<Option<String>>,
-    attempts: Vec<i32>,
-    states: Vec<&'static str>,
-    messages: Vec<Option<String>>,
-    actors: Vec<String>,
-    ats: Vec<DateTime<Utc>>,
+pub(super) struct EventArrays {
+    pub(super) kinds: Vec<&'static str>,
+    pub(super) steps: Vec<Option<String>>,
+    pub(super) attempts: Vec<i32>,
+    pub(super) states: Vec<&'static str>,
+    pub(super) messages: Vec<Option<String>>,
+    pub(super) actors: Vec<String>,
+    pub(super) ats: Vec<DateTime<Utc>>,
 }
 
 impl EventArrays {
-    fn new(events: &[NewEvent]) -> Self {
+    pub(super) fn new(events: &[NewEvent]) -> Self {
         Self {
             kinds: events.iter().map(|e| e.kind.as_str()).collect(),
             steps: events.iter().map(|e| e.step.clone()).collect(),
@@ -215,7 +279,7 @@ async fn release_keys(
                ORDER BY q.tenant_id, q.concurrency_key, q.created_at, q.id), \
          l AS (INSERT INTO concurrency_locks (tenant_id, key, run_id) SELECT tenant_id, concurrency_key, id FROM n \
                ON CONFLICT DO NOTHING RETURNING run_id) \
-         UPDATE runs SET next_run_at = $2 FROM l WHERE runs.id = l.run_id",
+         UPDATE runs SET next_run_at = LEAST($2, now()) FROM l WHERE runs.id = l.run_id",
     )
     .bind(runs)
     .bind(now)
@@ -457,7 +521,7 @@ impl Store for PgStore {
         owner: &str,
         token: LeaseToken,
         now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
+        lease: Duration,
         limit: u32,
     ) -> Result<Vec<RunRecord>> {
         let rows = sqlx::query(AssertSqlSafe(claim_sql("")))
@@ -465,8 +529,8 @@ impl Store for PgStore {
             .bind(limit as i64)
             .bind(owner)
             .bind(token.0)
-            .bind(lease_until)
-            .fetch_all(&self.pool)
+            .bind(micros(lease))
+            .fetch_all(&self.hot)
             .await?;
         let (runs, parked) = claimed::decode_each(&rows, token, run_from_row, |r| {
             r.try_get("id").ok().map(RunId)
@@ -482,8 +546,7 @@ impl Store for PgStore {
     async fn renew_leases(
         &self,
         leases: &[(RunId, LeaseToken)],
-        now: DateTime<Utc>,
-        until: DateTime<Utc>,
+        lease: Duration,
     ) -> Result<Vec<RunId>> {
         if leases.is_empty() {
             return Ok(Vec::new());
@@ -491,16 +554,16 @@ impl Store for PgStore {
         let ids: Vec<Uuid> = leases.iter().map(|l| l.0.0).collect();
         let tokens: Vec<Uuid> = leases.iter().map(|l| l.1.0).collect();
         let kept: Vec<Uuid> = sqlx::query_scalar(
-            "UPDATE runs SET lease_expires_at = $3, next_run_at = $3 \
+            "UPDATE runs SET lease_expires_at = now() + $3 * interval '1 microsecond', \
+                next_run_at = now() + $3 * interval '1 microsecond' \
              FROM unnest($1::uuid[], $2::uuid[]) AS l(id, token) \
-             WHERE runs.id = l.id AND runs.lease_token = l.token AND runs.lease_expires_at > $4 \
+             WHERE runs.id = l.id AND runs.lease_token = l.token AND runs.lease_expires_at > now() \
              RETURNING runs.id",
         )
         .bind(&ids)
         .bind(&tokens)
-        .bind(until)
-        .bind(now)
-        .fetch_all(&self.pool)
+        .bind(micros(lease))
+        .fetch_all(&self.hot)
         .await?;
         Ok(ids
             .into_iter()
@@ -520,14 +583,15 @@ impl Store for PgStore {
         let ids: Vec<Uuid> = leases.iter().map(|l| l.0.0).collect();
         let tokens: Vec<Uuid> = leases.iter().map(|l| l.1.0).collect();
         sqlx::query(
-            "UPDATE runs SET lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, next_run_at = $3 \
+            "UPDATE runs SET lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, \
+                next_run_at = LEAST($3, now()) \
              FROM unnest($1::uuid[], $2::uuid[]) AS l(id, token) \
              WHERE runs.id = l.id AND runs.lease_token = l.token",
         )
         .bind(&ids)
         .bind(&tokens)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.hot)
         .await?;
         Ok(())
     }
@@ -547,11 +611,11 @@ impl Store for PgStore {
             .collect();
         if releasing.is_empty() {
             // The common case: one statement, one round trip, one commit.
-            let mut conn = self.pool.acquire().await?;
-            return checkpoint_batch(&mut conn, cps).await;
+            let mut conn = self.hot.acquire().await?;
+            return super::postgres_checkpoint::checkpoint_batch(&mut conn, cps).await;
         }
-        let mut tx = self.pool.begin().await?;
-        let acks = checkpoint_batch(&mut tx, cps).await?;
+        let mut tx = self.hot.begin().await?;
+        let acks = super::postgres_checkpoint::checkpoint_batch(&mut tx, cps).await?;
         let applied: Vec<Uuid> = cps
             .iter()
             .zip(&acks)
@@ -577,7 +641,7 @@ impl Store for PgStore {
                 lease_token = CASE WHEN $14 THEN NULL ELSE lease_token END, \
                 lease_expires_at = CASE WHEN $14 THEN NULL ELSE lease_expires_at END \
               WHERE id = $1 AND tenant_id = $2 AND last_seq = $3 \
-                AND (NOT $14 OR lease_expires_at IS NULL OR lease_expires_at <= $12) \
+                AND (NOT $14 OR lease_expires_at IS NULL OR lease_expires_at <= now()) \
               RETURNING id, last_seq) {}",
             insert_events_sql(15)
         );
@@ -813,10 +877,13 @@ fn list_runs_query(prefix: &str, tenant: &TenantId, f: &RunFilter) -> QueryBuild
 /// with `SKIP LOCKED` and leased in the same statement.
 fn claim_sql(prefix: &str) -> String {
     format!(
-        "{prefix}WITH c AS (SELECT id FROM runs WHERE next_run_at <= $1 \
-             AND (lease_expires_at IS NULL OR lease_expires_at <= $1) \
+        "{prefix}WITH c AS (SELECT id FROM runs WHERE next_run_at <= GREATEST($1, now()) \
+             AND CASE WHEN lease_expires_at IS NULL THEN next_run_at <= $1 \
+                 ELSE lease_expires_at <= now() END \
            ORDER BY next_run_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
-         UPDATE runs SET lease_owner = $3, lease_token = $4, lease_expires_at = $5, next_run_at = $5 \
+         UPDATE runs SET lease_owner = $3, lease_token = $4, \
+            lease_expires_at = now() + $5 * interval '1 microsecond', \
+            next_run_at = now() + $5 * interval '1 microsecond' \
          FROM c WHERE runs.id = c.id RETURNING {}",
         RUN_COLUMNS
             .split(", ")
@@ -824,113 +891,6 @@ fn claim_sql(prefix: &str) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     )
-}
-
-/// The hot path: one statement updates every run of the batch (each fenced
-/// by its lease) and appends their events, numbered after each run's
-/// `last_seq`. One round trip and one commit for the whole batch.
-async fn checkpoint_batch(
-    conn: &mut sqlx::PgConnection,
-    cps: &[Checkpoint],
-) -> Result<Vec<CheckpointAck>> {
-    let n = cps.len();
-    let mut ids = Vec::with_capacity(n);
-    let mut tokens = Vec::with_capacity(n);
-    let mut states = Vec::with_capacity(n);
-    let mut cursors = Vec::with_capacity(n);
-    let mut contexts = Vec::with_capacity(n);
-    let mut steps = Vec::with_capacity(n);
-    let mut errors = Vec::with_capacity(n);
-    let mut next_runs = Vec::with_capacity(n);
-    let mut finished = Vec::with_capacity(n);
-    let mut nows = Vec::with_capacity(n);
-    let mut counts = Vec::with_capacity(n);
-    let mut leases = Vec::with_capacity(n);
-    let mut ev_runs = Vec::new();
-    let mut ev_ords = Vec::new();
-    let mut all_events = Vec::new();
-    for cp in cps {
-        ids.push(cp.run_id.0);
-        tokens.push(cp.lease.0);
-        states.push(cp.state.as_str());
-        cursors.push(cp.cursor as i32);
-        contexts.push(cp.context.clone());
-        steps.push(steps_encode(&cp.steps));
-        errors.push(cp.error.clone());
-        next_runs.push(cp.next_run_at);
-        finished.push(cp.finished_at);
-        nows.push(cp.now);
-        counts.push(cp.events.len() as i64);
-        leases.push(cp.lease_until);
-        for (i, e) in cp.events.iter().enumerate() {
-            ev_runs.push(cp.run_id.0);
-            ev_ords.push(i as i64 + 1);
-            all_events.push(e.clone());
-        }
-    }
-    let ev = EventArrays::new(&all_events);
-    let rows = sqlx::query(
-        "WITH c AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int4[], $5::jsonb[], \
-                $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::int8[], \
-                $12::timestamptz[]) \
-              AS c(id, token, state, cursor, context, steps, error, next_run_at, finished_at, now, n, lease_until)), \
-         r AS (UPDATE runs SET state = c.state, cursor = c.cursor, context = COALESCE(c.context, runs.context), \
-                steps = c.steps, error = c.error, \
-                next_run_at = CASE \
-                    WHEN c.lease_until IS NOT NULL THEN runs.next_run_at \
-                    WHEN runs.cancel_request IS NOT NULL AND c.state IN ('PENDING', 'RUNNING', 'FAILED') THEN c.now \
-                    ELSE c.next_run_at END, \
-                finished_at = c.finished_at, updated_at = c.now, last_seq = runs.last_seq + c.n, \
-                lease_expires_at = c.lease_until, \
-                lease_owner = CASE WHEN c.lease_until IS NULL THEN NULL ELSE runs.lease_owner END, \
-                lease_token = CASE WHEN c.lease_until IS NULL THEN NULL ELSE runs.lease_token END \
-              FROM c WHERE runs.id = c.id AND runs.lease_token = c.token AND runs.lease_expires_at > c.now \
-              RETURNING runs.id, runs.last_seq, runs.cancel_request, c.n), \
-         e AS (INSERT INTO run_events (run_id, seq, at, kind, step, attempt, run_state, message, actor) \
-              SELECT ev.run_id, r.last_seq - r.n + ev.ord, ev.at, ev.kind, ev.step, ev.attempt, ev.run_state, \
-                     ev.message, ev.actor \
-              FROM unnest($13::uuid[], $14::int8[], $15::text[], $16::text[], $17::int4[], $18::text[], \
-                          $19::text[], $20::text[], $21::timestamptz[]) \
-                   AS ev(run_id, ord, kind, step, attempt, run_state, message, actor, at) \
-              JOIN r ON r.id = ev.run_id) \
-         SELECT id, cancel_request FROM r",
-    )
-    .bind(&ids)
-    .bind(&tokens)
-    .bind(&states)
-    .bind(&cursors)
-    .bind(&contexts)
-    .bind(&steps)
-    .bind(&errors)
-    .bind(&next_runs)
-    .bind(&finished)
-    .bind(&nows)
-    .bind(&counts)
-    .bind(&leases)
-    .bind(&ev_runs)
-    .bind(&ev_ords)
-    .bind(&ev.kinds)
-    .bind(&ev.steps)
-    .bind(&ev.attempts)
-    .bind(&ev.states)
-    .bind(&ev.messages)
-    .bind(&ev.actors)
-    .bind(&ev.ats)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut applied = std::collections::HashMap::with_capacity(rows.len());
-    for row in &rows {
-        let id: Uuid = row.try_get("id")?;
-        let c: Option<String> = row.try_get("cancel_request")?;
-        applied.insert(id, c.as_deref().map(CancelRequest::parse).transpose()?);
-    }
-    Ok(ids
-        .iter()
-        .map(|id| match applied.remove(id) {
-            Some(cancel_request) => CheckpointAck::Applied { cancel_request },
-            None => CheckpointAck::Fenced,
-        })
-        .collect())
 }
 
 /// Bulk seeding for `sagaflow bench scale`: finished runs written by the

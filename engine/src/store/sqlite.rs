@@ -34,6 +34,15 @@ const RUN_COLUMNS: &str = "id, tenant_id, workflow_name, workflow_version, defin
     traceparent, cancel_request, last_seq, next_run_at, lease_owner, lease_expires_at, created_at, \
     updated_at, finished_at";
 
+/// The database's clock, in the microseconds timestamps are stored in.
+/// Leases are set and compared with it, never with an engine's clock.
+pub(super) const DB_NOW: &str =
+    "CAST(ROUND((julianday('now') - 2440587.5) * 86400000000.0) AS INTEGER)";
+
+fn duration_micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
 pub(super) fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
@@ -176,13 +185,95 @@ async fn hand_over(
             .bind(&next)
             .execute(&mut *conn)
             .await?;
-        sqlx::query("UPDATE runs SET next_run_at = ?2 WHERE id = ?1")
-            .bind(&next)
-            .bind(micros(now))
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE runs SET next_run_at = MIN(?2, {DB_NOW}) WHERE id = ?1"
+        )))
+        .bind(&next)
+        .bind(micros(now))
+        .execute(&mut *conn)
+        .await?;
     }
     Ok(())
+}
+
+/// Writes one checkpoint inside the caller's transaction: fenced by the
+/// lease (on the database's clock), applied only on top of the `last_seq`
+/// it was computed from, and recognised by its id if it was applied before.
+/// A run whose `last_seq` moved under a live lease for another reason (an
+/// operator's cancellation appends an event) gets it applied after that.
+async fn checkpoint_one(tx: &mut SqliteConnection, cp: &Checkpoint) -> Result<CheckpointAck> {
+    let mut expected = cp.expected_seq;
+    for _ in 0..2 {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE runs SET state = ?3, cursor = ?4, context = COALESCE(?5, context), steps = ?6, \
+                error = ?7, \
+                next_run_at = CASE WHEN ?12 IS NOT NULL THEN next_run_at \
+                    WHEN cancel_request IS NOT NULL AND ?3 IN ('PENDING', 'RUNNING', 'FAILED') \
+                    THEN MIN(?10, {DB_NOW}) ELSE ?8 END, \
+                finished_at = ?9, updated_at = ?10, last_seq = last_seq + ?11, \
+                lease_expires_at = {DB_NOW} + ?12, \
+                lease_owner = CASE WHEN ?12 IS NULL THEN NULL ELSE lease_owner END, \
+                lease_token = CASE WHEN ?12 IS NULL THEN NULL ELSE lease_token END, \
+                last_checkpoint = ?13 \
+             WHERE id = ?1 AND lease_token = ?2 AND lease_expires_at > {DB_NOW} AND last_seq = ?14 \
+             RETURNING last_seq, cancel_request"
+        )))
+        .bind(cp.run_id.to_string())
+        .bind(cp.lease.to_string())
+        .bind(cp.state.as_str())
+        .bind(cp.cursor as i64)
+        .bind(cp.context.as_ref().map(Value::to_string))
+        .bind(steps_encode(&cp.steps))
+        .bind(&cp.error)
+        .bind(opt_micros(cp.next_run_at))
+        .bind(opt_micros(cp.finished_at))
+        .bind(micros(cp.now))
+        .bind(cp.events.len() as i64)
+        .bind(cp.keep_lease.map(duration_micros))
+        .bind(cp.id.to_string())
+        .bind(expected as i64)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = row {
+            let last_seq: i64 = row.try_get("last_seq")?;
+            let cancel: Option<String> = row.try_get("cancel_request")?;
+            insert_events(&mut *tx, cp.run_id, last_seq, &cp.events).await?;
+            if cp.release_concurrency_key {
+                release_key(&mut *tx, cp.run_id, cp.now).await?;
+            }
+            return Ok(CheckpointAck::Applied {
+                cancel_request: cancel.as_deref().map(CancelRequest::parse).transpose()?,
+            });
+        }
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT last_seq, cancel_request, last_checkpoint, lease_token, \
+                lease_expires_at > {DB_NOW} AS live FROM runs WHERE id = ?1"
+        )))
+        .bind(cp.run_id.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(CheckpointAck::Fenced);
+        };
+        let last: Option<String> = row.try_get("last_checkpoint")?;
+        let token: Option<String> = row.try_get("lease_token")?;
+        let live: Option<bool> = row.try_get("live")?;
+        let seq = row.try_get::<i64, _>("last_seq")? as u64;
+        if last.as_deref() == Some(cp.id.to_string().as_str()) {
+            let cancel: Option<String> = row.try_get("cancel_request")?;
+            return Ok(CheckpointAck::Applied {
+                cancel_request: cancel.as_deref().map(CancelRequest::parse).transpose()?,
+            });
+        }
+        if token.as_deref() != Some(cp.lease.to_string().as_str())
+            || live != Some(true)
+            || seq == expected
+        {
+            return Ok(CheckpointAck::Fenced);
+        }
+        expected = seq;
+    }
+    Ok(CheckpointAck::Fenced)
 }
 
 impl SqliteStore {
@@ -497,20 +588,23 @@ impl Store for SqliteStore {
         owner: &str,
         token: LeaseToken,
         now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
+        lease: Duration,
         limit: u32,
     ) -> Result<Vec<RunRecord>> {
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "UPDATE runs SET lease_owner = ?3, lease_token = ?4, lease_expires_at = ?5, next_run_at = ?5 \
-             WHERE id IN (SELECT id FROM runs WHERE next_run_at <= ?1 \
-                 AND (lease_expires_at IS NULL OR lease_expires_at <= ?1) ORDER BY next_run_at LIMIT ?2) \
+            "UPDATE runs SET lease_owner = ?3, lease_token = ?4, lease_expires_at = {DB_NOW} + ?5, \
+                next_run_at = {DB_NOW} + ?5 \
+             WHERE id IN (SELECT id FROM runs WHERE next_run_at <= MAX(?1, {DB_NOW}) \
+                 AND CASE WHEN lease_expires_at IS NULL THEN next_run_at <= ?1 \
+                     ELSE lease_expires_at <= {DB_NOW} END \
+                 ORDER BY next_run_at LIMIT ?2) \
              RETURNING {RUN_COLUMNS}"
         )))
         .bind(micros(now))
         .bind(limit as i64)
         .bind(owner)
         .bind(token.to_string())
-        .bind(micros(lease_until))
+        .bind(duration_micros(lease))
         .fetch_all(&self.writer)
         .await?;
         let (runs, parked) = claimed::decode_each(&rows, token, run_from_row, |r| {
@@ -527,20 +621,18 @@ impl Store for SqliteStore {
     async fn renew_leases(
         &self,
         leases: &[(RunId, LeaseToken)],
-        now: DateTime<Utc>,
-        until: DateTime<Utc>,
+        lease: Duration,
     ) -> Result<Vec<RunId>> {
         let mut lost = Vec::new();
         let mut tx = self.writer.begin().await?;
         for (id, token) in leases {
-            let n = sqlx::query(
-                "UPDATE runs SET lease_expires_at = ?3, next_run_at = ?3 \
-                 WHERE id = ?1 AND lease_token = ?2 AND lease_expires_at > ?4",
-            )
+            let n = sqlx::query(AssertSqlSafe(format!(
+                "UPDATE runs SET lease_expires_at = {DB_NOW} + ?3, next_run_at = {DB_NOW} + ?3 \
+                 WHERE id = ?1 AND lease_token = ?2 AND lease_expires_at > {DB_NOW}"
+            )))
             .bind(id.to_string())
             .bind(token.to_string())
-            .bind(micros(until))
-            .bind(micros(now))
+            .bind(duration_micros(lease))
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -559,10 +651,10 @@ impl Store for SqliteStore {
     ) -> Result<()> {
         let mut tx = self.writer.begin().await?;
         for (id, token) in leases {
-            sqlx::query(
+            sqlx::query(AssertSqlSafe(format!(
                 "UPDATE runs SET lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, \
-                 next_run_at = ?3 WHERE id = ?1 AND lease_token = ?2",
-            )
+                 next_run_at = MIN(?3, {DB_NOW}) WHERE id = ?1 AND lease_token = ?2"
+            )))
             .bind(id.to_string())
             .bind(token.to_string())
             .bind(micros(now))
@@ -584,45 +676,7 @@ impl Store for SqliteStore {
         let mut tx = self.writer.begin().await?;
         let mut acks = Vec::with_capacity(cps.len());
         for cp in cps {
-            let row = sqlx::query(
-                "UPDATE runs SET state = ?3, cursor = ?4, context = COALESCE(?5, context), steps = ?6, \
-                    error = ?7, \
-                    next_run_at = CASE WHEN cancel_request IS NOT NULL AND ?12 IS NULL \
-                        AND ?3 IN ('PENDING', 'RUNNING', 'FAILED') THEN ?10 ELSE ?8 END, \
-                    finished_at = ?9, updated_at = ?10, last_seq = last_seq + ?11, \
-                    lease_expires_at = ?12, \
-                    lease_owner = CASE WHEN ?12 IS NULL THEN NULL ELSE lease_owner END, \
-                    lease_token = CASE WHEN ?12 IS NULL THEN NULL ELSE lease_token END \
-                 WHERE id = ?1 AND lease_token = ?2 AND lease_expires_at > ?10 \
-                 RETURNING last_seq, cancel_request",
-            )
-            .bind(cp.run_id.to_string())
-            .bind(cp.lease.to_string())
-            .bind(cp.state.as_str())
-            .bind(cp.cursor as i64)
-            .bind(cp.context.as_ref().map(Value::to_string))
-            .bind(steps_encode(&cp.steps))
-            .bind(&cp.error)
-            .bind(opt_micros(cp.next_run_at))
-            .bind(opt_micros(cp.finished_at))
-            .bind(micros(cp.now))
-            .bind(cp.events.len() as i64)
-            .bind(opt_micros(cp.lease_until))
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(row) = row else {
-                acks.push(CheckpointAck::Fenced);
-                continue;
-            };
-            let last_seq: i64 = row.try_get("last_seq")?;
-            let cancel: Option<String> = row.try_get("cancel_request")?;
-            insert_events(&mut tx, cp.run_id, last_seq, &cp.events).await?;
-            if cp.release_concurrency_key {
-                release_key(&mut tx, cp.run_id, cp.now).await?;
-            }
-            acks.push(CheckpointAck::Applied {
-                cancel_request: cancel.as_deref().map(CancelRequest::parse).transpose()?,
-            });
+            acks.push(checkpoint_one(&mut tx, cp).await?);
         }
         tx.commit().await?;
         Ok(acks)
@@ -630,7 +684,7 @@ impl Store for SqliteStore {
 
     async fn operator_write(&self, w: &OperatorWrite) -> Result<bool> {
         let mut tx = self.writer.begin().await?;
-        let row = sqlx::query(
+        let row = sqlx::query(AssertSqlSafe(format!(
             "UPDATE runs SET state = ?4, cursor = ?5, context = ?6, steps = ?7, error = ?8, \
                 cancel_request = ?9, next_run_at = ?10, finished_at = ?11, updated_at = ?12, \
                 last_seq = last_seq + ?13, \
@@ -638,9 +692,9 @@ impl Store for SqliteStore {
                 lease_token = CASE WHEN ?14 THEN NULL ELSE lease_token END, \
                 lease_expires_at = CASE WHEN ?14 THEN NULL ELSE lease_expires_at END \
              WHERE id = ?1 AND tenant_id = ?2 AND last_seq = ?3 \
-                AND (NOT ?14 OR lease_expires_at IS NULL OR lease_expires_at <= ?12) \
-             RETURNING last_seq",
-        )
+                AND (NOT ?14 OR lease_expires_at IS NULL OR lease_expires_at <= {DB_NOW}) \
+             RETURNING last_seq"
+        )))
         .bind(w.run_id.to_string())
         .bind(w.tenant_id.as_str())
         .bind(w.expected_seq as i64)

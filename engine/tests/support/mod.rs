@@ -21,6 +21,8 @@ use sagaflow_engine::store::sqlite::SqliteStore;
 use sagaflow_engine::store::{RunRecord, Store};
 use serde_json::{Value, json};
 
+pub mod proxy;
+
 pub const TENANT: &str = "t1";
 
 pub fn tenant() -> TenantId {
@@ -39,6 +41,23 @@ pub async fn sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
 /// The store of a `#[sqlx::test]` database (migrations already applied).
 pub fn postgres(pool: sqlx::PgPool) -> Arc<dyn Store> {
     Arc::new(PgStore::from_pool(pool))
+}
+
+/// A store on the `#[sqlx::test]` database of `pool`, connected through
+/// `proxy` (a pool of `max` connections).
+pub async fn proxied(pool: &sqlx::PgPool, proxy: &proxy::Proxy, max: u32) -> Arc<dyn Store> {
+    let opts = (*pool.connect_options())
+        .clone()
+        .host("127.0.0.1")
+        .port(proxy.port)
+        .ssl_mode(sqlx::postgres::PgSslMode::Disable);
+    let p = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(Duration::from_secs(1))
+        .connect_with(opts)
+        .await
+        .unwrap();
+    Arc::new(PgStore::from_pool(p))
 }
 
 /// One call a test handler saw.
