@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use tracing::warn;
 
 use super::{Result, RunRecord};
@@ -17,7 +16,7 @@ use crate::telemetry;
 pub const PARK_UNDECODABLE: Duration = Duration::from_secs(3600);
 
 /// The decoded runs of `rows`, and the leases of those that could not be
-/// decoded, to be given back until [`park_until`].
+/// decoded, to be given back for [`PARK_UNDECODABLE`].
 pub(crate) fn decode_each<R>(
     rows: &[R],
     token: LeaseToken,
@@ -39,9 +38,4 @@ pub(crate) fn decode_each<R>(
         }
     }
     (runs, parked)
-}
-
-/// When parked runs become due again.
-pub(crate) fn park_until(now: DateTime<Utc>) -> DateTime<Utc> {
-    now + chrono::Duration::from_std(PARK_UNDECODABLE).unwrap_or_default()
 }

@@ -64,6 +64,25 @@ const RUN_COLUMNS: &str = "id, tenant_id, workflow_name, workflow_version, defin
     updated_at, finished_at";
 
 impl PgStore {
+    /// Gives back the leases of claimed runs that cannot be driven, due
+    /// again only after `for_` on the database's clock.
+    async fn park(&self, leases: &[(RunId, LeaseToken)], for_: Duration) -> Result<()> {
+        let ids: Vec<Uuid> = leases.iter().map(|l| l.0.0).collect();
+        let tokens: Vec<Uuid> = leases.iter().map(|l| l.1.0).collect();
+        sqlx::query(
+            "UPDATE runs SET lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, \
+                next_run_at = now() + $3 * interval '1 microsecond' \
+             FROM unnest($1::uuid[], $2::uuid[]) AS l(id, token) \
+             WHERE runs.id = l.id AND runs.lease_token = l.token",
+        )
+        .bind(&ids)
+        .bind(&tokens)
+        .bind(micros(for_))
+        .execute(&self.hot)
+        .await?;
+        Ok(())
+    }
+
     /// Connects with a pool of `max_connections` (default 16).
     pub async fn connect(url: &str) -> Result<Self> {
         Self::connect_with(url, 16).await
@@ -536,7 +555,7 @@ impl Store for PgStore {
             r.try_get("id").ok().map(RunId)
         });
         if !parked.is_empty()
-            && let Err(e) = self.release_leases(&parked, claimed::park_until(now)).await
+            && let Err(e) = self.park(&parked, claimed::PARK_UNDECODABLE).await
         {
             tracing::warn!(error = %e, "parking undecodable runs failed; their leases will expire");
         }

@@ -277,6 +277,25 @@ async fn checkpoint_one(tx: &mut SqliteConnection, cp: &Checkpoint) -> Result<Ch
 }
 
 impl SqliteStore {
+    /// Gives back the leases of claimed runs that cannot be driven, due
+    /// again only after `for_` on the database's clock.
+    async fn park(&self, leases: &[(RunId, LeaseToken)], for_: Duration) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        for (id, token) in leases {
+            sqlx::query(AssertSqlSafe(format!(
+                "UPDATE runs SET lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, \
+                 next_run_at = {DB_NOW} + ?3 WHERE id = ?1 AND lease_token = ?2"
+            )))
+            .bind(id.to_string())
+            .bind(token.to_string())
+            .bind(duration_micros(for_))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Opens (creating if needed) the database file of `url`, e.g.
     /// `sqlite://.sagaflow/dev.db`.
     pub async fn connect(url: &str) -> Result<Self> {
@@ -611,7 +630,7 @@ impl Store for SqliteStore {
             uuid_col(r, "id").ok().map(RunId)
         });
         if !parked.is_empty()
-            && let Err(e) = self.release_leases(&parked, claimed::park_until(now)).await
+            && let Err(e) = self.park(&parked, claimed::PARK_UNDECODABLE).await
         {
             tracing::warn!(error = %e, "parking undecodable runs failed; their leases will expire");
         }
