@@ -16,6 +16,9 @@ use crate::{ChaosError, Result};
 /// [`TENANT`].
 pub const TOKENS: [(&str, &str); 2] = [("chaos-crm", "crm"), ("chaos-operator", "operator")];
 pub const TENANT: &str = "chaos";
+/// The size of the engines' second pool, the executor's own (claim,
+/// checkpoints, lease renewal), beside the pool `EngineConfig::new` sizes.
+pub const HOT_POOL: u32 = 4;
 pub const OPERATOR: &str = "chaos-operator";
 
 /// The configuration file of one engine, as `sagaflow serve` reads it.
@@ -66,6 +69,7 @@ impl EngineConfig {
             database: table(vec![
                 ("url", database_url.into()),
                 ("max_connections", i64::from(pool).into()),
+                ("hot_connections", i64::from(HOT_POOL).into()),
             ]),
             grpc: table(vec![("addr", "127.0.0.1:0".into())]),
             http: table(vec![
