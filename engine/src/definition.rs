@@ -76,6 +76,20 @@ pub struct ConcurrencySpec {
     pub key: String,
     #[serde(default)]
     pub policy: ConcurrencyPolicy,
+    /// With `queue`: how long a run may wait for the key before it ends
+    /// CANCELLED without running; none: it waits as long as it takes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_ttl_ms: Option<u64>,
+}
+
+/// The longest `concurrency.queue_ttl_ms` accepted: 30 days.
+pub const MAX_QUEUE_TTL_MS: u64 = 30 * 24 * 3600 * 1000;
+
+impl ConcurrencySpec {
+    /// How long a queued run may wait for the key, if bounded.
+    pub fn queue_ttl(&self) -> Option<std::time::Duration> {
+        self.queue_ttl_ms.map(std::time::Duration::from_millis)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -332,16 +346,33 @@ pub fn validate(
             format!("input_schema is not a valid JSON Schema: {e}"),
         );
     }
-    if let Some(c) = &def.concurrency
-        && !c.key.starts_with('/')
-    {
-        return err(
-            None,
-            format!(
-                "concurrency.key {:?} must be a JSON pointer into the input, like \"/subscriber_id\"",
-                c.key
-            ),
-        );
+    if let Some(c) = &def.concurrency {
+        if !c.key.starts_with('/') {
+            return err(
+                None,
+                format!(
+                    "concurrency.key {:?} must be a JSON pointer into the input, like \"/subscriber_id\"",
+                    c.key
+                ),
+            );
+        }
+        if let Some(ttl) = c.queue_ttl_ms {
+            if c.policy != ConcurrencyPolicy::Queue {
+                return err(
+                    None,
+                    "concurrency.queue_ttl_ms applies to policy = \"queue\" only (a rejected run never waits)"
+                        .into(),
+                );
+            }
+            if ttl == 0 || ttl > MAX_QUEUE_TTL_MS {
+                return err(
+                    None,
+                    format!(
+                        "concurrency.queue_ttl_ms = {ttl} must be between 1 and {MAX_QUEUE_TTL_MS} (30 days), e.g. 3600000 for an hour"
+                    ),
+                );
+            }
+        }
     }
     if let Err(m) = def.defaults.retry.validate() {
         return err(None, format!("defaults.retry: {m}"));
