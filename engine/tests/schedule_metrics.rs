@@ -170,24 +170,7 @@ async fn fires_are_counted_by_outcome_with_their_lateness() {
 async fn queue_expiries_are_counted_by_workflow() {
     let memory = memory();
     let (store, _dir) = sqlite().await;
-    let clock = ManualClock::new(Utc::now());
-    let extra = "on_failure = \"pause\"\n\
-        concurrency = { key = \"/subscriber_id\", policy = \"queue\", queue_ttl_ms = 1000 }";
-    let h = Harness::with_clock(
-        store,
-        &[saga_toml("expiring", 1, 1, extra)],
-        Arc::new(clock.clone()),
-    )
-    .await;
-    let holder = h
-        .start(
-            "expiring",
-            json!({"subscriber_id": "a", "fatal": {"s1": true}}),
-        )
-        .await
-        .run
-        .id;
-    h.wait_state(holder, RunState::Failed).await;
+    let (h, clock, _holder) = key_held_with_queue_ttl(store, "expiring", 1, 1000, "a").await;
     let mut queued = Vec::new();
     for _ in 0..2 {
         queued.push(

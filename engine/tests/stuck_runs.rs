@@ -10,7 +10,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sagaflow_engine::clock::{Clock, ManualClock, SystemClock};
+use sagaflow_engine::clock::{Clock, SystemClock};
 use sagaflow_engine::executor::ExecutorOptions;
 use sagaflow_engine::handler::CallKind;
 use sagaflow_engine::ids::RunId;
@@ -275,24 +275,7 @@ async fn compensation_failed_run_resolved_by_hand_frees_its_key(store: Arc<dyn S
 /// is 61 s on, without any handler call; a third, queued later, is still
 /// within its time when the holder finishes, and runs as before.
 async fn queued_run_past_its_ttl_ends_cancelled_without_running(store: Arc<dyn Store>) {
-    let extra = "on_failure = \"pause\"\n\
-        concurrency = { key = \"/subscriber_id\", policy = \"queue\", queue_ttl_ms = 60000 }";
-    let clock = ManualClock::new(chrono::Utc::now());
-    let h = Harness::with_clock(
-        store,
-        &[saga_toml("ttl", 1, 2, extra)],
-        Arc::new(clock.clone()),
-    )
-    .await;
-    let holder = h
-        .start(
-            "ttl",
-            json!({"subscriber_id": "alice", "fatal": {"s1": true}}),
-        )
-        .await
-        .run
-        .id;
-    h.wait_state(holder, RunState::Failed).await;
+    let (h, clock, holder) = key_held_with_queue_ttl(store, "ttl", 2, 60000, "alice").await;
     let queued = h.start("ttl", json!({"subscriber_id": "alice"})).await.run;
     assert!(queued.next_run_at.is_none(), "queued behind the key");
 
@@ -375,24 +358,8 @@ async fn queued_run_past_its_ttl_ends_cancelled_without_running(store: Arc<dyn S
 /// the expired run, neither on release nor by the promotion pass; the
 /// expiry pass then ends it, and a new run takes the free key at once.
 async fn a_key_freed_after_the_ttl_is_not_handed_to_the_expired_run(store: Arc<dyn Store>) {
-    let extra = "on_failure = \"pause\"\n\
-        concurrency = { key = \"/subscriber_id\", policy = \"queue\", queue_ttl_ms = 1500 }";
-    let clock = ManualClock::new(chrono::Utc::now());
-    let mut h = Harness::with_clock(
-        store.clone(),
-        &[saga_toml("ttl", 1, 1, extra)],
-        Arc::new(clock.clone()),
-    )
-    .await;
-    let holder = h
-        .start(
-            "ttl",
-            json!({"subscriber_id": "bob", "fatal": {"s1": true}}),
-        )
-        .await
-        .run
-        .id;
-    h.wait_state(holder, RunState::Failed).await;
+    let (mut h, clock, holder) =
+        key_held_with_queue_ttl(store.clone(), "ttl", 1, 1500, "bob").await;
     h.executor.take().unwrap().shutdown().await;
     let queued = h.start("ttl", json!({"subscriber_id": "bob"})).await.run;
     assert!(queued.next_run_at.is_none(), "queued behind the key");
