@@ -5,6 +5,12 @@
 //! on each run still being queued, that ends every run whose time is up
 //! CANCELLED with `error` and a `run_queue_expired` event. Nothing ran and
 //! the key was never the run's, so nothing is compensated or released.
+//!
+//! Hand-overs pass over runs whose time is up, so with one clock a key never
+//! goes to an expired run. Should a replica whose clock is behind hand the
+//! key to a run another replica is expiring at that moment (PostgreSQL), the
+//! run ends CANCELLED holding the key and due: the next claim of it finds it
+//! terminal and its checkpoint releases the key to the next queued run.
 
 use std::time::Duration;
 
