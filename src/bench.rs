@@ -792,6 +792,12 @@ fn spawn_engine(
         .args(["--owner", owner])
         .args(["--lease-ms", &lease_ms.to_string()])
         .args(["--max-in-flight", &max_in_flight.to_string()])
+        // The bench's engines talk to no NAS; serve refuses the default
+        // secret, so each bench run gets one of its own.
+        .env(
+            "SAGAFLOW_RADIUS_SECRET",
+            format!("bench-{}", uuid::Uuid::now_v7().simple()),
+        )
         .env("RUST_LOG", "error")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::inherit())

@@ -235,6 +235,7 @@ fn run_events_of(kind: &str) -> Option<&'static [RunEvent]> {
         "run_compensated" => &[E::AllCompensated { cancelled: false }],
         "run_cancelled" => &[E::AllCompensated { cancelled: true }],
         "run_terminated" => &[E::Cancel { compensate: false }],
+        "run_queue_expired" => &[E::QueueExpired],
         "run_failed" => &[E::RequiredStepGaveUp(OnFailure::Pause)],
         "run_compensation_failed" => &[E::CompensationGaveUp],
         "operator_retry" => &[E::OperatorRetry],
@@ -332,6 +333,7 @@ fn check_transitions(run: &RunRow, history: &[EventRow], f: &mut Findings) {
                         "run_completed"
                             | "run_compensated"
                             | "run_cancelled"
+                            | "run_queue_expired"
                             | "run_failed"
                             | "run_compensation_failed"
                             | "operator_retry"

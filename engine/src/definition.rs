@@ -76,6 +76,20 @@ pub struct ConcurrencySpec {
     pub key: String,
     #[serde(default)]
     pub policy: ConcurrencyPolicy,
+    /// With `queue`: how long a run may wait for the key before it ends
+    /// CANCELLED without running; none: it waits as long as it takes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_ttl_ms: Option<u64>,
+}
+
+/// The longest `concurrency.queue_ttl_ms` accepted: 30 days.
+pub const MAX_QUEUE_TTL_MS: u64 = 30 * 24 * 3600 * 1000;
+
+impl ConcurrencySpec {
+    /// How long a queued run may wait for the key, if bounded.
+    pub fn queue_ttl(&self) -> Option<std::time::Duration> {
+        self.queue_ttl_ms.map(std::time::Duration::from_millis)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -332,16 +346,33 @@ pub fn validate(
             format!("input_schema is not a valid JSON Schema: {e}"),
         );
     }
-    if let Some(c) = &def.concurrency
-        && !c.key.starts_with('/')
-    {
-        return err(
-            None,
-            format!(
-                "concurrency.key {:?} must be a JSON pointer into the input, like \"/subscriber_id\"",
-                c.key
-            ),
-        );
+    if let Some(c) = &def.concurrency {
+        if !c.key.starts_with('/') {
+            return err(
+                None,
+                format!(
+                    "concurrency.key {:?} must be a JSON pointer into the input, like \"/subscriber_id\"",
+                    c.key
+                ),
+            );
+        }
+        if let Some(ttl) = c.queue_ttl_ms {
+            if c.policy != ConcurrencyPolicy::Queue {
+                return err(
+                    None,
+                    "concurrency.queue_ttl_ms applies to policy = \"queue\" only (a rejected run never waits)"
+                        .into(),
+                );
+            }
+            if ttl == 0 || ttl > MAX_QUEUE_TTL_MS {
+                return err(
+                    None,
+                    format!(
+                        "concurrency.queue_ttl_ms = {ttl} must be between 1 and {MAX_QUEUE_TTL_MS} (30 days), e.g. 3600000 for an hour"
+                    ),
+                );
+            }
+        }
     }
     if let Err(m) = def.defaults.retry.validate() {
         return err(None, format!("defaults.retry: {m}"));
@@ -514,143 +545,4 @@ impl Definitions {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::handler::{Registry, StepError};
-
-    fn registry() -> Registry {
-        let mut r = Registry::new();
-        for h in ["a.do", "a.undo"] {
-            r.register_fn(h, |_| async { Ok::<_, StepError>(Default::default()) });
-        }
-        r
-    }
-
-    const GOOD: &str = r#"
-name = "demo"
-version = 1
-on_failure = "pause"
-concurrency = { key = "/subscriber_id", policy = "reject" }
-[input_schema]
-type = "object"
-required = ["subscriber_id"]
-[defaults.retry]
-max_attempts = 4
-[[steps]]
-name = "one"
-handler = "a.do"
-compensation = "a.undo"
-[[steps]]
-name = "two"
-handler = "a.do"
-required = false
-when = { path = "/enable_ipv6", equals = true }
-retry = { max_attempts = 2, initial_interval_ms = 10, max_interval_ms = 10 }
-"#;
-
-    #[test]
-    fn a_good_definition_loads_and_is_normalized() {
-        let mut defs = Definitions::default();
-        let def = parse(GOOD, "demo.toml").unwrap();
-        let loaded = defs.add(def, "demo.toml", &registry()).unwrap();
-        let d = &loaded.definition;
-        assert_eq!(d.on_failure, OnFailure::Pause);
-        assert_eq!(d.steps[0].retry().max_attempts, 4, "inherits defaults");
-        assert_eq!(d.steps[1].retry().max_attempts, 2);
-        assert!(!d.steps[1].required);
-        assert!(loaded.id.starts_with("demo@v1#"));
-        assert_eq!(defs.resolve("demo", 0).unwrap().id, loaded.id);
-        assert!(defs.resolve("demo", 2).is_none());
-    }
-
-    fn refused(text: &str) -> DefinitionError {
-        let r = registry();
-        match parse(text, "w.toml") {
-            Err(e) => e,
-            Ok(d) => validate(&d, "w.toml", &r).expect_err("must be refused"),
-        }
-    }
-
-    #[test]
-    fn unknown_handler_names_file_step_and_fix() {
-        let e = refused(&GOOD.replace(
-            "handler = \"a.do\"\nrequired",
-            "handler = \"a.dox\"\nrequired",
-        ));
-        assert_eq!(e.file, "w.toml");
-        assert_eq!(e.step.as_deref(), Some("two"));
-        assert!(e.to_string().contains("\"a.dox\" is not registered"), "{e}");
-        assert!(e.to_string().contains("a.do, a.undo"), "{e}");
-    }
-
-    #[test]
-    fn duplicate_step_is_refused() {
-        let e = refused(&GOOD.replace("name = \"two\"", "name = \"one\""));
-        assert!(
-            e.to_string().contains("step \"one\": duplicate step name"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn malformed_policies_are_refused() {
-        let e = refused(&GOOD.replace("max_attempts = 2,", "max_attempts = 0,"));
-        assert!(
-            e.to_string().contains("step \"two\": retry: max_attempts"),
-            "{e}"
-        );
-        let e = refused(&GOOD.replace("max_interval_ms = 10 }", "max_interval_ms = 1 }"));
-        assert!(e.to_string().contains("max_interval_ms"), "{e}");
-        let e = refused(&GOOD.replace("max_attempts = 2,", "max_atempts = 2,"));
-        assert!(e.to_string().contains("max_atempts"), "typo is named: {e}");
-        let e = refused(&GOOD.replace("on_failure = \"pause\"", "on_failure = \"explode\""));
-        assert!(e.to_string().contains("w.toml"), "{e}");
-    }
-
-    #[test]
-    fn partial_step_policies_inherit_the_workflow_defaults() {
-        let text = GOOD.replace(
-            "[defaults.retry]\nmax_attempts = 4",
-            "[defaults.retry]\nmax_attempts = 4\ninitial_interval_ms = 7\nmax_interval_ms = 50",
-        );
-        let def = parse(
-            &text.replace(
-                "retry = { max_attempts = 2, initial_interval_ms = 10, max_interval_ms = 10 }",
-                "retry = { max_attempts = 2 }",
-            ),
-            "w.toml",
-        )
-        .unwrap();
-        let p = def.steps[1].retry.as_ref().unwrap();
-        assert_eq!(
-            (p.max_attempts, p.initial_interval_ms, p.max_interval_ms),
-            (2, 7, 50)
-        );
-    }
-
-    #[test]
-    fn conditions() {
-        let ctx = serde_json::json!({"a": true, "b": 0, "c": "x", "n": null});
-        let c = |path: &str| Condition {
-            path: path.into(),
-            equals: None,
-            not_equals: None,
-            exists: None,
-        };
-        assert!(c("/a").holds(&ctx));
-        assert!(!c("/b").holds(&ctx));
-        assert!(c("/c").holds(&ctx));
-        assert!(!c("/n").holds(&ctx));
-        assert!(!c("/missing").holds(&ctx));
-        let eq = Condition {
-            equals: Some(serde_json::json!("x")),
-            ..c("/c")
-        };
-        assert!(eq.holds(&ctx));
-        let ex = Condition {
-            exists: Some(false),
-            ..c("/missing")
-        };
-        assert!(ex.holds(&ctx));
-    }
-}
+mod tests;

@@ -161,14 +161,16 @@ async fn run(exec: Arc<Exec>, stop: CancellationToken) {
             }
         }
         while tasks.try_join_next().is_some() {}
-        if polled
-            && let Err(e) = exec
+        if polled {
+            expire_queued(&exec).await;
+            if let Err(e) = exec
                 .shared
                 .store
                 .promote_queued(exec.shared.clock.now())
                 .await
-        {
-            warn!(error = %e, "promoting queued runs failed");
+            {
+                warn!(error = %e, "promoting queued runs failed");
+            }
         }
         // Claim as long as there is room and due work.
         loop {
@@ -272,6 +274,29 @@ impl Exec {
         self.opts.lease - self.opts.lease / 5
     }
 }
+
+/// Ends the queued runs whose time in the queue is up (before keys are
+/// handed over, so an expired run is never started).
+async fn expire_queued(exec: &Exec) {
+    match exec
+        .shared
+        .store
+        .expire_queued(exec.shared.clock.now(), EXPIRE_BATCH)
+        .await
+    {
+        Ok(expired) => {
+            for e in expired {
+                debug!(run_id = %e.run_id, tenant = %e.tenant_id, "queued run expired");
+                telemetry::queue_expired(&e.workflow_name);
+                let _ = exec.shared.changes.send(e.run_id);
+            }
+        }
+        Err(e) => warn!(error = %e, "expiring queued runs failed"),
+    }
+}
+
+/// Queued runs expired per poll at most (the rest at the next poll).
+const EXPIRE_BATCH: u32 = 500;
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())

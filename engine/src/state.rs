@@ -26,7 +26,8 @@ pub enum RunState {
     Compensated,
     /// A compensation gave up; waits for an operator.
     CompensationFailed,
-    /// Terminal: cancelled, completed steps compensated.
+    /// Terminal: cancelled, completed steps compensated (or queued behind
+    /// its concurrency key past its time-to-live, nothing run).
     Cancelled,
     /// Terminal: stopped without compensation.
     Terminated,
@@ -85,6 +86,8 @@ impl RunState {
         use RunState as S;
         let (to, action) = match (self, event) {
             (S::Pending, E::Begin) => (S::Running, ExecuteStep),
+            // Nothing ran and the key was never held: nothing to release.
+            (S::Pending, E::QueueExpired) => (S::Cancelled, Finish),
             (S::Running, E::StepSucceeded) => (S::Running, ExecuteStep),
             (S::Running, E::StepRetryScheduled) => (S::Running, WaitForRetry),
             (S::Running, E::OptionalStepGaveUp) => (S::Running, ExecuteStep),
@@ -167,11 +170,14 @@ pub enum RunEvent {
     Cancel {
         compensate: bool,
     },
+    /// A run queued behind its concurrency key waited longer than the
+    /// workflow's `queue_ttl_ms`.
+    QueueExpired,
 }
 
 impl RunEvent {
     /// Every event, for exhaustive tests.
-    pub const ALL: [RunEvent; 17] = [
+    pub const ALL: [RunEvent; 18] = [
         RunEvent::Begin,
         RunEvent::StepSucceeded,
         RunEvent::StepRetryScheduled,
@@ -189,6 +195,7 @@ impl RunEvent {
         RunEvent::OperatorCompensate,
         RunEvent::Cancel { compensate: true },
         RunEvent::Cancel { compensate: false },
+        RunEvent::QueueExpired,
     ];
 }
 
@@ -385,6 +392,7 @@ mod tests {
     fn expected_run(from: RunState, event: RunEvent) -> Option<(RunState, Action)> {
         Some(match (from, event) {
             (S::Pending, E::Begin) => (S::Running, ExecuteStep),
+            (S::Pending, E::QueueExpired) => (S::Cancelled, Finish),
             (S::Running, E::StepSucceeded | E::OptionalStepGaveUp) => (S::Running, ExecuteStep),
             (S::Running, E::StepRetryScheduled) => (S::Running, WaitForRetry),
             (S::Running, E::AllStepsDone) => (S::Completed, Finish),
@@ -437,7 +445,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(accepted, 23);
+        assert_eq!(accepted, 24);
     }
 
     #[test]

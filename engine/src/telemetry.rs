@@ -37,6 +37,7 @@ pub const CLAIM_DURATION: &str = "sagaflow_claim_duration_seconds";
 pub const LEASES_LOST: &str = "sagaflow_leases_lost_total";
 pub const UNKNOWN_HANDLER_RELEASES: &str = "sagaflow_unknown_handler_releases_total";
 pub const UNDECODABLE_RUNS: &str = "sagaflow_undecodable_runs_total";
+pub const QUEUE_EXPIRED: &str = "sagaflow_queue_expired_total";
 
 /// Registers the help text of the engine's metrics with the installed
 /// recorder (call once, after installing it).
@@ -90,6 +91,10 @@ pub fn describe() {
         "Runs released untouched because their next attempt needs a handler this replica does not have, by workflow."
     );
     describe_counter!(
+        QUEUE_EXPIRED,
+        "Runs that waited behind their concurrency key longer than the workflow's queue_ttl_ms and ended cancelled without running, by workflow."
+    );
+    describe_counter!(
         UNDECODABLE_RUNS,
         "Claimed runs whose row could not be decoded; each was parked (released, not due for an hour) and logged with its id."
     );
@@ -103,6 +108,12 @@ pub fn undecodable_run() {
 /// A run was released for a replica that has the handler it needs.
 pub fn unknown_handler(workflow: &str) {
     counter!(UNKNOWN_HANDLER_RELEASES, "workflow" => workflow.to_owned()).increment(1);
+}
+
+/// A queued run's time in the queue was up: it ended CANCELLED.
+pub fn queue_expired(workflow: &str) {
+    counter!(QUEUE_EXPIRED, "workflow" => workflow.to_owned()).increment(1);
+    run_finished(workflow, "cancelled");
 }
 
 /// A run was created.

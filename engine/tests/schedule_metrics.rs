@@ -1,13 +1,16 @@
-//! The scheduler's metrics: `sagaflow_schedule_fires_total{outcome}` and
-//! `sagaflow_schedule_fire_lateness_seconds`. A test binary of its own, so
-//! the process-wide recorder sees only this test's fires.
+//! Metrics read back from a recorder: the scheduler's
+//! `sagaflow_schedule_fires_total{outcome}` and
+//! `sagaflow_schedule_fire_lateness_seconds`, and the executor's
+//! `sagaflow_queue_expired_total{workflow}`. A test binary of its own, so
+//! the process-wide recorder sees only these tests' metrics (each test reads
+//! names no other test writes).
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 mod support;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -19,6 +22,8 @@ use sagaflow_engine::Engine;
 use sagaflow_engine::clock::ManualClock;
 use sagaflow_engine::handler::Registry;
 use sagaflow_engine::schedule::{CatchupPolicy, NewSchedule, OverlapPolicy, SchedulerOptions};
+use sagaflow_engine::state::RunState;
+use serde_json::json;
 use support::*;
 
 #[derive(Default)]
@@ -103,14 +108,25 @@ impl Memory {
     }
 }
 
+/// The process-wide recorder, installed by the first test that asks.
+fn memory() -> Memory {
+    static MEMORY: OnceLock<Memory> = OnceLock::new();
+    MEMORY
+        .get_or_init(|| {
+            let m = Memory::default();
+            metrics::set_global_recorder(m.clone()).unwrap();
+            m
+        })
+        .clone()
+}
+
 fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
 }
 
 #[tokio::test]
 async fn fires_are_counted_by_outcome_with_their_lateness() {
-    let memory = Memory::default();
-    metrics::set_global_recorder(memory.clone()).unwrap();
+    let memory = memory();
     let (store, _dir) = sqlite().await;
     let clock = ManualClock::new(at("2026-01-01T00:00:30Z"));
     let registry = Registry::new().with_builtins();
@@ -147,5 +163,34 @@ async fn fires_are_counted_by_outcome_with_their_lateness() {
     assert_eq!(
         memory.histogram("sagaflow_schedule_fire_lateness_seconds{}"),
         [150.0]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_expiries_are_counted_by_workflow() {
+    let memory = memory();
+    let (store, _dir) = sqlite().await;
+    let (h, clock, _holder) = key_held_with_queue_ttl(store, "expiring", 1, 1000, "a").await;
+    let mut queued = Vec::new();
+    for _ in 0..2 {
+        queued.push(
+            h.start("expiring", json!({"subscriber_id": "a"}))
+                .await
+                .run
+                .id,
+        );
+    }
+    clock.advance(Duration::from_secs(2));
+    for id in queued {
+        h.wait_state(id, RunState::Cancelled).await;
+    }
+    h.shutdown().await;
+    assert_eq!(
+        memory.counter("sagaflow_queue_expired_total{workflow=expiring}"),
+        2
+    );
+    assert_eq!(
+        memory.counter("sagaflow_runs_finished_total{workflow=expiring,state=cancelled}"),
+        2
     );
 }

@@ -10,7 +10,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sagaflow_engine::clock::SystemClock;
+use sagaflow_engine::clock::{Clock, SystemClock};
 use sagaflow_engine::executor::ExecutorOptions;
 use sagaflow_engine::handler::CallKind;
 use sagaflow_engine::ids::RunId;
@@ -24,6 +24,8 @@ use support::*;
 on_both_backends!(
     unknown_handler_leaves_the_run_to_a_replica_that_has_it,
     compensation_failed_run_resolved_by_hand_frees_its_key,
+    queued_run_past_its_ttl_ends_cancelled_without_running,
+    a_key_freed_after_the_ttl_is_not_handed_to_the_expired_run,
 );
 
 /// `s1` uses `test.do`; `s2` uses `test.new`, which only the newer replica
@@ -266,4 +268,190 @@ async fn compensation_failed_run_resolved_by_hand_frees_its_key(store: Arc<dyn S
     assert_eq!(events[n - 1].kind, EventKind::RunTerminated);
     h.wait_state(queued.id, RunState::Completed).await;
     h.shutdown().await;
+}
+
+/// A run holds key `alice` (FAILED, waiting for an operator); a second run
+/// queued behind it with a 60 s time-to-live ends CANCELLED once the clock
+/// is 61 s on, without any handler call; a third, queued later, is still
+/// within its time when the holder finishes, and runs as before.
+async fn queued_run_past_its_ttl_ends_cancelled_without_running(store: Arc<dyn Store>) {
+    let (h, clock, holder) = key_held_with_queue_ttl(store, "ttl", 2, 60000, "alice").await;
+    let queued = h.start("ttl", json!({"subscriber_id": "alice"})).await.run;
+    assert!(queued.next_run_at.is_none(), "queued behind the key");
+
+    clock.advance(Duration::from_secs(61));
+    let expired_at = clock.now();
+    let ended = h.wait_state(queued.id, RunState::Cancelled).await;
+    assert_eq!(
+        ended.error.as_deref(),
+        Some("queued longer than 1m behind concurrency key alice")
+    );
+    assert_eq!(ended.finished_at, Some(expired_at));
+    assert!(ended.next_run_at.is_none() && ended.lease_owner.is_none());
+    assert!(
+        ended
+            .steps
+            .iter()
+            .all(|s| s.state == StepState::Pending && s.attempts == 0),
+        "{:?}",
+        ended.steps
+    );
+    let events = h.engine.events(&tenant(), queued.id, 0).await.unwrap();
+    let seen: Vec<_> = events
+        .iter()
+        .map(|e| (e.seq, e.kind, e.run_state))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (1, EventKind::RunStarted, RunState::Pending),
+            (2, EventKind::RunQueued, RunState::Pending),
+            (3, EventKind::RunQueueExpired, RunState::Cancelled),
+        ]
+    );
+    assert_eq!(ended.last_seq, 3);
+    assert_eq!(events[2].message, ended.error);
+    assert_eq!(
+        (events[2].actor.as_str(), events[2].at),
+        ("engine", expired_at)
+    );
+    assert!(h.script.calls().iter().all(|c| c.run != queued.id));
+    // The holder still holds the key: a new run queues behind it.
+    assert_eq!(h.get(holder).await.state, RunState::Failed);
+    let third = h.start("ttl", json!({"subscriber_id": "alice"})).await.run;
+    assert!(third.next_run_at.is_none(), "queued behind the key");
+
+    h.script.heal();
+    h.engine
+        .act(
+            &tenant(),
+            holder,
+            OperatorAction::Retry {
+                from_step: None,
+                context_patch: None,
+            },
+            "ops",
+            "fixed",
+        )
+        .await
+        .unwrap();
+    h.wait_state(holder, RunState::Completed).await;
+    let done = h.wait_state(third.id, RunState::Completed).await;
+    assert!(done.error.is_none());
+    let third_events = h.engine.events(&tenant(), third.id, 0).await.unwrap();
+    assert!(
+        !third_events
+            .iter()
+            .any(|e| e.kind == EventKind::RunQueueExpired),
+        "{third_events:?}"
+    );
+    assert_eq!(
+        h.get(queued.id).await.state,
+        RunState::Cancelled,
+        "stays ended"
+    );
+    h.shutdown().await;
+}
+
+/// The holder's key is freed (an operator ends it) after the queued run's
+/// time is up but before any executor expired it: the key is not handed to
+/// the expired run, neither on release nor by the promotion pass; the
+/// expiry pass then ends it, and a new run takes the free key at once.
+async fn a_key_freed_after_the_ttl_is_not_handed_to_the_expired_run(store: Arc<dyn Store>) {
+    let (mut h, clock, holder) =
+        key_held_with_queue_ttl(store.clone(), "ttl", 1, 1500, "bob").await;
+    h.executor.take().unwrap().shutdown().await;
+    let queued = h.start("ttl", json!({"subscriber_id": "bob"})).await.run;
+    assert!(queued.next_run_at.is_none(), "queued behind the key");
+
+    clock.advance(Duration::from_millis(1500));
+    let ended = h
+        .engine
+        .act(
+            &tenant(),
+            holder,
+            OperatorAction::Cancel { compensate: false },
+            "ops",
+            "ended by hand",
+        )
+        .await
+        .unwrap();
+    assert_eq!(ended.state, RunState::Terminated);
+    let still = h.get(queued.id).await;
+    assert_eq!((still.state, still.next_run_at), (RunState::Pending, None));
+    assert_eq!(store.promote_queued(clock.now()).await.unwrap(), 0);
+    assert!(h.get(queued.id).await.next_run_at.is_none());
+
+    let expired = store.expire_queued(clock.now(), 10).await.unwrap();
+    assert_eq!(
+        expired
+            .iter()
+            .map(|e| (e.run_id, e.workflow_name.as_str()))
+            .collect::<Vec<_>>(),
+        [(queued.id, "ttl")]
+    );
+    let run = h.get(queued.id).await;
+    assert_eq!(run.state, RunState::Cancelled);
+    assert_eq!(
+        run.error.as_deref(),
+        Some("queued longer than 1500ms behind concurrency key bob")
+    );
+    assert!(
+        store
+            .expire_queued(clock.now(), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "once"
+    );
+    let next = h.start("ttl", json!({"subscriber_id": "bob"})).await.run;
+    assert!(next.next_run_at.is_some(), "the key was free");
+    h.shutdown().await;
+}
+
+#[test]
+fn queue_ttl_must_be_positive_bounded_and_with_queue_policy() {
+    let registry = Script::default().registry();
+    let refused = |concurrency: &str| {
+        let text = saga_toml("ttl", 1, 1, concurrency);
+        let def = match sagaflow_engine::definition::parse(&text, "ttl.toml") {
+            Ok(d) => d,
+            Err(e) => return e.to_string(),
+        };
+        sagaflow_engine::definition::Definitions::default()
+            .add(def, "ttl.toml", &registry)
+            .map(|_| ())
+            .expect_err("must be refused")
+            .to_string()
+    };
+    let ttl = |v: &str, policy: &str| {
+        format!("concurrency = {{ key = \"/k\", policy = \"{policy}\", queue_ttl_ms = {v} }}")
+    };
+    for bad in ["0", "2592000001"] {
+        let e = refused(&ttl(bad, "queue"));
+        assert!(
+            e.contains("ttl.toml")
+                && e.contains(&format!(
+                    "concurrency.queue_ttl_ms = {bad} must be between 1 and"
+                )),
+            "{e}"
+        );
+    }
+    let e = refused(&ttl("-5", "queue"));
+    assert!(e.contains("ttl.toml") && e.contains("queue_ttl_ms"), "{e}");
+    let e = refused(&ttl("\"1h\"", "queue"));
+    assert!(e.contains("queue_ttl_ms"), "{e}");
+    let e = refused(&ttl("1000", "reject"));
+    assert!(e.contains("policy = \"queue\" only"), "{e}");
+    // The largest value loads.
+    let def = sagaflow_engine::definition::parse(
+        &saga_toml("ttl", 1, 1, &ttl("2592000000", "queue")),
+        "ttl.toml",
+    )
+    .unwrap();
+    let loaded = sagaflow_engine::definition::Definitions::default()
+        .add(def, "ttl.toml", &registry)
+        .unwrap();
+    let c = loaded.definition.concurrency.as_ref().unwrap();
+    assert_eq!(c.queue_ttl(), Some(Duration::from_secs(30 * 24 * 3600)));
 }

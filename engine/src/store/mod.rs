@@ -17,12 +17,14 @@ mod claimed;
 pub mod postgres;
 mod postgres_checkpoint;
 mod postgres_schedules;
+mod queue_expiry;
 pub mod schedules;
 pub mod sqlite;
 mod sqlite_schedules;
 mod step_codec;
 
 pub use claimed::PARK_UNDECODABLE;
+pub use queue_expiry::QueueExpired;
 
 pub use schedules::{AppliedFire, FireBatch, FireBatchAck, FireWrite, ScheduleChange};
 
@@ -235,10 +237,13 @@ pub enum EventKind {
     OperatorCancel,
     RunCancelled,
     RunTerminated,
+    /// Queued behind its concurrency key past the workflow's
+    /// `queue_ttl_ms`: ended CANCELLED without running anything.
+    RunQueueExpired,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 24] = [
+    pub const ALL: [EventKind; 25] = [
         EventKind::RunStarted,
         EventKind::RunQueued,
         EventKind::StepStarted,
@@ -263,6 +268,7 @@ impl EventKind {
         EventKind::OperatorCancel,
         EventKind::RunCancelled,
         EventKind::RunTerminated,
+        EventKind::RunQueueExpired,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -291,6 +297,7 @@ impl EventKind {
             EventKind::OperatorCancel => "operator_cancel",
             EventKind::RunCancelled => "run_cancelled",
             EventKind::RunTerminated => "run_terminated",
+            EventKind::RunQueueExpired => "run_queue_expired",
         }
     }
 
@@ -350,6 +357,18 @@ pub struct NewRun {
 }
 
 impl NewRun {
+    /// When the run's time in the queue ends, should it be queued: `now`
+    /// plus the workflow's `queue_ttl_ms`; none: no limit.
+    pub fn queue_expires_at(&self) -> Option<DateTime<Utc>> {
+        let ttl = self
+            .definition
+            .definition
+            .concurrency
+            .as_ref()?
+            .queue_ttl()?;
+        Some(self.now + chrono::Duration::from_std(ttl).ok()?)
+    }
+
     /// The run as `create_run` stores it when it is due at once (no key to
     /// wait for): built in memory, so a start needs no read after its write.
     pub fn record(&self) -> RunRecord {
@@ -578,7 +597,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Hands free concurrency keys to the oldest run queued on each (the
     /// fallback for a start that raced a release). Returns how many ran.
+    /// Runs whose queue time is up at `now` are passed over.
     async fn promote_queued(&self, now: DateTime<Utc>) -> Result<u64>;
+
+    /// Ends up to `limit` runs still queued (PENDING, not due) whose queue
+    /// time is up at `now`: CANCELLED, with a `run_queue_expired` event.
+    async fn expire_queued(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<QueueExpired>>;
 
     // ----- Schedules (see `crate::schedule`) -----
 

@@ -295,6 +295,7 @@ async fn release_keys(
          n AS (SELECT DISTINCT ON (q.tenant_id, q.concurrency_key) q.id, q.tenant_id, q.concurrency_key \
                FROM runs q JOIN d ON q.tenant_id = d.tenant_id AND q.concurrency_key = d.key \
                WHERE q.state = 'PENDING' AND q.next_run_at IS NULL \
+                 AND (q.queue_expires_at IS NULL OR q.queue_expires_at > $2) \
                ORDER BY q.tenant_id, q.concurrency_key, q.created_at, q.id), \
          l AS (INSERT INTO concurrency_locks (tenant_id, key, run_id) SELECT tenant_id, concurrency_key, id FROM n \
                ON CONFLICT DO NOTHING RETURNING run_id) \
@@ -363,11 +364,11 @@ pub(super) async fn insert_run(tx: &mut sqlx::PgConnection, new: &NewRun) -> Res
     let sql = format!(
         "WITH r AS (INSERT INTO runs (id, tenant_id, workflow_name, workflow_version, definition_id, state, \
             input, input_hash, context, steps, idempotency_key, concurrency_key, schedule_id, trace_id, \
-            traceparent, last_seq, next_run_at, created_at, updated_at) \
-          VALUES ($1, $2, $3, $4, $5, 'PENDING', $6, $7, $6, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16) \
+            traceparent, last_seq, next_run_at, created_at, updated_at, queue_expires_at) \
+          VALUES ($1, $2, $3, $4, $5, 'PENDING', $6, $7, $6, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $17) \
           ON CONFLICT (tenant_id, workflow_name, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
           RETURNING id, last_seq) {}",
-        insert_events_sql(17)
+        insert_events_sql(18)
     );
     let steps = steps_encode(&initial_steps(def));
     let q = sqlx::query(AssertSqlSafe(sql))
@@ -386,7 +387,8 @@ pub(super) async fn insert_run(tx: &mut sqlx::PgConnection, new: &NewRun) -> Res
         .bind(&new.traceparent)
         .bind(events.len() as i64)
         .bind(if queued { None } else { Some(new.now) })
-        .bind(new.now);
+        .bind(new.now)
+        .bind(if queued { new.queue_expires_at() } else { None });
     let inserted = bind_events(q, &ev).execute(&mut *tx).await?.rows_affected();
     Ok(if inserted == 0 {
         RunInsert::Duplicate
@@ -759,6 +761,7 @@ impl Store for PgStore {
         let n = sqlx::query(
             "WITH q AS (SELECT DISTINCT ON (tenant_id, concurrency_key) id, tenant_id, concurrency_key \
                 FROM runs WHERE state = 'PENDING' AND next_run_at IS NULL AND concurrency_key IS NOT NULL \
+                  AND (queue_expires_at IS NULL OR queue_expires_at > $1) \
                 ORDER BY tenant_id, concurrency_key, created_at, id), \
              ins AS (INSERT INTO concurrency_locks (tenant_id, key, run_id) \
                 SELECT tenant_id, concurrency_key, id FROM q ON CONFLICT DO NOTHING RETURNING run_id) \
@@ -769,6 +772,10 @@ impl Store for PgStore {
         .await?
         .rows_affected();
         Ok(n)
+    }
+
+    async fn expire_queued(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<QueueExpired>> {
+        super::queue_expiry::postgres(&self.pool, now, limit).await
     }
 
     async fn insert_schedule(&self, s: &crate::schedule::Schedule) -> Result<bool> {

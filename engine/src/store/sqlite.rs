@@ -160,22 +160,25 @@ async fn release_key(conn: &mut SqliteConnection, run_id: RunId, now: DateTime<U
     let Some(freed) = freed else { return Ok(()) };
     let tenant: String = freed.try_get("tenant_id")?;
     let key: String = freed.try_get("key")?;
-    hand_over(conn, &tenant, &key, now).await
+    hand_over(conn, &tenant, &key, now).await.map(|_| ())
 }
 
-/// Gives a free key to the oldest run queued on it.
+/// Gives a free key to the oldest run queued on it whose queue time is not
+/// up; false if there is none.
 async fn hand_over(
     conn: &mut SqliteConnection,
     tenant: &str,
     key: &str,
     now: DateTime<Utc>,
-) -> Result<()> {
+) -> Result<bool> {
     let next: Option<String> = sqlx::query_scalar(
         "SELECT id FROM runs WHERE tenant_id = ?1 AND concurrency_key = ?2 AND state = 'PENDING' \
-         AND next_run_at IS NULL ORDER BY created_at, id LIMIT 1",
+         AND next_run_at IS NULL AND (queue_expires_at IS NULL OR queue_expires_at > ?3) \
+         ORDER BY created_at, id LIMIT 1",
     )
     .bind(tenant)
     .bind(key)
+    .bind(micros(now))
     .fetch_optional(&mut *conn)
     .await?;
     if let Some(next) = next {
@@ -192,8 +195,9 @@ async fn hand_over(
         .bind(micros(now))
         .execute(&mut *conn)
         .await?;
+        return Ok(true);
     }
-    Ok(())
+    Ok(false)
 }
 
 /// Writes one checkpoint inside the caller's transaction: fenced by the
@@ -431,8 +435,8 @@ pub(super) async fn insert_run(tx: &mut SqliteConnection, new: &NewRun) -> Resul
     sqlx::query(
         "INSERT INTO runs (id, tenant_id, workflow_name, workflow_version, definition_id, state, \
             input, input_hash, context, steps, idempotency_key, concurrency_key, schedule_id, trace_id, \
-            traceparent, last_seq, next_run_at, created_at, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, 'PENDING', ?6, ?7, ?6, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?16)",
+            traceparent, last_seq, next_run_at, created_at, updated_at, queue_expires_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, 'PENDING', ?6, ?7, ?6, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?16, ?17)",
     )
     .bind(new.id.to_string())
     .bind(new.tenant_id.as_str())
@@ -450,6 +454,7 @@ pub(super) async fn insert_run(tx: &mut SqliteConnection, new: &NewRun) -> Resul
     .bind(events.len() as i64)
     .bind(if queued { None } else { Some(micros(new.now)) })
     .bind(micros(new.now))
+    .bind(if queued { opt_micros(new.queue_expires_at()) } else { None })
     .execute(&mut *tx)
     .await?;
     insert_events(&mut *tx, new.id, events.len() as i64, &events).await?;
@@ -769,11 +774,16 @@ impl Store for SqliteStore {
         )
         .fetch_all(&mut *tx)
         .await?;
+        let mut promoted = 0;
         for (tenant, key) in &free {
-            hand_over(&mut tx, tenant, key, now).await?;
+            promoted += u64::from(hand_over(&mut tx, tenant, key, now).await?);
         }
         tx.commit().await?;
-        Ok(free.len() as u64)
+        Ok(promoted)
+    }
+
+    async fn expire_queued(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<QueueExpired>> {
+        super::queue_expiry::sqlite(&self.writer, now, limit).await
     }
 
     async fn insert_schedule(&self, s: &crate::schedule::Schedule) -> Result<bool> {

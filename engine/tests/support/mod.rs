@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use sagaflow_engine::Engine;
-use sagaflow_engine::clock::{Clock, SystemClock};
+use sagaflow_engine::clock::{Clock, ManualClock, SystemClock};
 use sagaflow_engine::definition::{self, Definitions};
 use sagaflow_engine::engine::{StartRequest, Started};
 use sagaflow_engine::executor::{ExecutorHandle, ExecutorOptions};
@@ -302,6 +302,36 @@ impl Harness {
             e.shutdown().await;
         }
     }
+}
+
+/// A workflow `name` of one step per `steps` that pauses on failure and
+/// queues behind `/subscriber_id` for at most `ttl_ms`, run on a manual
+/// clock; a run of it holds key `key`, FAILED (waiting for an operator).
+/// Returns the harness, its clock and the holder.
+pub async fn key_held_with_queue_ttl(
+    store: Arc<dyn Store>,
+    name: &str,
+    steps: usize,
+    ttl_ms: u64,
+    key: &str,
+) -> (Harness, ManualClock, RunId) {
+    let extra = format!(
+        "on_failure = \"pause\"\nconcurrency = {{ key = \"/subscriber_id\", policy = \"queue\", queue_ttl_ms = {ttl_ms} }}"
+    );
+    let clock = ManualClock::new(Utc::now());
+    let h = Harness::with_clock(
+        store,
+        &[saga_toml(name, 1, steps, &extra)],
+        Arc::new(clock.clone()),
+    )
+    .await;
+    let holder = h
+        .start(name, json!({"subscriber_id": key, "fatal": {"s1": true}}))
+        .await
+        .run
+        .id;
+    h.wait_state(holder, RunState::Failed).await;
+    (h, clock, holder)
 }
 
 /// Polls `f` until it yields a value, or panics after `deadline`.
