@@ -700,6 +700,7 @@ async fn secrets_never_reach_the_logs_or_config_print(pool: PgPool) {
             "--database-url",
             &format!("postgres://u:{DB_PASSWORD}@127.0.0.1:1/x"),
         ])
+        .env("SAGAFLOW_RADIUS_SECRET", "security-test-secret")
         .env("RUST_LOG", "trace")
         .output()
         .unwrap();
