@@ -38,6 +38,7 @@ pub use dynauth::{
     encode_response, message_authenticator, request_authenticator, response_authenticator,
     sign_request, verify_request, verify_response,
 };
+pub(crate) use handlers::Op;
 pub use handlers::{derive_password, register_with};
 pub use nas::{NasBehaviour, NasReply, NasSimulator, ReceivedRequest};
 pub use nas_registry::RegisteredNas;

@@ -35,9 +35,9 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::adapters::EndpointConfig;
-use crate::adapters::billing::BillingService;
-use crate::adapters::cpe::CpeRecord;
-use crate::adapters::onu::OnuStatus;
+use crate::billing::BillingService;
+use crate::cpe::CpeRecord;
+use crate::onu::OnuStatus;
 use conn::{ResetSwitch, ResettableListener};
 
 /// Every operation a fault can be set on.

@@ -13,9 +13,9 @@ use serde_json::json;
 
 use super::conn::ResetSwitch;
 use super::{Data, Inner, Shared, error, idempotency_key, to_value};
-use crate::adapters::billing::{BillingService, NewService, ServiceState};
-use crate::adapters::cpe::{CpeConfig, CpeRecord};
-use crate::adapters::onu::{OnuActivation, OnuStatus};
+use crate::billing::{BillingService, NewService, ServiceState};
+use crate::cpe::{CpeConfig, CpeRecord};
+use crate::onu::{OnuActivation, OnuStatus};
 
 /// The connection a request came on, to reset it.
 type Conn = ConnectInfo<ResetSwitch>;

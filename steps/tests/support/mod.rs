@@ -188,7 +188,6 @@ impl Radius {
     }
 }
 
-
 /// Options of a test world.
 #[derive(Clone)]
 pub struct Options {
