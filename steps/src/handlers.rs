@@ -243,3 +243,32 @@ pub(crate) fn register_isp(registry: &mut Registry, db: DomainDb, deps: DomainDe
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    #[test]
+    fn every_handler_name_is_listed_once_under_its_domain_prefix() {
+        let names: BTreeSet<_> = HANDLERS.iter().map(|h| h.name).collect();
+        assert_eq!(names.len(), HANDLERS.len(), "a name is listed twice");
+        for h in HANDLERS {
+            let prefix = h.name.split('.').next().unwrap_or_default();
+            let expected = match prefix {
+                "customer" | "subscriber" | "network_profile" => Subscriber,
+                "ipam" => Ipam,
+                "lifecycle" => Lifecycle,
+                "onu" => Onu,
+                "cpe" => Cpe,
+                "billing" => Billing,
+                "radius" => Radius,
+                "maintenance" => Maintenance,
+                "ledger" => Ledger,
+                other => panic!("{}: unknown prefix {other}", h.name),
+            };
+            assert_eq!(h.domain, expected, "{}", h.name);
+        }
+    }
+}

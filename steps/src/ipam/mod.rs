@@ -7,6 +7,9 @@
 //! lowest free ordinal under a lock on the pool row (PostgreSQL) or in the
 //! single writer's transaction (SQLite), and a unique index on held records
 //! makes a duplicate impossible whatever happens.
+//!
+//! `model.rs` holds the types, `repo.rs` the SQL, `handlers.rs` the `ipam.*`
+//! step handlers.
 
 mod handlers;
 mod model;

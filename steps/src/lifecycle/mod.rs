@@ -12,6 +12,9 @@
 //! [`repo`] stores the records. A record in PENDING, ALLOCATED, ACTIVE,
 //! SUSPENDED or REVOKING holds its address: no other record of the pool may
 //! hold the same one.
+//!
+//! `model.rs` holds the states and the table, `repo.rs` the SQL,
+//! `handlers.rs` the `lifecycle.*` step handlers.
 
 mod handlers;
 mod model;

@@ -13,6 +13,9 @@
 //! Every job works on the run's tenant. Ages, thresholds and the batch size
 //! come from [`MaintenanceConfig`] (`[domain.maintenance]`). The handlers
 //! hold no SQL: they call the lifecycle, IPAM and progress repositories.
+//!
+//! `model.rs` holds the configuration, error and counts, `repo.rs` the SQL
+//! of the stored progress, `handlers.rs` the step handlers.
 
 mod handlers;
 mod model;
