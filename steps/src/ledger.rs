@@ -25,6 +25,8 @@ use sagaflow_engine::handler::{
 use serde_json::json;
 use sqlx::PgPool;
 
+use crate::handlers::{HANDLERS, Run};
+
 /// The repository of the ledger tables.
 #[derive(Debug, Clone)]
 pub struct LedgerRepo {
@@ -149,6 +151,9 @@ pub fn register(registry: &mut Registry, pool: PgPool) {
     let handler = Arc::new(LedgerHandler {
         repo: LedgerRepo::new(pool),
     });
-    registry.register("ledger.apply", handler.clone());
-    registry.register("ledger.revert", handler);
+    for h in HANDLERS {
+        if let Run::Ledger = h.run {
+            registry.register(h.name, handler.clone());
+        }
+    }
 }

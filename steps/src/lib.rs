@@ -5,14 +5,20 @@
 //! and is idempotent on the step's idempotency key, because the engine runs
 //! every step at least once.
 //!
-//! - [`lifecycle`]: the address lifecycle (states, transition table, records);
-//! - [`ipam`]: address pools and race-free allocation;
-//! - [`subscriber`]: customers, subscribers, network profiles;
-//! - [`adapters`]: ONU/OLT, CPE (TR-069 ACS) and billing over HTTP;
+//! - [`handlers`]: the one table of every handler ([`HANDLERS`]: name,
+//!   domain, function), from which registration is done;
+//! - [`deps`]: what the ISP handlers need ([`DomainDeps`]); `context`: how
+//!   they read a step's request;
+//! - one folder per domain, each with its types (`model.rs`), SQL
+//!   (`repo.rs`) or external client (`client.rs`), and step handlers
+//!   (`handlers.rs`): [`subscriber`] (customers, subscribers, network
+//!   profiles), [`ipam`] (address pools and race-free allocation),
+//!   [`lifecycle`] (the address lifecycle), [`onu`] (ONU/OLT), [`cpe`]
+//!   (CPE through the TR-069 ACS), [`billing`], [`radius`] and
+//!   [`maintenance`] (cleanup, metrics, capacity checks, reservation expiry);
+//! - [`adapters`]: what the ONU, CPE and billing clients share (errors,
+//!   endpoints, undo ownership, JSON over HTTP);
 //! - [`sim`]: simulators of those three systems;
-//! - [`isp`]: the provisioning handlers, with their compensations;
-//! - [`maintenance`]: the maintenance jobs' handlers (cleanup, metrics,
-//!   capacity checks, reservation expiry);
 //! - [`notify`]: notifications, to a webhook or the log;
 //! - [`setup`]: domain configuration and start-up.
 //!
@@ -20,13 +26,18 @@
 //! files use.
 
 pub mod adapters;
+pub mod billing;
+mod context;
+pub mod cpe;
 pub mod db;
+pub mod deps;
+pub mod handlers;
 pub mod ipam;
-pub mod isp;
 pub mod ledger;
 pub mod lifecycle;
 pub mod maintenance;
 pub mod notify;
+pub mod onu;
 pub mod radius;
 pub mod setup;
 pub mod sim;
@@ -35,7 +46,8 @@ pub mod subscriber;
 use sagaflow_engine::handler::Registry;
 
 pub use db::DomainDb;
-pub use isp::DomainDeps;
+pub use deps::DomainDeps;
+pub use handlers::HANDLERS;
 pub use setup::{DomainConfig, DomainRuntime};
 
 /// What the handlers need from the process that runs them.
@@ -69,7 +81,7 @@ pub fn register(registry: &mut Registry, deps: &Deps) {
         ledger::register(registry, pool.clone());
     }
     if let (Some(db), Some(domain)) = (deps.domain_db(), &deps.domain) {
-        isp::register(registry, db.clone(), domain.clone());
+        handlers::register_isp(registry, db.clone(), domain.clone());
         maintenance::register(registry, db, domain.clone());
     }
     radius::register(registry, deps);

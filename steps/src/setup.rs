@@ -7,15 +7,15 @@ use std::sync::Arc;
 use sagaflow_engine::clock::Clock;
 use serde::{Deserialize, Serialize};
 
-use crate::adapters::billing::HttpBilling;
-use crate::adapters::cpe::HttpCpe;
-use crate::adapters::onu::HttpOnu;
 use crate::adapters::{AdapterError, EndpointConfig};
+use crate::billing::HttpBilling;
+use crate::cpe::HttpCpe;
 use crate::db::DomainDb;
+use crate::deps::DomainDeps;
 use crate::ipam::{IpamError, Pool, PoolConfig, repo as ipam};
-use crate::isp::DomainDeps;
 use crate::maintenance::MaintenanceConfig;
 use crate::notify::{NotifyConfig, NotifyError};
+use crate::onu::HttpOnu;
 use crate::sim::{SimConfig, SimHandle, Simulators};
 
 /// What the ISP domain is configured with.

@@ -5,10 +5,10 @@
 mod support;
 
 use sagaflow_engine::handler::StepError;
-use sagaflow_steps::adapters::billing::{BillingAdapter, HttpBilling, NewService, ServiceState};
-use sagaflow_steps::adapters::cpe::{CpeAdapter, CpeConfig, HttpCpe};
-use sagaflow_steps::adapters::onu::{HttpOnu, OnuAdapter};
 use sagaflow_steps::adapters::{AdapterError, EndpointConfig, Owner};
+use sagaflow_steps::billing::{BillingAdapter, HttpBilling, NewService, ServiceState};
+use sagaflow_steps::cpe::{CpeAdapter, CpeConfig, HttpCpe};
+use sagaflow_steps::onu::{HttpOnu, OnuAdapter};
 use sagaflow_steps::sim::{Fault, SimConfig, SimHandle, Simulators};
 use support::sims::{T, activation, sims};
 

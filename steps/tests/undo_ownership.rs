@@ -7,9 +7,9 @@
 mod support;
 
 use sagaflow_engine::handler::StepError;
-use sagaflow_steps::adapters::cpe::{CpeAdapter, CpeConfig, HttpCpe};
-use sagaflow_steps::adapters::onu::{HttpOnu, OnuAdapter};
 use sagaflow_steps::adapters::{AdapterError, Owner};
+use sagaflow_steps::cpe::{CpeAdapter, CpeConfig, HttpCpe};
+use sagaflow_steps::onu::{HttpOnu, OnuAdapter};
 use sagaflow_steps::sim::{Fault, SimHandle};
 use support::sims::{T, activation, sims};
 

@@ -20,6 +20,7 @@ use super::{
     Account, DeleteScope, DynAuthClient, DynAuthKind, DynAuthRequest, Error, ErrorCause, Owner,
     RadiusConfig, RadiusRepo, RegisteredNas, Session,
 };
+use crate::handlers::{HANDLERS, Run};
 
 /// The context fields the handlers read.
 mod field {
@@ -36,37 +37,16 @@ mod field {
     pub const ACCT_SESSION_ID: &str = "/acct_session_id";
 }
 
-/// The operation a registered handler performs.
+/// The operation a registered handler performs (its name is in
+/// [`HANDLERS`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
+pub(crate) enum Op {
     CreateAccount,
     DeleteAccount,
     Suspend,
     Resume,
     Coa,
     Disconnect,
-}
-
-impl Op {
-    const ALL: [Op; 6] = [
-        Op::CreateAccount,
-        Op::DeleteAccount,
-        Op::Suspend,
-        Op::Resume,
-        Op::Coa,
-        Op::Disconnect,
-    ];
-
-    fn name(self) -> &'static str {
-        match self {
-            Op::CreateAccount => "radius.create_account",
-            Op::DeleteAccount => "radius.delete_account",
-            Op::Suspend => "radius.suspend",
-            Op::Resume => "radius.resume",
-            Op::Coa => "radius.coa",
-            Op::Disconnect => "radius.disconnect",
-        }
-    }
 }
 
 struct Shared {
@@ -89,14 +69,16 @@ pub fn register_with(registry: &mut Registry, repo: RadiusRepo, config: RadiusCo
         repo,
         config,
     });
-    for op in Op::ALL {
-        registry.register(
-            op.name(),
-            Arc::new(RadiusHandler {
-                shared: shared.clone(),
-                op,
-            }),
-        );
+    for handler in HANDLERS {
+        if let Run::Radius(op) = handler.run {
+            registry.register(
+                handler.name,
+                Arc::new(RadiusHandler {
+                    shared: shared.clone(),
+                    op,
+                }),
+            );
+        }
     }
 }
 
@@ -396,7 +378,7 @@ mod tests {
 
     #[test]
     fn handler_names_are_the_documented_ones() {
-        let names: Vec<_> = Op::ALL.iter().map(|o| o.name()).collect();
+        let names: Vec<_> = crate::handlers::names(crate::handlers::Domain::Radius).collect();
         assert_eq!(
             names,
             [

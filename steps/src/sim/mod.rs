@@ -17,27 +17,33 @@
 //! logged with its idempotency key ([`SimSnapshot::effects`]), so a harness
 //! can count effects per key. The state can be read
 //! in-process ([`SimHandle::snapshot`]) or over HTTP (`GET /_state`, and a
-//! `GET` per record). The request handlers are in [`routes`].
+//! `GET` per record). This module keeps the shared state, the faults and
+//! the server; each system's routes are in its own file (`onu.rs`,
+//! `cpe.rs`, `billing.rs`), the listener in `conn.rs`.
 
+mod billing;
 mod conn;
-mod routes;
+mod cpe;
+mod onu;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Json;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::adapters::EndpointConfig;
-use crate::adapters::billing::BillingService;
-use crate::adapters::cpe::CpeRecord;
-use crate::adapters::onu::OnuStatus;
+use crate::billing::BillingService;
+use crate::cpe::CpeRecord;
+use crate::onu::OnuStatus;
 use conn::{ResetSwitch, ResettableListener};
 
 /// Every operation a fault can be set on.
@@ -275,8 +281,7 @@ impl Simulators {
             data: Mutex::new(Data::default()),
         });
         let stop = CancellationToken::new();
-        let app =
-            routes::router(inner.clone()).into_make_service_with_connect_info::<ResetSwitch>();
+        let app = router(inner.clone()).into_make_service_with_connect_info::<ResetSwitch>();
         let shutdown = stop.clone().cancelled_owned();
         let task = tokio::spawn(async move {
             if let Err(e) = axum::serve(ResettableListener(listener), app)
@@ -514,4 +519,53 @@ impl Inner {
             }
         }
     }
+}
+
+/// The connection a request came on, to reset it.
+type Conn = ConnectInfo<ResetSwitch>;
+
+/// The simulators' routes: each system's, per tenant
+/// (`/{system}/tenants/{tenant}/…`), and `GET /_state`.
+fn router(inner: Shared) -> Router {
+    Router::new()
+        .nest("/onu/tenants/{tenant}", onu::routes())
+        .nest("/cpe/tenants/{tenant}", cpe::routes())
+        .nest("/billing/tenants/{tenant}", billing::routes())
+        .route("/_state", get(state))
+        .with_state(inner)
+}
+
+async fn state(State(s): State<Shared>) -> Response {
+    s.read(|snap| Some(to_value(snap)))
+}
+
+/// `?created_by=<key>` or `?subscriber_id=<id>`: whose resource an undo may
+/// remove (see [`crate::adapters::Owner`]); neither removes it whoever it
+/// belongs to.
+#[derive(Debug, Deserialize)]
+struct OwnerQuery {
+    created_by: Option<String>,
+    subscriber_id: Option<String>,
+}
+
+impl OwnerQuery {
+    /// Whether a resource made by `made_by` for `subscriber` is the
+    /// caller's to remove.
+    fn owns(&self, made_by: Option<&str>, subscriber: &str) -> bool {
+        self.created_by
+            .as_deref()
+            .is_none_or(|k| made_by == Some(k))
+            && self
+                .subscriber_id
+                .as_deref()
+                .is_none_or(|s| s == subscriber)
+    }
+}
+
+/// The answer to an undo.
+fn undone(serial: &str, changed: bool) -> (StatusCode, serde_json::Value) {
+    (
+        StatusCode::OK,
+        json!({ "serial": serial, "changed": changed }),
+    )
 }

@@ -1,6 +1,6 @@
 //! The simulators on their own, for the adapter tests.
 
-use sagaflow_steps::adapters::onu::OnuActivation;
+use sagaflow_steps::onu::OnuActivation;
 use sagaflow_steps::sim::{SimConfig, SimHandle, Simulators};
 
 /// The tenant most adapter tests act for.

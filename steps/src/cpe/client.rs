@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
-use super::{AdapterError, EndpointConfig, HttpEndpoint, NO_BODY, Owner, Undone, seg};
+use crate::adapters::{AdapterError, EndpointConfig, HttpEndpoint, NO_BODY, Owner, Undone, seg};
 
 /// The parameters set on a subscriber's CPE.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
-use super::{AdapterError, EndpointConfig, HttpEndpoint, NO_BODY, seg};
+use crate::adapters::{AdapterError, EndpointConfig, HttpEndpoint, NO_BODY, seg};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewService {

@@ -1,6 +1,9 @@
-//! The external systems provisioning drives: the ONU/OLT, the CPE through
-//! its TR-069 ACS, and billing. Each is a trait ([`onu::OnuAdapter`],
-//! [`cpe::CpeAdapter`], [`billing::BillingAdapter`]) with an HTTP client
+//! What every adapter of an external system shares: the error, the
+//! endpoint configuration, the undo ownership contract ([`Owner`]) and the
+//! JSON-over-HTTP plumbing. The systems provisioning drives are the ONU/OLT,
+//! the CPE through its TR-069 ACS, and billing. Each is a trait
+//! ([`crate::onu::OnuAdapter`], [`crate::cpe::CpeAdapter`],
+//! [`crate::billing::BillingAdapter`], in its domain's `client.rs`) with an HTTP client
 //! implementation (JSON over HTTP, bearer token, the step's idempotency key
 //! in an `Idempotency-Key` header). Every call is made for one tenant: its
 //! requests go under `{base}/tenants/{tenant}/…`, so every external key (ONU
@@ -14,10 +17,6 @@
 //! (timeout, connection reset) or a 5xx answer may have been applied
 //! ([`AdapterError::Uncertain`]). Both are retryable; the engine also
 //! compensates a step that gives up after an uncertain attempt.
-
-pub mod billing;
-pub mod cpe;
-pub mod onu;
 
 use std::time::Duration;
 
