@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::handler::Registry;
 use crate::retry::RetryPolicy;
-use crate::state::OnFailure;
+use crate::run::state::OnFailure;
 
 /// A workflow definition, as written in its file and as snapshotted with runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

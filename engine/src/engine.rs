@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::executor::{self, ExecutorHandle, ExecutorOptions};
 use crate::handler::Registry;
 use crate::ids::{RunId, TenantId};
-use crate::saga::{self, ActionError, OperatorAction};
+use crate::run::{self as saga, ActionError, OperatorAction};
 use crate::store::{
     CreateOutcome, EventRecord, NewRun, OperatorWrite, RunFilter, RunRecord, Store,
 };

@@ -3,7 +3,7 @@
 //! to clients.
 
 use crate::ids::RunId;
-use crate::state::InvalidTransition;
+use crate::run::state::InvalidTransition;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

@@ -23,8 +23,8 @@ use tracing::{Instrument, debug, info_span, warn};
 use crate::engine::Shared;
 use crate::handler::CallKind;
 use crate::ids::{LeaseToken, RunId};
-use crate::saga::{self, Next, Outcome};
-use crate::state::RunState;
+use crate::run::state::RunState;
+use crate::run::{self as saga, Next, Outcome};
 use crate::store::{Checkpoint, CheckpointAck, RunRecord};
 use crate::telemetry;
 

@@ -30,11 +30,19 @@ pub mod executor;
 pub mod handler;
 pub mod ids;
 pub mod retry;
-pub mod saga;
+pub mod run;
 pub mod schedule;
-pub mod state;
 pub mod store;
 pub mod telemetry;
 
 pub use engine::Engine;
+pub use run::state;
+
+/// The pure run logic under its earlier name.
+pub mod saga {
+    pub use crate::run::{
+        ActionError, Advance, Next, OperatorAction, OperatorChange, Outcome, advance,
+        advance_with_handlers, merge_into, operate, withdraw_attempt,
+    };
+}
 pub use error::{Error, Result};

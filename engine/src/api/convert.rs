@@ -12,7 +12,7 @@ use tonic::Status;
 
 use crate::definition::{LoadedDefinition, WorkflowDefinition};
 use crate::error::Error;
-use crate::state::{RunState, StepState};
+use crate::run::state::{RunState, StepState};
 use crate::store::{EventRecord, RunRecord};
 
 /// How deep a JSON document may nest.

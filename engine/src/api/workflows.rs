@@ -16,7 +16,7 @@ use super::{ApiOptions, check_text, convert, run_id};
 use crate::Engine;
 use crate::engine::StartRequest;
 use crate::ids::RunId;
-use crate::saga::OperatorAction;
+use crate::run::OperatorAction;
 use crate::store::{RunFilter, RunRecord};
 
 /// The WorkflowService implementation.

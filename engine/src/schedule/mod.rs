@@ -24,7 +24,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::ids::{RunId, TenantId};
-use crate::state::RunState;
+use crate::run::state::RunState;
 
 mod api;
 pub mod cron;

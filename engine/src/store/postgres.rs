@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::*;
 use crate::definition::{ConcurrencyPolicy, LoadedDefinition, WorkflowDefinition};
 use crate::ids::{LeaseToken, RunId, TenantId};
-use crate::state::RunState;
+use crate::run::state::RunState;
 use sqlx::AssertSqlSafe;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
@@ -186,7 +186,7 @@ fn run_from_row(row: &PgRow) -> Result<RunRecord> {
         definition_id: row.try_get("definition_id")?,
         state: state
             .parse()
-            .map_err(|e: crate::state::UnknownState| StoreError::Corrupt(e.to_string()))?,
+            .map_err(|e: crate::run::state::UnknownState| StoreError::Corrupt(e.to_string()))?,
         input: row.try_get("input")?,
         context: row.try_get("context")?,
         steps: steps_decode(row.try_get::<&str, _>("steps")?)?,
@@ -220,7 +220,7 @@ fn event_from_row(row: &PgRow) -> Result<EventRecord> {
         attempt: row.try_get::<i32, _>("attempt")? as u32,
         run_state: state
             .parse()
-            .map_err(|e: crate::state::UnknownState| StoreError::Corrupt(e.to_string()))?,
+            .map_err(|e: crate::run::state::UnknownState| StoreError::Corrupt(e.to_string()))?,
         message: row.try_get("message")?,
         actor: row.try_get("actor")?,
     })
@@ -711,7 +711,9 @@ impl Store for PgStore {
             .map(|(s, n)| {
                 s.parse()
                     .map(|st| (st, n as u64))
-                    .map_err(|e: crate::state::UnknownState| StoreError::Corrupt(e.to_string()))
+                    .map_err(|e: crate::run::state::UnknownState| {
+                        StoreError::Corrupt(e.to_string())
+                    })
             })
             .collect()
     }
@@ -947,7 +949,7 @@ pub mod scale {
         let steps = crate::store::steps_encode(
             &(1..=10)
                 .map(|i| crate::store::StepRecord {
-                    state: crate::state::StepState::Succeeded,
+                    state: crate::run::state::StepState::Succeeded,
                     attempts: 1,
                     started_at: Some(until),
                     finished_at: Some(until),

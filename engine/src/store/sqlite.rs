@@ -17,7 +17,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 use super::*;
 use crate::definition::{ConcurrencyPolicy, LoadedDefinition, WorkflowDefinition};
 use crate::ids::{LeaseToken, RunId, TenantId};
-use crate::state::RunState;
+use crate::run::state::RunState;
 use sqlx::AssertSqlSafe;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -82,7 +82,7 @@ fn run_from_row(row: &SqliteRow) -> Result<RunRecord> {
         definition_id: row.try_get("definition_id")?,
         state: state
             .parse()
-            .map_err(|e: crate::state::UnknownState| StoreError::Corrupt(e.to_string()))?,
+            .map_err(|e: crate::run::state::UnknownState| StoreError::Corrupt(e.to_string()))?,
         input: json(&input, "input")?,
         context: json(&context, "context")?,
         steps: steps_decode(&steps)?,
@@ -116,7 +116,7 @@ fn event_from_row(row: &SqliteRow) -> Result<EventRecord> {
         attempt: row.try_get::<i64, _>("attempt")? as u32,
         run_state: state
             .parse()
-            .map_err(|e: crate::state::UnknownState| StoreError::Corrupt(e.to_string()))?,
+            .map_err(|e: crate::run::state::UnknownState| StoreError::Corrupt(e.to_string()))?,
         message: row.try_get("message")?,
         actor: row.try_get("actor")?,
     })
@@ -759,7 +759,9 @@ impl Store for SqliteStore {
             .map(|(s, n)| {
                 s.parse()
                     .map(|st| (st, n as u64))
-                    .map_err(|e: crate::state::UnknownState| StoreError::Corrupt(e.to_string()))
+                    .map_err(|e: crate::run::state::UnknownState| {
+                        StoreError::Corrupt(e.to_string())
+                    })
             })
             .collect()
     }
