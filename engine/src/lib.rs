@@ -24,19 +24,19 @@
 pub mod api;
 pub mod clock;
 pub mod definition;
-pub mod engine;
 pub mod error;
-pub mod executor;
 pub mod handler;
 pub mod ids;
 pub mod retry;
 pub mod run;
+pub mod runtime;
 pub mod schedule;
 pub mod store;
 pub mod telemetry;
 
 pub use engine::Engine;
 pub use run::state;
+pub use runtime::{engine, executor};
 
 /// The pure run logic under its earlier name.
 pub mod saga {
