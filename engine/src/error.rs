@@ -50,3 +50,9 @@ impl From<InvalidTransition> for Error {
         Error::FailedPrecondition(e.to_string())
     }
 }
+
+impl From<crate::schedule::ScheduleError> for Error {
+    fn from(e: crate::schedule::ScheduleError) -> Self {
+        Error::InvalidArgument(e.to_string())
+    }
+}
