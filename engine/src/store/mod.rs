@@ -148,20 +148,23 @@ pub trait Store: Send + Sync + 'static {
     // ----- Schedules (see `crate::schedule`) -----
 
     /// Inserts a schedule; false when the tenant has one of that name.
-    async fn insert_schedule(&self, s: &crate::schedule::Schedule) -> Result<bool>;
+    async fn insert_schedule(&self, s: &crate::schedule::model::Schedule) -> Result<bool>;
 
     /// Inserts a default schedule unless its name was seeded for the tenant
     /// before (or a schedule of that name exists); true when it was created.
-    async fn seed_schedule(&self, s: &crate::schedule::Schedule) -> Result<bool>;
+    async fn seed_schedule(&self, s: &crate::schedule::model::Schedule) -> Result<bool>;
 
     async fn get_schedule(
         &self,
         tenant: &TenantId,
-        id: crate::schedule::ScheduleId,
-    ) -> Result<Option<crate::schedule::Schedule>>;
+        id: crate::schedule::model::ScheduleId,
+    ) -> Result<Option<crate::schedule::model::Schedule>>;
 
     /// A tenant's schedules, by name.
-    async fn list_schedules(&self, tenant: &TenantId) -> Result<Vec<crate::schedule::Schedule>>;
+    async fn list_schedules(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<crate::schedule::model::Schedule>>;
 
     /// Pauses or resumes; false if the schedule changed since it was read
     /// (or is gone).
@@ -171,7 +174,7 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_schedule(
         &self,
         tenant: &TenantId,
-        id: crate::schedule::ScheduleId,
+        id: crate::schedule::model::ScheduleId,
     ) -> Result<bool>;
 
     /// Unpaused schedules (of every tenant) with a fire due at `now` or a
@@ -180,7 +183,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         now: DateTime<Utc>,
         limit: u32,
-    ) -> Result<Vec<crate::schedule::Schedule>>;
+    ) -> Result<Vec<crate::schedule::model::Schedule>>;
 
     /// Writes a scheduling decision in one transaction (see [`FireBatch`]).
     async fn apply_fires(&self, batch: &FireBatch) -> Result<FireBatchAck>;
@@ -190,10 +193,10 @@ pub trait Store: Send + Sync + 'static {
     async fn schedule_fires(
         &self,
         tenant: &TenantId,
-        id: crate::schedule::ScheduleId,
+        id: crate::schedule::model::ScheduleId,
         after: Option<DateTime<Utc>>,
         limit: u32,
-    ) -> Result<Option<Vec<crate::schedule::FireRecord>>>;
+    ) -> Result<Option<Vec<crate::schedule::model::FireRecord>>>;
 }
 
 /// Connects to `url` (`postgres://…` or `sqlite://…`) and applies migrations.

@@ -4,8 +4,8 @@ use sagaflow_proto::v1 as pb;
 use tonic::Status;
 
 use crate::definition::{LoadedDefinition, WorkflowDefinition};
-use crate::run::state::{RunState, StepState};
 use crate::run::model::{EventRecord, RunRecord};
+use crate::run::state::{RunState, StepState};
 
 use super::*;
 

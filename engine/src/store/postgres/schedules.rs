@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::{RunInsert, insert_run};
 use crate::ids::{RunId, TenantId};
-use crate::schedule::{FireRecord, Schedule, ScheduleId};
+use crate::schedule::model::{FireRecord, Schedule, ScheduleId};
 use crate::store::schedules::{BatchWritten, FireTx, RunInserted, write_batch};
 use crate::store::{
     AppliedFire, FireBatch, FireBatchAck, NewRun, Result, ScheduleChange, StoreError,

@@ -387,23 +387,26 @@ impl Store for PgStore {
         crate::store::queue_expiry::postgres(&self.pool, now, limit).await
     }
 
-    async fn insert_schedule(&self, s: &crate::schedule::Schedule) -> Result<bool> {
+    async fn insert_schedule(&self, s: &crate::schedule::model::Schedule) -> Result<bool> {
         super::schedules::insert_schedule(&self.pool, s).await
     }
 
-    async fn seed_schedule(&self, s: &crate::schedule::Schedule) -> Result<bool> {
+    async fn seed_schedule(&self, s: &crate::schedule::model::Schedule) -> Result<bool> {
         super::schedules::seed_schedule(&self.pool, s).await
     }
 
     async fn get_schedule(
         &self,
         tenant: &TenantId,
-        id: crate::schedule::ScheduleId,
-    ) -> Result<Option<crate::schedule::Schedule>> {
+        id: crate::schedule::model::ScheduleId,
+    ) -> Result<Option<crate::schedule::model::Schedule>> {
         super::schedules::get_schedule(&self.pool, tenant, id).await
     }
 
-    async fn list_schedules(&self, tenant: &TenantId) -> Result<Vec<crate::schedule::Schedule>> {
+    async fn list_schedules(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<crate::schedule::model::Schedule>> {
         super::schedules::list_schedules(&self.pool, tenant).await
     }
 
@@ -414,7 +417,7 @@ impl Store for PgStore {
     async fn delete_schedule(
         &self,
         tenant: &TenantId,
-        id: crate::schedule::ScheduleId,
+        id: crate::schedule::model::ScheduleId,
     ) -> Result<bool> {
         super::schedules::delete_schedule(&self.pool, tenant, id).await
     }
@@ -423,7 +426,7 @@ impl Store for PgStore {
         &self,
         now: DateTime<Utc>,
         limit: u32,
-    ) -> Result<Vec<crate::schedule::Schedule>> {
+    ) -> Result<Vec<crate::schedule::model::Schedule>> {
         super::schedules::due_schedules(&self.pool, now, limit).await
     }
 
@@ -434,10 +437,10 @@ impl Store for PgStore {
     async fn schedule_fires(
         &self,
         tenant: &TenantId,
-        id: crate::schedule::ScheduleId,
+        id: crate::schedule::model::ScheduleId,
         after: Option<DateTime<Utc>>,
         limit: u32,
-    ) -> Result<Option<Vec<crate::schedule::FireRecord>>> {
+    ) -> Result<Option<Vec<crate::schedule::model::FireRecord>>> {
         super::schedules::schedule_fires(&self.pool, tenant, id, after, limit).await
     }
 }

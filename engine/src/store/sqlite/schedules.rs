@@ -9,7 +9,7 @@ use sqlx::{AssertSqlSafe, Row, SqliteConnection, SqlitePool};
 
 use super::{RunInsert, from_micros, insert_run, json, micros, opt_from_micros, uuid_col};
 use crate::ids::{RunId, TenantId};
-use crate::schedule::{FireRecord, Schedule, ScheduleId};
+use crate::schedule::model::{FireRecord, Schedule, ScheduleId};
 use crate::store::schedules::{BatchWritten, FireTx, RunInserted, write_batch};
 use crate::store::{
     AppliedFire, FireBatch, FireBatchAck, NewRun, Result, ScheduleChange, StoreError,

@@ -331,23 +331,26 @@ impl Store for SqliteStore {
         crate::store::queue_expiry::sqlite(&self.writer, now, limit).await
     }
 
-    async fn insert_schedule(&self, s: &crate::schedule::Schedule) -> Result<bool> {
+    async fn insert_schedule(&self, s: &crate::schedule::model::Schedule) -> Result<bool> {
         super::schedules::insert_schedule(&self.writer, s).await
     }
 
-    async fn seed_schedule(&self, s: &crate::schedule::Schedule) -> Result<bool> {
+    async fn seed_schedule(&self, s: &crate::schedule::model::Schedule) -> Result<bool> {
         super::schedules::seed_schedule(&self.writer, s).await
     }
 
     async fn get_schedule(
         &self,
         tenant: &TenantId,
-        id: crate::schedule::ScheduleId,
-    ) -> Result<Option<crate::schedule::Schedule>> {
+        id: crate::schedule::model::ScheduleId,
+    ) -> Result<Option<crate::schedule::model::Schedule>> {
         super::schedules::get_schedule(&self.reader, tenant, id).await
     }
 
-    async fn list_schedules(&self, tenant: &TenantId) -> Result<Vec<crate::schedule::Schedule>> {
+    async fn list_schedules(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<crate::schedule::model::Schedule>> {
         super::schedules::list_schedules(&self.reader, tenant).await
     }
 
@@ -358,7 +361,7 @@ impl Store for SqliteStore {
     async fn delete_schedule(
         &self,
         tenant: &TenantId,
-        id: crate::schedule::ScheduleId,
+        id: crate::schedule::model::ScheduleId,
     ) -> Result<bool> {
         super::schedules::delete_schedule(&self.writer, tenant, id).await
     }
@@ -367,7 +370,7 @@ impl Store for SqliteStore {
         &self,
         now: DateTime<Utc>,
         limit: u32,
-    ) -> Result<Vec<crate::schedule::Schedule>> {
+    ) -> Result<Vec<crate::schedule::model::Schedule>> {
         super::schedules::due_schedules(&self.reader, now, limit).await
     }
 
@@ -378,10 +381,10 @@ impl Store for SqliteStore {
     async fn schedule_fires(
         &self,
         tenant: &TenantId,
-        id: crate::schedule::ScheduleId,
+        id: crate::schedule::model::ScheduleId,
         after: Option<DateTime<Utc>>,
         limit: u32,
-    ) -> Result<Option<Vec<crate::schedule::FireRecord>>> {
+    ) -> Result<Option<Vec<crate::schedule::model::FireRecord>>> {
         super::schedules::schedule_fires(&self.reader, tenant, id, after, limit).await
     }
 }
