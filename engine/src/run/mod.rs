@@ -9,6 +9,7 @@ pub mod compensation;
 pub mod model;
 pub mod operator;
 mod record;
+pub mod start;
 pub mod state;
 
 pub use advance::{Advance, Next, Outcome, advance, advance_with_handlers};

@@ -217,6 +217,4 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
 pub use step_codec::decode as decode_steps;
 pub(crate) use step_codec::{decode as steps_decode, encode as steps_encode};
 
-pub(crate) fn initial_steps(def: &WorkflowDefinition) -> Vec<StepRecord> {
-    def.steps.iter().map(|s| StepRecord::new(&s.name)).collect()
-}
+pub(crate) use crate::run::start::initial_steps;

@@ -223,22 +223,7 @@ pub(super) async fn insert_run(tx: &mut SqliteConnection, new: &NewRun) -> Resul
             (_, _, ConcurrencyPolicy::Queue) => queued = true,
         }
     }
-    let mut events = vec![NewEvent {
-        kind: EventKind::RunStarted,
-        step: None,
-        attempt: 0,
-        run_state: RunState::Pending,
-        message: None,
-        actor: new.actor.clone(),
-        at: new.now,
-    }];
-    if queued {
-        events.push(NewEvent {
-            kind: EventKind::RunQueued,
-            message: Some("waiting for the concurrency key to be free".into()),
-            ..events[0].clone()
-        });
-    }
+    let events = crate::run::start::start_events(&new.actor, new.now, queued);
     let input = new.input.to_string();
     sqlx::query(
         "INSERT INTO runs (id, tenant_id, workflow_name, workflow_version, definition_id, state, \
