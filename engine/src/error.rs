@@ -3,7 +3,7 @@
 //! to clients.
 
 use crate::ids::RunId;
-use crate::state::InvalidTransition;
+use crate::run::state::InvalidTransition;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -36,17 +36,23 @@ pub enum Error {
     #[error("store error: {0}")]
     Store(#[from] crate::store::StoreError),
     #[error("schedule {0} not found")]
-    ScheduleNotFound(crate::schedule::ScheduleId),
+    ScheduleNotFound(crate::schedule::model::ScheduleId),
     /// The tenant already has a schedule of that name (ALREADY_EXISTS).
     #[error("a schedule named {0:?} already exists")]
     ScheduleExists(String),
     /// The schedule kept changing under the call; the caller may retry.
     #[error("schedule {0} changed while the call was applied; retry the call")]
-    ScheduleContention(crate::schedule::ScheduleId),
+    ScheduleContention(crate::schedule::model::ScheduleId),
 }
 
 impl From<InvalidTransition> for Error {
     fn from(e: InvalidTransition) -> Self {
         Error::FailedPrecondition(e.to_string())
+    }
+}
+
+impl From<crate::schedule::model::ScheduleError> for Error {
+    fn from(e: crate::schedule::model::ScheduleError) -> Self {
+        Error::InvalidArgument(e.to_string())
     }
 }

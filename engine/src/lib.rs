@@ -24,17 +24,25 @@
 pub mod api;
 pub mod clock;
 pub mod definition;
-pub mod engine;
 pub mod error;
-pub mod executor;
 pub mod handler;
 pub mod ids;
 pub mod retry;
-pub mod saga;
+pub mod run;
+pub mod runtime;
 pub mod schedule;
-pub mod state;
 pub mod store;
 pub mod telemetry;
 
 pub use engine::Engine;
+pub use run::state;
+pub use runtime::{engine, executor};
+
+/// The pure run logic under its earlier name.
+pub mod saga {
+    pub use crate::run::{
+        ActionError, Advance, Next, OperatorAction, OperatorChange, Outcome, advance,
+        advance_with_handlers, merge_into, operate, withdraw_attempt,
+    };
+}
 pub use error::{Error, Result};

@@ -21,7 +21,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::handler::{CallKind, StepError};
 use crate::ids::RunId;
-use crate::store::{EventKind, NewEvent};
+use crate::run::model::{EventKind, NewEvent};
 
 pub const RUNS_STARTED: &str = "sagaflow_runs_started_total";
 pub const RUNS_FINISHED: &str = "sagaflow_runs_finished_total";

@@ -7,7 +7,8 @@ pub mod convert;
 mod schedules;
 mod workflows;
 
-pub use schedules::{ScheduleApi, schedule as schedule_to_proto};
+pub use convert::schedule as schedule_to_proto;
+pub use schedules::ScheduleApi;
 pub use workflows::WorkflowApi;
 
 /// Limits the API enforces.

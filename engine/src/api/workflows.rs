@@ -14,9 +14,9 @@ use super::audit::Audit;
 use super::auth::{Authenticator, Principal, Role};
 use super::{ApiOptions, check_text, convert, run_id};
 use crate::Engine;
-use crate::engine::StartRequest;
 use crate::ids::RunId;
-use crate::saga::OperatorAction;
+use crate::run::OperatorAction;
+use crate::runtime::engine::StartRequest;
 use crate::store::{RunFilter, RunRecord};
 
 /// The WorkflowService implementation.

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::handler::{Registry, StepError};
+use crate::run::state::OnFailure;
 
 fn registry() -> Registry {
     let mut r = Registry::new();

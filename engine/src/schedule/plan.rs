@@ -140,8 +140,8 @@ pub fn plan(
 mod tests {
     use super::*;
     use crate::ids::{RunId, TenantId};
+    use crate::run::state::RunState;
     use crate::schedule::ScheduleId;
-    use crate::state::RunState;
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)

@@ -17,8 +17,8 @@ use tracing::{debug, info, warn};
 use super::plan::plan;
 use super::{CronSpec, FireOutcome, Schedule, fire_key};
 use crate::Engine;
-use crate::engine::StartRequest;
 use crate::error::Result;
+use crate::runtime::engine::StartRequest;
 use crate::store::{FireBatch, FireBatchAck, FireWrite};
 
 /// How a scheduler behaves. Defaults suit a production replica.

@@ -6,69 +6,28 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-use crate::definition::{ConcurrencyPolicy, LoadedDefinition, WorkflowDefinition};
+use crate::definition::{LoadedDefinition, WorkflowDefinition};
 use crate::ids::{LeaseToken, RunId, TenantId};
-use crate::state::{RunState, StepState};
+use crate::run::state::RunState;
 
 mod claimed;
+mod error;
 pub mod postgres;
-mod postgres_checkpoint;
-mod postgres_schedules;
 mod queue_expiry;
 pub mod schedules;
 pub mod sqlite;
-mod sqlite_schedules;
 mod step_codec;
+mod writes;
 
 pub use claimed::PARK_UNDECODABLE;
+pub use error::{Result, StoreError, unreachable_database};
 pub use queue_expiry::QueueExpired;
+pub use writes::{
+    Checkpoint, CheckpointAck, CreateOutcome, NewRun, OperatorWrite, RunFilter, StoredDefinition,
+};
 
 pub use schedules::{AppliedFire, FireBatch, FireBatchAck, FireWrite, ScheduleChange};
-
-pub type Result<T, E = StoreError> = std::result::Result<T, E>;
-
-/// A failure of the store. The text may contain SQL or database detail: log
-/// it, never show it to a client.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error("migration: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    /// A row that does not decode (an unknown state, malformed JSON).
-    #[error("corrupt row: {0}")]
-    Corrupt(String),
-    /// The database could not be reached (kept as text so one failure can
-    /// be reported to every caller that shared it).
-    #[error("database unavailable: {0}")]
-    Unavailable(String),
-    #[error("unsupported database url {0:?}: use postgres://… or sqlite://…")]
-    UnsupportedUrl(String),
-}
-
-impl StoreError {
-    /// Whether the database could not be reached at all (as opposed to a
-    /// statement failing): the API answers UNAVAILABLE for these.
-    pub fn is_unavailable(&self) -> bool {
-        match self {
-            StoreError::Unavailable(_) => true,
-            StoreError::Database(e) => unreachable_database(e),
-            _ => false,
-        }
-    }
-}
-
-/// Whether a query failed because the database could not be reached or no
-/// pool connection came free in time (not because the statement failed).
-pub fn unreachable_database(e: &sqlx::Error) -> bool {
-    matches!(
-        e,
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
-    )
-}
 
 /// What a backend is, for messages and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,427 +36,9 @@ pub enum Backend {
     Sqlite,
 }
 
-/// An operator's cancellation, waiting for the executor to carry it out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum CancelRequest {
-    /// Compensate completed steps, then end CANCELLED.
-    Compensate,
-    /// End TERMINATED without compensation.
-    Terminate,
-}
-
-impl CancelRequest {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CancelRequest::Compensate => "compensate",
-            CancelRequest::Terminate => "terminate",
-        }
-    }
-    pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "compensate" => Ok(Self::Compensate),
-            "terminate" => Ok(Self::Terminate),
-            other => Err(StoreError::Corrupt(format!("cancel request {other:?}"))),
-        }
-    }
-}
-
-/// One step of a run, as stored (the run's `steps` JSON array).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StepRecord {
-    pub name: String,
-    pub state: StepState,
-    pub attempts: u32,
-    pub compensation_attempts: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub started_at: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub finished_at: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next_attempt_at: Option<DateTime<Utc>>,
-    /// An attempt ended without a known outcome (timeout, crash, lost
-    /// answer): its effect may exist, so the step is compensated even if
-    /// it never succeeded.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub effect_uncertain: bool,
-}
-
-impl StepRecord {
-    pub fn new(name: &str) -> Self {
-        Self {
-            name: name.to_owned(),
-            state: StepState::Pending,
-            attempts: 0,
-            compensation_attempts: 0,
-            last_error: None,
-            output: None,
-            started_at: None,
-            finished_at: None,
-            next_attempt_at: None,
-            effect_uncertain: false,
-        }
-    }
-}
-
-/// A run as stored.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RunRecord {
-    pub id: RunId,
-    pub tenant_id: TenantId,
-    pub workflow_name: String,
-    pub workflow_version: u32,
-    pub definition_id: String,
-    pub state: RunState,
-    pub input: Value,
-    pub context: Value,
-    pub steps: Vec<StepRecord>,
-    /// Index of the first forward step not yet done.
-    pub cursor: u32,
-    pub error: Option<String>,
-    pub idempotency_key: Option<String>,
-    pub concurrency_key: Option<String>,
-    pub schedule_id: Option<String>,
-    pub trace_id: Option<String>,
-    pub traceparent: Option<String>,
-    pub cancel_request: Option<CancelRequest>,
-    /// Sequence number of the run's last event.
-    pub last_seq: u64,
-    /// When the executor should next look at the run; none: nothing to do
-    /// (finished, waiting for an operator, or queued behind its key).
-    pub next_run_at: Option<DateTime<Utc>>,
-    pub lease_owner: Option<String>,
-    pub lease_expires_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub finished_at: Option<DateTime<Utc>>,
-}
-
-impl RunRecord {
-    /// Whether some executor holds a live lease on the run at `now`.
-    pub fn is_leased(&self, now: DateTime<Utc>) -> bool {
-        self.lease_owner.is_some() && self.lease_expires_at.is_some_and(|t| t > now)
-    }
-
-    /// The name of the step the run is at, if any.
-    pub fn current_step(&self) -> Option<&str> {
-        match self.state {
-            RunState::Compensating | RunState::CompensationFailed => self
-                .steps
-                .iter()
-                .rev()
-                .find(|s| {
-                    matches!(
-                        s.state,
-                        StepState::Compensating | StepState::CompensationFailed
-                    )
-                })
-                .map(|s| s.name.as_str()),
-            RunState::Completed
-            | RunState::Compensated
-            | RunState::Cancelled
-            | RunState::Terminated => None,
-            _ => self
-                .steps
-                .get(self.cursor as usize)
-                .map(|s| s.name.as_str()),
-        }
-    }
-}
-
-/// The kind of an event in a run's history.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventKind {
-    RunStarted,
-    RunQueued,
-    StepStarted,
-    StepSucceeded,
-    StepFailed,
-    StepRetryScheduled,
-    StepFailedNonBlocking,
-    StepSkipped,
-    /// An attempt was found unfinished after a crash or a lost lease.
-    StepInterrupted,
-    RunCompleted,
-    RunFailed,
-    CompensationStarted,
-    CompensationStepStarted,
-    StepCompensated,
-    CompensationStepFailed,
-    CompensationRetryScheduled,
-    RunCompensated,
-    RunCompensationFailed,
-    OperatorRetry,
-    OperatorSkip,
-    OperatorCompensate,
-    OperatorCancel,
-    RunCancelled,
-    RunTerminated,
-    /// Queued behind its concurrency key past the workflow's
-    /// `queue_ttl_ms`: ended CANCELLED without running anything.
-    RunQueueExpired,
-}
-
-impl EventKind {
-    pub const ALL: [EventKind; 25] = [
-        EventKind::RunStarted,
-        EventKind::RunQueued,
-        EventKind::StepStarted,
-        EventKind::StepSucceeded,
-        EventKind::StepFailed,
-        EventKind::StepRetryScheduled,
-        EventKind::StepFailedNonBlocking,
-        EventKind::StepSkipped,
-        EventKind::StepInterrupted,
-        EventKind::RunCompleted,
-        EventKind::RunFailed,
-        EventKind::CompensationStarted,
-        EventKind::CompensationStepStarted,
-        EventKind::StepCompensated,
-        EventKind::CompensationStepFailed,
-        EventKind::CompensationRetryScheduled,
-        EventKind::RunCompensated,
-        EventKind::RunCompensationFailed,
-        EventKind::OperatorRetry,
-        EventKind::OperatorSkip,
-        EventKind::OperatorCompensate,
-        EventKind::OperatorCancel,
-        EventKind::RunCancelled,
-        EventKind::RunTerminated,
-        EventKind::RunQueueExpired,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::RunStarted => "run_started",
-            EventKind::RunQueued => "run_queued",
-            EventKind::StepStarted => "step_started",
-            EventKind::StepSucceeded => "step_succeeded",
-            EventKind::StepFailed => "step_failed",
-            EventKind::StepRetryScheduled => "step_retry_scheduled",
-            EventKind::StepFailedNonBlocking => "step_failed_non_blocking",
-            EventKind::StepSkipped => "step_skipped",
-            EventKind::StepInterrupted => "step_interrupted",
-            EventKind::RunCompleted => "run_completed",
-            EventKind::RunFailed => "run_failed",
-            EventKind::CompensationStarted => "compensation_started",
-            EventKind::CompensationStepStarted => "compensation_step_started",
-            EventKind::StepCompensated => "step_compensated",
-            EventKind::CompensationStepFailed => "compensation_step_failed",
-            EventKind::CompensationRetryScheduled => "compensation_retry_scheduled",
-            EventKind::RunCompensated => "run_compensated",
-            EventKind::RunCompensationFailed => "run_compensation_failed",
-            EventKind::OperatorRetry => "operator_retry",
-            EventKind::OperatorSkip => "operator_skip",
-            EventKind::OperatorCompensate => "operator_compensate",
-            EventKind::OperatorCancel => "operator_cancel",
-            EventKind::RunCancelled => "run_cancelled",
-            EventKind::RunTerminated => "run_terminated",
-            EventKind::RunQueueExpired => "run_queue_expired",
-        }
-    }
-
-    pub fn parse(s: &str) -> Result<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| StoreError::Corrupt(format!("event kind {s:?}")))
-    }
-}
-
-/// An event to append.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewEvent {
-    pub kind: EventKind,
-    pub step: Option<String>,
-    pub attempt: u32,
-    /// The run's state after this event.
-    pub run_state: RunState,
-    pub message: Option<String>,
-    /// "engine", or the operator's principal.
-    pub actor: String,
-    pub at: DateTime<Utc>,
-}
-
-/// An event of a run's history.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EventRecord {
-    pub run_id: RunId,
-    /// 1, 2, 3 … per run, without gaps.
-    pub seq: u64,
-    pub at: DateTime<Utc>,
-    pub kind: EventKind,
-    pub step: Option<String>,
-    pub attempt: u32,
-    pub run_state: RunState,
-    pub message: Option<String>,
-    pub actor: String,
-}
-
-/// A run to create.
-#[derive(Debug, Clone)]
-pub struct NewRun {
-    pub id: RunId,
-    pub tenant_id: TenantId,
-    pub definition: Arc<LoadedDefinition>,
-    pub input: Value,
-    /// Hex SHA-256 of the canonical input, compared on idempotent repeats.
-    pub input_hash: String,
-    pub idempotency_key: Option<String>,
-    pub concurrency: Option<(String, ConcurrencyPolicy)>,
-    pub schedule_id: Option<String>,
-    pub traceparent: Option<String>,
-    pub trace_id: Option<String>,
-    pub actor: String,
-    pub now: DateTime<Utc>,
-}
-
-impl NewRun {
-    /// When the run's time in the queue ends, should it be queued: `now`
-    /// plus the workflow's `queue_ttl_ms`; none: no limit.
-    pub fn queue_expires_at(&self) -> Option<DateTime<Utc>> {
-        let ttl = self
-            .definition
-            .definition
-            .concurrency
-            .as_ref()?
-            .queue_ttl()?;
-        Some(self.now + chrono::Duration::from_std(ttl).ok()?)
-    }
-
-    /// The run as `create_run` stores it when it is due at once (no key to
-    /// wait for): built in memory, so a start needs no read after its write.
-    pub fn record(&self) -> RunRecord {
-        let def = &self.definition.definition;
-        RunRecord {
-            id: self.id,
-            tenant_id: self.tenant_id.clone(),
-            workflow_name: def.name.clone(),
-            workflow_version: def.version,
-            definition_id: self.definition.id.clone(),
-            state: RunState::Pending,
-            input: self.input.clone(),
-            context: self.input.clone(),
-            steps: initial_steps(def),
-            cursor: 0,
-            error: None,
-            idempotency_key: self.idempotency_key.clone(),
-            concurrency_key: self.concurrency.as_ref().map(|c| c.0.clone()),
-            schedule_id: self.schedule_id.clone(),
-            trace_id: self.trace_id.clone(),
-            traceparent: self.traceparent.clone(),
-            cancel_request: None,
-            last_seq: 1,
-            next_run_at: Some(self.now),
-            lease_owner: None,
-            lease_expires_at: None,
-            created_at: self.now,
-            updated_at: self.now,
-            finished_at: None,
-        }
-    }
-}
-
-/// What `create_run` did.
-#[derive(Debug, Clone, PartialEq)]
-pub enum CreateOutcome {
-    Created(RunRecord),
-    /// The idempotency key matched a run with the same input.
-    Existing(RunRecord),
-    /// The idempotency key matched a run with a different input.
-    IdempotencyConflict,
-    /// The concurrency key is held and the policy is `reject`.
-    ConcurrencyKeyHeld {
-        holder: RunId,
-    },
-}
-
-/// The outcome of a step (or more), written by the lease holder in one
-/// transaction fenced by its lease (compared with the database's clock).
-#[derive(Debug, Clone)]
-pub struct Checkpoint {
-    pub run_id: RunId,
-    pub lease: LeaseToken,
-    /// Names this checkpoint; a resend carries the same id, so the store
-    /// recognises one it applied already.
-    pub id: uuid::Uuid,
-    /// The run's `last_seq` this checkpoint was computed from: it applies
-    /// only on top of it.
-    pub expected_seq: u64,
-    pub now: DateTime<Utc>,
-    pub state: RunState,
-    pub cursor: u32,
-    /// The new context; none: unchanged.
-    pub context: Option<Value>,
-    pub steps: Vec<StepRecord>,
-    pub error: Option<String>,
-    pub events: Vec<NewEvent>,
-    pub next_run_at: Option<DateTime<Utc>>,
-    /// Some: keep the lease for this long from the database's clock; none:
-    /// release it.
-    pub keep_lease: Option<std::time::Duration>,
-    pub finished_at: Option<DateTime<Utc>>,
-    /// The run is terminal: free its concurrency key and wake the next run
-    /// queued on it.
-    pub release_concurrency_key: bool,
-}
-
-/// The store's answer to a checkpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CheckpointAck {
-    /// Written. Carries an operator's cancellation, if one arrived.
-    Applied {
-        cancel_request: Option<CancelRequest>,
-    },
-    /// The lease was lost: nothing was written.
-    Fenced,
-}
-
-/// A write by an operator action, applied only if the run has not changed
-/// since it was read (`expected_seq`) and, when `require_free_lease`, no
-/// executor holds a live lease on it.
-#[derive(Debug, Clone)]
-pub struct OperatorWrite {
-    pub tenant_id: TenantId,
-    pub run_id: RunId,
-    pub expected_seq: u64,
-    pub require_free_lease: bool,
-    pub now: DateTime<Utc>,
-    pub state: RunState,
-    pub cursor: u32,
-    pub context: Value,
-    pub steps: Vec<StepRecord>,
-    pub error: Option<String>,
-    pub cancel_request: Option<CancelRequest>,
-    pub next_run_at: Option<DateTime<Utc>>,
-    pub finished_at: Option<DateTime<Utc>>,
-    pub events: Vec<NewEvent>,
-    pub release_concurrency_key: bool,
-}
-
-/// Filters of `list_runs`; every one optional.
-#[derive(Debug, Clone, Default)]
-pub struct RunFilter {
-    pub workflow_name: Option<String>,
-    pub states: Vec<RunState>,
-    pub concurrency_key: Option<String>,
-    pub created_after: Option<DateTime<Utc>>,
-    pub created_before: Option<DateTime<Utc>>,
-    /// Keyset cursor: runs strictly older than this (created_at, id).
-    pub before: Option<(DateTime<Utc>, RunId)>,
-    pub limit: u32,
-}
-
-/// A workflow definition snapshot, as stored.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredDefinition {
-    pub id: String,
-    pub definition: WorkflowDefinition,
-}
+pub use crate::run::model::{
+    CancelRequest, EventKind, EventRecord, NewEvent, RunRecord, StepRecord,
+};
 
 /// Everything the engine needs from its database.
 #[async_trait]
@@ -607,20 +148,23 @@ pub trait Store: Send + Sync + 'static {
     // ----- Schedules (see `crate::schedule`) -----
 
     /// Inserts a schedule; false when the tenant has one of that name.
-    async fn insert_schedule(&self, s: &crate::schedule::Schedule) -> Result<bool>;
+    async fn insert_schedule(&self, s: &crate::schedule::model::Schedule) -> Result<bool>;
 
     /// Inserts a default schedule unless its name was seeded for the tenant
     /// before (or a schedule of that name exists); true when it was created.
-    async fn seed_schedule(&self, s: &crate::schedule::Schedule) -> Result<bool>;
+    async fn seed_schedule(&self, s: &crate::schedule::model::Schedule) -> Result<bool>;
 
     async fn get_schedule(
         &self,
         tenant: &TenantId,
-        id: crate::schedule::ScheduleId,
-    ) -> Result<Option<crate::schedule::Schedule>>;
+        id: crate::schedule::model::ScheduleId,
+    ) -> Result<Option<crate::schedule::model::Schedule>>;
 
     /// A tenant's schedules, by name.
-    async fn list_schedules(&self, tenant: &TenantId) -> Result<Vec<crate::schedule::Schedule>>;
+    async fn list_schedules(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<crate::schedule::model::Schedule>>;
 
     /// Pauses or resumes; false if the schedule changed since it was read
     /// (or is gone).
@@ -630,7 +174,7 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_schedule(
         &self,
         tenant: &TenantId,
-        id: crate::schedule::ScheduleId,
+        id: crate::schedule::model::ScheduleId,
     ) -> Result<bool>;
 
     /// Unpaused schedules (of every tenant) with a fire due at `now` or a
@@ -639,7 +183,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         now: DateTime<Utc>,
         limit: u32,
-    ) -> Result<Vec<crate::schedule::Schedule>>;
+    ) -> Result<Vec<crate::schedule::model::Schedule>>;
 
     /// Writes a scheduling decision in one transaction (see [`FireBatch`]).
     async fn apply_fires(&self, batch: &FireBatch) -> Result<FireBatchAck>;
@@ -649,10 +193,10 @@ pub trait Store: Send + Sync + 'static {
     async fn schedule_fires(
         &self,
         tenant: &TenantId,
-        id: crate::schedule::ScheduleId,
+        id: crate::schedule::model::ScheduleId,
         after: Option<DateTime<Utc>>,
         limit: u32,
-    ) -> Result<Option<Vec<crate::schedule::FireRecord>>>;
+    ) -> Result<Option<Vec<crate::schedule::model::FireRecord>>>;
 }
 
 /// Connects to `url` (`postgres://…` or `sqlite://…`) and applies migrations.
@@ -673,6 +217,4 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
 pub use step_codec::decode as decode_steps;
 pub(crate) use step_codec::{decode as steps_decode, encode as steps_encode};
 
-pub(crate) fn initial_steps(def: &WorkflowDefinition) -> Vec<StepRecord> {
-    def.steps.iter().map(|s| StepRecord::new(&s.name)).collect()
-}
+pub(crate) use crate::run::start::initial_steps;

@@ -21,7 +21,7 @@ use uuid::Uuid;
 use super::sqlite::{from_micros, micros};
 use super::{EventKind, Result};
 use crate::ids::{RunId, TenantId};
-use crate::state::RunState;
+use crate::run::state::RunState;
 
 /// Where `RunEvent::QueueExpired` takes a PENDING run.
 const EXPIRED: RunState = RunState::Cancelled;
@@ -202,7 +202,7 @@ pub(super) async fn sqlite(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::{Action, RunEvent};
+    use crate::run::state::{Action, RunEvent};
 
     #[test]
     fn the_expired_state_is_the_tables() {

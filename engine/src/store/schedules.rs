@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 
 use super::{NewRun, Result};
 use crate::ids::{RunId, TenantId};
-use crate::schedule::{FireOutcome, ScheduleId};
+use crate::schedule::model::{FireOutcome, ScheduleId};
 
 /// Pauses or resumes a schedule, if it has not changed since it was read.
 #[derive(Debug, Clone)]

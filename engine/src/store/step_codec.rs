@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Result, StepRecord, StoreError};
-use crate::state::StepState;
+use crate::run::state::StepState;
 
 fn is_zero(n: &u32) -> bool {
     *n == 0

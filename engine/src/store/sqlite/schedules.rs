@@ -7,11 +7,13 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{AssertSqlSafe, Row, SqliteConnection, SqlitePool};
 
-use super::schedules::{BatchWritten, FireTx, RunInserted, write_batch};
-use super::sqlite::{RunInsert, from_micros, insert_run, json, micros, opt_from_micros, uuid_col};
-use super::{AppliedFire, FireBatch, FireBatchAck, NewRun, Result, ScheduleChange, StoreError};
+use super::{RunInsert, from_micros, insert_run, json, micros, opt_from_micros, uuid_col};
 use crate::ids::{RunId, TenantId};
-use crate::schedule::{FireRecord, Schedule, ScheduleId};
+use crate::schedule::model::{FireRecord, Schedule, ScheduleId};
+use crate::store::schedules::{BatchWritten, FireTx, RunInserted, write_batch};
+use crate::store::{
+    AppliedFire, FireBatch, FireBatchAck, NewRun, Result, ScheduleChange, StoreError,
+};
 
 const SCHEDULE_COLUMNS: &str = "s.id, s.tenant_id, s.name, s.cron, s.timezone, s.workflow_name, \
     s.input, s.paused, s.pause_reason, s.overlap_policy, s.catchup_policy, s.next_fire_at, \

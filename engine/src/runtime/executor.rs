@@ -20,11 +20,11 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info_span, warn};
 
-use crate::engine::Shared;
+use super::shared::Shared;
 use crate::handler::CallKind;
 use crate::ids::{LeaseToken, RunId};
-use crate::saga::{self, Next, Outcome};
-use crate::state::RunState;
+use crate::run::state::RunState;
+use crate::run::{self as saga, Next, Outcome};
 use crate::store::{Checkpoint, CheckpointAck, RunRecord};
 use crate::telemetry;
 
@@ -571,9 +571,4 @@ fn self_fence(run: RunId, lease_lost: &CancellationToken) {
         telemetry::lease_lost(telemetry::LeaseLoss::SelfFence);
         lease_lost.cancel();
     }
-}
-
-/// When a waiting run becomes due, in real time from `now` on `clock`.
-pub(crate) fn delay_until(at: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
-    (at - now).to_std().unwrap_or(Duration::ZERO)
 }

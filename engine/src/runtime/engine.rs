@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
@@ -12,63 +11,15 @@ use tokio::sync::Notify;
 use crate::clock::Clock;
 use crate::definition::{Definitions, LoadedDefinition, WorkflowDefinition};
 use crate::error::{Error, Result};
-use crate::executor::{self, ExecutorHandle, ExecutorOptions};
 use crate::handler::Registry;
 use crate::ids::{RunId, TenantId};
-use crate::saga::{self, ActionError, OperatorAction};
+use crate::run::{self as saga, ActionError, OperatorAction};
+use crate::runtime::executor::{self, ExecutorHandle, ExecutorOptions};
 use crate::store::{
     CreateOutcome, EventRecord, NewRun, OperatorWrite, RunFilter, RunRecord, Store,
 };
 
-/// What the executors and the API share.
-pub(crate) struct Shared {
-    pub(crate) store: Arc<dyn Store>,
-    pub(crate) registry: Arc<Registry>,
-    pub(crate) definitions: Definitions,
-    pub(crate) clock: Arc<dyn Clock>,
-    /// Wakes this process's executors.
-    pub(crate) wake: Arc<Notify>,
-    /// A NOTIFY to other replicas is on its way.
-    notify_pending: std::sync::atomic::AtomicBool,
-    /// The id of every run this process changed, for watchers.
-    pub(crate) changes: tokio::sync::broadcast::Sender<RunId>,
-    /// Compiled input schemas, by definition snapshot id.
-    validators: HashMap<String, Arc<jsonschema::Validator>>,
-    snapshots: std::sync::Mutex<HashMap<String, Arc<WorkflowDefinition>>>,
-}
-
-impl Shared {
-    /// The definition snapshot a run is pinned to.
-    pub(crate) async fn definition(&self, id: &str) -> Result<Arc<WorkflowDefinition>> {
-        if let Some(d) = self
-            .snapshots
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(id)
-        {
-            return Ok(d.clone());
-        }
-        let def = self.store.get_definition(id).await?.ok_or_else(|| {
-            Error::FailedPrecondition(format!("definition snapshot {id} is missing"))
-        })?;
-        let def = Arc::new(def);
-        self.snapshots
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id.to_owned(), def.clone());
-        Ok(def)
-    }
-
-    /// Wakes local executors at `at` (in this engine's clock).
-    pub(crate) fn wake_at(&self, at: DateTime<Utc>) {
-        let delay = executor::delay_until(at, self.clock.now());
-        let wake = self.wake.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            wake.notify_one();
-        });
-    }
-}
+pub(crate) use super::shared::Shared;
 
 /// A request to start a run.
 #[derive(Debug, Clone)]

@@ -13,8 +13,8 @@ use std::collections::HashMap;
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::postgres::{EventArrays, micros};
-use super::*;
+use super::{EventArrays, micros};
+use crate::store::*;
 
 /// Writes a batch of checkpoints on `conn` (see the module comment).
 pub(super) async fn checkpoint_batch(

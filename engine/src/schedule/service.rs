@@ -11,9 +11,9 @@ use super::{
     ScheduleId,
 };
 use crate::Engine;
-use crate::engine::{StartRequest, Started};
 use crate::error::{Error, Result};
 use crate::ids::TenantId;
+use crate::runtime::engine::{StartRequest, Started};
 use crate::store::{FireBatch, FireBatchAck, FireWrite, ScheduleChange};
 
 /// A schedule to create.

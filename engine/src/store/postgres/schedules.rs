@@ -10,11 +10,13 @@ use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, PgPool, Row};
 use uuid::Uuid;
 
-use super::postgres::{RunInsert, insert_run};
-use super::schedules::{BatchWritten, FireTx, RunInserted, write_batch};
-use super::{AppliedFire, FireBatch, FireBatchAck, NewRun, Result, ScheduleChange, StoreError};
+use super::{RunInsert, insert_run};
 use crate::ids::{RunId, TenantId};
-use crate::schedule::{FireRecord, Schedule, ScheduleId};
+use crate::schedule::model::{FireRecord, Schedule, ScheduleId};
+use crate::store::schedules::{BatchWritten, FireTx, RunInserted, write_batch};
+use crate::store::{
+    AppliedFire, FireBatch, FireBatchAck, NewRun, Result, ScheduleChange, StoreError,
+};
 
 const SCHEDULE_COLUMNS: &str = "s.id, s.tenant_id, s.name, s.cron, s.timezone, s.workflow_name, \
     s.input, s.paused, s.pause_reason, s.overlap_policy, s.catchup_policy, s.next_fire_at, \

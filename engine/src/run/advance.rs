@@ -1,0 +1,395 @@
+//! Moving a run forward: applying the outcome of an attempt, retrying or
+//! giving up a forward step, skipping steps whose condition is false and
+//! starting the next attempt. Pure: the caller persists the result.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::model::{EventKind, NewEvent, RunRecord};
+use super::record::{Recorder, any_handler, merge_into, run_to, step_to};
+use super::state::{Action, InvalidTransition, RunEvent, RunState, StepEvent, StepState};
+use super::{cancel, compensation};
+use crate::definition::WorkflowDefinition;
+use crate::handler::{CallKind, StepError, StepOutput};
+
+/// What the executor does after [`advance`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Call the handler of step `step` (already marked as started).
+    Execute {
+        step: usize,
+        kind: CallKind,
+        attempt: u32,
+    },
+    /// Nothing to do until then (a retry's backoff).
+    Wait(DateTime<Utc>),
+    /// Nothing to do: the run is terminal or waits for an operator.
+    Stop,
+}
+
+/// The outcome of one attempt.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub step: usize,
+    pub kind: CallKind,
+    pub result: Result<StepOutput, StepError>,
+}
+
+/// The changes of one [`advance`]: the run was mutated in place; these are
+/// the events to append and what to do next.
+#[derive(Debug, Clone)]
+pub struct Advance {
+    pub next: Next,
+    pub events: Vec<NewEvent>,
+    /// The context changed.
+    pub context_changed: bool,
+    /// The run became terminal: free its concurrency key.
+    pub finished: bool,
+    /// The next attempt needs this handler, which this engine does not have:
+    /// nothing was started (`next` is a wait until now) and the run is left
+    /// for an engine that has it.
+    pub unknown_handler: Option<String>,
+}
+
+/// Applies `outcome` (if any) to the run, then moves it forward as far as it
+/// can go without calling a handler: skipping steps whose condition is false,
+/// carrying out a pending cancellation, finishing, or starting the next
+/// attempt. `rand` gives uniform numbers in [0, 1) for jitter.
+///
+/// With `may_start` false (the engine is draining), no new attempt starts:
+/// the run is left due at once for whichever executor claims it next.
+pub fn advance(
+    run: &mut RunRecord,
+    def: &WorkflowDefinition,
+    outcome: Option<Outcome>,
+    now: DateTime<Utc>,
+    may_start: bool,
+    rand: &mut dyn FnMut() -> f64,
+) -> Result<Advance, InvalidTransition> {
+    advance_with_handlers(run, def, outcome, now, may_start, &any_handler, rand)
+}
+
+/// [`advance`] in an engine that has only the handlers `known` accepts. An
+/// attempt whose handler is unknown is not started (no attempt counted, no
+/// event): the run waits, due now, and [`Advance::unknown_handler`] names
+/// the handler.
+pub fn advance_with_handlers(
+    run: &mut RunRecord,
+    def: &WorkflowDefinition,
+    outcome: Option<Outcome>,
+    now: DateTime<Utc>,
+    may_start: bool,
+    known: &dyn Fn(&str) -> bool,
+    rand: &mut dyn FnMut() -> f64,
+) -> Result<Advance, InvalidTransition> {
+    let mut rec = Recorder {
+        now,
+        actor: "engine",
+        events: Vec::new(),
+        may_start,
+        known,
+        unknown: None,
+    };
+    let mut context_changed = false;
+    if let Some(o) = outcome {
+        context_changed = apply_outcome(run, def, o, &mut rec, rand)?;
+    }
+    let next = drive(run, def, &mut rec)?;
+    let finished = run.state.is_terminal();
+    if finished && run.finished_at.is_none() {
+        run.finished_at = Some(now);
+    }
+    Ok(Advance {
+        next,
+        events: rec.events,
+        context_changed,
+        finished,
+        unknown_handler: rec.unknown,
+    })
+}
+
+fn apply_outcome(
+    run: &mut RunRecord,
+    def: &WorkflowDefinition,
+    o: Outcome,
+    rec: &mut Recorder<'_>,
+    rand: &mut dyn FnMut() -> f64,
+) -> Result<bool, InvalidTransition> {
+    let now = rec.now;
+    let Some(sd) = def.steps.get(o.step) else {
+        return Ok(false);
+    };
+    let name = sd.name.as_str();
+    match (o.kind, o.result) {
+        (CallKind::Forward, Ok(output)) => {
+            let step = &mut run.steps[o.step];
+            step_to(step, StepEvent::Succeed)?;
+            step.finished_at = Some(now);
+            step.last_error = None;
+            let attempt = step.attempts;
+            step.output = Some(Value::Object(output.clone()));
+            merge_into(&mut run.context, &output);
+            run.cursor = run.cursor.max(o.step as u32 + 1);
+            run_to(run, RunEvent::StepSucceeded)?;
+            rec.push(run, EventKind::StepSucceeded, Some(name), attempt, None);
+            Ok(true)
+        }
+        (CallKind::Forward, Err(e)) => {
+            let policy = sd.retry();
+            let step = &mut run.steps[o.step];
+            let attempt = step.attempts;
+            let message = e.to_string();
+            step.last_error = Some(message.clone());
+            step.effect_uncertain |= e.outcome_unknown();
+            rec.push(
+                run,
+                EventKind::StepFailed,
+                Some(name),
+                attempt,
+                Some(message.clone()),
+            );
+            if policy.should_retry(attempt, e.is_retryable(), e.kind()) {
+                let at = now
+                    + chrono::Duration::from_std(policy.delay(attempt, rand())).unwrap_or_default();
+                let step = &mut run.steps[o.step];
+                step_to(step, StepEvent::ScheduleRetry)?;
+                step.next_attempt_at = Some(at);
+                run_to(run, RunEvent::StepRetryScheduled)?;
+                rec.push(
+                    run,
+                    EventKind::StepRetryScheduled,
+                    Some(name),
+                    attempt + 1,
+                    Some(format!("next attempt at {}", at.to_rfc3339())),
+                );
+            } else {
+                give_up_forward(run, def, o.step, message, rec)?;
+            }
+            Ok(false)
+        }
+        (CallKind::Compensate, Ok(_)) => {
+            let step = &mut run.steps[o.step];
+            step_to(step, StepEvent::Compensated)?;
+            step.finished_at = Some(now);
+            step.last_error = None;
+            let attempt = step.compensation_attempts;
+            run_to(run, RunEvent::StepCompensated)?;
+            rec.push(run, EventKind::StepCompensated, Some(name), attempt, None);
+            Ok(false)
+        }
+        (CallKind::Compensate, Err(e)) => {
+            let policy = sd.compensation_retry();
+            let step = &mut run.steps[o.step];
+            let attempt = step.compensation_attempts;
+            let message = e.to_string();
+            step.last_error = Some(message.clone());
+            rec.push(
+                run,
+                EventKind::CompensationStepFailed,
+                Some(name),
+                attempt,
+                Some(message.clone()),
+            );
+            if policy.should_retry(attempt, e.is_retryable(), e.kind()) {
+                let at = now
+                    + chrono::Duration::from_std(policy.delay(attempt, rand())).unwrap_or_default();
+                let step = &mut run.steps[o.step];
+                step_to(step, StepEvent::ScheduleCompensationRetry)?;
+                step.next_attempt_at = Some(at);
+                run_to(run, RunEvent::CompensationRetryScheduled)?;
+                rec.push(
+                    run,
+                    EventKind::CompensationRetryScheduled,
+                    Some(name),
+                    attempt + 1,
+                    Some(format!("next attempt at {}", at.to_rfc3339())),
+                );
+            } else {
+                compensation::give_up_compensation(run, o.step, name, message, rec)?;
+            }
+            Ok(false)
+        }
+    }
+}
+
+fn give_up_forward(
+    run: &mut RunRecord,
+    def: &WorkflowDefinition,
+    idx: usize,
+    message: String,
+    rec: &mut Recorder<'_>,
+) -> Result<(), InvalidTransition> {
+    let sd = &def.steps[idx];
+    let step = &mut run.steps[idx];
+    let attempt = step.attempts;
+    step.finished_at = Some(rec.now);
+    step.next_attempt_at = None;
+    if sd.required {
+        step_to(step, StepEvent::Fail)?;
+        run.error = Some(format!(
+            "step {} failed after {attempt} attempt(s): {message}",
+            sd.name
+        ));
+        match run_to(run, RunEvent::RequiredStepGaveUp(def.on_failure))? {
+            Action::AwaitOperator => rec.push(
+                run,
+                EventKind::RunFailed,
+                Some(&sd.name),
+                attempt,
+                run.error.clone(),
+            ),
+            _ => rec.push(
+                run,
+                EventKind::CompensationStarted,
+                None,
+                0,
+                run.error.clone(),
+            ),
+        }
+    } else {
+        step_to(step, StepEvent::FailNonBlocking)?;
+        run.cursor = run.cursor.max(idx as u32 + 1);
+        run_to(run, RunEvent::OptionalStepGaveUp)?;
+        rec.push(
+            run,
+            EventKind::StepFailedNonBlocking,
+            Some(&sd.name),
+            attempt,
+            Some(message),
+        );
+    }
+    Ok(())
+}
+
+/// Moves the run forward until a handler must be called, a wait begins or
+/// the run stops.
+fn drive(
+    run: &mut RunRecord,
+    def: &WorkflowDefinition,
+    rec: &mut Recorder<'_>,
+) -> Result<Next, InvalidTransition> {
+    if let Some(next) = cancel::carry_out_request(run, def, rec)? {
+        return Ok(next);
+    }
+    match run.state {
+        RunState::Pending => {
+            run_to(run, RunEvent::Begin)?;
+            drive_forward(run, def, rec)
+        }
+        RunState::Running => drive_forward(run, def, rec),
+        RunState::Compensating => compensation::drive_compensation(run, def, rec),
+        _ => Ok(Next::Stop),
+    }
+}
+
+fn drive_forward(
+    run: &mut RunRecord,
+    def: &WorkflowDefinition,
+    rec: &mut Recorder<'_>,
+) -> Result<Next, InvalidTransition> {
+    let now = rec.now;
+    while (run.cursor as usize) < def.steps.len() {
+        let idx = run.cursor as usize;
+        let sd = &def.steps[idx];
+        let state = run.steps[idx].state;
+        match state {
+            s if s.is_done() => {
+                run.cursor += 1;
+            }
+            StepState::Pending => {
+                let step = &run.steps[idx];
+                if step.attempts == 0
+                    && let Some(cond) = &sd.when
+                    && !cond.holds(&run.context)
+                {
+                    let step = &mut run.steps[idx];
+                    step_to(step, StepEvent::Skip)?;
+                    step.finished_at = Some(now);
+                    run.cursor += 1;
+                    rec.push(
+                        run,
+                        EventKind::StepSkipped,
+                        Some(&sd.name),
+                        0,
+                        Some(format!("condition on {} is false", cond.path)),
+                    );
+                    continue;
+                }
+                if let Some(at) = step.next_attempt_at
+                    && at > now
+                {
+                    return Ok(Next::Wait(at));
+                }
+                if !rec.can_call(Some(&sd.handler)) {
+                    return Ok(Next::Wait(now));
+                }
+                return start_forward(run, def, idx, rec);
+            }
+            StepState::Running => {
+                if !rec.can_call(Some(&sd.handler)) {
+                    return Ok(Next::Wait(now));
+                }
+                // The previous attempt never reported: the engine crashed or
+                // lost the lease. It counts as a failed attempt whose effect
+                // may exist.
+                run.steps[idx].effect_uncertain = true;
+                let attempt = run.steps[idx].attempts;
+                rec.push(
+                    run,
+                    EventKind::StepInterrupted,
+                    Some(&sd.name),
+                    attempt,
+                    Some("the attempt did not finish (engine stopped or lease lost)".into()),
+                );
+                if attempt >= sd.retry().max_attempts {
+                    let step = &mut run.steps[idx];
+                    step.last_error = Some("interrupted: the attempt did not finish".into());
+                    give_up_forward(
+                        run,
+                        def,
+                        idx,
+                        "interrupted: the attempt did not finish".into(),
+                        rec,
+                    )?;
+                    return drive(run, def, rec);
+                }
+                return start_forward(run, def, idx, rec);
+            }
+            // FAILED steps only exist in FAILED runs, which are not driven.
+            _ => return Ok(Next::Stop),
+        }
+    }
+    run_to(run, RunEvent::AllStepsDone)?;
+    run.error = None;
+    rec.push(run, EventKind::RunCompleted, None, 0, None);
+    Ok(Next::Stop)
+}
+
+fn start_forward(
+    run: &mut RunRecord,
+    def: &WorkflowDefinition,
+    idx: usize,
+    rec: &mut Recorder<'_>,
+) -> Result<Next, InvalidTransition> {
+    if !rec.may_start {
+        return Ok(Next::Wait(rec.now));
+    }
+    let step = &mut run.steps[idx];
+    step_to(step, StepEvent::Start)?;
+    step.attempts += 1;
+    step.next_attempt_at = None;
+    step.started_at.get_or_insert(rec.now);
+    let attempt = step.attempts;
+    rec.push(
+        run,
+        EventKind::StepStarted,
+        Some(&def.steps[idx].name),
+        attempt,
+        None,
+    );
+    Ok(Next::Execute {
+        step: idx,
+        kind: CallKind::Forward,
+        attempt,
+    })
+}

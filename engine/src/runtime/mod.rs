@@ -1,0 +1,7 @@
+//! The running engine: the [`Engine`](engine::Engine) handle, the state its
+//! parts share, and the executor that claims runs under a lease, calls their
+//! handlers and checkpoints what the pure run logic decided.
+
+pub mod engine;
+pub mod executor;
+mod shared;

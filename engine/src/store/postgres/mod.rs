@@ -1,0 +1,186 @@
+//! The PostgreSQL backend: the production store. Many engine replicas share
+//! one database and claim work with `FOR UPDATE SKIP LOCKED`. Every hot-path
+//! write is a single statement (a CTE), so a checkpoint is one round trip.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+use uuid::Uuid;
+
+use super::*;
+use crate::definition::{ConcurrencyPolicy, LoadedDefinition, WorkflowDefinition};
+use crate::ids::{LeaseToken, RunId, TenantId};
+use crate::run::state::RunState;
+use sqlx::AssertSqlSafe;
+
+pub mod ceiling;
+mod checkpoint;
+mod runs;
+pub mod scale;
+mod schedules;
+mod store_impl;
+
+use runs::*;
+use store_impl::*;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// The PostgreSQL store.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    /// The API, watches, the scheduler and the domain repositories.
+    pool: PgPool,
+    /// The executor's hot path only (claim, checkpoint, renewal, release),
+    /// so no load on the API can take the connections leases depend on.
+    hot: PgPool,
+}
+
+/// How the store's two pools are sized and bounded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgOptions {
+    /// Connections of the general pool (API, watches, scheduler, domain).
+    pub max_connections: u32,
+    /// Connections of the executor's own pool (claim, checkpoint, renewal,
+    /// release).
+    pub hot_connections: u32,
+    /// Longest wait for a free connection, in either pool.
+    pub acquire_timeout: Duration,
+    /// Longest statement on the general pool (`statement_timeout`).
+    pub statement_timeout: Duration,
+    /// Longest statement on the executor's pool: short, so a stuck write
+    /// fails while the lease can still be renewed.
+    pub hot_statement_timeout: Duration,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            hot_connections: 8,
+            acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(30),
+            hot_statement_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+const RUN_COLUMNS: &str = "id, tenant_id, workflow_name, workflow_version, definition_id, state, \
+    input, context, steps, cursor, error, idempotency_key, concurrency_key, schedule_id, trace_id, \
+    traceparent, cancel_request, last_seq, next_run_at, lease_owner, lease_expires_at, created_at, \
+    updated_at, finished_at";
+
+impl PgStore {
+    /// Gives back the leases of claimed runs that cannot be driven, due
+    /// again only after `for_` on the database's clock.
+    async fn park(&self, leases: &[(RunId, LeaseToken)], for_: Duration) -> Result<()> {
+        let ids: Vec<Uuid> = leases.iter().map(|l| l.0.0).collect();
+        let tokens: Vec<Uuid> = leases.iter().map(|l| l.1.0).collect();
+        sqlx::query(
+            "UPDATE runs SET lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, \
+                next_run_at = now() + $3 * interval '1 microsecond' \
+             FROM unnest($1::uuid[], $2::uuid[]) AS l(id, token) \
+             WHERE runs.id = l.id AND runs.lease_token = l.token",
+        )
+        .bind(&ids)
+        .bind(&tokens)
+        .bind(micros(for_))
+        .execute(&self.hot)
+        .await?;
+        Ok(())
+    }
+
+    /// Connects with a pool of `max_connections` (default 16).
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, 16).await
+    }
+
+    pub async fn connect_with(url: &str, max_connections: u32) -> Result<Self> {
+        let opts = PgOptions {
+            max_connections,
+            ..PgOptions::default()
+        };
+        Self::connect_opts(url.parse()?, &opts).await
+    }
+
+    /// Connects both pools as `o` says.
+    pub async fn connect_opts(conn: PgConnectOptions, o: &PgOptions) -> Result<Self> {
+        let open = |max: u32, timeout: Duration, name: &str| {
+            let ms = timeout.as_millis().to_string();
+            PgPoolOptions::new()
+                .max_connections(max.max(1))
+                .acquire_timeout(o.acquire_timeout)
+                .connect_with(
+                    conn.clone()
+                        .application_name(name)
+                        .options([("statement_timeout", ms.as_str())]),
+                )
+        };
+        let pool = open(o.max_connections, o.statement_timeout, "sagaflow").await?;
+        let hot = open(
+            o.hot_connections,
+            o.hot_statement_timeout,
+            "sagaflow-executor",
+        )
+        .await?;
+        Ok(Self { pool, hot })
+    }
+
+    /// Wraps an existing pool, for both uses (tests use the one
+    /// `#[sqlx::test]` gives).
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self {
+            hot: pool.clone(),
+            pool,
+        }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The plan PostgreSQL picks for [`Store::get_run`] (executed, read only).
+    pub async fn explain_get(&self, tenant: &TenantId, id: RunId) -> Result<String> {
+        let rows: Vec<String> = sqlx::query_scalar(AssertSqlSafe(get_run_sql(EXPLAIN)))
+            .bind(id.0)
+            .bind(tenant.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.join("\n"))
+    }
+
+    /// The plan PostgreSQL picks for [`Store::list_runs`] with `f`
+    /// (executed, read only).
+    pub async fn explain_list(&self, tenant: &TenantId, f: &RunFilter) -> Result<String> {
+        let mut q = list_runs_query(EXPLAIN, tenant, f);
+        let rows: Vec<String> = q.build_query_scalar().fetch_all(&self.pool).await?;
+        Ok(rows.join("\n"))
+    }
+
+    /// The plan of the claim statement, executed in a transaction that is
+    /// rolled back: nothing is leased.
+    pub async fn explain_claim(&self, now: DateTime<Utc>, limit: u32) -> Result<String> {
+        let mut tx = self.pool.begin().await?;
+        let rows: Vec<String> = sqlx::query_scalar(AssertSqlSafe(claim_sql(EXPLAIN)))
+            .bind(now)
+            .bind(limit as i64)
+            .bind("explain")
+            .bind(Uuid::nil())
+            .bind(0i64)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.rollback().await?;
+        Ok(rows.join("\n"))
+    }
+}
+
+/// A duration in whole microseconds, for SQL that adds it to the
+/// database's clock.
+pub(super) fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+const EXPLAIN: &str = "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) ";

@@ -1,0 +1,82 @@
+//! Bulk seeding for `sagaflow bench scale`: finished runs written by the
+//! database itself, as a year of production would leave them.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+
+use super::Result;
+
+/// Inserts `n` finished runs of `workflows` (round robin) for `tenant`,
+/// created over the `span_days` before `until`, in one statement per
+/// `chunk` rows; 90 % COMPLETED, the rest COMPENSATED, FAILED and
+/// CANCELLED; every tenth with a concurrency key. Their `steps` are a
+/// realistic ten-step record.
+#[allow(clippy::too_many_arguments)]
+pub async fn seed_finished(
+    pool: &PgPool,
+    tenant: &str,
+    definition_id: &str,
+    workflows: &[String],
+    n: u64,
+    chunk: u64,
+    until: DateTime<Utc>,
+    span_days: u32,
+    mut progress: impl FnMut(u64),
+) -> Result<()> {
+    let steps = crate::store::steps_encode(
+        &(1..=10)
+            .map(|i| crate::store::StepRecord {
+                state: crate::run::state::StepState::Succeeded,
+                attempts: 1,
+                started_at: Some(until),
+                finished_at: Some(until),
+                ..crate::store::StepRecord::new(&format!("step{i}"))
+            })
+            .collect::<Vec<_>>(),
+    );
+    let span_us = i64::from(span_days) * 86_400_000_000;
+    let mut done = 0;
+    while done < n {
+        let k = chunk.min(n - done);
+        sqlx::query(
+            "INSERT INTO runs (id, tenant_id, workflow_name, workflow_version, definition_id, state, \
+                input, input_hash, context, steps, cursor, concurrency_key, last_seq, created_at, \
+                updated_at, finished_at) \
+             SELECT gen_random_uuid(), $1, ($2::text[])[1 + g % cardinality($2::text[])], 1, $3, \
+                CASE WHEN g % 100 < 90 THEN 'COMPLETED' WHEN g % 100 < 96 THEN 'COMPENSATED' \
+                     WHEN g % 100 < 98 THEN 'FAILED' ELSE 'CANCELLED' END, \
+                jsonb_build_object('i', g), md5(g::text), jsonb_build_object('i', g), $4, 10, \
+                CASE WHEN g % 10 = 0 THEN 'subscriber-' || (g % 100000) END, 22, \
+                $5 - make_interval(secs => (g * ($6::float8 / $7::float8)) / 1e6), \
+                $5 - make_interval(secs => (g * ($6::float8 / $7::float8)) / 1e6) + interval '20 ms', \
+                $5 - make_interval(secs => (g * ($6::float8 / $7::float8)) / 1e6) + interval '20 ms' \
+             FROM generate_series($8::int8, $9::int8) AS g",
+        )
+        .bind(tenant)
+        .bind(workflows)
+        .bind(definition_id)
+        .bind(&steps)
+        .bind(until)
+        .bind(span_us as f64)
+        .bind(n as f64)
+        .bind(done as i64)
+        .bind((done + k - 1) as i64)
+        .execute(pool)
+        .await?;
+        done += k;
+        progress(done);
+    }
+    sqlx::query("ANALYZE runs").execute(pool).await?;
+    Ok(())
+}
+
+/// Up to `n` random run ids of `tenant`.
+pub async fn sample_ids(pool: &PgPool, tenant: &str, n: i64) -> Result<Vec<uuid::Uuid>> {
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM runs TABLESAMPLE SYSTEM (1) WHERE tenant_id = $1 LIMIT $2",
+    )
+    .bind(tenant)
+    .bind(n)
+    .fetch_all(pool)
+    .await?)
+}
