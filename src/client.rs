@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use anyhow::Context;
-use sagaflow_engine::api::convert;
+use sagaflow_proto::json;
 use sagaflow_proto::v1 as pb;
 use sagaflow_proto::v1::workflow_service_client::WorkflowServiceClient;
 use serde_json::{Value, json};
@@ -96,12 +96,12 @@ pub fn json_object(arg: &str, what: &str) -> Result<prost_types::Struct, ClientE
     if !v.is_object() {
         return Err(ClientError::Usage(format!("{what} must be a JSON object")));
     }
-    Ok(convert::json_to_struct(&v))
+    Ok(json::json_to_struct(&v))
 }
 
 fn struct_json(s: &Option<prost_types::Struct>) -> Value {
     s.as_ref()
-        .and_then(|s| convert::struct_to_json(s).ok())
+        .and_then(|s| json::struct_to_json(s).ok())
         .unwrap_or(Value::Null)
 }
 
