@@ -38,7 +38,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .start_workflow(authorized(
             pb::StartWorkflowRequest {
                 workflow_name: workflow,
-                input: Some(sagaflow_engine::api::convert::json_to_struct(&input)),
+                input: Some(sagaflow_proto::json::json_to_struct(&input)),
                 idempotency_key: order.clone(),
                 workflow_version: 0,
             },

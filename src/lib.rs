@@ -2,9 +2,7 @@
 //! command line. `main.rs` only calls [`cli::main`].
 
 pub mod app;
-pub mod bench;
 pub mod cli;
-pub mod client;
 pub mod config;
 pub mod lifecycle_api;
 pub mod server;

@@ -114,7 +114,7 @@ impl LifecycleService for LifecycleApi {
                     activated_at: ts(r.activated_at),
                     suspended_at: ts(r.suspended_at),
                     revoked_at: ts(r.revoked_at),
-                    metadata: Some(convert::json_to_struct(&r.metadata)),
+                    metadata: Some(sagaflow_proto::json::json_to_struct(&r.metadata)),
                     workflow_id: r.workflow_id.clone().unwrap_or_default(),
                 })
                 .collect(),

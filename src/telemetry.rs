@@ -105,7 +105,7 @@ pub fn init(format: &str) -> Result<TelemetryGuard, TelemetryError> {
 
 /// A gRPC status code as its canonical name (`OK`, `NOT_FOUND`, …).
 fn code_label(code: tonic::Code) -> String {
-    crate::client::code_name(code)
+    crate::cli::client::code_name(code)
 }
 
 /// The methods the server serves, as `/package.Service/Method` paths: the

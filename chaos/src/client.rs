@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sagaflow_engine::api::convert::json_to_struct;
+use sagaflow_proto::json::json_to_struct;
 use sagaflow_proto::v1 as pb;
 use sagaflow_proto::v1::workflow_service_client::WorkflowServiceClient;
 use serde_json::Value;

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
-use sagaflow_engine::api::convert::{json_to_struct, struct_to_json};
+use sagaflow_proto::json::{json_to_struct, struct_to_json};
 use sagaflow_engine::definition::parse;
 use sagaflow_proto::v1 as pb;
 

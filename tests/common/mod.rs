@@ -106,7 +106,7 @@ pub fn req<T>(msg: T, token: &str) -> tonic::Request<T> {
 }
 
 pub fn obj(v: Value) -> Option<prost_types::Struct> {
-    Some(sagaflow_engine::api::convert::json_to_struct(&v))
+    Some(sagaflow_proto::json::json_to_struct(&v))
 }
 
 pub fn state(w: &pb::Workflow) -> pb::WorkflowState {

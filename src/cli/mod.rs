@@ -1,5 +1,15 @@
-//! The command line. Exit codes: 0 ok, 1 request refused (or server
+//! The command line: the clap tree, `serve`/`dev`/`config`, and the
+//! dispatch to the client commands (`workflow.rs`, `schedule.rs`,
+//! `addresses.rs`, printed by `render.rs` over `client.rs`) and to the bench
+//! (`bench.rs`). Exit codes: 0 ok, 1 request refused (or server
 //! unreachable), 2 usage.
+
+pub mod addresses;
+pub mod bench;
+pub mod client;
+pub mod render;
+pub mod schedule;
+pub mod workflow;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,9 +17,9 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::app;
-use crate::client::{self, Client, ClientError, Output};
 use crate::config::Config;
 use crate::server::Server;
+pub use client::{Client, ClientError, Output, json_object};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -47,14 +57,14 @@ pub enum Command {
         #[command(flatten)]
         conn: ClientArgs,
         #[command(subcommand)]
-        command: client::WorkflowCommand,
+        command: workflow::WorkflowCommand,
     },
     /// Manage cron schedules (admin role).
     Schedule {
         #[command(flatten)]
         conn: ClientArgs,
         #[command(subcommand)]
-        command: client::ScheduleCommand,
+        command: schedule::ScheduleCommand,
     },
     /// A subscriber's IPv4 address and IPv6 prefix lifecycle records.
     Addresses {
@@ -68,7 +78,7 @@ pub enum Command {
         conn: ClientArgs,
     },
     /// Measure throughput and latency (see docs/performance.md).
-    Bench(crate::bench::BenchArgs),
+    Bench(bench::BenchArgs),
     /// List the registered workflow definitions.
     Definitions {
         #[command(flatten)]
@@ -245,24 +255,24 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
         }
         Command::Workflow { conn, command } => {
             let mut c = Client::connect(&conn.server, &conn.token).await?;
-            client::workflow(&mut c, command, conn.output).await
+            workflow::workflow(&mut c, command, conn.output).await
         }
         Command::Schedule { conn, command } => {
             let mut c = Client::connect(&conn.server, &conn.token).await?;
-            client::schedule(&mut c, command, conn.output).await
+            schedule::schedule(&mut c, command, conn.output).await
         }
         Command::Addresses { conn, subscriber } => {
             let mut c = Client::connect(&conn.server, &conn.token).await?;
-            client::addresses(&mut c, subscriber, conn.output).await
+            addresses::addresses(&mut c, subscriber, conn.output).await
         }
         Command::Pools { conn } => {
             let mut c = Client::connect(&conn.server, &conn.token).await?;
-            client::pools(&mut c, conn.output).await
+            addresses::pools(&mut c, conn.output).await
         }
-        Command::Bench(args) => crate::bench::run(args).await.map_err(ClientError::Other),
+        Command::Bench(args) => bench::run(args).await.map_err(ClientError::Other),
         Command::Definitions { conn } => {
             let mut c = Client::connect(&conn.server, &conn.token).await?;
-            client::definitions(&mut c, conn.output).await
+            workflow::definitions(&mut c, conn.output).await
         }
     }
 }

@@ -1,0 +1,162 @@
+//! Throughput (many runs at a concurrency) and latency (one run at a time)
+//! of the in-process engine.
+
+use std::time::{Duration, Instant};
+
+use sagaflow_engine::engine::StartRequest;
+use sagaflow_engine::ids::{RunId, TenantId};
+use sagaflow_engine::state::RunState;
+use sagaflow_engine::store::{EventKind, RunFilter};
+use serde_json::{Value, json};
+
+use crate::setup::{Setup, count, cpu_seconds, executor, percentile};
+
+/// Runs `runs` sagas at `concurrency`; returns the figures.
+pub(crate) async fn throughput(
+    s: &Setup,
+    runs: usize,
+    concurrency: usize,
+) -> anyhow::Result<Value> {
+    let tenant = TenantId::new(format!("bench-{}", RunId::new()));
+    let exec = s.engine.start_executor(executor(concurrency));
+    let (cpu0, pg0) = (cpu_seconds(None), cpu_seconds(Some("postgres")));
+    let t0 = Instant::now();
+    // Start the runs from a few tasks, as CRM calls would arrive.
+    let starters = 8;
+    let mut tasks = Vec::new();
+    for k in 0..starters {
+        let engine = s.engine.clone();
+        let tenant = tenant.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in (k..runs).step_by(starters) {
+                let req = StartRequest {
+                    tenant_id: tenant.clone(),
+                    ..StartRequest::new("", "bench_noop", json!({"i": i}))
+                };
+                engine.start(req).await?;
+            }
+            Ok::<(), sagaflow_engine::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let started = t0.elapsed();
+    loop {
+        if count(&s.store, &tenant, RunState::Completed).await? as usize >= runs {
+            break;
+        }
+        // Poll gently: the count is a query on the same database.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    let (cpu, pg) = (
+        cpu_seconds(None) - cpu0,
+        cpu_seconds(Some("postgres")) - pg0,
+    );
+    exec.shutdown().await;
+    // End-to-end latencies from the stored timestamps.
+    let mut lat = Vec::with_capacity(runs);
+    let mut before = None;
+    loop {
+        let page = s
+            .engine
+            .list(
+                &tenant,
+                &RunFilter {
+                    before,
+                    limit: 1000,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        for r in &page {
+            if let Some(f) = r.finished_at {
+                lat.push((f - r.created_at).num_microseconds().unwrap_or(0) as f64 / 1000.0);
+            }
+        }
+        match page.last() {
+            Some(r) if page.len() == 1000 => before = Some((r.created_at, r.id)),
+            _ => break,
+        }
+    }
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let steps = runs as f64 * 10.0;
+    Ok(json!({
+        "scenario": "throughput",
+        "backend": s.backend,
+        "runs": runs,
+        "concurrency": concurrency,
+        "elapsed_s": elapsed,
+        "start_phase_s": started.as_secs_f64(),
+        "sagas_per_s": runs as f64 / elapsed,
+        "step_checkpoints_per_s": steps / elapsed,
+        "e2e_p50_ms": percentile(&lat, 0.50),
+        "e2e_p99_ms": percentile(&lat, 0.99),
+        "engine_cpu_s_per_1000_steps": cpu / steps * 1000.0,
+        "engine_cpu_s": cpu,
+        "postgres_cpu_s": pg,
+    }))
+}
+
+pub(crate) async fn latency(s: &Setup, runs: usize, warmup: usize) -> anyhow::Result<Value> {
+    let tenant = TenantId::new(format!("bench-{}", RunId::new()));
+    let exec = s.engine.start_executor(executor(16));
+    let mut changes = s.engine.subscribe_changes();
+    let mut e2e = Vec::new();
+    let mut per_step = Vec::new();
+    for i in 0..warmup + runs {
+        let t = Instant::now();
+        let req = StartRequest {
+            tenant_id: tenant.clone(),
+            ..StartRequest::new("", "bench_noop", json!({"i": i}))
+        };
+        let id = s.engine.start(req).await?.run.id;
+        loop {
+            match changes.recv().await {
+                Ok(changed) if changed == id => {
+                    if s.engine.get(&tenant, id).await?.state.is_terminal() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    if s.engine.get(&tenant, id).await?.state.is_terminal() {
+                        break;
+                    }
+                }
+            }
+        }
+        let took = t.elapsed().as_secs_f64() * 1000.0;
+        if i >= warmup {
+            e2e.push(took);
+            let events = s.engine.events(&tenant, id, 0).await?;
+            let mut started = None;
+            for e in &events {
+                match e.kind {
+                    EventKind::StepStarted => started = Some(e.at),
+                    EventKind::StepSucceeded => {
+                        if let Some(st) = started.take() {
+                            per_step
+                                .push((e.at - st).num_microseconds().unwrap_or(0) as f64 / 1000.0);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    exec.shutdown().await;
+    e2e.sort_by(|a, b| a.total_cmp(b));
+    per_step.sort_by(|a, b| a.total_cmp(b));
+    Ok(json!({
+        "scenario": "latency",
+        "backend": s.backend,
+        "runs": runs,
+        "warmup": warmup,
+        "e2e_p50_ms": percentile(&e2e, 0.50),
+        "e2e_p99_ms": percentile(&e2e, 0.99),
+        "step_p50_ms": percentile(&per_step, 0.50),
+        "step_p99_ms": percentile(&per_step, 0.99),
+    }))
+}

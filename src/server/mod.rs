@@ -1,0 +1,153 @@
+//! The server: store, engine, executor and scheduler, assembled here; the
+//! ISP domain (`domain.rs`), the gRPC API with health and reflection
+//! (`grpc.rs`) and the HTTP endpoints `/healthz`, `/readyz`, `/metrics`
+//! (`http.rs`) beside it.
+
+mod domain;
+mod grpc;
+mod http;
+
+pub use http::{HISTOGRAM_BUCKETS, Readiness, http_router, metrics_handle};
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use sagaflow_engine::Engine;
+use sagaflow_engine::api::auth::{Authenticator, dev_tokens};
+use sagaflow_engine::clock::SystemClock;
+use sagaflow_engine::definition::Definitions;
+use sagaflow_engine::executor::{ExecutorHandle, ExecutorOptions};
+use sagaflow_engine::ids::TenantId;
+use sagaflow_engine::schedule::{SchedulerHandle, SchedulerOptions, SeedSchedule};
+use tokio_util::sync::CancellationToken;
+
+use crate::app;
+use crate::config::Config;
+use crate::telemetry;
+
+/// A running server.
+pub struct Server {
+    pub engine: Engine,
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    executor: ExecutorHandle,
+    scheduler: Option<SchedulerHandle>,
+    domain: Option<sagaflow_steps::DomainRuntime>,
+    stop: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Server {
+    /// Starts everything `config` describes. `dev` adds the fixed dev tokens.
+    pub async fn start(config: &Config, dev: bool) -> anyhow::Result<Self> {
+        config.validate()?;
+        let metrics = metrics_handle();
+        let (store, mut deps) =
+            app::open_store_with(&config.database.url, &config.database.pg_options()).await?;
+        deps.radius = config.radius.clone();
+        let domain_db = deps.domain_db();
+        let pool_stats = match (&deps.postgres, &deps.sqlite) {
+            (Some(p), _) => Some(telemetry::PoolStats::Postgres(p.clone())),
+            (None, Some(p)) => Some(telemetry::PoolStats::Sqlite(p.clone())),
+            (None, None) => None,
+        };
+        let domain = domain::start(config, dev, &mut deps).await?;
+        let registry = app::registry(&deps);
+        let workflows = &config.engine.workflows;
+        let defs = if workflows.exists() {
+            Definitions::load_dir(workflows, &registry)?
+        } else {
+            tracing::warn!(dir = %workflows.display(), "workflows directory not found; no workflows loaded");
+            Definitions::default()
+        };
+        let engine = Engine::new(
+            store.clone(),
+            Arc::new(registry),
+            defs,
+            Arc::new(SystemClock),
+        )
+        .await?;
+        let mut tokens = config.auth.tokens.clone();
+        if dev {
+            tokens.extend(dev_tokens());
+        }
+        let auth =
+            Arc::new(Authenticator::new(&tokens).map_err(|m| anyhow::anyhow!("auth.tokens: {m}"))?);
+        if auth.is_empty() {
+            tracing::warn!("no tokens configured (auth.tokens): every call will be refused");
+        }
+        let mut exec = ExecutorOptions {
+            lease: Duration::from_millis(config.engine.lease_ms),
+            poll_interval: Duration::from_millis(config.engine.poll_ms),
+            max_in_flight: config.engine.max_in_flight,
+            claim_batch: config.engine.claim_batch,
+            shutdown_grace: Duration::from_millis(config.engine.shutdown_grace_ms),
+            ..ExecutorOptions::default()
+        };
+        if !config.engine.owner.is_empty() {
+            exec.owner = config.engine.owner.clone();
+        }
+        let executor = engine.start_executor(exec);
+        let scheduler = if config.schedules.enabled {
+            let tenant = if dev {
+                app::DEV_TENANT
+            } else {
+                config.schedules.tenant.as_str()
+            };
+            let report = engine
+                .seed_schedules(&SeedSchedule::defaults(&TenantId::new(tenant)))
+                .await
+                .context("seeding the default schedules")?;
+            tracing::info!(?report, "default schedules");
+            Some(engine.start_scheduler(SchedulerOptions {
+                poll_interval: Duration::from_millis(config.schedules.poll_ms),
+                ..SchedulerOptions::default()
+            }))
+        } else {
+            None
+        };
+        let stop = CancellationToken::new();
+        let mut tasks = Vec::new();
+
+        let grpc_addr =
+            grpc::serve(config, &engine, &store, &auth, domain_db, &stop, &mut tasks).await?;
+        let http_addr = http::serve(
+            config,
+            store,
+            metrics,
+            scheduler.as_ref(),
+            pool_stats,
+            &stop,
+            &mut tasks,
+        )
+        .await?;
+
+        Ok(Self {
+            engine,
+            grpc_addr,
+            http_addr,
+            executor,
+            scheduler,
+            domain,
+            stop,
+            tasks,
+        })
+    }
+
+    /// Stops serving, drains the executor and releases its leases.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        if let Some(s) = self.scheduler {
+            s.shutdown().await;
+        }
+        self.executor.shutdown().await;
+        if let Some(d) = self.domain {
+            d.shutdown().await;
+        }
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
