@@ -171,13 +171,12 @@ impl Checker {
                     let i = self.index(&e.step);
                     self.effect.remove(&i);
                 }
-                EventKind::StepFailed => {
+                EventKind::StepFailed
                     if e.message
                         .as_deref()
-                        .is_some_and(|m| m.starts_with("timeout"))
-                    {
-                        self.effect.insert(self.index(&e.step));
-                    }
+                        .is_some_and(|m| m.starts_with("timeout")) =>
+                {
+                    self.effect.insert(self.index(&e.step));
                 }
                 EventKind::CompensationStepStarted => {
                     let i = self.index(&e.step);
@@ -432,7 +431,7 @@ fn field(lo: u32, hi: u32) -> impl Strategy<Value = Field> {
         }),
         (1..(hi - lo + 1).min(31)).prop_map(move |k| Field {
             text: format!("*/{k}"),
-            values: (lo..=hi).filter(|v| (v - lo) % k == 0).collect()
+            values: (lo..=hi).filter(|v| (v - lo).is_multiple_of(k)).collect()
         }),
         prop::collection::btree_set(lo..=hi, 1..4).prop_map(|s| Field {
             text: s.iter().map(u32::to_string).collect::<Vec<_>>().join(","),
@@ -516,7 +515,11 @@ fn dst_days(year: i32) -> [NaiveDate; 4] {
         let mut found = days.filter(|d| {
             NaiveDate::from_ymd_opt(year, month, *d).unwrap().weekday() == chrono::Weekday::Sun
         });
-        let d = if last { found.last() } else { found.next() };
+        let d = if last {
+            found.next_back()
+        } else {
+            found.next()
+        };
         NaiveDate::from_ymd_opt(year, month, d.unwrap()).unwrap()
     };
     [
