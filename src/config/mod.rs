@@ -2,6 +2,12 @@
 //! (`--config`) < `SAGAFLOW_*` environment < command-line flags, validated
 //! at startup with messages that name the key. Every key is listed in
 //! `docs/configuration.md`; `sagaflow config print` shows the effective one.
+//! The typed sections live here; [`keys`] is the one table of key names,
+//! environment variables and secrets the layering and printing derive from.
+
+mod keys;
+
+pub use keys::{Hide, KEYS, Key};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -219,26 +225,6 @@ fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
     }
 }
 
-/// The environment variables read, and the keys they set.
-pub const ENV_KEYS: &[(&str, &str)] = &[
-    ("SAGAFLOW_DATABASE_URL", "database.url"),
-    (
-        "SAGAFLOW_DATABASE_MAX_CONNECTIONS",
-        "database.max_connections",
-    ),
-    ("SAGAFLOW_GRPC_ADDR", "grpc.addr"),
-    ("SAGAFLOW_GRPC_MAX_PAYLOAD_BYTES", "grpc.max_payload_bytes"),
-    ("SAGAFLOW_HTTP_ADDR", "http.addr"),
-    ("SAGAFLOW_WORKFLOWS", "engine.workflows"),
-    ("SAGAFLOW_OWNER", "engine.owner"),
-    ("SAGAFLOW_LEASE_MS", "engine.lease_ms"),
-    ("SAGAFLOW_POLL_MS", "engine.poll_ms"),
-    ("SAGAFLOW_MAX_IN_FLIGHT", "engine.max_in_flight"),
-    ("SAGAFLOW_SHUTDOWN_GRACE_MS", "engine.shutdown_grace_ms"),
-    ("SAGAFLOW_LOG_FORMAT", "log.format"),
-    ("SAGAFLOW_RADIUS_SECRET", "radius.secret"),
-];
-
 impl Config {
     /// Defaults, then the file (if any), then the environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
@@ -254,52 +240,6 @@ impl Config {
         };
         c.apply_env(|k| std::env::var(k).ok())?;
         Ok(c)
-    }
-
-    /// Applies `SAGAFLOW_*` variables read through `get`.
-    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
-        for (var, key) in ENV_KEYS {
-            if let Some(v) = get(var) {
-                self.set(key, &v).map_err(|e| match e {
-                    ConfigError::Invalid { key, message } => {
-                        invalid(&format!("{key} (from {var})"), message)
-                    }
-                    other => other,
-                })?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Sets one key from text (environment variables and flags).
-    pub fn set(&mut self, key: &str, v: &str) -> Result<(), ConfigError> {
-        fn num<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, ConfigError> {
-            v.parse()
-                .map_err(|_| invalid(key, format!("{v:?} is not a valid number")))
-        }
-        match key {
-            "database.url" => self.database.url = v.into(),
-            "database.max_connections" => self.database.max_connections = num(key, v)?,
-            "database.hot_connections" => self.database.hot_connections = num(key, v)?,
-            "database.acquire_timeout_ms" => self.database.acquire_timeout_ms = num(key, v)?,
-            "database.statement_timeout_ms" => self.database.statement_timeout_ms = num(key, v)?,
-            "database.hot_statement_timeout_ms" => {
-                self.database.hot_statement_timeout_ms = num(key, v)?
-            }
-            "grpc.addr" => self.grpc.addr = v.into(),
-            "grpc.max_payload_bytes" => self.grpc.max_payload_bytes = num(key, v)?,
-            "http.addr" => self.http.addr = v.into(),
-            "engine.workflows" => self.engine.workflows = v.into(),
-            "engine.owner" => self.engine.owner = v.into(),
-            "engine.lease_ms" => self.engine.lease_ms = num(key, v)?,
-            "engine.poll_ms" => self.engine.poll_ms = num(key, v)?,
-            "engine.max_in_flight" => self.engine.max_in_flight = num(key, v)?,
-            "engine.shutdown_grace_ms" => self.engine.shutdown_grace_ms = num(key, v)?,
-            "log.format" => self.log.format = v.into(),
-            "radius.secret" => self.radius.secret = v.into(),
-            other => return Err(invalid(other, "unknown key")),
-        }
-        Ok(())
     }
 
     /// What `serve` needs beyond [`Config::validate`]: a RADIUS shared
@@ -420,39 +360,6 @@ impl Config {
         let mut shown = self.clone();
         shown.hide_secrets();
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}"))
-    }
-
-    /// Replaces every secret by `***`: passwords in database and endpoint
-    /// URLs, the RADIUS shared secret, the adapters' and the simulators'
-    /// bearer tokens, and the notification webhook's signing secret. Token
-    /// entries are hashes already.
-    pub fn hide_secrets(&mut self) {
-        use crate::app::redact;
-        const HIDDEN: &str = "***";
-        self.database.url = redact(&self.database.url);
-        self.radius.secret = HIDDEN.into();
-        if let Some(url) = &mut self.radius.database_url {
-            *url = redact(url);
-        }
-        let d = &mut self.domain;
-        for endpoint in [&mut d.onu, &mut d.cpe, &mut d.billing]
-            .into_iter()
-            .flatten()
-        {
-            endpoint.base_url = redact(&endpoint.base_url);
-            if endpoint.token.is_some() {
-                endpoint.token = Some(HIDDEN.into());
-            }
-        }
-        if d.simulators.token.is_some() {
-            d.simulators.token = Some(HIDDEN.into());
-        }
-        if !d.notify.secret.is_empty() {
-            d.notify.secret = HIDDEN.into();
-        }
-        if let Some(url) = &mut d.notify.webhook_url {
-            *url = redact(url);
-        }
     }
 }
 
