@@ -1,6 +1,6 @@
 //! The run-state rules the SQL of both backends names, written once and
 //! built from the state machine: which runs still carry out a recorded
-//! cancel request.
+//! cancel request, and which runs are queued behind their concurrency key.
 
 use crate::run::state::RunState;
 
@@ -15,6 +15,21 @@ pub(crate) fn cancel_carried_out_states() -> String {
     format!("({})", names.join(", "))
 }
 
+/// The condition "the run is queued behind its concurrency key": accepted,
+/// and not due until the key is handed to it. `alias` qualifies the
+/// columns (`"q"` gives `q.state ...`); empty for none.
+pub(crate) fn queued(alias: &str) -> String {
+    let p = if alias.is_empty() {
+        String::new()
+    } else {
+        format!("{alias}.")
+    };
+    format!(
+        "{p}state = '{}' AND {p}next_run_at IS NULL",
+        RunState::Pending.as_str()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -25,5 +40,7 @@ mod tests {
             cancel_carried_out_states(),
             "('PENDING', 'RUNNING', 'FAILED')"
         );
+        assert_eq!(queued(""), "state = 'PENDING' AND next_run_at IS NULL");
+        assert_eq!(queued("q"), "q.state = 'PENDING' AND q.next_run_at IS NULL");
     }
 }

@@ -2,7 +2,6 @@
 //! transaction, fenced by the lease and the run's `last_seq`.
 
 use super::*;
-use crate::store::sql_terms;
 
 /// Writes one checkpoint inside the caller's transaction: fenced by the
 /// lease (on the database's clock), applied only on top of the `last_seq`
