@@ -1,6 +1,7 @@
-//! Moving a run forward: applying the outcome of an attempt, retrying or
-//! giving up a forward step, skipping steps whose condition is false and
-//! starting the next attempt. Pure: the caller persists the result.
+//! Moving a run forward: applying the outcome of an attempt, retrying a
+//! failed attempt (forward and compensation share one path) or giving a
+//! forward step up, skipping steps whose condition is false and starting
+//! the next attempt. Pure: the caller persists the result.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -134,39 +135,6 @@ fn apply_outcome(
             rec.push(run, EventKind::StepSucceeded, Some(name), attempt, None);
             Ok(true)
         }
-        (CallKind::Forward, Err(e)) => {
-            let policy = sd.retry();
-            let step = &mut run.steps[o.step];
-            let attempt = step.attempts;
-            let message = e.to_string();
-            step.last_error = Some(message.clone());
-            step.effect_uncertain |= e.outcome_unknown();
-            rec.push(
-                run,
-                EventKind::StepFailed,
-                Some(name),
-                attempt,
-                Some(message.clone()),
-            );
-            if policy.should_retry(attempt, e.is_retryable(), e.kind()) {
-                let at = now
-                    + chrono::Duration::from_std(policy.delay(attempt, rand())).unwrap_or_default();
-                let step = &mut run.steps[o.step];
-                step_to(step, StepEvent::ScheduleRetry)?;
-                step.next_attempt_at = Some(at);
-                run_to(run, RunEvent::StepRetryScheduled)?;
-                rec.push(
-                    run,
-                    EventKind::StepRetryScheduled,
-                    Some(name),
-                    attempt + 1,
-                    Some(format!("next attempt at {}", at.to_rfc3339())),
-                );
-            } else {
-                give_up_forward(run, def, o.step, message, rec)?;
-            }
-            Ok(false)
-        }
         (CallKind::Compensate, Ok(_)) => {
             let step = &mut run.steps[o.step];
             step_to(step, StepEvent::Compensated)?;
@@ -177,38 +145,74 @@ fn apply_outcome(
             rec.push(run, EventKind::StepCompensated, Some(name), attempt, None);
             Ok(false)
         }
-        (CallKind::Compensate, Err(e)) => {
-            let policy = sd.compensation_retry();
-            let step = &mut run.steps[o.step];
-            let attempt = step.compensation_attempts;
-            let message = e.to_string();
-            step.last_error = Some(message.clone());
-            rec.push(
-                run,
-                EventKind::CompensationStepFailed,
-                Some(name),
-                attempt,
-                Some(message.clone()),
-            );
-            if policy.should_retry(attempt, e.is_retryable(), e.kind()) {
-                let at = now
-                    + chrono::Duration::from_std(policy.delay(attempt, rand())).unwrap_or_default();
-                let step = &mut run.steps[o.step];
-                step_to(step, StepEvent::ScheduleCompensationRetry)?;
-                step.next_attempt_at = Some(at);
-                run_to(run, RunEvent::CompensationRetryScheduled)?;
-                rec.push(
-                    run,
-                    EventKind::CompensationRetryScheduled,
-                    Some(name),
-                    attempt + 1,
-                    Some(format!("next attempt at {}", at.to_rfc3339())),
-                );
-            } else {
-                compensation::give_up_compensation(run, o.step, name, message, rec)?;
-            }
+        (kind, Err(e)) => {
+            failed_attempt(run, def, o.step, kind, e, rec, rand)?;
             Ok(false)
         }
+    }
+}
+
+/// Applies a failed attempt, forward or compensation alike: records the
+/// failure, then schedules the next attempt under the step's policy for
+/// that kind of call, or gives the step (or its compensation) up.
+fn failed_attempt(
+    run: &mut RunRecord,
+    def: &WorkflowDefinition,
+    idx: usize,
+    kind: CallKind,
+    e: StepError,
+    rec: &mut Recorder<'_>,
+    rand: &mut dyn FnMut() -> f64,
+) -> Result<(), InvalidTransition> {
+    let sd = &def.steps[idx];
+    let name = sd.name.as_str();
+    let (policy, failed, schedule, run_event, scheduled) = match kind {
+        CallKind::Forward => (
+            sd.retry(),
+            EventKind::StepFailed,
+            StepEvent::ScheduleRetry,
+            RunEvent::StepRetryScheduled,
+            EventKind::StepRetryScheduled,
+        ),
+        CallKind::Compensate => (
+            sd.compensation_retry(),
+            EventKind::CompensationStepFailed,
+            StepEvent::ScheduleCompensationRetry,
+            RunEvent::CompensationRetryScheduled,
+            EventKind::CompensationRetryScheduled,
+        ),
+    };
+    let step = &mut run.steps[idx];
+    let attempt = match kind {
+        CallKind::Forward => {
+            // Only a forward attempt can leave an effect behind.
+            step.effect_uncertain |= e.outcome_unknown();
+            step.attempts
+        }
+        CallKind::Compensate => step.compensation_attempts,
+    };
+    let message = e.to_string();
+    step.last_error = Some(message.clone());
+    rec.push(run, failed, Some(name), attempt, Some(message.clone()));
+    if policy.should_retry(attempt, e.is_retryable(), e.kind()) {
+        let at =
+            rec.now + chrono::Duration::from_std(policy.delay(attempt, rand())).unwrap_or_default();
+        let step = &mut run.steps[idx];
+        step_to(step, schedule)?;
+        step.next_attempt_at = Some(at);
+        run_to(run, run_event)?;
+        rec.push(
+            run,
+            scheduled,
+            Some(name),
+            attempt + 1,
+            Some(format!("next attempt at {}", at.to_rfc3339())),
+        );
+        return Ok(());
+    }
+    match kind {
+        CallKind::Forward => give_up_forward(run, def, idx, message, rec),
+        CallKind::Compensate => compensation::give_up_compensation(run, idx, name, message, rec),
     }
 }
 

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use super::advance::Next;
 use super::model::{CancelRequest, EventKind, NewEvent, RunRecord};
 use super::record::{Recorder, any_handler, run_to, step_to};
-use super::state::{InvalidTransition, RunEvent, RunState, StepEvent, StepState};
+use super::state::{InvalidTransition, RunEvent, StepEvent, StepState};
 use crate::definition::WorkflowDefinition;
 
 /// Withdraws the attempt of `step` that was recorded as started but whose
@@ -51,8 +51,9 @@ pub(super) fn carry_out_request(
     let now = rec.now;
     // A cancellation recorded while the run was moving is carried out here,
     // including when the run has just paused as FAILED.
-    if let (Some(req), RunState::Pending | RunState::Running | RunState::Failed) =
-        (run.cancel_request, run.state)
+    if let Some(req) = run
+        .cancel_request
+        .filter(|_| run.state.carries_out_cancel())
     {
         // An attempt left unfinished by a crash is over. It did not
         // succeed, but it may have had its effect: it is compensated too.

@@ -225,18 +225,19 @@ pub fn operate(
             rec.push(run, EventKind::OperatorSkip, Some(&step), 0, reason);
         }
         OperatorAction::Cancel { compensate } => {
-            if compensate && run.state == RunState::CompensationFailed {
-                return Err(ActionError::Precondition(
-                    "cannot cancel a COMPENSATION_FAILED run with compensation (its compensation \
+            // A state that accepts only an end without compensation.
+            if !run.state.accepts_cancel(compensate) && run.state.accepts_cancel(false) {
+                return Err(ActionError::Precondition(format!(
+                    "cannot cancel a {} run with compensation (its compensation \
                      already gave up): retry it to run the compensation again, or cancel with \
-                     compensate = false to end it TERMINATED as resolved by hand"
-                        .into(),
-                ));
+                     compensate = false to end it TERMINATED as resolved by hand",
+                    run.state
+                )));
             }
             // Checked here; carried out by the executor (below) or at once.
-            run.state
-                .apply(RunEvent::Cancel { compensate })
-                .map_err(|_| refuse(run, "cancel"))?;
+            if !run.state.accepts_cancel(compensate) {
+                return Err(refuse(run, "cancel"));
+            }
             if run.cancel_request.is_some() {
                 return Err(ActionError::Precondition(
                     "the run is already being cancelled".into(),

@@ -79,6 +79,19 @@ impl RunState {
         )
     }
 
+    /// Whether an operator's cancel (with or without compensation) is
+    /// accepted in this state: read from the transition table.
+    pub fn accepts_cancel(self, compensate: bool) -> bool {
+        self.apply(RunEvent::Cancel { compensate }).is_ok()
+    }
+
+    /// Whether a recorded cancel request is still to be carried out: the
+    /// states that accept a cancel either way. (A COMPENSATION_FAILED run
+    /// accepts only an end without compensation, carried out at once.)
+    pub fn carries_out_cancel(self) -> bool {
+        self.accepts_cancel(true) && self.accepts_cancel(false)
+    }
+
     /// Applies `event`: the next state and what the executor must do next.
     pub fn apply(self, event: RunEvent) -> Result<Transition, InvalidTransition> {
         use Action::*;

@@ -23,7 +23,6 @@ use tracing::{Instrument, debug, info_span, warn};
 use super::shared::Shared;
 use crate::handler::CallKind;
 use crate::ids::{LeaseToken, RunId};
-use crate::run::state::RunState;
 use crate::run::{self as saga, Next, Outcome};
 use crate::store::{Checkpoint, CheckpointAck, RunRecord};
 use crate::telemetry;
@@ -439,12 +438,7 @@ async fn drive(
             CheckpointAck::Applied { cancel_request } => {
                 let newly = cancel_request.is_some() && run.cancel_request.is_none();
                 run.cancel_request = run.cancel_request.or(cancel_request);
-                if newly
-                    && matches!(
-                        run.state,
-                        RunState::Pending | RunState::Running | RunState::Failed
-                    )
-                {
+                if newly && run.state.carries_out_cancel() {
                     // An operator cancelled the run meanwhile.
                     if let Next::Execute {
                         step,

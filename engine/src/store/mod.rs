@@ -16,6 +16,7 @@ mod error;
 pub mod postgres;
 mod queue_expiry;
 pub mod schedules;
+mod sql_terms;
 pub mod sqlite;
 mod step_codec;
 mod writes;

@@ -15,9 +15,10 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgPool, QueryBuilder, Row, Sqlite, SqlitePool};
+use sqlx::{AssertSqlSafe, PgPool, QueryBuilder, Row, Sqlite, SqlitePool};
 use uuid::Uuid;
 
+use super::sql_terms;
 use super::sqlite::{from_micros, micros};
 use super::{EventKind, Result};
 use crate::ids::{RunId, TenantId};
@@ -86,15 +87,17 @@ pub(super) async fn postgres(
 ) -> Result<Vec<QueueExpired>> {
     let mut tx = pool.begin().await?;
     // SKIP LOCKED: a run being handed its key right now is left to that.
-    let rows = sqlx::query(
-        "WITH x AS (SELECT id FROM runs WHERE state = 'PENDING' AND next_run_at IS NULL \
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "WITH x AS (SELECT id FROM runs WHERE {queued} \
                       AND queue_expires_at <= $1 ORDER BY queue_expires_at LIMIT $2 \
                       FOR UPDATE SKIP LOCKED) \
          UPDATE runs SET state = $3, finished_at = $1, updated_at = $1, last_seq = runs.last_seq + 1 \
-         FROM x WHERE runs.id = x.id AND runs.state = 'PENDING' AND runs.next_run_at IS NULL \
+         FROM x WHERE runs.id = x.id AND {queued_runs} \
          RETURNING runs.id, runs.tenant_id, runs.workflow_name, runs.concurrency_key, \
                    runs.created_at, runs.queue_expires_at, runs.last_seq",
-    )
+        queued = sql_terms::queued(""),
+        queued_runs = sql_terms::queued("runs"),
+    )))
     .bind(now)
     .bind(i64::from(limit))
     .bind(EXPIRED.as_str())
@@ -142,12 +145,13 @@ pub(super) async fn sqlite(
     limit: u32,
 ) -> Result<Vec<QueueExpired>> {
     let mut tx = writer.begin().await?;
-    let rows = sqlx::query(
+    let rows = sqlx::query(AssertSqlSafe(format!(
         "UPDATE runs SET state = ?3, finished_at = ?1, updated_at = ?1, last_seq = last_seq + 1 \
-         WHERE id IN (SELECT id FROM runs WHERE state = 'PENDING' AND next_run_at IS NULL \
+         WHERE id IN (SELECT id FROM runs WHERE {} \
                         AND queue_expires_at <= ?1 ORDER BY queue_expires_at LIMIT ?2) \
          RETURNING id, tenant_id, workflow_name, concurrency_key, created_at, queue_expires_at, last_seq",
-    )
+        sql_terms::queued("")
+    )))
     .bind(micros(now))
     .bind(i64::from(limit))
     .bind(EXPIRED.as_str())

@@ -10,10 +10,11 @@
 
 use std::collections::HashMap;
 
-use sqlx::Row;
+use sqlx::{AssertSqlSafe, Row};
 use uuid::Uuid;
 
 use super::{EventArrays, micros};
+use crate::store::sql_terms;
 use crate::store::*;
 
 /// Writes a batch of checkpoints on `conn` (see the module comment).
@@ -147,7 +148,7 @@ async fn write_batch(
         }
     }
     let ev = EventArrays::new(&all_events);
-    let rows = sqlx::query(
+    let rows = sqlx::query(AssertSqlSafe(format!(
         "WITH c AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int4[], $5::jsonb[], \
                 $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::int8[], \
                 $12::int8[], $22::uuid[], $23::int8[]) \
@@ -157,7 +158,7 @@ async fn write_batch(
                 steps = c.steps, error = c.error, \
                 next_run_at = CASE \
                     WHEN c.lease_us IS NOT NULL THEN runs.next_run_at \
-                    WHEN runs.cancel_request IS NOT NULL AND c.state IN ('PENDING', 'RUNNING', 'FAILED') \
+                    WHEN runs.cancel_request IS NOT NULL AND c.state IN {cancel_states} \
                         THEN LEAST(c.now, now()) \
                     ELSE c.next_run_at END, \
                 finished_at = c.finished_at, updated_at = c.now, last_seq = runs.last_seq + c.n, \
@@ -176,7 +177,8 @@ async fn write_batch(
                    AS ev(run_id, ord, kind, step, attempt, run_state, message, actor, at) \
               JOIN r ON r.id = ev.run_id) \
          SELECT id, cancel_request FROM r",
-    )
+        cancel_states = sql_terms::cancel_carried_out_states()
+    )))
     .bind(&ids)
     .bind(&tokens)
     .bind(&states)

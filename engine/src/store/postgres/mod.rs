@@ -17,6 +17,8 @@ use crate::ids::{LeaseToken, RunId, TenantId};
 use crate::run::state::RunState;
 use sqlx::AssertSqlSafe;
 
+use crate::store::sql_terms;
+
 pub mod ceiling;
 mod checkpoint;
 mod runs;

@@ -119,17 +119,18 @@ pub(super) async fn release_keys(
     runs: &[Uuid],
     now: DateTime<Utc>,
 ) -> Result<()> {
-    sqlx::query(
+    sqlx::query(AssertSqlSafe(format!(
         "WITH d AS (DELETE FROM concurrency_locks WHERE run_id = ANY($1) RETURNING tenant_id, key), \
          n AS (SELECT DISTINCT ON (q.tenant_id, q.concurrency_key) q.id, q.tenant_id, q.concurrency_key \
                FROM runs q JOIN d ON q.tenant_id = d.tenant_id AND q.concurrency_key = d.key \
-               WHERE q.state = 'PENDING' AND q.next_run_at IS NULL \
+               WHERE {} \
                  AND (q.queue_expires_at IS NULL OR q.queue_expires_at > $2) \
                ORDER BY q.tenant_id, q.concurrency_key, q.created_at, q.id), \
          l AS (INSERT INTO concurrency_locks (tenant_id, key, run_id) SELECT tenant_id, concurrency_key, id FROM n \
                ON CONFLICT DO NOTHING RETURNING run_id) \
          UPDATE runs SET next_run_at = LEAST($2, now()) FROM l WHERE runs.id = l.run_id",
-    )
+        sql_terms::queued("q")
+    )))
     .bind(runs)
     .bind(now)
     .execute(&mut *tx)
@@ -155,12 +156,13 @@ pub(super) async fn insert_run(tx: &mut sqlx::PgConnection, new: &NewRun) -> Res
     let def = &new.definition.definition;
     let mut queued = false;
     if let Some((key, policy)) = &new.concurrency {
-        let got: Option<Uuid> = sqlx::query_scalar(
+        let got: Option<Uuid> = sqlx::query_scalar(AssertSqlSafe(format!(
             "INSERT INTO concurrency_locks (tenant_id, key, run_id) \
              SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM runs WHERE tenant_id = $1 \
-               AND concurrency_key = $2 AND state = 'PENDING' AND next_run_at IS NULL) \
+               AND concurrency_key = $2 AND {}) \
              ON CONFLICT DO NOTHING RETURNING run_id",
-        )
+            sql_terms::queued("")
+        )))
         .bind(new.tenant_id.as_str())
         .bind(key)
         .bind(new.id.0)

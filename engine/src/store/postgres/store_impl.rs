@@ -367,15 +367,16 @@ impl Store for PgStore {
     }
 
     async fn promote_queued(&self, now: DateTime<Utc>) -> Result<u64> {
-        let n = sqlx::query(
+        let n = sqlx::query(AssertSqlSafe(format!(
             "WITH q AS (SELECT DISTINCT ON (tenant_id, concurrency_key) id, tenant_id, concurrency_key \
-                FROM runs WHERE state = 'PENDING' AND next_run_at IS NULL AND concurrency_key IS NOT NULL \
+                FROM runs WHERE {} AND concurrency_key IS NOT NULL \
                   AND (queue_expires_at IS NULL OR queue_expires_at > $1) \
                 ORDER BY tenant_id, concurrency_key, created_at, id), \
              ins AS (INSERT INTO concurrency_locks (tenant_id, key, run_id) \
                 SELECT tenant_id, concurrency_key, id FROM q ON CONFLICT DO NOTHING RETURNING run_id) \
              UPDATE runs SET next_run_at = $1 FROM ins WHERE runs.id = ins.run_id",
-        )
+            sql_terms::queued("")
+        )))
         .bind(now)
         .execute(&self.pool)
         .await?

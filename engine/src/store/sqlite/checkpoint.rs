@@ -18,7 +18,7 @@ pub(super) async fn checkpoint_one(
             "UPDATE runs SET state = ?3, cursor = ?4, context = COALESCE(?5, context), steps = ?6, \
                 error = ?7, \
                 next_run_at = CASE WHEN ?12 IS NOT NULL THEN next_run_at \
-                    WHEN cancel_request IS NOT NULL AND ?3 IN ('PENDING', 'RUNNING', 'FAILED') \
+                    WHEN cancel_request IS NOT NULL AND ?3 IN {cancel_states} \
                     THEN MIN(?10, {DB_NOW}) ELSE ?8 END, \
                 finished_at = ?9, updated_at = ?10, last_seq = last_seq + ?11, \
                 lease_expires_at = {DB_NOW} + ?12, \
@@ -26,7 +26,8 @@ pub(super) async fn checkpoint_one(
                 lease_token = CASE WHEN ?12 IS NULL THEN NULL ELSE lease_token END, \
                 last_checkpoint = ?13 \
              WHERE id = ?1 AND lease_token = ?2 AND lease_expires_at > {DB_NOW} AND last_seq = ?14 \
-             RETURNING last_seq, cancel_request"
+             RETURNING last_seq, cancel_request",
+            cancel_states = sql_terms::cancel_carried_out_states()
         )))
         .bind(cp.run_id.to_string())
         .bind(cp.lease.to_string())

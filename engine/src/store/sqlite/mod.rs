@@ -20,6 +20,8 @@ use crate::ids::{LeaseToken, RunId, TenantId};
 use crate::run::state::RunState;
 use sqlx::AssertSqlSafe;
 
+use crate::store::sql_terms;
+
 mod checkpoint;
 mod runs;
 mod schedules;

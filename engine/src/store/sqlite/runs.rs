@@ -111,11 +111,12 @@ pub(super) async fn hand_over(
     key: &str,
     now: DateTime<Utc>,
 ) -> Result<bool> {
-    let next: Option<String> = sqlx::query_scalar(
-        "SELECT id FROM runs WHERE tenant_id = ?1 AND concurrency_key = ?2 AND state = 'PENDING' \
-         AND next_run_at IS NULL AND (queue_expires_at IS NULL OR queue_expires_at > ?3) \
+    let next: Option<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT id FROM runs WHERE tenant_id = ?1 AND concurrency_key = ?2 AND {} \
+         AND (queue_expires_at IS NULL OR queue_expires_at > ?3) \
          ORDER BY created_at, id LIMIT 1",
-    )
+        sql_terms::queued("")
+    )))
     .bind(tenant)
     .bind(key)
     .bind(micros(now))
@@ -193,10 +194,10 @@ pub(super) async fn insert_run(tx: &mut SqliteConnection, new: &NewRun) -> Resul
         .bind(key)
         .fetch_optional(&mut *tx)
         .await?;
-        let waiting: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM runs WHERE tenant_id = ?1 AND concurrency_key = ?2 AND state = 'PENDING' \
-             AND next_run_at IS NULL LIMIT 1",
-        )
+        let waiting: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT 1 FROM runs WHERE tenant_id = ?1 AND concurrency_key = ?2 AND {} LIMIT 1",
+            sql_terms::queued("")
+        )))
         .bind(new.tenant_id.as_str())
         .bind(key)
         .fetch_optional(&mut *tx)

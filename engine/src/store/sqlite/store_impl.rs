@@ -311,12 +311,13 @@ impl Store for SqliteStore {
 
     async fn promote_queued(&self, now: DateTime<Utc>) -> Result<u64> {
         let mut tx = self.writer.begin().await?;
-        let free: Vec<(String, String)> = sqlx::query_as(
+        let free: Vec<(String, String)> = sqlx::query_as(AssertSqlSafe(format!(
             "SELECT DISTINCT r.tenant_id, r.concurrency_key FROM runs r \
-             WHERE r.state = 'PENDING' AND r.next_run_at IS NULL AND r.concurrency_key IS NOT NULL \
+             WHERE {} AND r.concurrency_key IS NOT NULL \
                AND NOT EXISTS (SELECT 1 FROM concurrency_locks l \
                                WHERE l.tenant_id = r.tenant_id AND l.key = r.concurrency_key)",
-        )
+            sql_terms::queued("r")
+        )))
         .fetch_all(&mut *tx)
         .await?;
         let mut promoted = 0;
