@@ -143,6 +143,12 @@ impl LifecycleService for LifecycleApi {
                     utilization_percent: u.percent(),
                     warning_threshold_percent: u32::from(u.pool.warning_percent),
                     critical_threshold_percent: u32::from(u.pool.critical_percent),
+                    // Pools come from the configuration and the built-in
+                    // IPAM; retiring and forecasts are not built yet.
+                    retired: false,
+                    growth_per_day: 0.0,
+                    exhaustion_forecast: None,
+                    backend: "builtin".into(),
                 })
                 .collect(),
         }))
@@ -166,5 +172,53 @@ impl LifecycleService for LifecycleApi {
                 })
                 .collect(),
         }))
+    }
+
+    async fn create_pool(
+        &self,
+        request: Request<pb::CreatePoolRequest>,
+    ) -> Result<Response<pb::Pool>, Status> {
+        self.auth.authorize(request.metadata(), Role::Admin)?;
+        Err(convert::not_yet("CreatePool"))
+    }
+
+    async fn update_pool(
+        &self,
+        request: Request<pb::UpdatePoolRequest>,
+    ) -> Result<Response<pb::Pool>, Status> {
+        self.auth.authorize(request.metadata(), Role::Admin)?;
+        Err(convert::not_yet("UpdatePool"))
+    }
+
+    async fn retire_pool(
+        &self,
+        request: Request<pb::RetirePoolRequest>,
+    ) -> Result<Response<pb::Pool>, Status> {
+        self.auth.authorize(request.metadata(), Role::Admin)?;
+        Err(convert::not_yet("RetirePool"))
+    }
+
+    async fn reserve_address(
+        &self,
+        request: Request<pb::ReserveAddressRequest>,
+    ) -> Result<Response<pb::Reservation>, Status> {
+        self.auth.authorize(request.metadata(), Role::Operator)?;
+        Err(convert::not_yet("ReserveAddress"))
+    }
+
+    async fn list_reservations(
+        &self,
+        request: Request<pb::ListReservationsRequest>,
+    ) -> Result<Response<pb::ListReservationsResponse>, Status> {
+        self.auth.authorize(request.metadata(), Role::Operator)?;
+        Err(convert::not_yet("ListReservations"))
+    }
+
+    async fn release_reservation(
+        &self,
+        request: Request<pb::ReleaseReservationRequest>,
+    ) -> Result<Response<pb::Reservation>, Status> {
+        self.auth.authorize(request.metadata(), Role::Operator)?;
+        Err(convert::not_yet("ReleaseReservation"))
     }
 }

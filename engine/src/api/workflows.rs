@@ -397,6 +397,30 @@ impl WorkflowService for WorkflowApi {
         audit.finish(result)
     }
 
+    async fn signal_workflow(
+        &self,
+        request: Request<pb::SignalWorkflowRequest>,
+    ) -> Result<Response<pb::SignalWorkflowResponse>, Status> {
+        self.principal(&request, Role::Crm)?;
+        Err(convert::not_yet("SignalWorkflow"))
+    }
+
+    async fn rewind_workflow(
+        &self,
+        request: Request<pb::RewindWorkflowRequest>,
+    ) -> Result<Response<pb::Workflow>, Status> {
+        self.principal(&request, Role::Operator)?;
+        Err(convert::not_yet("RewindWorkflow"))
+    }
+
+    async fn bulk_operate(
+        &self,
+        request: Request<pb::BulkOperateRequest>,
+    ) -> Result<Response<pb::BulkOperateResponse>, Status> {
+        self.principal(&request, Role::Operator)?;
+        Err(convert::not_yet("BulkOperate"))
+    }
+
     async fn skip_step(
         &self,
         request: Request<pb::SkipStepRequest>,

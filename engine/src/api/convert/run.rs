@@ -83,6 +83,9 @@ pub fn workflow(run: &RunRecord, def: Option<&WorkflowDefinition>) -> pb::Workfl
                 next_attempt_at: s.next_attempt_at.map(timestamp),
                 handler: sd.map(|d| d.handler.clone()).unwrap_or_default(),
                 compensation_handler: sd.and_then(|d| d.compensation.clone()).unwrap_or_default(),
+                // Steps that wait (signals, timers) are not built yet.
+                waiting_for: String::new(),
+                wake_at: None,
             }
         })
         .collect();
@@ -104,6 +107,7 @@ pub fn workflow(run: &RunRecord, def: Option<&WorkflowDefinition>) -> pb::Workfl
         created_at: Some(timestamp(run.created_at)),
         updated_at: Some(timestamp(run.updated_at)),
         finished_at: run.finished_at.map(timestamp),
+        search_attributes: Default::default(),
     }
 }
 
@@ -137,8 +141,12 @@ pub fn definition(d: &LoadedDefinition) -> pb::WorkflowDefinition {
                 required: s.required,
                 max_attempts: s.retry().max_attempts,
                 timeout_ms: s.timeout().as_millis().min(u32::MAX as u128) as u32,
+                kind: "task".into(),
+                signal_name: String::new(),
+                wait_timeout_ms: 0,
             })
             .collect(),
         input_schema: Some(json_to_struct(&def.input_schema)),
+        search_attributes: Vec::new(),
     }
 }

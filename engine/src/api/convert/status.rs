@@ -32,3 +32,11 @@ pub fn status(e: Error) -> Status {
         }
     }
 }
+
+/// An RPC of the published contract that this server does not carry out
+/// yet: UNIMPLEMENTED (callers check the token and role first).
+pub fn not_yet(rpc: &str) -> Status {
+    Status::unimplemented(format!(
+        "{rpc} is part of the sagaflow.v1 API but not available on this server version yet"
+    ))
+}
