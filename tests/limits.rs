@@ -304,8 +304,7 @@ async fn a_thousand_watch_streams_all_end_and_the_next_is_refused(pool: PgPool) 
                                 return Err(format!("watch {id}: still UNAVAILABLE after 120 s"));
                             }
                             retries.fetch_add(1, Ordering::Relaxed);
-                            // Back-off between attempts, bounded by `give_up`.
-                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            tokio::time::sleep(Duration::from_millis(50)).await; // back-off between polls, bounded by `give_up`
                             continue;
                         }
                         Err(e) => return Err(format!("watch {id}: {e:?}")),

@@ -386,8 +386,7 @@ impl PausableReplica {
                 let exec = e.start_executor(spread(opts("paused", lease_ms)));
                 let _ = ready.send(());
                 while let Some(Some(pause)) = rx.recv().await {
-                    // Stops the whole runtime, as SIGSTOP stops a process.
-                    std::thread::sleep(pause);
+                    std::thread::sleep(pause); // the injected fault: the whole runtime frozen, as SIGSTOP freezes a process
                 }
                 exec.abort();
             });

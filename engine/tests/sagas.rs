@@ -824,10 +824,25 @@ async fn stale_lease_holder_writes_nothing(store: Arc<dyn Store>) {
         finished_at: Some(now),
         release_concurrency_key: true,
     };
-    // A's lease expires by the database's clock (the test waits it out):
-    // its write is refused even before anyone else claims, whatever time
-    // A's clock says.
-    tokio::time::sleep_until((answered + lease + Duration::from_millis(20)).into()).await; // the lease's own time passing
+    // A's lease expires by the database's clock (the test polls until the
+    // stored expiry has passed on this machine's clock, which is the
+    // database's): its write is refused even before anyone else claims,
+    // whatever time A's clock says.
+    let expires = store
+        .get_run(&tenant(), id)
+        .await
+        .unwrap()
+        .unwrap()
+        .lease_expires_at
+        .unwrap();
+    let deadline = answered + lease + Duration::from_secs(10);
+    while Utc::now() <= expires + chrono::Duration::milliseconds(5) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lease never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await; // poll interval
+    }
     assert_eq!(
         store.checkpoint(&cp(a, t0)).await.unwrap(),
         CheckpointAck::Fenced
