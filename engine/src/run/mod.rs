@@ -11,8 +11,10 @@ pub mod operator;
 mod record;
 pub mod start;
 pub mod state;
+pub mod wait;
 
-pub use advance::{Advance, Next, Outcome, advance, advance_with_handlers};
+pub use advance::{Advance, Next, Outcome, advance, advance_with_handlers, advance_with_signals};
 pub use cancel::withdraw_attempt;
 pub use operator::{ActionError, OperatorAction, OperatorChange, operate};
 pub use record::merge_into;
+pub use wait::Signal;

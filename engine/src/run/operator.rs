@@ -74,6 +74,7 @@ pub fn operate(
         may_start: false,
         known: &any_handler,
         unknown: None,
+        wait: Default::default(),
     };
     let reason = (!reason.is_empty()).then(|| reason.to_owned());
     let refuse = |run: &RunRecord, what: &str| {
@@ -288,6 +289,7 @@ pub fn operate(
                             may_start: false,
                             known: &any_handler,
                             unknown: None,
+                            wait: Default::default(),
                         };
                         r.push(
                             run,

@@ -16,6 +16,7 @@ mod error;
 pub mod postgres;
 mod queue_expiry;
 pub mod schedules;
+mod signals;
 mod sql_terms;
 pub mod sqlite;
 mod step_codec;
@@ -24,6 +25,7 @@ mod writes;
 pub use claimed::PARK_UNDECODABLE;
 pub use error::{Result, StoreError, unreachable_database};
 pub use queue_expiry::QueueExpired;
+pub use signals::{Signal, SignalAck, SignalTaken, SignalWrite};
 pub use writes::{
     Checkpoint, CheckpointAck, CreateOutcome, NewRun, OperatorWrite, RunFilter, StoredDefinition,
 };
@@ -117,6 +119,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Applies an operator's change; false if the run changed meanwhile.
     async fn operator_write(&self, w: &OperatorWrite) -> Result<bool>;
+
+    /// Stores a signal for a run (see [`SignalWrite`]).
+    async fn signal(&self, w: &SignalWrite) -> Result<SignalAck>;
+
+    /// The run's signals no step has taken yet, oldest first.
+    async fn pending_signals(&self, run: RunId) -> Result<Vec<Signal>>;
+
+    /// Makes a RUNNING run that no executor holds due at `now` (a signal
+    /// for its waiting step arrived); false if it was not such a run.
+    async fn wake_run(&self, run: RunId, now: DateTime<Utc>) -> Result<bool>;
 
     /// Tells other replicas there is new work (Postgres `NOTIFY`, sent on
     /// its own, never inside a hot write transaction).

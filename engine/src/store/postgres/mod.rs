@@ -24,6 +24,7 @@ mod checkpoint;
 mod runs;
 pub mod scale;
 mod schedules;
+mod signals;
 mod store_impl;
 
 use runs::*;

@@ -232,12 +232,10 @@ impl Store for PgStore {
     }
 
     async fn checkpoint_many(&self, cps: &[Checkpoint]) -> Result<Vec<CheckpointAck>> {
-        let releasing: Vec<Uuid> = cps
+        let in_tx = cps
             .iter()
-            .filter(|c| c.release_concurrency_key)
-            .map(|c| c.run_id.0)
-            .collect();
-        if releasing.is_empty() {
+            .any(|c| c.release_concurrency_key || c.take_signal.is_some());
+        if !in_tx {
             // The common case: one statement, one round trip, one commit.
             let mut conn = self.hot.acquire().await?;
             return super::checkpoint::checkpoint_batch(&mut conn, cps).await;
@@ -255,6 +253,13 @@ impl Store for PgStore {
         if !applied.is_empty() {
             release_keys(&mut tx, &applied, cps[0].now).await?;
         }
+        let taken: Vec<&SignalTaken> = cps
+            .iter()
+            .zip(&acks)
+            .filter(|(_, a)| matches!(a, CheckpointAck::Applied { .. }))
+            .filter_map(|(c, _)| c.take_signal.as_ref())
+            .collect();
+        super::signals::take(&mut tx, &taken, cps[0].now).await?;
         tx.commit().await?;
         Ok(acks)
     }
@@ -295,6 +300,18 @@ impl Store for PgStore {
         }
         tx.commit().await?;
         Ok(applied)
+    }
+
+    async fn signal(&self, w: &SignalWrite) -> Result<SignalAck> {
+        super::signals::signal(&self.pool, w).await
+    }
+
+    async fn pending_signals(&self, run: RunId) -> Result<Vec<Signal>> {
+        super::signals::pending_signals(&self.hot, run).await
+    }
+
+    async fn wake_run(&self, run: RunId, now: DateTime<Utc>) -> Result<bool> {
+        super::signals::wake_run(&self.hot, run, now).await
     }
 
     async fn count_by_state(&self, tenant: Option<&TenantId>) -> Result<Vec<(RunState, u64)>> {

@@ -25,6 +25,7 @@ use crate::store::sql_terms;
 mod checkpoint;
 mod runs;
 mod schedules;
+mod signals;
 mod store_impl;
 
 use checkpoint::*;

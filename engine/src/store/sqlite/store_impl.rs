@@ -291,6 +291,18 @@ impl Store for SqliteStore {
         Ok(true)
     }
 
+    async fn signal(&self, w: &SignalWrite) -> Result<SignalAck> {
+        super::signals::signal(&self.writer, w).await
+    }
+
+    async fn pending_signals(&self, run: RunId) -> Result<Vec<Signal>> {
+        super::signals::pending_signals(&self.reader, run).await
+    }
+
+    async fn wake_run(&self, run: RunId, now: DateTime<Utc>) -> Result<bool> {
+        super::signals::wake_run(&self.writer, run, now).await
+    }
+
     async fn count_by_state(&self, tenant: Option<&TenantId>) -> Result<Vec<(RunState, u64)>> {
         let rows: Vec<(String, i64)> = sqlx::query_as(
             "SELECT state, count(*) FROM runs WHERE (?1 IS NULL OR tenant_id = ?1) GROUP BY state",
