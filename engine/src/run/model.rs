@@ -110,6 +110,7 @@ impl RunRecord {
     /// The name of the step the run is at, if any.
     pub fn current_step(&self) -> Option<&str> {
         match self.state {
+            s if s.is_terminal() => None,
             RunState::Compensating | RunState::CompensationFailed => self
                 .steps
                 .iter()
@@ -121,10 +122,6 @@ impl RunRecord {
                     )
                 })
                 .map(|s| s.name.as_str()),
-            RunState::Completed
-            | RunState::Compensated
-            | RunState::Cancelled
-            | RunState::Terminated => None,
             _ => self
                 .steps
                 .get(self.cursor as usize)
