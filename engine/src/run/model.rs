@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::state::{RunState, StepState};
-use crate::ids::{RunId, TenantId};
+use crate::ids::{RunId, ScheduleId, TenantId};
 
 /// An operator's cancellation, waiting for the executor to carry it out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,7 +85,7 @@ pub struct RunRecord {
     pub error: Option<String>,
     pub idempotency_key: Option<String>,
     pub concurrency_key: Option<String>,
-    pub schedule_id: Option<String>,
+    pub schedule_id: Option<ScheduleId>,
     pub trace_id: Option<String>,
     pub traceparent: Option<String>,
     pub cancel_request: Option<CancelRequest>,
