@@ -68,7 +68,15 @@ impl RetryPolicy {
     /// Whether another attempt follows attempt number `attempt` (from 1)
     /// that failed with an error of `kind`.
     pub fn should_retry(&self, attempt: u32, retryable: bool, kind: &str) -> bool {
-        retryable && attempt < self.max_attempts && !self.non_retryable.iter().any(|k| k == kind)
+        retryable
+            && self.has_attempt_after(attempt)
+            && !self.non_retryable.iter().any(|k| k == kind)
+    }
+
+    /// Whether the policy allows an attempt after attempt number `attempt`
+    /// (from 1), whatever its error: the attempts are not all spent.
+    pub fn has_attempt_after(&self, attempt: u32) -> bool {
+        attempt < self.max_attempts
     }
 
     /// The delay before the attempt after `attempt` (from 1) without jitter:

@@ -174,7 +174,7 @@ async fn runs_of(engine: &Engine, id: ScheduleId) -> Vec<sagaflow_engine::store:
         .await
         .unwrap();
     all.into_iter()
-        .filter(|r| r.schedule_id.as_deref() == Some(id.to_string().as_str()))
+        .filter(|r| r.schedule_id == Some(id))
         .collect()
 }
 
@@ -213,7 +213,7 @@ async fn walk(
             run.idempotency_key.as_deref(),
             Some(fire_key(id, want).as_str())
         );
-        assert_eq!(run.schedule_id, Some(id.to_string()));
+        assert_eq!(run.schedule_id, Some(id));
     }
 }
 
@@ -849,7 +849,7 @@ async fn pause_resume_trigger_delete(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert!(started.created);
-    assert_eq!(started.run.schedule_id, Some(sched.id.to_string()));
+    assert_eq!(started.run.schedule_id, Some(sched.id));
     assert_eq!(started.run.workflow_name, "tick");
     let after = engine.get_schedule(&tenant(), sched.id).await.unwrap();
     assert_eq!(after.next_fire_at, Some(at("2026-01-01T04:00:00Z")));

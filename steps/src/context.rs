@@ -53,6 +53,10 @@ pub(crate) fn subscriber_id(req: &StepRequest) -> Result<String, StepError> {
     req.context_str("/subscriber_id").map(str::to_owned)
 }
 
+/// The run's id as the text an address record keeps of who moved it (the
+/// address repositories also take other labels: maintenance, tests). The
+/// subscriber repository takes the [`RunId`](sagaflow_engine::ids::RunId)
+/// itself.
 pub(crate) fn run(req: &StepRequest) -> String {
     req.run_id.to_string()
 }

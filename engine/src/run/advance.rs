@@ -1,35 +1,19 @@
-//! Moving a run forward: applying the outcome of an attempt, retrying a
-//! failed attempt (forward and compensation share one path) or giving a
-//! forward step up, skipping steps whose condition is false and starting
-//! the next attempt. Pure: the caller persists the result.
+//! Moving a run forward: applying the outcome of an attempt (a failed or
+//! interrupted one goes to [`attempt`](super::attempt), forward and
+//! compensation alike), giving a forward step up, skipping steps whose
+//! condition is false and starting the next attempt. Pure: the caller
+//! persists the result.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::model::{EventKind, NewEvent, RunRecord};
 use super::record::{Recorder, any_handler, merge_into, run_to, step_to};
-use super::state::{Action, InvalidTransition, RunEvent, RunState, StepEvent, StepState};
+use super::state::{Action, InvalidTransition, Next, RunEvent, RunState, StepEvent, StepState};
 use super::wait::{self, Signal, SignalTaken, WaitState};
-use super::{cancel, compensation};
+use super::{attempt, cancel, compensation};
 use crate::definition::{StepKind, WorkflowDefinition};
 use crate::handler::{CallKind, StepError, StepOutput};
-
-/// What the executor does after [`advance`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Next {
-    /// Call the handler of step `step` (already marked as started).
-    Execute {
-        step: usize,
-        kind: CallKind,
-        attempt: u32,
-    },
-    /// Nothing to do until then (a retry's backoff, a waiting step's
-    /// wake-up time).
-    Wait(DateTime<Utc>),
-    /// Nothing to do: the run is terminal, waits for an operator, or waits
-    /// for a signal without a timeout.
-    Stop,
-}
 
 /// The outcome of one attempt.
 #[derive(Debug, Clone)]
@@ -186,7 +170,7 @@ fn apply_outcome(
         (CallKind::Compensate, Err(StepError::NotReady { message, .. })) => {
             // A compensation does not wait: "not ready" is a failed attempt.
             let e = StepError::retryable("not_ready", message);
-            failed_attempt(run, def, o.step, CallKind::Compensate, e, rec, rand)?;
+            attempt::failed_attempt(run, def, o.step, CallKind::Compensate, e, rec, rand)?;
             Ok(false)
         }
         (CallKind::Forward, Ok(output)) => {
@@ -213,77 +197,15 @@ fn apply_outcome(
             Ok(false)
         }
         (kind, Err(e)) => {
-            failed_attempt(run, def, o.step, kind, e, rec, rand)?;
+            attempt::failed_attempt(run, def, o.step, kind, e, rec, rand)?;
             Ok(false)
         }
     }
 }
 
-/// Applies a failed attempt, forward or compensation alike: records the
-/// failure, then schedules the next attempt under the step's policy for
-/// that kind of call, or gives the step (or its compensation) up.
-pub(super) fn failed_attempt(
-    run: &mut RunRecord,
-    def: &WorkflowDefinition,
-    idx: usize,
-    kind: CallKind,
-    e: StepError,
-    rec: &mut Recorder<'_>,
-    rand: &mut dyn FnMut() -> f64,
-) -> Result<(), InvalidTransition> {
-    let sd = &def.steps[idx];
-    let name = sd.name.as_str();
-    let (policy, failed, schedule, run_event, scheduled) = match kind {
-        CallKind::Forward => (
-            sd.retry(),
-            EventKind::StepFailed,
-            StepEvent::ScheduleRetry,
-            RunEvent::StepRetryScheduled,
-            EventKind::StepRetryScheduled,
-        ),
-        CallKind::Compensate => (
-            sd.compensation_retry(),
-            EventKind::CompensationStepFailed,
-            StepEvent::ScheduleCompensationRetry,
-            RunEvent::CompensationRetryScheduled,
-            EventKind::CompensationRetryScheduled,
-        ),
-    };
-    let step = &mut run.steps[idx];
-    let attempt = match kind {
-        CallKind::Forward => {
-            // Only a forward attempt can leave an effect behind.
-            step.effect_uncertain |= e.outcome_unknown();
-            step.attempts
-        }
-        CallKind::Compensate => step.compensation_attempts,
-    };
-    let message = e.to_string();
-    step.last_error = Some(message.clone());
-    rec.push(run, failed, Some(name), attempt, Some(message.clone()));
-    if policy.should_retry(attempt, e.is_retryable(), e.kind()) {
-        let at =
-            rec.now + chrono::Duration::from_std(policy.delay(attempt, rand())).unwrap_or_default();
-        let step = &mut run.steps[idx];
-        step_to(step, schedule)?;
-        step.next_attempt_at = Some(at);
-        run_to(run, run_event)?;
-        rec.push(
-            run,
-            scheduled,
-            Some(name),
-            attempt + 1,
-            Some(format!("next attempt at {}", at.to_rfc3339())),
-        );
-        return Ok(());
-    }
-    match kind {
-        CallKind::Forward => give_up_forward(run, def, idx, message, rec),
-        CallKind::Compensate => compensation::give_up_compensation(run, idx, name, message, rec),
-    }
-}
-
-fn give_up_forward(
+/// Gives a forward step up: a required one fails the run (compensating it
+/// or pausing it for an operator), an optional one is passed over.
+pub(super) fn give_up_forward(
     run: &mut RunRecord,
     def: &WorkflowDefinition,
     idx: usize,
@@ -424,27 +346,8 @@ fn drive_forward(
                     return Ok(Next::Wait(now));
                 }
                 // The previous attempt never reported: the engine crashed or
-                // lost the lease. It counts as a failed attempt whose effect
-                // may exist.
-                run.steps[idx].effect_uncertain = true;
-                let attempt = run.steps[idx].attempts;
-                rec.push(
-                    run,
-                    EventKind::StepInterrupted,
-                    Some(&sd.name),
-                    attempt,
-                    Some("the attempt did not finish (engine stopped or lease lost)".into()),
-                );
-                if attempt >= sd.retry().max_attempts {
-                    let step = &mut run.steps[idx];
-                    step.last_error = Some("interrupted: the attempt did not finish".into());
-                    give_up_forward(
-                        run,
-                        def,
-                        idx,
-                        "interrupted: the attempt did not finish".into(),
-                        rec,
-                    )?;
+                // lost the lease.
+                if !attempt::interrupted_attempt(run, def, idx, CallKind::Forward, rec)? {
                     return drive(run, def, rec, rand);
                 }
                 return start_forward(run, def, idx, rec);

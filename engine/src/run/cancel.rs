@@ -4,10 +4,9 @@
 
 use chrono::{DateTime, Utc};
 
-use super::advance::Next;
 use super::model::{CancelRequest, EventKind, NewEvent, RunRecord};
 use super::record::{Recorder, any_handler, run_to, step_to};
-use super::state::{InvalidTransition, RunEvent, StepEvent, StepState};
+use super::state::{InvalidTransition, Next, RunEvent, StepEvent, StepState};
 use crate::definition::WorkflowDefinition;
 
 /// Withdraws the attempt of `step` that was recorded as started but whose

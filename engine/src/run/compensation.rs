@@ -1,13 +1,14 @@
 //! Compensation: undoing, in strict reverse order, the steps whose effect
 //! exists (or may exist), and giving a compensation up. Pure.
 
-use super::advance::Next;
+use super::attempt;
 use super::model::{EventKind, RunRecord};
 use super::record::{Recorder, run_to, step_to};
-use super::state::{InvalidTransition, RunEvent, StepEvent, StepState};
+use super::state::{InvalidTransition, Next, RunEvent, StepEvent, StepState};
 use crate::definition::WorkflowDefinition;
 use crate::handler::CallKind;
 
+/// Gives the compensation of step `idx` up: the run waits for an operator.
 pub(super) fn give_up_compensation(
     run: &mut RunRecord,
     idx: usize,
@@ -94,22 +95,7 @@ pub(super) fn drive_compensation(
         && step.compensation_attempts > 0
     {
         // An attempt that never reported (crash or lost lease).
-        let attempt = step.compensation_attempts;
-        rec.push(
-            run,
-            EventKind::StepInterrupted,
-            Some(&sd.name),
-            attempt,
-            Some("the compensation attempt did not finish".into()),
-        );
-        if attempt >= sd.compensation_retry().max_attempts {
-            give_up_compensation(
-                run,
-                idx,
-                &sd.name,
-                "interrupted: the attempt did not finish".into(),
-                rec,
-            )?;
+        if !attempt::interrupted_attempt(run, def, idx, CallKind::Compensate, rec)? {
             return Ok(Next::Stop);
         }
     }

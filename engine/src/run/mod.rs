@@ -4,6 +4,7 @@
 //! This is the ground floor the rest of the engine builds on.
 
 pub mod advance;
+mod attempt;
 pub mod cancel;
 pub mod compensation;
 pub mod model;
@@ -13,8 +14,9 @@ pub mod start;
 pub mod state;
 pub mod wait;
 
-pub use advance::{Advance, Next, Outcome, advance, advance_with_handlers, advance_with_signals};
+pub use advance::{Advance, Outcome, advance, advance_with_handlers, advance_with_signals};
 pub use cancel::withdraw_attempt;
 pub use operator::{ActionError, OperatorAction, OperatorChange, operate};
 pub use record::merge_into;
+pub use state::{Action, Next};
 pub use wait::Signal;

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::state::{RunState, StepState};
-use crate::ids::{RunId, TenantId};
+use crate::ids::{RunId, ScheduleId, TenantId};
 
 /// An operator's cancellation, waiting for the executor to carry it out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,7 +94,7 @@ pub struct RunRecord {
     pub error: Option<String>,
     pub idempotency_key: Option<String>,
     pub concurrency_key: Option<String>,
-    pub schedule_id: Option<String>,
+    pub schedule_id: Option<ScheduleId>,
     pub trace_id: Option<String>,
     pub traceparent: Option<String>,
     pub cancel_request: Option<CancelRequest>,
@@ -119,6 +119,7 @@ impl RunRecord {
     /// The name of the step the run is at, if any.
     pub fn current_step(&self) -> Option<&str> {
         match self.state {
+            s if s.is_terminal() => None,
             RunState::Compensating | RunState::CompensationFailed => self
                 .steps
                 .iter()
@@ -130,10 +131,6 @@ impl RunRecord {
                     )
                 })
                 .map(|s| s.name.as_str()),
-            RunState::Completed
-            | RunState::Compensated
-            | RunState::Cancelled
-            | RunState::Terminated => None,
             _ => self
                 .steps
                 .get(self.cursor as usize)

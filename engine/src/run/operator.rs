@@ -245,7 +245,7 @@ pub fn operate(
                 ));
             }
             if !compensate
-                && matches!(run.state, RunState::Failed | RunState::CompensationFailed)
+                && run.state.awaits_operator()
                 && reason.as_deref().is_none_or(|r| r.trim().is_empty())
             {
                 return Err(ActionError::Invalid(format!(
@@ -261,7 +261,9 @@ pub fn operate(
             };
             run.cancel_request = Some(req);
             match run.state {
-                RunState::Pending | RunState::Running => {
+                // A state the executor moves (one that accepts a cancel:
+                // PENDING or RUNNING).
+                s if s.is_executable() => {
                     // The executor carries the cancellation out at its next
                     // checkpoint, so an attempt in flight is accounted for.
                     require_free_lease = false;

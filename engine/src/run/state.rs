@@ -4,11 +4,34 @@
 //! and the action the executor must take; nothing here does I/O. Every pair
 //! not in the table is an [`InvalidTransition`], which the API reports as
 //! FAILED_PRECONDITION.
+//!
+//! What the executor does next is one vocabulary in two layers, both here:
+//! the table decides an [`Action`], the kind of move (it knows states, not
+//! steps or clocks); [`advance`](super::advance) turns it into a [`Next`],
+//! the same move with its particulars (which step, which attempt, until
+//! when). Two layers rather than one enum because the table must stay
+//! writable as `(state, event) => (state, action)` without inventing a step
+//! or a time, and the executor must get them:
+//!
+//! | [`Action`]            | [`Next`]                                   |
+//! |-----------------------|--------------------------------------------|
+//! | `ExecuteStep`         | `Execute { kind: CallKind::Forward, .. }`  |
+//! | `ExecuteCompensation` | `Execute { kind: CallKind::Compensate, .. }` |
+//! | `WaitForRetry`        | `Wait(at)`                                 |
+//! | `AwaitOperator`       | `Stop` (the run is not terminal)           |
+//! | `Finish`              | `Stop` (the run is terminal)               |
+//!
+//! The state predicates other modules need (terminal, executable, accepts a
+//! cancel, awaits an operator) are methods of [`RunState`], read from the
+//! table where the table says it; nothing else spells out a list of states.
 
 use std::fmt;
 use std::str::FromStr;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+use crate::handler::CallKind;
 
 /// The state of a workflow run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -83,6 +106,13 @@ impl RunState {
     /// accepted in this state: read from the transition table.
     pub fn accepts_cancel(self, compensate: bool) -> bool {
         self.apply(RunEvent::Cancel { compensate }).is_ok()
+    }
+
+    /// Whether the run is paused for an operator (FAILED or
+    /// COMPENSATION_FAILED): read from the table, the states an operator's
+    /// retry resumes.
+    pub fn awaits_operator(self) -> bool {
+        self.apply(RunEvent::OperatorRetry).is_ok()
     }
 
     /// Whether a recorded cancel request is still to be carried out: the
@@ -212,7 +242,8 @@ impl RunEvent {
     ];
 }
 
-/// What the executor does after a transition.
+/// What the executor does after a transition: the kind of move, as the
+/// table decides it. [`Next`] is the same move made concrete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     /// Run the next forward step.
@@ -225,6 +256,25 @@ pub enum Action {
     AwaitOperator,
     /// The run is terminal: release it and its concurrency key.
     Finish,
+}
+
+/// What the executor does after [`advance`](super::advance::advance): an
+/// [`Action`] with its particulars filled in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Call the handler of step `step` (already marked as started): the
+    /// concrete [`Action::ExecuteStep`] or [`Action::ExecuteCompensation`].
+    Execute {
+        step: usize,
+        kind: CallKind,
+        attempt: u32,
+    },
+    /// Nothing to do until then: a retry's backoff ([`Action::WaitForRetry`]),
+    /// or now when this engine cannot start the attempt itself.
+    Wait(DateTime<Utc>),
+    /// Nothing to do: the run is terminal ([`Action::Finish`]) or waits for
+    /// an operator ([`Action::AwaitOperator`]).
+    Stop,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

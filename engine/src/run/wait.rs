@@ -9,10 +9,11 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use super::advance::{Next, fail_run, failed_attempt};
+use super::advance::fail_run;
+use super::attempt::failed_attempt;
 use super::model::{EventKind, RunRecord, StepRecord};
 use super::record::{Recorder, merge_into, run_to, step_to};
-use super::state::{InvalidTransition, RunEvent, StepEvent, StepState};
+use super::state::{InvalidTransition, Next, RunEvent, StepEvent, StepState};
 use crate::definition::{StepKind, WorkflowDefinition};
 use crate::handler::{CallKind, StepError};
 

@@ -12,7 +12,7 @@ use crate::clock::Clock;
 use crate::definition::{Definitions, LoadedDefinition, WorkflowDefinition};
 use crate::error::{Error, Result};
 use crate::handler::Registry;
-use crate::ids::{RunId, TenantId};
+use crate::ids::{RunId, ScheduleId, TenantId};
 use crate::run::{self as saga, ActionError, OperatorAction};
 use crate::runtime::executor::{self, ExecutorHandle, ExecutorOptions};
 use crate::store::{
@@ -32,7 +32,7 @@ pub struct StartRequest {
     /// A JSON object.
     pub input: Value,
     pub idempotency_key: Option<String>,
-    pub schedule_id: Option<String>,
+    pub schedule_id: Option<ScheduleId>,
     /// W3C `traceparent` of the caller, stored with the run.
     pub traceparent: Option<String>,
     /// Who started it (a principal name, or "scheduler").

@@ -264,7 +264,7 @@ impl Service {
                 if f.outcome == FireOutcome::Started {
                     match self.engine.prepare_run(StartRequest {
                         idempotency_key: Some(fire_key(s.id, f.at)),
-                        schedule_id: Some(s.id.to_string()),
+                        schedule_id: Some(s.id),
                         actor: "scheduler".into(),
                         ..StartRequest::new(s.tenant_id.as_str(), &s.workflow_name, s.input.clone())
                     }) {

@@ -190,7 +190,7 @@ impl Engine {
                 )));
             }
             let mut run = self.prepare_run(StartRequest {
-                schedule_id: Some(id.to_string()),
+                schedule_id: Some(id),
                 actor: actor.to_owned(),
                 ..StartRequest::new(tenant.as_str(), &s.workflow_name, s.input.clone())
             })?;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::{CancelRequest, NewEvent, RunRecord, StepRecord, initial_steps};
 use crate::definition::{ConcurrencyPolicy, LoadedDefinition, WorkflowDefinition};
-use crate::ids::{LeaseToken, RunId, TenantId};
+use crate::ids::{LeaseToken, RunId, ScheduleId, TenantId};
 use crate::run::state::RunState;
 
 /// A run to create.
@@ -23,7 +23,7 @@ pub struct NewRun {
     pub input_hash: String,
     pub idempotency_key: Option<String>,
     pub concurrency: Option<(String, ConcurrencyPolicy)>,
-    pub schedule_id: Option<String>,
+    pub schedule_id: Option<ScheduleId>,
     pub traceparent: Option<String>,
     pub trace_id: Option<String>,
     pub actor: String,
@@ -61,7 +61,7 @@ impl NewRun {
             error: None,
             idempotency_key: self.idempotency_key.clone(),
             concurrency_key: self.concurrency.as_ref().map(|c| c.0.clone()),
-            schedule_id: self.schedule_id.clone(),
+            schedule_id: self.schedule_id,
             trace_id: self.trace_id.clone(),
             traceparent: self.traceparent.clone(),
             cancel_request: None,

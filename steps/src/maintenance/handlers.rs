@@ -13,7 +13,7 @@ use sagaflow_engine::handler::{Registry, StepError, StepHandler, StepOutput, Ste
 use serde_json::{Value, json};
 
 use super::{CleanupCounts, MaintenanceConfig, MaintenanceError, Result, repo};
-use crate::context::output;
+use crate::context::{output, run};
 use crate::db::DomainDb;
 use crate::deps::DomainDeps;
 use crate::handlers::{HANDLERS, Run};
@@ -190,7 +190,7 @@ impl Maintenance {
         .max(0) as u64;
 
         let stuck_before = now - hours(self.cfg().revoking_stuck_hours);
-        let run = req.run_id.to_string();
+        let run = run(req);
         let mut pages = self.pages(req, AddressState::Revoking, stuck_before);
         while let Some(page) = pages.next().await? {
             for r in &page {

@@ -8,9 +8,7 @@ use serde_json::{Value, json};
 
 use super::repo as subscribers;
 use super::{NewCustomer, NewProfile, NewSubscriber, SubscriberError, SubscriberState};
-use crate::context::{
-    StepResult, flag, invalid, opt_i64, output, profile_numbers, run, subscriber_id,
-};
+use crate::context::{StepResult, flag, invalid, opt_i64, output, profile_numbers, subscriber_id};
 use crate::db::database_error;
 use crate::deps::Isp;
 use crate::lifecycle::Family;
@@ -28,7 +26,7 @@ impl Isp {
             &self.db,
             req.tenant_id.as_str(),
             &c,
-            &run(&req),
+            req.run_id,
             self.now(),
         )
         .await?;
@@ -37,7 +35,7 @@ impl Isp {
 
     pub(crate) async fn delete_customer(&self, req: StepRequest) -> StepResult {
         let id = req.context_str("/customer/id")?;
-        subscribers::delete_customer_created_by(&self.db, req.tenant_id.as_str(), id, &run(&req))
+        subscribers::delete_customer_created_by(&self.db, req.tenant_id.as_str(), id, req.run_id)
             .await?;
         Ok(StepOutput::new())
     }
@@ -63,7 +61,7 @@ impl Isp {
             &self.db,
             req.tenant_id.as_str(),
             &s,
-            &run(&req),
+            req.run_id,
             self.now(),
         )
         .await?;
@@ -75,7 +73,7 @@ impl Isp {
             &self.db,
             req.tenant_id.as_str(),
             &subscriber_id(&req)?,
-            &run(&req),
+            req.run_id,
         )
         .await?;
         Ok(StepOutput::new())
@@ -95,7 +93,7 @@ impl Isp {
             &self.db,
             req.tenant_id.as_str(),
             &p,
-            &run(&req),
+            req.run_id,
             self.now(),
         )
         .await?;
@@ -107,7 +105,7 @@ impl Isp {
             &self.db,
             req.tenant_id.as_str(),
             &subscriber_id(&req)?,
-            &run(&req),
+            req.run_id,
         )
         .await?;
         Ok(StepOutput::new())

@@ -1,7 +1,7 @@
 //! The repository of `customers`, `subscribers` and `network_profiles`.
 //! Creations are idempotent per run: a record created by the same run is
 //! returned again; deletions (compensations) only remove what the given run
-//! created.
+//! created. `created_run` holds the run id's text.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -12,6 +12,8 @@ use super::{
     Customer, NetworkProfile, NewCustomer, NewProfile, NewSubscriber, Subscriber, SubscriberError,
     SubscriberState,
 };
+use sagaflow_engine::ids::RunId;
+
 use crate::db::{DomainDb, with_db};
 
 pub type Result<T, E = SubscriberError> = std::result::Result<T, E>;
@@ -126,9 +128,10 @@ pub async fn create_customer(
     db: &DomainDb,
     tenant: &str,
     c: &NewCustomer,
-    run_id: &str,
+    run_id: RunId,
     now: DateTime<Utc>,
 ) -> Result<Customer> {
+    let run_id = run_id.to_string();
     let insert = "INSERT INTO customers (tenant_id, id, name, email, phone, created_run, created_at) \
                   VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant_id, id) DO NOTHING";
     with_db!(db, pool => {
@@ -138,7 +141,7 @@ pub async fn create_customer(
             .bind(&c.name)
             .bind(&c.email)
             .bind(&c.phone)
-            .bind(run_id)
+            .bind(&run_id)
             .bind(now)
             .execute(pool)
             .await?;
@@ -170,12 +173,13 @@ pub async fn delete_customer_created_by(
     db: &DomainDb,
     tenant: &str,
     id: &str,
-    run_id: &str,
+    run_id: RunId,
 ) -> Result<bool> {
+    let run_id = run_id.to_string();
     let sql = "DELETE FROM customers WHERE tenant_id = $1 AND id = $2 AND created_run = $3 \
                AND NOT EXISTS (SELECT 1 FROM subscribers s WHERE s.tenant_id = $1 AND s.customer_id = $2)";
     let n = with_db!(db, pool => {
-        sqlx::query(sql).bind(tenant).bind(id).bind(run_id).execute(pool).await?.rows_affected()
+        sqlx::query(sql).bind(tenant).bind(id).bind(&run_id).execute(pool).await?.rows_affected()
     });
     Ok(n > 0)
 }
@@ -188,9 +192,10 @@ pub async fn create_subscriber(
     db: &DomainDb,
     tenant: &str,
     s: &NewSubscriber,
-    run_id: &str,
+    run_id: RunId,
     now: DateTime<Utc>,
 ) -> Result<Subscriber> {
+    let run_id = run_id.to_string();
     let insert = "INSERT INTO subscribers (tenant_id, subscriber_id, customer_id, plan, state, onu_serial, \
                   cpe_serial, nas, enable_ipv6, details, created_run, created_at, updated_at) \
                   VALUES ($1, $2, $3, $4, 'ACTIVE', $5, $6, $7, $8, $9, $10, $11, $11) ON CONFLICT DO NOTHING";
@@ -205,7 +210,7 @@ pub async fn create_subscriber(
             .bind(Json(&s.nas))
             .bind(s.enable_ipv6)
             .bind(Json(&s.details))
-            .bind(run_id)
+            .bind(&run_id)
             .bind(now)
             .execute(pool)
             .await?;
@@ -250,12 +255,13 @@ pub async fn delete_subscriber_created_by(
     db: &DomainDb,
     tenant: &str,
     id: &str,
-    run_id: &str,
+    run_id: RunId,
 ) -> Result<bool> {
+    let run_id = run_id.to_string();
     let sql = "DELETE FROM subscribers WHERE tenant_id = $1 AND subscriber_id = $2 AND created_run = $3 \
                AND archived_at IS NULL";
     let n = with_db!(db, pool => {
-        sqlx::query(sql).bind(tenant).bind(id).bind(run_id).execute(pool).await?.rows_affected()
+        sqlx::query(sql).bind(tenant).bind(id).bind(&run_id).execute(pool).await?.rows_affected()
     });
     Ok(n > 0)
 }
@@ -300,9 +306,10 @@ pub async fn create_profile(
     db: &DomainDb,
     tenant: &str,
     p: &NewProfile,
-    run_id: &str,
+    run_id: RunId,
     now: DateTime<Utc>,
 ) -> Result<NetworkProfile> {
+    let run_id = run_id.to_string();
     let insert = "INSERT INTO network_profiles (tenant_id, subscriber_id, plan, download_kbps, upload_kbps, \
                   service_vlan, ipv6, created_run, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
                   ON CONFLICT DO NOTHING";
@@ -315,7 +322,7 @@ pub async fn create_profile(
             .bind(p.upload_kbps)
             .bind(p.service_vlan)
             .bind(p.ipv6)
-            .bind(run_id)
+            .bind(&run_id)
             .bind(now)
             .execute(pool)
             .await?;
@@ -364,12 +371,13 @@ pub async fn delete_profile_created_by(
     db: &DomainDb,
     tenant: &str,
     subscriber: &str,
-    run_id: &str,
+    run_id: RunId,
 ) -> Result<bool> {
+    let run_id = run_id.to_string();
     let sql = "DELETE FROM network_profiles WHERE tenant_id = $1 AND subscriber_id = $2 \
                AND created_run = $3 AND archived_at IS NULL";
     let n = with_db!(db, pool => {
-        sqlx::query(sql).bind(tenant).bind(subscriber).bind(run_id).execute(pool).await?.rows_affected()
+        sqlx::query(sql).bind(tenant).bind(subscriber).bind(&run_id).execute(pool).await?.rows_affected()
     });
     Ok(n > 0)
 }

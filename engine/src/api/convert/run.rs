@@ -108,7 +108,7 @@ pub fn workflow(run: &RunRecord, def: Option<&WorkflowDefinition>) -> pb::Workfl
         error: run.error.clone().unwrap_or_default(),
         idempotency_key: run.idempotency_key.clone().unwrap_or_default(),
         concurrency_key: run.concurrency_key.clone().unwrap_or_default(),
-        schedule_id: run.schedule_id.clone().unwrap_or_default(),
+        schedule_id: run.schedule_id.map(|s| s.to_string()).unwrap_or_default(),
         trace_id: run.trace_id.clone().unwrap_or_default(),
         created_at: Some(timestamp(run.created_at)),
         updated_at: Some(timestamp(run.updated_at)),

@@ -26,7 +26,11 @@ pub(super) fn run_from_row(row: &SqliteRow) -> Result<RunRecord> {
         error: row.try_get("error")?,
         idempotency_key: row.try_get("idempotency_key")?,
         concurrency_key: row.try_get("concurrency_key")?,
-        schedule_id: row.try_get("schedule_id")?,
+        schedule_id: row
+            .try_get::<Option<&str>, _>("schedule_id")?
+            .map(str::parse)
+            .transpose()
+            .map_err(|e: uuid::Error| StoreError::Corrupt(format!("schedule_id: {e}")))?,
         trace_id: row.try_get("trace_id")?,
         traceparent: row.try_get("traceparent")?,
         cancel_request: cancel.as_deref().map(CancelRequest::parse).transpose()?,
@@ -242,7 +246,7 @@ pub(super) async fn insert_run(tx: &mut SqliteConnection, new: &NewRun) -> Resul
     .bind(steps_encode(&initial_steps(def)))
     .bind(&new.idempotency_key)
     .bind(new.concurrency.as_ref().map(|c| &c.0))
-    .bind(&new.schedule_id)
+    .bind(new.schedule_id.map(|s| s.to_string()))
     .bind(&new.trace_id)
     .bind(&new.traceparent)
     .bind(events.len() as i64)
