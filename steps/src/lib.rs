@@ -20,7 +20,8 @@
 //!   endpoints, undo ownership, JSON over HTTP);
 //! - [`sim`]: simulators of those three systems;
 //! - [`notify`]: notifications, to a webhook or the log;
-//! - [`setup`]: domain configuration and start-up.
+//! - [`setup`]: domain configuration and start-up;
+//! - [`migrations`]: the domain's tables, applied after the engine's.
 //!
 //! [`register`] puts the handlers into a registry under the names workflow
 //! files use.
@@ -36,6 +37,7 @@ pub mod ipam;
 pub mod ledger;
 pub mod lifecycle;
 pub mod maintenance;
+pub mod migrations;
 pub mod notify;
 pub mod onu;
 pub mod radius;
@@ -48,6 +50,7 @@ use sagaflow_engine::handler::Registry;
 pub use db::DomainDb;
 pub use deps::DomainDeps;
 pub use handlers::HANDLERS;
+pub use migrations::test_support;
 pub use setup::{DomainConfig, DomainRuntime};
 
 /// What the handlers need from the process that runs them.
