@@ -21,7 +21,9 @@
 //! - [`sim`]: simulators of those three systems;
 //! - [`notify`]: notifications, to a webhook or the log;
 //! - [`setup`]: domain configuration and start-up;
-//! - [`migrations`]: the domain's tables, applied after the engine's.
+//! - [`migrations`]: the domain's tables, applied after the engine's;
+//! - `ledger` (feature `test-ledger`, tests only): handlers whose effect is
+//!   a row in a ledger table, to verify the engine end to end.
 //!
 //! [`register`] puts the handlers into a registry under the names workflow
 //! files use.
@@ -34,6 +36,7 @@ pub mod db;
 pub mod deps;
 pub mod handlers;
 pub mod ipam;
+#[cfg(feature = "test-ledger")]
 pub mod ledger;
 pub mod lifecycle;
 pub mod maintenance;
@@ -80,6 +83,7 @@ impl Deps {
 
 /// Registers every handler whose dependencies are available.
 pub fn register(registry: &mut Registry, deps: &Deps) {
+    #[cfg(feature = "test-ledger")]
     if let Some(pool) = &deps.postgres {
         ledger::register(registry, pool.clone());
     }

@@ -25,42 +25,56 @@ pub static SQLITE: Migrator = Migrator {
 };
 
 /// The tables of the effect ledger (`migrations/test-support/…`).
+#[cfg(feature = "test-ledger")]
 static LEDGER_POSTGRES: Migrator = Migrator {
     ignore_missing: true,
     ..sqlx::migrate!("../migrations/test-support/postgres")
 };
 
 /// The SQLite twin of [`LEDGER_POSTGRES`].
+#[cfg(feature = "test-ledger")]
 static LEDGER_SQLITE: Migrator = Migrator {
     ignore_missing: true,
     ..sqlx::migrate!("../migrations/test-support/sqlite")
 };
 
-/// The domain's migrations for `db`'s backend, in the order they are applied.
-fn sets(db: &DomainDb) -> [&'static Migrator; 2] {
-    match db {
-        DomainDb::Postgres(_) => [&POSTGRES, &LEDGER_POSTGRES],
-        DomainDb::Sqlite(_) => [&SQLITE, &LEDGER_SQLITE],
-    }
-}
+/// The domain's PostgreSQL sets, in the order they are applied: the
+/// effect ledger's only with the `test-ledger` feature.
+static POSTGRES_SETS: &[&Migrator] = &[
+    &POSTGRES,
+    #[cfg(feature = "test-ledger")]
+    &LEDGER_POSTGRES,
+];
+
+/// The domain's SQLite sets, in the order they are applied.
+static SQLITE_SETS: &[&Migrator] = &[
+    &SQLITE,
+    #[cfg(feature = "test-ledger")]
+    &LEDGER_SQLITE,
+];
 
 /// Applies the domain's migrations to the engine's database (after the
 /// engine's own); nothing without one.
 pub async fn migrate(deps: &Deps) -> Result<(), MigrateError> {
-    let Some(db) = deps.domain_db() else {
-        return Ok(());
-    };
-    for set in sets(&db) {
-        match &db {
-            DomainDb::Postgres(pool) => set.run(pool).await?,
-            DomainDb::Sqlite(pool) => set.run(pool).await?,
+    match deps.domain_db() {
+        Some(DomainDb::Postgres(pool)) => {
+            for set in POSTGRES_SETS {
+                set.run(&pool).await?;
+            }
         }
+        Some(DomainDb::Sqlite(pool)) => {
+            for set in SQLITE_SETS {
+                set.run(&pool).await?;
+            }
+        }
+        None => {}
     }
     Ok(())
 }
 
-/// Every migration a test database needs, engine's and domain's, as one
-/// set: `#[sqlx::test(migrator = "sagaflow_steps::migrations::test_support::MIGRATOR")]`.
+/// Every migration a test database needs, engine's and domain's (and the
+/// effect ledger's with the `test-ledger` feature), as one set:
+/// `#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]`.
 pub mod test_support {
     use std::sync::LazyLock;
 
@@ -68,20 +82,14 @@ pub mod test_support {
 
     /// The engine's and the domain's PostgreSQL migrations.
     pub static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
-        combined(&[
-            &sagaflow_engine::store::postgres::MIGRATOR,
-            &super::POSTGRES,
-            &super::LEDGER_POSTGRES,
-        ])
+        let engine: &[&Migrator] = &[&sagaflow_engine::store::postgres::MIGRATOR];
+        combined(&[engine, super::POSTGRES_SETS].concat())
     });
 
     /// The engine's and the domain's SQLite migrations.
     pub static SQLITE_MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
-        combined(&[
-            &sagaflow_engine::store::sqlite::MIGRATOR,
-            &super::SQLITE,
-            &super::LEDGER_SQLITE,
-        ])
+        let engine: &[&Migrator] = &[&sagaflow_engine::store::sqlite::MIGRATOR];
+        combined(&[engine, super::SQLITE_SETS].concat())
     });
 
     /// One migrator of every migration of `sets`, in version order: what a
