@@ -29,7 +29,13 @@ mod store_impl;
 use runs::*;
 use store_impl::*;
 
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+/// The engine's migrations (`migrations/engine/postgres`). They share
+/// `_sqlx_migrations` with the domain's, whose versions this set does not
+/// list: those are ignored, not refused.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate::Migrator {
+    ignore_missing: true,
+    ..sqlx::migrate!("../migrations/engine/postgres")
+};
 
 /// The PostgreSQL store.
 #[derive(Debug, Clone)]

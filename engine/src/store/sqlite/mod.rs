@@ -30,7 +30,13 @@ mod store_impl;
 use checkpoint::*;
 use runs::*;
 
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+/// The engine's migrations (`migrations/engine/sqlite`). They share
+/// `_sqlx_migrations` with the domain's, whose versions this set does not
+/// list: those are ignored, not refused.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate::Migrator {
+    ignore_missing: true,
+    ..sqlx::migrate!("../migrations/engine/sqlite")
+};
 
 /// The SQLite store.
 #[derive(Debug, Clone)]
