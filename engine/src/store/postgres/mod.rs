@@ -95,6 +95,12 @@ impl PgStore {
         Ok(())
     }
 
+    /// Applies the embedded migrations.
+    pub async fn migrate(&self) -> Result<()> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
     /// Connects with a pool of `max_connections` (default 16).
     pub async fn connect(url: &str) -> Result<Self> {
         Self::connect_with(url, 16).await

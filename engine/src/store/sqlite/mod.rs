@@ -98,6 +98,12 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// Applies the embedded migrations.
+    pub async fn migrate(&self) -> Result<()> {
+        MIGRATOR.run(&self.writer).await?;
+        Ok(())
+    }
+
     /// Opens (creating if needed) the database file of `url`, e.g.
     /// `sqlite://.sagaflow/dev.db`.
     pub async fn connect(url: &str) -> Result<Self> {

@@ -1,18 +1,17 @@
-//! The [`Store`] implementation of [`SqliteStore`]: runs, claims, leases,
+//! The store traits implemented by [`SqliteStore`]: runs, claims, leases,
 //! checkpoints, operator writes, queue promotion and the delegations to
 //! the schedule and queue-expiry modules.
 
 use super::*;
 
 #[async_trait]
-impl Store for SqliteStore {
+impl StoreAdmin for SqliteStore {
     fn backend(&self) -> Backend {
         Backend::Sqlite
     }
 
     async fn migrate(&self) -> Result<()> {
-        MIGRATOR.run(&self.writer).await?;
-        Ok(())
+        SqliteStore::migrate(self).await
     }
 
     async fn ready(&self) -> Result<bool> {
@@ -22,7 +21,10 @@ impl Store for SqliteStore {
                 .await?;
         Ok(applied as usize >= MIGRATOR.iter().count())
     }
+}
 
+#[async_trait]
+impl DefinitionStore for SqliteStore {
     async fn put_definition(&self, def: &LoadedDefinition) -> Result<()> {
         sqlx::query(
             "INSERT INTO workflow_definitions (id, name, version, body) VALUES (?1, ?2, ?3, ?4) \
@@ -49,27 +51,10 @@ impl Store for SqliteStore {
         })
         .transpose()
     }
+}
 
-    async fn create_run(&self, new: &NewRun) -> Result<CreateOutcome> {
-        let mut tx = self.writer.begin().await?;
-        match insert_run(&mut tx, new).await? {
-            RunInsert::Created => tx.commit().await?,
-            RunInsert::KeyHeld { holder } => {
-                tx.rollback().await?;
-                return Ok(CreateOutcome::ConcurrencyKeyHeld { holder });
-            }
-            RunInsert::Found(found) => {
-                tx.rollback().await?;
-                return Ok(*found);
-            }
-        }
-        let run = self
-            .get_run(&new.tenant_id, new.id)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt(format!("run {} vanished after insert", new.id)))?;
-        Ok(CreateOutcome::Created(run))
-    }
-
+#[async_trait]
+impl RunReads for SqliteStore {
     async fn get_run(&self, tenant: &TenantId, id: RunId) -> Result<Option<RunRecord>> {
         let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1 AND tenant_id = ?2"
@@ -150,6 +135,96 @@ impl Store for SqliteStore {
             .map(Some)
     }
 
+    async fn count_by_state(&self, tenant: Option<&TenantId>) -> Result<Vec<(RunState, u64)>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT state, count(*) FROM runs WHERE (?1 IS NULL OR tenant_id = ?1) GROUP BY state",
+        )
+        .bind(tenant.map(TenantId::as_str))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.into_iter()
+            .map(|(s, n)| {
+                s.parse()
+                    .map(|st| (st, n as u64))
+                    .map_err(|e: crate::run::state::UnknownState| {
+                        StoreError::Corrupt(e.to_string())
+                    })
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl RunWrites for SqliteStore {
+    async fn create_run(&self, new: &NewRun) -> Result<CreateOutcome> {
+        let mut tx = self.writer.begin().await?;
+        match insert_run(&mut tx, new).await? {
+            RunInsert::Created => tx.commit().await?,
+            RunInsert::KeyHeld { holder } => {
+                tx.rollback().await?;
+                return Ok(CreateOutcome::ConcurrencyKeyHeld { holder });
+            }
+            RunInsert::Found(found) => {
+                tx.rollback().await?;
+                return Ok(*found);
+            }
+        }
+        let run = self
+            .get_run(&new.tenant_id, new.id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("run {} vanished after insert", new.id)))?;
+        Ok(CreateOutcome::Created(run))
+    }
+
+    async fn operator_write(&self, w: &OperatorWrite) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE runs SET state = ?4, cursor = ?5, context = ?6, steps = ?7, error = ?8, \
+                cancel_request = ?9, next_run_at = ?10, finished_at = ?11, updated_at = ?12, \
+                last_seq = last_seq + ?13, \
+                lease_owner = CASE WHEN ?14 THEN NULL ELSE lease_owner END, \
+                lease_token = CASE WHEN ?14 THEN NULL ELSE lease_token END, \
+                lease_expires_at = CASE WHEN ?14 THEN NULL ELSE lease_expires_at END \
+             WHERE id = ?1 AND tenant_id = ?2 AND last_seq = ?3 \
+                AND (NOT ?14 OR lease_expires_at IS NULL OR lease_expires_at <= {DB_NOW}) \
+             RETURNING last_seq"
+        )))
+        .bind(w.run_id.to_string())
+        .bind(w.tenant_id.as_str())
+        .bind(w.expected_seq as i64)
+        .bind(w.state.as_str())
+        .bind(w.cursor as i64)
+        .bind(w.context.to_string())
+        .bind(steps_encode(&w.steps))
+        .bind(&w.error)
+        .bind(w.cancel_request.map(CancelRequest::as_str))
+        .bind(opt_micros(w.next_run_at))
+        .bind(opt_micros(w.finished_at))
+        .bind(micros(w.now))
+        .bind(w.events.len() as i64)
+        .bind(w.require_free_lease)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            tx.rollback().await?;
+            return Ok(false);
+        };
+        let last_seq: i64 = row.try_get("last_seq")?;
+        insert_events(&mut tx, w.run_id, last_seq, &w.events).await?;
+        if w.release_concurrency_key {
+            release_key(&mut tx, w.run_id, w.now).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn expire_queued(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<QueueExpired>> {
+        crate::store::queue_expiry::sqlite(&self.writer, now, limit).await
+    }
+}
+
+#[async_trait]
+impl LeaseStore for SqliteStore {
     async fn claim(
         &self,
         owner: &str,
@@ -232,83 +307,6 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn checkpoint(&self, cp: &Checkpoint) -> Result<CheckpointAck> {
-        self.checkpoint_many(std::slice::from_ref(cp))
-            .await?
-            .pop()
-            .ok_or_else(|| StoreError::Corrupt("checkpoint returned no answer".into()))
-    }
-
-    async fn checkpoint_many(&self, cps: &[Checkpoint]) -> Result<Vec<CheckpointAck>> {
-        let mut tx = self.writer.begin().await?;
-        let mut acks = Vec::with_capacity(cps.len());
-        for cp in cps {
-            acks.push(checkpoint_one(&mut tx, cp).await?);
-        }
-        tx.commit().await?;
-        Ok(acks)
-    }
-
-    async fn operator_write(&self, w: &OperatorWrite) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "UPDATE runs SET state = ?4, cursor = ?5, context = ?6, steps = ?7, error = ?8, \
-                cancel_request = ?9, next_run_at = ?10, finished_at = ?11, updated_at = ?12, \
-                last_seq = last_seq + ?13, \
-                lease_owner = CASE WHEN ?14 THEN NULL ELSE lease_owner END, \
-                lease_token = CASE WHEN ?14 THEN NULL ELSE lease_token END, \
-                lease_expires_at = CASE WHEN ?14 THEN NULL ELSE lease_expires_at END \
-             WHERE id = ?1 AND tenant_id = ?2 AND last_seq = ?3 \
-                AND (NOT ?14 OR lease_expires_at IS NULL OR lease_expires_at <= {DB_NOW}) \
-             RETURNING last_seq"
-        )))
-        .bind(w.run_id.to_string())
-        .bind(w.tenant_id.as_str())
-        .bind(w.expected_seq as i64)
-        .bind(w.state.as_str())
-        .bind(w.cursor as i64)
-        .bind(w.context.to_string())
-        .bind(steps_encode(&w.steps))
-        .bind(&w.error)
-        .bind(w.cancel_request.map(CancelRequest::as_str))
-        .bind(opt_micros(w.next_run_at))
-        .bind(opt_micros(w.finished_at))
-        .bind(micros(w.now))
-        .bind(w.events.len() as i64)
-        .bind(w.require_free_lease)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
-            tx.rollback().await?;
-            return Ok(false);
-        };
-        let last_seq: i64 = row.try_get("last_seq")?;
-        insert_events(&mut tx, w.run_id, last_seq, &w.events).await?;
-        if w.release_concurrency_key {
-            release_key(&mut tx, w.run_id, w.now).await?;
-        }
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    async fn count_by_state(&self, tenant: Option<&TenantId>) -> Result<Vec<(RunState, u64)>> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT state, count(*) FROM runs WHERE (?1 IS NULL OR tenant_id = ?1) GROUP BY state",
-        )
-        .bind(tenant.map(TenantId::as_str))
-        .fetch_all(&self.reader)
-        .await?;
-        rows.into_iter()
-            .map(|(s, n)| {
-                s.parse()
-                    .map(|st| (st, n as u64))
-                    .map_err(|e: crate::run::state::UnknownState| {
-                        StoreError::Corrupt(e.to_string())
-                    })
-            })
-            .collect()
-    }
-
     async fn promote_queued(&self, now: DateTime<Utc>) -> Result<u64> {
         let mut tx = self.writer.begin().await?;
         let free: Vec<(String, String)> = sqlx::query_as(AssertSqlSafe(format!(
@@ -327,11 +325,23 @@ impl Store for SqliteStore {
         tx.commit().await?;
         Ok(promoted)
     }
+}
 
-    async fn expire_queued(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<QueueExpired>> {
-        crate::store::queue_expiry::sqlite(&self.writer, now, limit).await
+#[async_trait]
+impl CheckpointStore for SqliteStore {
+    async fn checkpoint_many(&self, cps: &[Checkpoint]) -> Result<Vec<CheckpointAck>> {
+        let mut tx = self.writer.begin().await?;
+        let mut acks = Vec::with_capacity(cps.len());
+        for cp in cps {
+            acks.push(checkpoint_one(&mut tx, cp).await?);
+        }
+        tx.commit().await?;
+        Ok(acks)
     }
+}
 
+#[async_trait]
+impl ScheduleStore for SqliteStore {
     async fn insert_schedule(&self, s: &crate::schedule::model::Schedule) -> Result<bool> {
         super::schedules::insert_schedule(&self.writer, s).await
     }
