@@ -1,7 +1,8 @@
 //! The store: the traits of what the engine needs from its database (one
 //! concern each, [`Store`] for all of them), what callers hand it and what
 //! it answers, and its two backends ([`postgres`], [`sqlite`]) which pass
-//! one conformance suite. SQL lives only in the backends.
+//! one conformance suite. SQL lives only in the backends and in [`sql`],
+//! the cold-path queries written once for both.
 
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ mod error;
 pub mod postgres;
 mod queue_expiry;
 pub mod schedules;
+pub(crate) mod sql;
 mod sql_terms;
 pub mod sqlite;
 mod step_codec;
