@@ -14,7 +14,7 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
 
-pub(crate) fn run_from_row(row: &impl ReadRow) -> Result<RunRecord> {
+pub(crate) fn run_from_row<R: ReadRow + ?Sized>(row: &R) -> Result<RunRecord> {
     let state = row.text("state")?;
     let cancel = row.opt_text("cancel_request")?;
     Ok(RunRecord {
@@ -52,7 +52,7 @@ pub(crate) fn run_from_row(row: &impl ReadRow) -> Result<RunRecord> {
     })
 }
 
-pub(crate) fn event_from_row(row: &impl ReadRow) -> Result<EventRecord> {
+pub(crate) fn event_from_row<R: ReadRow + ?Sized>(row: &R) -> Result<EventRecord> {
     let state = row.text("run_state")?;
     let kind = row.text("kind")?;
     Ok(EventRecord {
@@ -70,7 +70,7 @@ pub(crate) fn event_from_row(row: &impl ReadRow) -> Result<EventRecord> {
     })
 }
 
-pub(crate) fn schedule_from_row(row: &impl ReadRow) -> Result<Schedule> {
+pub(crate) fn schedule_from_row<R: ReadRow + ?Sized>(row: &R) -> Result<Schedule> {
     let overlap = row.text("overlap_policy")?;
     let catchup = row.text("catchup_policy")?;
     let state = row.opt_text("last_run_state")?;
@@ -101,7 +101,10 @@ pub(crate) fn schedule_from_row(row: &impl ReadRow) -> Result<Schedule> {
     })
 }
 
-pub(crate) fn fire_from_row(row: &impl ReadRow, schedule_id: ScheduleId) -> Result<FireRecord> {
+pub(crate) fn fire_from_row<R: ReadRow + ?Sized>(
+    row: &R,
+    schedule_id: ScheduleId,
+) -> Result<FireRecord> {
     let outcome = row.text("outcome")?;
     Ok(FireRecord {
         schedule_id,

@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 use sqlx::{Database, Encode, QueryBuilder, Type};
+use uuid::Uuid;
 
 use super::{Conn, Db, Dialect, ReadRow, SqlBackend, event_from_row, run_from_row, with_db};
 use crate::definition::{LoadedDefinition, WorkflowDefinition};
@@ -108,6 +109,35 @@ pub(crate) async fn find_idempotent(conn: Conn<'_>, new: &NewRun) -> Result<Opti
     })
 }
 
+/// The row `sql` finds by id (`$1`) within a tenant (`$2`), decoded.
+pub(crate) async fn tenant_row<R>(
+    db: Db<'_>,
+    sql: String,
+    id: Uuid,
+    tenant: &TenantId,
+    decode: impl Fn(&dyn ReadRow) -> Result<R> + Send,
+) -> Result<Option<R>> {
+    with_db!(db, pool, D => {
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(D::id(id))
+            .bind(tenant.as_str())
+            .fetch_optional(pool)
+            .await?;
+        row.as_ref().map(|r| decode(r)).transpose()
+    })
+}
+
+/// Whether `table` has a row of id `id` that is the tenant's.
+pub(crate) async fn tenant_owns(
+    db: Db<'_>,
+    table: &str,
+    id: Uuid,
+    tenant: &TenantId,
+) -> Result<bool> {
+    let sql = format!("SELECT 1 FROM {table} WHERE id = $1 AND tenant_id = $2");
+    Ok(tenant_row(db, sql, id, tenant, |_| Ok(())).await?.is_some())
+}
+
 #[async_trait]
 impl<T: SqlBackend> StoreAdmin for T {
     fn backend(&self) -> Backend {
@@ -162,15 +192,10 @@ impl<T: SqlBackend> DefinitionStore for T {
 #[async_trait]
 impl<T: SqlBackend> RunReads for T {
     async fn get_run(&self, tenant: &TenantId, id: RunId) -> Result<Option<RunRecord>> {
-        let sql = get_run_sql("");
-        with_db!(self.reads(), pool, D => {
-            let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(D::id(id.0))
-                .bind(tenant.as_str())
-                .fetch_optional(pool)
-                .await?;
-            row.as_ref().map(run_from_row).transpose()
+        tenant_row(self.reads(), get_run_sql(""), id.0, tenant, |r| {
+            run_from_row(r)
         })
+        .await
     }
 
     async fn list_runs(&self, tenant: &TenantId, f: &RunFilter) -> Result<Vec<RunRecord>> {
@@ -187,18 +212,12 @@ impl<T: SqlBackend> RunReads for T {
         id: RunId,
         after: u64,
     ) -> Result<Option<Vec<EventRecord>>> {
-        let exists = "SELECT 1 FROM runs WHERE id = $1 AND tenant_id = $2";
+        if !tenant_owns(self.reads(), "runs", id.0, tenant).await? {
+            return Ok(None);
+        }
         let sql = "SELECT run_id, seq, at, kind, step, attempt, run_state, message, actor \
                    FROM run_events WHERE run_id = $1 AND seq > $2 ORDER BY seq";
         with_db!(self.reads(), pool, D => {
-            let found = sqlx::query(exists)
-                .bind(D::id(id.0))
-                .bind(tenant.as_str())
-                .fetch_optional(pool)
-                .await?;
-            if found.is_none() {
-                return Ok(None);
-            }
             let rows = sqlx::query(sql)
                 .bind(D::id(id.0))
                 .bind(after as i64)

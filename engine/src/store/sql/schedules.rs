@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::rows::{fire_from_row, schedule_from_row};
+use super::runs::{tenant_owns, tenant_row};
 use super::{Conn, Dialect, SqlBackend, fires, with_db};
 use crate::ids::TenantId;
 use crate::schedule::model::{FireRecord, Schedule, ScheduleId};
@@ -84,14 +85,7 @@ impl<T: SqlBackend> ScheduleStore for T {
         let sql = format!(
             "SELECT {SCHEDULE_COLUMNS} FROM {SCHEDULE_FROM} WHERE s.id = $1 AND s.tenant_id = $2"
         );
-        with_db!(self.reads(), pool, D => {
-            let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(D::id(id.0))
-                .bind(tenant.as_str())
-                .fetch_optional(pool)
-                .await?;
-            row.as_ref().map(schedule_from_row).transpose()
-        })
+        tenant_row(self.reads(), sql, id.0, tenant, |r| schedule_from_row(r)).await
     }
 
     async fn list_schedules(&self, tenant: &TenantId) -> Result<Vec<Schedule>> {
@@ -177,19 +171,13 @@ impl<T: SqlBackend> ScheduleStore for T {
         after: Option<DateTime<Utc>>,
         limit: u32,
     ) -> Result<Option<Vec<FireRecord>>> {
-        let exists = "SELECT 1 FROM schedules WHERE id = $1 AND tenant_id = $2";
+        if !tenant_owns(self.reads(), "schedules", id.0, tenant).await? {
+            return Ok(None);
+        }
         let sql = "SELECT scheduled_time, outcome, run_id, detail, at FROM schedule_fires \
                    WHERE schedule_id = $1 AND ($2 IS NULL OR scheduled_time > $2) \
                    ORDER BY scheduled_time LIMIT $3";
         with_db!(self.reads(), pool, D => {
-            let found = sqlx::query(exists)
-                .bind(D::id(id.0))
-                .bind(tenant.as_str())
-                .fetch_optional(pool)
-                .await?;
-            if found.is_none() {
-                return Ok(None);
-            }
             let rows = sqlx::query(sql)
                 .bind(D::id(id.0))
                 .bind(after.map(D::ts))
