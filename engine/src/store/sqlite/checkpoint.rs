@@ -53,7 +53,7 @@ pub(super) async fn checkpoint_one(
                 release_key(&mut *tx, cp.run_id, cp.now).await?;
             }
             if let Some(t) = &cp.take_signal {
-                super::signals::take(&mut *tx, t, cp.now).await?;
+                crate::store::sql::take_signals((&mut *tx).into(), &[t], cp.now).await?;
             }
             return Ok(CheckpointAck::Applied {
                 cancel_request: cancel.as_deref().map(CancelRequest::parse).transpose()?,

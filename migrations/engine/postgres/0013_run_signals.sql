@@ -2,7 +2,7 @@
 -- waiting for its name takes it; the checkpoint that completes that step
 -- marks it consumed in the same transaction. Idempotent on
 -- (run, name, key) when the caller gives a key. Twin of
--- migrations/sqlite/0013_run_signals.sql.
+-- migrations/engine/sqlite/0013_run_signals.sql.
 CREATE TABLE run_signals (
     id               BIGSERIAL PRIMARY KEY,
     run_id           UUID NOT NULL,

@@ -1,5 +1,5 @@
 -- Signals delivered to runs (SignalWorkflow); times are INTEGER
--- microseconds. Twin of migrations/postgres/0013_run_signals.sql.
+-- microseconds. Twin of migrations/engine/postgres/0013_run_signals.sql.
 CREATE TABLE run_signals (
     id               INTEGER PRIMARY KEY AUTOINCREMENT,
     run_id           TEXT NOT NULL,
