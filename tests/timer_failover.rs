@@ -108,7 +108,7 @@ async fn timers_fire_once_on_the_other_replica_after_a_sigkill(pool: PgPool) {
         ids.push(s.run.id);
     }
     // Every run sleeps, released by replica A.
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(60);
     let waiting = loop {
         let runs = all_runs(&engine, &ids).await;
         if runs
@@ -117,7 +117,13 @@ async fn timers_fire_once_on_the_other_replica_after_a_sigkill(pool: PgPool) {
         {
             break runs;
         }
-        assert!(Instant::now() < deadline, "the runs never all slept");
+        assert!(
+            Instant::now() < deadline,
+            "the runs never all slept: {:?}",
+            runs.iter()
+                .map(|r| (r.state, r.steps[1].state, r.lease_owner.clone()))
+                .collect::<Vec<_>>()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await; // poll interval (loop has a deadline)
     };
     let mut a = a;
