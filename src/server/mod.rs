@@ -44,8 +44,11 @@ impl Server {
     pub async fn start(config: &Config, dev: bool) -> anyhow::Result<Self> {
         config.validate()?;
         let metrics = metrics_handle();
-        let (store, mut deps) =
-            app::open_store_with(&config.database.url, &config.database.pg_options()).await?;
+        let (store, mut deps) = app::open_store_with(
+            &config.database.connect_url(),
+            &config.database.pg_options(),
+        )
+        .await?;
         deps.radius = config.radius.clone();
         let domain_db = deps.domain_db();
         let pool_stats = match (&deps.postgres, &deps.sqlite) {
