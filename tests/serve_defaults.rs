@@ -4,28 +4,15 @@
 //! simulators are asked for; and secrets come from `*_FILE` variables.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::process::{Command, Output};
 
 /// `sagaflow serve` with a RADIUS secret of its own, on a PostgreSQL URL
 /// nothing listens on, with `env` added.
 fn serve(env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sagaflow"));
-    cmd.args([
-        "serve",
-        "--database-url",
-        "postgres://postgres@127.0.0.1:1/nothing",
-        "--grpc-addr",
-        "127.0.0.1:0",
-        "--http-addr",
-        "127.0.0.1:0",
-    ])
-    .env_remove("SAGAFLOW_CONFIG")
-    .env_remove("SAGAFLOW_SIMULATORS")
-    .env_remove("SAGAFLOW_ONU_URL")
-    .env_remove("SAGAFLOW_CPE_URL")
-    .env_remove("SAGAFLOW_BILLING_URL")
-    .env("SAGAFLOW_RADIUS_SECRET", "a-secret-of-our-own")
-    .env("RUST_LOG", "off");
+    let mut cmd = common::serve_unreachable();
+    cmd.env("SAGAFLOW_RADIUS_SECRET", "a-secret-of-our-own");
     for (k, v) in env {
         cmd.env(k, v);
     }
