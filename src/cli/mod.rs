@@ -101,7 +101,7 @@ pub struct ServerArgs {
     pub grpc_addr: Option<String>,
     #[arg(long)]
     pub http_addr: Option<String>,
-    /// Directory of workflow definition files.
+    /// Directory of workflow definition files (default: the shipped ones).
     #[arg(long)]
     pub workflows: Option<PathBuf>,
     /// This replica's name in leases.

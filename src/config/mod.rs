@@ -176,7 +176,8 @@ impl Default for HttpConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineConfig {
-    /// Directory of workflow definition files.
+    /// Directory of workflow definition files; empty: the shipped ones,
+    /// embedded in the binary.
     pub workflows: PathBuf,
     /// This replica's name in leases; empty: host name and process id.
     pub owner: String,
@@ -190,7 +191,7 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         Self {
-            workflows: PathBuf::from("workflows"),
+            workflows: PathBuf::new(),
             owner: String::new(),
             lease_ms: 30_000,
             poll_ms: 1_000,
