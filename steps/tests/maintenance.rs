@@ -268,11 +268,26 @@ async fn cleanup_in_batches(w: World) {
             n += 1;
         }
     }
+    let leaks = || {
+        let text = prometheus().render();
+        text.lines()
+            .find_map(|l| l.strip_prefix("sagaflow_lifecycle_leaks_found_total "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let leaks_before = leaks();
     let id = w.start("lifecycle_cleanup", json!({})).await;
     let run = w.finish(id, Duration::from_secs(60)).await;
     assert_eq!(
         step_output(&run, "cleanup"),
         json!({"revoked_deleted": 120, "allocated_stale": 25, "revoking_stuck": 15, "errors": 0})
+    );
+    // The leaks found are counted (other tests of this binary only add).
+    assert!(
+        leaks() >= leaks_before + 25.0,
+        "{} then {}",
+        leaks_before,
+        leaks()
     );
     assert_eq!(
         step_output(&run, "report_leaks")["leaks"]

@@ -188,6 +188,9 @@ impl Maintenance {
         )
         .await?
         .max(0) as u64;
+        // Each found leak, counted once per cleanup run (the alert reads
+        // its increase).
+        metrics::counter!("sagaflow_lifecycle_leaks_found_total").increment(counts.allocated_stale);
 
         let stuck_before = now - hours(self.cfg().revoking_stuck_hours);
         let run = run(req);
