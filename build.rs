@@ -1,6 +1,7 @@
 //! Embeds the shipped workflow definitions: writes `shipped_workflows.rs`
 //! (into `OUT_DIR`), the list of `workflows/*.toml` but the default
 //! schedules' file, each as its file name and `include_str!` of its text.
+//! Also hands the compiler's version to `sagaflow_build_info`.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -37,6 +38,14 @@ fn main() {
     out.push_str("];\n");
     let target =
         PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default()).join("shipped_workflows.rs");
+    // The compiler's version, for `sagaflow_build_info`.
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    if let Ok(o) = std::process::Command::new(rustc).arg("--version").output() {
+        let v = String::from_utf8_lossy(&o.stdout);
+        if let Some(version) = v.split_whitespace().nth(1) {
+            println!("cargo:rustc-env=SAGAFLOW_RUSTC={version}");
+        }
+    }
     if let Err(e) = std::fs::write(&target, out) {
         panic!("cannot write {}: {e}", target.display());
     }

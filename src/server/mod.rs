@@ -43,6 +43,12 @@ impl Server {
     pub async fn start(config: &Config, dev: bool) -> anyhow::Result<Self> {
         config.validate()?;
         let metrics = metrics_handle();
+        metrics::gauge!(
+            "sagaflow_build_info",
+            "version" => env!("CARGO_PKG_VERSION"),
+            "rustc" => option_env!("SAGAFLOW_RUSTC").unwrap_or("unknown")
+        )
+        .set(1.0);
         let (store, mut deps) = app::open_store_with(
             &config.database.connect_url(),
             &config.database.pg_options(),
