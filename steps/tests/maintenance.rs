@@ -764,6 +764,23 @@ async fn lifecycle_metrics_are_exported_and_stored(pool: sqlx::PgPool) {
     )
     .unwrap();
     assert!((ratio - 6.0 / 14.0).abs() < 1e-9, "{ratio}");
+    // The pool's thresholds (the defaults: 80 % and 100 %).
+    assert_eq!(
+        gauge(
+            &text,
+            "sagaflow_pool_warning_ratio",
+            &[t, ("pool", V4_POOL)]
+        ),
+        Some(0.8)
+    );
+    assert_eq!(
+        gauge(
+            &text,
+            "sagaflow_pool_critical_ratio",
+            &[t, ("pool", V4_POOL)]
+        ),
+        Some(1.0)
+    );
 
     // Each run stores its own snapshot.
     w.run("lifecycle_metrics", json!({})).await;
