@@ -4,7 +4,7 @@
 #     `prometheus` package, which ships promtool, when promtool is missing);
 #  2. every sagaflow_* metric the rules and docs/grafana-dashboard.json use
 #     exists: in docs/metrics.md, or, with METRICS_URL set (e.g.
-#     http://127.0.0.1:9090/metrics of a running replica), in that scrape.
+#     http://127.0.0.1:9471/metrics of a running replica), in that scrape.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

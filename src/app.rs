@@ -64,18 +64,56 @@ pub fn registry(deps: &sagaflow_steps::Deps) -> Registry {
     r
 }
 
-/// The URL without its password, for messages.
+/// The URL without its password, for messages: the password of its
+/// userinfo and the values of its `password`-like query parameters become
+/// `***`.
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
+    let Some(s) = url.find("://").map(|s| s + 3) else {
+        return url.to_owned();
+    };
+    let authority_end = url[s..].find(['/', '?', '#']).map_or(url.len(), |i| s + i);
+    let mut out = match url[s..authority_end].rfind('@') {
+        Some(at) => {
+            let creds = &url[s..s + at];
             match creds.find(':') {
-                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
-                None => url.to_owned(),
+                Some(c) => format!(
+                    "{}{}:***{}",
+                    &url[..s],
+                    &creds[..c],
+                    &url[s + at..authority_end]
+                ),
+                None => url[..authority_end].to_owned(),
             }
         }
-        _ => url.to_owned(),
+        None => url[..authority_end].to_owned(),
+    };
+    let rest = &url[authority_end..];
+    match rest.find('?') {
+        Some(q) => {
+            out.push_str(&rest[..=q]);
+            let (query, fragment) = match rest[q + 1..].find('#') {
+                Some(h) => (&rest[q + 1..q + 1 + h], &rest[q + 1 + h..]),
+                None => (&rest[q + 1..], ""),
+            };
+            let params: Vec<String> = query
+                .split('&')
+                .map(|p| match p.split_once('=') {
+                    Some((name, _)) if secret_param(name) => format!("{name}=***"),
+                    _ => p.to_owned(),
+                })
+                .collect();
+            out.push_str(&params.join("&"));
+            out.push_str(fragment);
+        }
+        None => out.push_str(rest),
     }
+    out
+}
+
+/// Whether a URL query parameter carries a secret.
+fn secret_param(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    name.contains("password") || matches!(name.as_str(), "secret" | "token" | "access_token")
 }
 
 /// Waits for SIGTERM or ctrl-c.
@@ -110,5 +148,17 @@ mod tests {
         );
         assert_eq!(super::redact("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(super::redact("sqlite://x.db"), "sqlite://x.db");
+        assert_eq!(
+            super::redact("postgres://u@h/db?sslmode=require&password=secret&x=1"),
+            "postgres://u@h/db?sslmode=require&password=***&x=1"
+        );
+        assert_eq!(
+            super::redact("postgresql://u:p@ss@h:5/db?sslpassword=k#f"),
+            "postgresql://u:***@h:5/db?sslpassword=***#f"
+        );
+        assert_eq!(
+            super::redact("http://h/hook?token=t&a=b"),
+            "http://h/hook?token=***&a=b"
+        );
     }
 }

@@ -7,3 +7,4 @@ pub mod config;
 pub mod lifecycle_api;
 pub mod server;
 pub mod telemetry;
+pub mod workflows;

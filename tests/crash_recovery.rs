@@ -77,6 +77,8 @@ fn spawn_engine(url: &str, workflows: &Path, n: u32) -> EngineProcess {
             .arg(format!("crash-{n}"))
             .env("RUST_LOG", "warn")
             .env("SAGAFLOW_RADIUS_SECRET", "crash-recovery-secret")
+            // No ONU/CPE/billing to talk to: the simulators, asked for.
+            .env("SAGAFLOW_SIMULATORS", "true")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

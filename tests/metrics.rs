@@ -389,6 +389,14 @@ async fn runs_and_compensations_move_the_counters_and_histograms(pool: PgPool) {
     // Every metric the server exports is documented.
     let docs = documented();
     let final_scrape = scrape(&url).await;
+    assert_eq!(
+        value(
+            &final_scrape,
+            "sagaflow_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        1.0
+    );
     for s in &final_scrape {
         let base = ["_bucket", "_count", "_sum"]
             .iter()

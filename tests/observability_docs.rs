@@ -167,7 +167,20 @@ fn every_alert_rule_names_a_documented_metric() {
             );
         }
     }
-    // The pool thresholds match the capacity check's defaults (80 %, 100 %).
-    assert!(ALERTS.contains("max by (pool) (sagaflow_pool_utilization_ratio) >= 0.8"));
-    assert!(ALERTS.contains("max by (pool) (sagaflow_pool_utilization_ratio) >= 1"));
+    // Near exhaustion honours each pool's own warning threshold; exhausted
+    // is full, whatever the thresholds.
+    assert!(
+        ALERTS.contains(">= on (tenant, pool) max by (tenant, pool) (sagaflow_pool_warning_ratio)")
+    );
+    assert!(ALERTS.contains("max by (tenant, pool) (sagaflow_pool_utilization_ratio) >= 1"));
+    // More than 5 records stuck REVOKING for 30 minutes.
+    let stuck = ALERTS
+        .split("- alert: ")
+        .find(|r| r.starts_with("SagaflowRevocationsStuck"))
+        .expect("the stuck revocations alert");
+    assert!(
+        stuck.contains(r#"sagaflow_address_records{state="REVOKING"}) > 5"#),
+        "{stuck}"
+    );
+    assert!(stuck.contains("for: 30m"), "{stuck}");
 }

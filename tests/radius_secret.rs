@@ -5,24 +5,14 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 /// `sagaflow serve` on a PostgreSQL URL nothing listens on, with `secret`
-/// (unset: the default) in SAGAFLOW_RADIUS_SECRET.
+/// (unset: the default) in SAGAFLOW_RADIUS_SECRET and the simulators asked
+/// for (the endpoints check is tests/serve_defaults.rs').
 fn serve(secret: Option<&str>) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sagaflow"));
-    cmd.args([
-        "serve",
-        "--database-url",
-        "postgres://postgres@127.0.0.1:1/nothing",
-        "--grpc-addr",
-        "127.0.0.1:0",
-        "--http-addr",
-        "127.0.0.1:0",
-    ])
-    .env_remove("SAGAFLOW_RADIUS_SECRET")
-    .env_remove("SAGAFLOW_CONFIG")
-    .env("RUST_LOG", "off");
+    let mut cmd = common::serve_unreachable();
+    cmd.env("SAGAFLOW_SIMULATORS", "true");
     if let Some(s) = secret {
         cmd.env("SAGAFLOW_RADIUS_SECRET", s);
     }

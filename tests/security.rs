@@ -649,6 +649,7 @@ database_url = "{radius_db}"
 base_url = "http://billing:{ADAPTER_TOKEN}@127.0.0.1:9"
 token = "{ADAPTER_TOKEN}"
 [domain.simulators]
+enabled = true
 token = "{SIM_TOKEN}"
 [domain.notify]
 secret = "{WEBHOOK_SECRET}"
@@ -701,6 +702,7 @@ async fn secrets_never_reach_the_logs_or_config_print(pool: PgPool) {
             &format!("postgres://u:{DB_PASSWORD}@127.0.0.1:1/x"),
         ])
         .env("SAGAFLOW_RADIUS_SECRET", "security-test-secret")
+        .env("SAGAFLOW_SIMULATORS", "true")
         .env("RUST_LOG", "trace")
         .output()
         .unwrap();

@@ -51,6 +51,8 @@ fn spawn_engine(
             "SAGAFLOW_RADIUS_SECRET",
             format!("bench-{}", uuid::Uuid::now_v7().simple()),
         )
+        // Nor to an ONU, CPE or billing system: the simulators, asked for.
+        .env("SAGAFLOW_SIMULATORS", "true")
         .env("RUST_LOG", "error")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::inherit())

@@ -62,7 +62,14 @@ impl StepRequest {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StepError {
     #[error("{kind}: {message}")]
-    Retryable { kind: String, message: String },
+    Retryable {
+        kind: String,
+        message: String,
+        /// The earliest the next attempt may start, when the called system
+        /// said so (HTTP `Retry-After`); the retry waits for the longer of
+        /// this and the policy's backoff.
+        retry_after: Option<std::time::Duration>,
+    },
     #[error("{kind}: {message}")]
     Fatal { kind: String, message: String },
     /// Not a failure: what the step waits for has not happened yet (the ONU
@@ -81,6 +88,26 @@ impl StepError {
         StepError::Retryable {
             kind: kind.into(),
             message: message.into(),
+            retry_after: None,
+        }
+    }
+    /// A retryable error whose next attempt must not start before `after`.
+    pub fn retryable_after(
+        kind: impl Into<String>,
+        message: impl Into<String>,
+        after: std::time::Duration,
+    ) -> Self {
+        StepError::Retryable {
+            kind: kind.into(),
+            message: message.into(),
+            retry_after: Some(after),
+        }
+    }
+    /// The least wait before the next attempt the failure asks for.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            StepError::Retryable { retry_after, .. } => *retry_after,
+            StepError::Fatal { .. } => None,
         }
     }
     pub fn fatal(kind: impl Into<String>, message: impl Into<String>) -> Self {

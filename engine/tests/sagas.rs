@@ -23,6 +23,7 @@ use support::*;
 on_both_backends!(
     ten_step_saga_completes_with_gapless_events,
     retryable_failures_back_off_within_policy,
+    retry_after_postpones_the_next_attempt,
     required_step_giving_up_compensates_in_reverse,
     paused_failure_and_operator_actions,
     operator_cancels_running_runs,
@@ -81,30 +82,7 @@ async fn retryable_failures_back_off_within_policy(store: Arc<dyn Store>) {
     let id = h.start("retry", json!({"fail": {"s2": 2}})).await.run.id;
     // Attempt n fails at time T; the next is due at T + 1000·2^(n-1) ms ± 20 %.
     for (attempt, base) in [(1u32, 1000i64), (2, 2000)] {
-        let engine = h.engine.clone();
-        let step = poll("retry to be scheduled", Duration::from_secs(10), || {
-            let engine = engine.clone();
-            async move {
-                let r = engine.get(&tenant(), id).await.unwrap();
-                let s = r.steps[1].clone();
-                (s.attempts == attempt
-                    && s.state == StepState::Pending
-                    && s.next_attempt_at.is_some())
-                .then_some(s)
-            }
-        })
-        .await;
-        let failed_at = h
-            .engine
-            .events(&tenant(), id, 0)
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|e| e.kind == EventKind::StepFailed && e.attempt == attempt)
-            .map(|e| e.at)
-            .next()
-            .expect("step_failed event");
-        let next = step.next_attempt_at.unwrap();
+        let (failed_at, next) = retry_scheduled(&h, id, attempt).await;
         let delay = ms(failed_at, next);
         assert!(
             (base * 8 / 10..=base * 12 / 10).contains(&delay),
@@ -127,6 +105,61 @@ async fn retryable_failures_back_off_within_policy(store: Arc<dyn Store>) {
         .map(|c| c.attempt)
         .collect();
     assert_eq!(s2, vec![1, 2, 3]);
+    h.shutdown().await;
+}
+
+/// Waits until step s2's attempt `attempt` failed and the next one is
+/// scheduled; when it failed and when the next is due.
+async fn retry_scheduled(
+    h: &Harness,
+    id: sagaflow_engine::ids::RunId,
+    attempt: u32,
+) -> (chrono::DateTime<Utc>, chrono::DateTime<Utc>) {
+    let engine = h.engine.clone();
+    let step = poll("retry to be scheduled", Duration::from_secs(10), || {
+        let engine = engine.clone();
+        async move {
+            let s = engine.get(&tenant(), id).await.unwrap().steps[1].clone();
+            (s.attempts == attempt && s.state == StepState::Pending && s.next_attempt_at.is_some())
+                .then_some(s)
+        }
+    })
+    .await;
+    let failed_at = h
+        .engine
+        .events(&tenant(), id, 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.kind == EventKind::StepFailed && e.attempt == attempt)
+        .expect("step_failed event")
+        .at;
+    (failed_at, step.next_attempt_at.unwrap())
+}
+
+async fn retry_after_postpones_the_next_attempt(store: Arc<dyn Store>) {
+    let clock = ManualClock::new(Utc::now());
+    let h = Harness::with_clock(
+        store,
+        &[saga_toml("later", 1, 2, "")],
+        Arc::new(clock.clone()),
+    )
+    .await;
+    // The system asks for a minute; the policy's backoff is far shorter.
+    let input = json!({"fail": {"s2": 1}, "retry_after_ms": {"s2": 60_000}});
+    let id = h.start("later", input).await.run.id;
+    let (failed_at, next) = retry_scheduled(&h, id, 1).await;
+    assert!(
+        ms(failed_at, next) >= 60_000,
+        "due {} ms after the failure",
+        ms(failed_at, next)
+    );
+    h.engine.wake();
+    assert_eq!(h.get(id).await.steps[1].attempts, 1, "not before its time");
+    clock.set(next);
+    h.engine.wake();
+    let run = h.wait_state(id, RunState::Completed).await;
+    assert_eq!(run.steps[1].attempts, 2);
     h.shutdown().await;
 }
 

@@ -38,7 +38,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run everything in one process: SQLite store, gRPC on 127.0.0.1:50051,
-    /// HTTP on 127.0.0.1:9090, fixed dev tokens.
+    /// HTTP on 127.0.0.1:9471, fixed dev tokens.
     Dev(ServerArgs),
     /// Run a production replica against PostgreSQL.
     Serve(ServerArgs),
@@ -101,7 +101,7 @@ pub struct ServerArgs {
     pub grpc_addr: Option<String>,
     #[arg(long)]
     pub http_addr: Option<String>,
-    /// Directory of workflow definition files.
+    /// Directory of workflow definition files (default: the shipped ones).
     #[arg(long)]
     pub workflows: Option<PathBuf>,
     /// This replica's name in leases.
@@ -242,7 +242,7 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                     "database.url: give --database-url or SAGAFLOW_DATABASE_URL",
                 ));
             }
-            app::open_store(&c.database.url, 2).await?;
+            app::open_store(&c.database.connect_url(), 2).await?;
             eprintln!("migrations applied to {}", app::redact(&c.database.url));
             Ok(())
         }

@@ -6,6 +6,7 @@
 
 use super::{Config, ConfigError, invalid};
 use crate::app::redact;
+use sagaflow_steps::adapters::EndpointConfig;
 
 /// Writes a key from text; gets the key's name for the error message.
 type Setter = fn(&mut Config, &str, &str) -> Result<(), ConfigError>;
@@ -71,6 +72,39 @@ fn num<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, ConfigError> {
         .map_err(|_| invalid(key, format!("{v:?} is not a valid number")))
 }
 
+fn flag(key: &str, v: &str) -> Result<bool, ConfigError> {
+    match v {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(invalid(key, format!("{v:?} is not true or false"))),
+    }
+}
+
+/// Sets an endpoint's URL, declaring the endpoint if the file did not.
+fn endpoint_url(e: &mut Option<EndpointConfig>, url: &str) {
+    match e {
+        Some(e) => e.base_url = url.into(),
+        None => *e = Some(EndpointConfig::new(url)),
+    }
+}
+
+/// Sets an endpoint's token; the endpoint must have a URL.
+fn endpoint_token(e: &mut Option<EndpointConfig>, key: &str, v: &str) -> Result<(), ConfigError> {
+    match e {
+        Some(e) => {
+            e.token = Some(v.into());
+            Ok(())
+        }
+        None => Err(invalid(
+            key,
+            format!(
+                "a token for an endpoint without a URL: set {} too",
+                key.replace(".token", ".base_url")
+            ),
+        )),
+    }
+}
+
 /// A key set from text as is (strings and paths).
 macro_rules! text {
     ($($field:ident).+) => {
@@ -109,6 +143,13 @@ pub const KEYS: &[Key] = &[
         .env("SAGAFLOW_DATABASE_URL")
         .text(text!(database.url))
         .secret(Hide::Password, |c| Some(&mut c.database.url)),
+    k("database.password")
+        .env("SAGAFLOW_DATABASE_PASSWORD")
+        .text(|c, _, v| {
+            c.database.password = Some(v.into());
+            Ok(())
+        })
+        .secret(Hide::Whole, |c| c.database.password.as_mut()),
     k("database.max_connections")
         .env("SAGAFLOW_DATABASE_MAX_CONNECTIONS")
         .text(number!(database.max_connections)),
@@ -150,7 +191,17 @@ pub const KEYS: &[Key] = &[
     k("engine.shutdown_grace_ms")
         .env("SAGAFLOW_SHUTDOWN_GRACE_MS")
         .text(number!(engine.shutdown_grace_ms)),
-    k("auth.tokens"),
+    k("auth.tokens")
+        .env("SAGAFLOW_AUTH_TOKENS")
+        .text(|c, key, v| {
+            c.auth.tokens = serde_json::from_str(v).map_err(|e| {
+                invalid(
+                    key,
+                    format!("a JSON array of {{name, tenant, role, sha256}} entries: {e}"),
+                )
+            })?;
+            Ok(())
+        }),
     k("log.format")
         .env("SAGAFLOW_LOG_FORMAT")
         .text(text!(log.format)),
@@ -163,29 +214,68 @@ pub const KEYS: &[Key] = &[
     k("domain.pools.prefix_length"),
     k("domain.pools.warning_percent"),
     k("domain.pools.critical_percent"),
-    k("domain.onu.base_url").secret(Hide::Password, |c| {
-        c.domain.onu.as_mut().map(|e| &mut e.base_url)
-    }),
-    k("domain.onu.token").secret(Hide::Whole, |c| {
-        c.domain.onu.as_mut().and_then(|e| e.token.as_mut())
-    }),
+    k("domain.onu.base_url")
+        .env("SAGAFLOW_ONU_URL")
+        .text(|c, _, v| {
+            endpoint_url(&mut c.domain.onu, v);
+            Ok(())
+        })
+        .secret(Hide::Password, |c| {
+            c.domain.onu.as_mut().map(|e| &mut e.base_url)
+        }),
+    k("domain.onu.token")
+        .env("SAGAFLOW_ONU_TOKEN")
+        .text(|c, key, v| endpoint_token(&mut c.domain.onu, key, v))
+        .secret(Hide::Whole, |c| {
+            c.domain.onu.as_mut().and_then(|e| e.token.as_mut())
+        }),
     k("domain.onu.timeout_ms"),
-    k("domain.cpe.base_url").secret(Hide::Password, |c| {
-        c.domain.cpe.as_mut().map(|e| &mut e.base_url)
-    }),
-    k("domain.cpe.token").secret(Hide::Whole, |c| {
-        c.domain.cpe.as_mut().and_then(|e| e.token.as_mut())
-    }),
+    k("domain.cpe.base_url")
+        .env("SAGAFLOW_CPE_URL")
+        .text(|c, _, v| {
+            endpoint_url(&mut c.domain.cpe, v);
+            Ok(())
+        })
+        .secret(Hide::Password, |c| {
+            c.domain.cpe.as_mut().map(|e| &mut e.base_url)
+        }),
+    k("domain.cpe.token")
+        .env("SAGAFLOW_CPE_TOKEN")
+        .text(|c, key, v| endpoint_token(&mut c.domain.cpe, key, v))
+        .secret(Hide::Whole, |c| {
+            c.domain.cpe.as_mut().and_then(|e| e.token.as_mut())
+        }),
     k("domain.cpe.timeout_ms"),
-    k("domain.billing.base_url").secret(Hide::Password, |c| {
-        c.domain.billing.as_mut().map(|e| &mut e.base_url)
-    }),
-    k("domain.billing.token").secret(Hide::Whole, |c| {
-        c.domain.billing.as_mut().and_then(|e| e.token.as_mut())
-    }),
+    k("domain.billing.base_url")
+        .env("SAGAFLOW_BILLING_URL")
+        .text(|c, _, v| {
+            endpoint_url(&mut c.domain.billing, v);
+            Ok(())
+        })
+        .secret(Hide::Password, |c| {
+            c.domain.billing.as_mut().map(|e| &mut e.base_url)
+        }),
+    k("domain.billing.token")
+        .env("SAGAFLOW_BILLING_TOKEN")
+        .text(|c, key, v| endpoint_token(&mut c.domain.billing, key, v))
+        .secret(Hide::Whole, |c| {
+            c.domain.billing.as_mut().and_then(|e| e.token.as_mut())
+        }),
     k("domain.billing.timeout_ms"),
+    k("domain.simulators.enabled")
+        .env("SAGAFLOW_SIMULATORS")
+        .text(|c, key, v| {
+            c.domain.simulators.enabled = flag(key, v)?;
+            Ok(())
+        }),
     k("domain.simulators.bind"),
-    k("domain.simulators.token").secret(Hide::Whole, |c| c.domain.simulators.token.as_mut()),
+    k("domain.simulators.token")
+        .env("SAGAFLOW_SIMULATORS_TOKEN")
+        .text(|c, _, v| {
+            c.domain.simulators.token = Some(v.into());
+            Ok(())
+        })
+        .secret(Hide::Whole, |c| c.domain.simulators.token.as_mut()),
     k("domain.simulators.default_fault"),
     k("domain.simulators.faults"),
     k("domain.maintenance.revoked_retention_days"),
@@ -195,10 +285,19 @@ pub const KEYS: &[Key] = &[
     k("domain.maintenance.leak_report_limit"),
     k("domain.maintenance.warning_percent"),
     k("domain.maintenance.critical_percent"),
-    k("domain.notify.webhook_url").secret(Hide::Password, |c| c.domain.notify.webhook_url.as_mut()),
-    k("domain.notify.secret").secret(Hide::Whole, |c| {
-        Some(&mut c.domain.notify.secret).filter(|s| !s.is_empty())
-    }),
+    k("domain.notify.webhook_url")
+        .env("SAGAFLOW_NOTIFY_WEBHOOK_URL")
+        .text(|c, _, v| {
+            c.domain.notify.webhook_url = Some(v.into());
+            Ok(())
+        })
+        .secret(Hide::Password, |c| c.domain.notify.webhook_url.as_mut()),
+    k("domain.notify.secret")
+        .env("SAGAFLOW_NOTIFY_SECRET")
+        .text(text!(domain.notify.secret))
+        .secret(Hide::Whole, |c| {
+            Some(&mut c.domain.notify.secret).filter(|s| !s.is_empty())
+        }),
     k("domain.notify.timeout_ms"),
     k("domain.notify.retries"),
     k("radius.secret")
@@ -209,24 +308,55 @@ pub const KEYS: &[Key] = &[
     k("radius.suspended_reply"),
     k("radius.timeout_ms"),
     k("radius.retries"),
-    k("radius.database_url").secret(Hide::Password, |c| c.radius.database_url.as_mut()),
+    k("radius.database_url")
+        .env("SAGAFLOW_RADIUS_DATABASE_URL")
+        .text(|c, _, v| {
+            c.radius.database_url = Some(v.into());
+            Ok(())
+        })
+        .secret(Hide::Password, |c| c.radius.database_url.as_mut()),
     k("radius.username_format"),
     k("radius.tenant_username_formats"),
 ];
 
+/// The value in the file a `*_FILE` variable names.
+fn read_secret_file(key: &str, var: &str, path: &str) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        invalid(
+            &format!("{key} (from {var})"),
+            format!("cannot read {path}: {e}"),
+        )
+    })?;
+    let text = text.strip_suffix('\n').unwrap_or(&text);
+    Ok(text.strip_suffix('\r').unwrap_or(text).to_owned())
+}
+
 impl Config {
-    /// Applies `SAGAFLOW_*` variables read through `get`.
+    /// Applies `SAGAFLOW_*` variables read through `get`. Each variable
+    /// `X` may instead be `X_FILE`, the path of a file holding the value
+    /// (one trailing newline dropped), as container secrets are mounted;
+    /// setting both is refused.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         for key in KEYS {
             let Some(var) = key.env else { continue };
-            if let Some(v) = get(var) {
-                self.set(key.name, &v).map_err(|e| match e {
-                    ConfigError::Invalid { key, message } => {
-                        invalid(&format!("{key} (from {var})"), message)
-                    }
-                    other => other,
-                })?;
-            }
+            let file_var = format!("{var}_FILE");
+            let (value, from) = match (get(var), get(&file_var)) {
+                (Some(_), Some(_)) => {
+                    return Err(invalid(
+                        key.name,
+                        format!("both {var} and {file_var} are set: keep one"),
+                    ));
+                }
+                (Some(v), None) => (v, var.to_owned()),
+                (None, Some(path)) => (read_secret_file(key.name, &file_var, &path)?, file_var),
+                (None, None) => continue,
+            };
+            self.set(key.name, &value).map_err(|e| match e {
+                ConfigError::Invalid { key, message } => {
+                    invalid(&format!("{key} (from {from})"), message)
+                }
+                other => other,
+            })?;
         }
         Ok(())
     }
@@ -364,21 +494,29 @@ mod tests {
         }
         let secrets = KEYS.iter().filter(|k| k.hide().is_some()).count();
         assert_eq!(
-            secrets, 12,
+            secrets, 13,
             "database, endpoints, simulators, notify, radius"
         );
 
         for key in KEYS.iter().filter(|k| k.settable()) {
             let mut c = Config::default();
+            if let Some(system) = key.name.strip_suffix(".token") {
+                // An endpoint's token needs the endpoint.
+                c.set(&format!("{system}.base_url"), "http://gw").ok();
+            }
             let before = toml::Value::try_from(&c).unwrap();
             let value = if key.name.ends_with(".addr") {
                 "10.1.2.3:4567"
-            } else if key.name == "database.url" {
+            } else if key.name.ends_with("url") {
                 "postgres://db/x"
+            } else if key.name == "auth.tokens" {
+                r#"[{"name":"crm","tenant":"t","role":"crm","sha256":"00"}]"#
+            } else if key.name.ends_with(".enabled") {
+                "true"
             } else {
                 "4242"
             };
-            c.set(key.name, value).unwrap();
+            c.set(key.name, value).unwrap_or_else(|e| panic!("{e}"));
             let after = toml::Value::try_from(&c).unwrap();
             assert_ne!(before, after, "{} changed nothing", key.name);
         }
@@ -386,5 +524,52 @@ mod tests {
             .set("engine.claim_batch", "1")
             .unwrap_err();
         assert_eq!(e.to_string(), "engine.claim_batch: unknown key");
+    }
+
+    #[test]
+    fn every_secret_comes_from_a_variable_or_a_file() {
+        for key in KEYS.iter().filter(|k| k.hide().is_some()) {
+            assert!(key.env.is_some(), "{} has no variable", key.name);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret");
+        std::fs::write(&file, "from-a-file\n").unwrap();
+        let path = file.display().to_string();
+        let mut c = Config::default();
+        c.apply_env(|v| (v == "SAGAFLOW_RADIUS_SECRET_FILE").then(|| path.clone()))
+            .unwrap();
+        assert_eq!(
+            c.radius.secret, "from-a-file",
+            "the trailing newline dropped"
+        );
+
+        c.apply_env(|v| match v {
+            "SAGAFLOW_DATABASE_URL" => Some("postgres://app@db/sagaflow".into()),
+            "SAGAFLOW_DATABASE_PASSWORD_FILE" => Some(path.clone()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(
+            c.database.connect_url(),
+            "postgres://app@db/sagaflow?password=from-a-file"
+        );
+        assert!(!c.to_toml().contains("from-a-file"), "{}", c.to_toml());
+
+        let e = c
+            .apply_env(|v| {
+                v.starts_with("SAGAFLOW_NOTIFY_SECRET")
+                    .then(|| path.clone())
+            })
+            .unwrap_err();
+        assert!(e.to_string().contains("keep one"), "{e}");
+        let e = c
+            .apply_env(|v| (v == "SAGAFLOW_ONU_TOKEN_FILE").then(|| "/nonexistent/x".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("domain.onu.token (from SAGAFLOW_ONU_TOKEN_FILE)")
+                && e.contains("/nonexistent/x"),
+            "{e}"
+        );
     }
 }

@@ -59,6 +59,9 @@ pub struct DatabaseConfig {
     /// `postgres://…` or `sqlite://…`. Empty: `sqlite://.sagaflow/dev.db` in
     /// `dev`; required by `serve`.
     pub url: String,
+    /// The password, when kept out of the URL (e.g. from
+    /// `SAGAFLOW_DATABASE_PASSWORD_FILE`); see [`DatabaseConfig::connect_url`].
+    pub password: Option<String>,
     /// Connections in the PostgreSQL pool of the API, watches, scheduler
     /// and domain repositories.
     pub max_connections: u32,
@@ -78,6 +81,7 @@ impl Default for DatabaseConfig {
     fn default() -> Self {
         Self {
             url: String::new(),
+            password: None,
             max_connections: 16,
             hot_connections: 8,
             acquire_timeout_ms: 5_000,
@@ -88,6 +92,18 @@ impl Default for DatabaseConfig {
 }
 
 impl DatabaseConfig {
+    /// The URL to connect with: [`DatabaseConfig::url`], plus `password`
+    /// as its `password` parameter when one is set apart.
+    pub fn connect_url(&self) -> String {
+        match &self.password {
+            Some(p) if !p.is_empty() => {
+                let sep = if self.url.contains('?') { '&' } else { '?' };
+                format!("{}{sep}password={}", self.url, percent_encode(p))
+            }
+            _ => self.url.clone(),
+        }
+    }
+
     /// The PostgreSQL pools this configuration asks for.
     pub fn pg_options(&self) -> sagaflow_engine::store::postgres::PgOptions {
         use std::time::Duration;
@@ -151,7 +167,7 @@ pub struct HttpConfig {
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
-            addr: "127.0.0.1:9090".into(),
+            addr: "127.0.0.1:9471".into(),
             gauge_refresh_ms: 10_000,
         }
     }
@@ -160,7 +176,8 @@ impl Default for HttpConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineConfig {
-    /// Directory of workflow definition files.
+    /// Directory of workflow definition files; empty: the shipped ones,
+    /// embedded in the binary.
     pub workflows: PathBuf,
     /// This replica's name in leases; empty: host name and process id.
     pub owner: String,
@@ -174,13 +191,13 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         Self {
-            workflows: PathBuf::from("workflows"),
+            workflows: PathBuf::new(),
             owner: String::new(),
             lease_ms: 30_000,
             poll_ms: 1_000,
             max_in_flight: 256,
             claim_batch: 64,
-            shutdown_grace_ms: 30_000,
+            shutdown_grace_ms: 25_000,
         }
     }
 }
@@ -205,6 +222,19 @@ impl Default for LogConfig {
             format: "text".into(),
         }
     }
+}
+
+/// `s` percent-encoded for a URL query value.
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 /// Why the configuration was refused; names the key.
@@ -244,7 +274,11 @@ impl Config {
 
     /// What `serve` needs beyond [`Config::validate`]: a RADIUS shared
     /// secret of the operator's own (the example default signs CoA and
-    /// Disconnect-Request with a secret anyone knows). `dev` may keep it.
+    /// Disconnect-Request with a secret anyone knows), and an endpoint for
+    /// each of the ONU/OLT, CPE and billing systems unless the simulators
+    /// are asked for (`domain.simulators.enabled`): a replica must not
+    /// report a subscriber provisioned that it provisioned nowhere. `dev`
+    /// may keep both defaults.
     pub fn validate_serve(&self) -> Result<(), ConfigError> {
         if self.radius.has_default_secret() {
             return Err(invalid(
@@ -254,6 +288,28 @@ impl Config {
                      config file or SAGAFLOW_RADIUS_SECRET to your NASes' shared secret \
                      (only `sagaflow dev` may use the default)",
                     sagaflow_steps::radius::DEFAULT_SECRET
+                ),
+            ));
+        }
+        let d = &self.domain;
+        let unset: Vec<&str> = [
+            ("domain.onu.base_url", d.onu.is_none()),
+            ("domain.cpe.base_url", d.cpe.is_none()),
+            ("domain.billing.base_url", d.billing.is_none()),
+        ]
+        .into_iter()
+        .filter_map(|(key, unset)| unset.then_some(key))
+        .collect();
+        if !unset.is_empty() && !d.simulators.enabled {
+            return Err(invalid(
+                "domain",
+                format!(
+                    "serve has no endpoint for {}: set them (or SAGAFLOW_ONU_URL, \
+                     SAGAFLOW_CPE_URL, SAGAFLOW_BILLING_URL) to the real systems, or ask \
+                     for the built-in simulators with [domain.simulators] enabled = true \
+                     (SAGAFLOW_SIMULATORS=true); a replica on simulators provisions \
+                     nothing real",
+                    unset.join(", ")
                 ),
             ));
         }
@@ -372,10 +428,14 @@ mod tests {
         let mut c: Config =
             toml::from_str("[grpc]\naddr = \"0.0.0.0:1\"\n[engine]\nlease_ms = 500\n").unwrap();
         assert_eq!(c.grpc.addr, "0.0.0.0:1");
-        assert_eq!(c.http.addr, "127.0.0.1:9090", "defaults under the file");
+        assert_eq!(c.http.addr, "127.0.0.1:9471", "defaults under the file");
         c.apply_env(|k| (k == "SAGAFLOW_LEASE_MS").then(|| "900".to_string()))
             .unwrap();
         assert_eq!(c.engine.lease_ms, 900, "environment over the file");
+        assert!(
+            Config::default().engine.shutdown_grace_ms < 30_000,
+            "the drain ends before Kubernetes' 30 s SIGKILL"
+        );
         let e = c
             .apply_env(|k| (k == "SAGAFLOW_POLL_MS").then(|| "soon".to_string()))
             .unwrap_err();

@@ -17,7 +17,6 @@ use anyhow::Context;
 use sagaflow_engine::Engine;
 use sagaflow_engine::api::auth::{Authenticator, dev_tokens};
 use sagaflow_engine::clock::SystemClock;
-use sagaflow_engine::definition::Definitions;
 use sagaflow_engine::executor::{ExecutorHandle, ExecutorOptions};
 use sagaflow_engine::ids::TenantId;
 use sagaflow_engine::schedule::{SEED_FILE, SchedulerHandle, SchedulerOptions, SeedFile};
@@ -44,8 +43,17 @@ impl Server {
     pub async fn start(config: &Config, dev: bool) -> anyhow::Result<Self> {
         config.validate()?;
         let metrics = metrics_handle();
-        let (store, mut deps) =
-            app::open_store_with(&config.database.url, &config.database.pg_options()).await?;
+        metrics::gauge!(
+            "sagaflow_build_info",
+            "version" => env!("CARGO_PKG_VERSION"),
+            "rustc" => option_env!("SAGAFLOW_RUSTC").unwrap_or("unknown")
+        )
+        .set(1.0);
+        let (store, mut deps) = app::open_store_with(
+            &config.database.connect_url(),
+            &config.database.pg_options(),
+        )
+        .await?;
         deps.radius = config.radius.clone();
         let domain_db = deps.domain_db();
         let pool_stats = match (&deps.postgres, &deps.sqlite) {
@@ -56,12 +64,7 @@ impl Server {
         let domain = domain::start(config, dev, &mut deps).await?;
         let registry = app::registry(&deps);
         let workflows = &config.engine.workflows;
-        let defs = if workflows.exists() {
-            Definitions::load_dir(workflows, &registry)?
-        } else {
-            tracing::warn!(dir = %workflows.display(), "workflows directory not found; no workflows loaded");
-            Definitions::default()
-        };
+        let defs = crate::workflows::load(workflows, &registry)?;
         let seeds = default_schedules(workflows)?;
         let engine = Engine::new(
             store.clone(),
@@ -154,11 +157,11 @@ impl Server {
 }
 
 /// The default schedules: `schedules.toml` of the workflows directory when
-/// there is one, else the shipped `workflows/schedules.toml`. A file that
+/// one is configured and has it, else the shipped `workflows/schedules.toml`. A file that
 /// does not check stops the start, saying where and what to fix.
 fn default_schedules(workflows: &std::path::Path) -> anyhow::Result<SeedFile> {
     let path = workflows.join(SEED_FILE);
-    let file = if path.exists() {
+    let file = if !workflows.as_os_str().is_empty() && path.exists() {
         SeedFile::load(&path)
     } else {
         SeedFile::shipped()

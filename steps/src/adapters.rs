@@ -16,7 +16,9 @@
 //! ([`AdapterError::Unavailable`]); one that was sent and then got no answer
 //! (timeout, connection reset) or a 5xx answer may have been applied
 //! ([`AdapterError::Uncertain`]). Both are retryable; the engine also
-//! compensates a step that gives up after an uncertain attempt.
+//! compensates a step that gives up after an uncertain attempt. A 429 or
+//! 408 answer ([`AdapterError::Throttled`]) was not applied and is
+//! retryable too, not before what its `Retry-After` header asks.
 
 use std::time::Duration;
 
@@ -43,6 +45,16 @@ pub enum AdapterError {
     Uncertain {
         system: &'static str,
         message: String,
+    },
+    /// The system turned the request away for now without applying it:
+    /// 429 Too Many Requests or 408 Request Timeout, with the wait its
+    /// `Retry-After` header asks for, if any.
+    #[error("{system} asks to retry later ({status}): {message}")]
+    Throttled {
+        system: &'static str,
+        status: u16,
+        message: String,
+        retry_after: Option<Duration>,
     },
     #[error("{system}: {what} not found")]
     NotFound { system: &'static str, what: String },
@@ -78,6 +90,12 @@ impl From<AdapterError> for StepError {
             }
             AdapterError::Uncertain { .. } => {
                 return StepError::retryable("uncertain", e.to_string());
+            }
+            AdapterError::Throttled { retry_after, .. } => {
+                return match *retry_after {
+                    Some(after) => StepError::retryable_after("throttled", e.to_string(), after),
+                    None => StepError::retryable("throttled", e.to_string()),
+                };
             }
             AdapterError::NotFound { .. } => "not_found",
             AdapterError::Conflict { .. } => "conflict",
@@ -182,6 +200,11 @@ impl HttpEndpoint {
         }
         let resp = req.send().await.map_err(|e| transport_error(system, &e))?;
         let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
         let text = resp.text().await.map_err(|e| AdapterError::Uncertain {
             system,
             message: format!("reading the answer: {e}"),
@@ -209,6 +232,14 @@ impl HttpEndpoint {
                 system,
                 message: format!("{s}: {message}"),
             },
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::REQUEST_TIMEOUT => {
+                AdapterError::Throttled {
+                    system,
+                    status: status.as_u16(),
+                    message,
+                    retry_after,
+                }
+            }
             StatusCode::NOT_FOUND => AdapterError::NotFound {
                 system,
                 what: message,
@@ -237,6 +268,26 @@ impl HttpEndpoint {
                 message: "empty answer".into(),
             })
     }
+}
+
+/// The longest wait a `Retry-After` header is taken at its word for.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// The wait a `Retry-After` value asks for, from `now`: delay-seconds or an
+/// HTTP date (RFC 9110 §10.2.3), at most [`MAX_RETRY_AFTER`]; `None` when
+/// unreadable.
+pub fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let value = value.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => {
+            let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+            (at.with_timezone(&chrono::Utc) - now)
+                .to_std()
+                .unwrap_or_default()
+        }
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 /// Classifies a request that got no HTTP answer: only a failure to

@@ -453,3 +453,87 @@ async fn the_same_serials_and_subscriber_are_separate_records_per_tenant() {
     assert!(matches!(e, AdapterError::NotFound { .. }), "{e}");
     s.shutdown().await;
 }
+
+/// A system that answers every request with `status` and `Retry-After:
+/// retry_after` (when given); its endpoint.
+async fn turning_away(status: u16, retry_after: Option<&'static str>) -> EndpointConfig {
+    let app = axum::Router::new().fallback(move || async move {
+        let mut resp =
+            axum::response::Response::new(axum::body::Body::from(r#"{"error":"slow down"}"#));
+        *resp.status_mut() = axum::http::StatusCode::from_u16(status).unwrap();
+        if let Some(v) = retry_after {
+            resp.headers_mut()
+                .insert("retry-after", axum::http::HeaderValue::from_static(v));
+        }
+        resp
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    EndpointConfig::new(format!("http://{addr}"))
+}
+
+#[tokio::test]
+async fn a_429_or_408_is_retryable_not_before_its_retry_after() {
+    for (status, header, wait) in [
+        (429, Some("7"), Some(std::time::Duration::from_secs(7))),
+        (408, Some("2"), Some(std::time::Duration::from_secs(2))),
+        (429, None, None),
+        (429, Some("soon"), None),
+    ] {
+        let ep = turning_away(status, header).await;
+        for e in [
+            HttpOnu::new(&ep)
+                .unwrap()
+                .deactivate(T, "k", "ONU1", Owner::Request("k0"))
+                .await
+                .unwrap_err(),
+            HttpBilling::new(&ep)
+                .unwrap()
+                .suspend(T, "k", "s1")
+                .await
+                .unwrap_err(),
+        ] {
+            assert!(
+                matches!(e, AdapterError::Throttled { status: s, .. } if s == status),
+                "{status}: {e}"
+            );
+            let step = StepError::from(e);
+            assert_eq!(step.kind(), "throttled");
+            // Turned away: retryable, and nothing was applied.
+            assert!(step.is_retryable() && !step.outcome_unknown());
+            assert_eq!(step.retry_after(), wait, "{status} {header:?}");
+        }
+    }
+    // Other 4xx answers stay final.
+    let e = HttpOnu::new(&turning_away(400, Some("5")).await)
+        .unwrap()
+        .deactivate(T, "k", "ONU1", Owner::Request("k0"))
+        .await
+        .unwrap_err();
+    assert!(!StepError::from(e).is_retryable());
+}
+
+#[test]
+fn retry_after_reads_seconds_and_dates_and_is_capped() {
+    use sagaflow_steps::adapters::{MAX_RETRY_AFTER, parse_retry_after};
+    use std::time::Duration;
+    let now = chrono::DateTime::parse_from_rfc3339("2015-10-21T07:28:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    assert_eq!(
+        parse_retry_after("120", now),
+        Some(Duration::from_secs(120))
+    );
+    assert_eq!(
+        parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
+        Some(Duration::from_secs(30))
+    );
+    assert_eq!(
+        parse_retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now),
+        Some(Duration::ZERO),
+        "a date past is now"
+    );
+    assert_eq!(parse_retry_after("999999", now), Some(MAX_RETRY_AFTER));
+    assert_eq!(parse_retry_after("later", now), None);
+}

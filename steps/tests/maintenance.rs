@@ -268,11 +268,26 @@ async fn cleanup_in_batches(w: World) {
             n += 1;
         }
     }
+    let leaks = || {
+        let text = prometheus().render();
+        text.lines()
+            .find_map(|l| l.strip_prefix("sagaflow_lifecycle_leaks_found_total "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let leaks_before = leaks();
     let id = w.start("lifecycle_cleanup", json!({})).await;
     let run = w.finish(id, Duration::from_secs(60)).await;
     assert_eq!(
         step_output(&run, "cleanup"),
         json!({"revoked_deleted": 120, "allocated_stale": 25, "revoking_stuck": 15, "errors": 0})
+    );
+    // The leaks found are counted (other tests of this binary only add).
+    assert!(
+        leaks() >= leaks_before + 25.0,
+        "{} then {}",
+        leaks_before,
+        leaks()
     );
     assert_eq!(
         step_output(&run, "report_leaks")["leaks"]
@@ -749,6 +764,23 @@ async fn lifecycle_metrics_are_exported_and_stored(pool: sqlx::PgPool) {
     )
     .unwrap();
     assert!((ratio - 6.0 / 14.0).abs() < 1e-9, "{ratio}");
+    // The pool's thresholds (the defaults: 80 % and 100 %).
+    assert_eq!(
+        gauge(
+            &text,
+            "sagaflow_pool_warning_ratio",
+            &[t, ("pool", V4_POOL)]
+        ),
+        Some(0.8)
+    );
+    assert_eq!(
+        gauge(
+            &text,
+            "sagaflow_pool_critical_ratio",
+            &[t, ("pool", V4_POOL)]
+        ),
+        Some(1.0)
+    );
 
     // Each run stores its own snapshot.
     w.run("lifecycle_metrics", json!({})).await;

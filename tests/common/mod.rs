@@ -295,3 +295,31 @@ impl DevProcess {
         }
     }
 }
+
+/// `sagaflow serve` on a PostgreSQL URL nothing listens on, on free ports,
+/// with no configuration file, none of the variables a check reads, and
+/// logs off: the start-up checks run, then the database is unreachable.
+pub fn serve_unreachable() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sagaflow"));
+    cmd.args([
+        "serve",
+        "--database-url",
+        "postgres://postgres@127.0.0.1:1/nothing",
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--http-addr",
+        "127.0.0.1:0",
+    ]);
+    for var in [
+        "SAGAFLOW_CONFIG",
+        "SAGAFLOW_RADIUS_SECRET",
+        "SAGAFLOW_SIMULATORS",
+        "SAGAFLOW_ONU_URL",
+        "SAGAFLOW_CPE_URL",
+        "SAGAFLOW_BILLING_URL",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("RUST_LOG", "off");
+    cmd
+}

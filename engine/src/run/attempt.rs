@@ -85,8 +85,10 @@ pub(super) fn failed_attempt(
     step.last_error = Some(message.clone());
     rec.push(run, failed, Some(name), attempt, Some(message.clone()));
     if policy.should_retry(attempt, e.is_retryable(), e.kind()) {
-        let at =
-            rec.now + chrono::Duration::from_std(policy.delay(attempt, rand())).unwrap_or_default();
+        let delay = policy
+            .delay(attempt, rand())
+            .max(e.retry_after().unwrap_or_default());
+        let at = rec.now + chrono::Duration::from_std(delay).unwrap_or_default();
         let step = &mut run.steps[idx];
         step_to(step, schedule)?;
         step.next_attempt_at = Some(at);

@@ -70,7 +70,7 @@ impl Default for ExecutorOptions {
             claim_batch: 64,
             lease: Duration::from_secs(30),
             poll_interval: Duration::from_secs(1),
-            shutdown_grace: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(25),
             checkpoint_batch: 128,
             checkpoint_writers: 4,
             unknown_handler_delay: Duration::from_secs(5),

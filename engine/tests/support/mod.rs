@@ -74,7 +74,8 @@ pub struct Call {
 }
 
 /// A step handler scripted by the run's input:
-/// - `fail.<step>`: the first N forward attempts fail (retryable);
+/// - `fail.<step>`: the first N forward attempts fail (retryable), not to be
+///   retried before `retry_after_ms.<step>` when that is set;
 /// - `fatal.<step>`: every forward attempt fails (non-retryable) while true;
 /// - `comp_fail.<step>`: the first N compensation attempts fail;
 /// - `hang.<step>`: the first N forward attempts wait until cancelled;
@@ -137,7 +138,13 @@ impl Script {
                     *self.cancelled_seen.lock().unwrap() += 1;
                     Err(StepError::retryable("cancelled", "hung"))
                 } else if n <= num("fail") {
-                    Err(StepError::retryable("flaky", format!("attempt {n} fails")))
+                    let message = format!("attempt {n} fails");
+                    Err(match num("retry_after_ms") {
+                        0 => StepError::retryable("flaky", message),
+                        ms => {
+                            StepError::retryable_after("flaky", message, Duration::from_millis(ms))
+                        }
+                    })
                 } else if get("fatal").and_then(|v| v.as_bool()).unwrap_or(false)
                     && !*self.healed.lock().unwrap()
                 {

@@ -188,6 +188,9 @@ impl Maintenance {
         )
         .await?
         .max(0) as u64;
+        // Each found leak, counted once per cleanup run (the alert reads
+        // its increase).
+        metrics::counter!("sagaflow_lifecycle_leaks_found_total").increment(counts.allocated_stale);
 
         let stuck_before = now - hours(self.cfg().revoking_stuck_hours);
         let run = run(req);
@@ -269,7 +272,13 @@ impl Maintenance {
             .set(u.capacity() as f64);
         metrics::gauge!("sagaflow_pool_in_use", "tenant" => t.clone(), "pool" => p.clone())
             .set(u.in_use as f64);
-        metrics::gauge!("sagaflow_pool_utilization_ratio", "tenant" => t, "pool" => p).set(ratio);
+        metrics::gauge!("sagaflow_pool_utilization_ratio", "tenant" => t.clone(), "pool" => p.clone())
+            .set(ratio);
+        // The pool's own thresholds, for alerts that honour them.
+        metrics::gauge!("sagaflow_pool_warning_ratio", "tenant" => t.clone(), "pool" => p.clone())
+            .set(f64::from(u.pool.warning_percent) / 100.0);
+        metrics::gauge!("sagaflow_pool_critical_ratio", "tenant" => t, "pool" => p)
+            .set(f64::from(u.pool.critical_percent) / 100.0);
         json!({
             "pool": u.pool.name,
             "family": u.pool.family,

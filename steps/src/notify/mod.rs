@@ -105,7 +105,8 @@ pub struct NotifyConfig {
     /// The limit of one delivery attempt.
     pub timeout_ms: u64,
     /// Attempts after the first; each waits twice as long as the one before
-    /// (from 200 ms).
+    /// (from 200 ms, ±50 % jitter, at least a 429's `Retry-After`). A 4xx
+    /// answer other than 408 and 429 is not retried.
     pub retries: u32,
 }
 
@@ -264,13 +265,19 @@ impl WebhookNotifier {
         })
     }
 
-    /// Sets the wait before the first retry (doubled for each further one).
+    /// Sets the wait before the first retry (doubled for each further one,
+    /// each jittered by ±50 %).
     pub fn with_backoff(mut self, backoff: Duration) -> Self {
         self.backoff = backoff;
         self
     }
 
-    async fn attempt(&self, body: &[u8], signed: &str, n: &Notification) -> Result<(), String> {
+    async fn attempt(
+        &self,
+        body: &[u8],
+        signed: &str,
+        n: &Notification,
+    ) -> Result<(), AttemptError> {
         let resp = self
             .client
             .post(&self.url)
@@ -281,13 +288,48 @@ impl WebhookNotifier {
             .body(body.to_vec())
             .send()
             .await
-            .map_err(|e| e.to_string())?;
-        if resp.status().is_success() {
-            Ok(())
-        } else {
-            Err(format!("HTTP {}", resp.status()))
+            .map_err(|e| AttemptError {
+                message: e.to_string(),
+                retry: true,
+                retry_after: None,
+            })?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
         }
+        let throttled = matches!(
+            status,
+            reqwest::StatusCode::TOO_MANY_REQUESTS | reqwest::StatusCode::REQUEST_TIMEOUT
+        );
+        Err(AttemptError {
+            message: format!("HTTP {status}"),
+            // A 4xx other than 408 and 429 says the request itself is
+            // refused: sending it again changes nothing.
+            retry: throttled || !status.is_client_error(),
+            retry_after: throttled
+                .then(|| resp.headers().get(reqwest::header::RETRY_AFTER))
+                .flatten()
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| crate::adapters::parse_retry_after(v, chrono::Utc::now()))
+                .map(|d| d.min(MAX_NOTIFY_RETRY_AFTER)),
+        })
     }
+}
+
+/// The longest a delivery waits on a webhook's `Retry-After`.
+const MAX_NOTIFY_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// Why one delivery attempt failed, and whether another may succeed.
+struct AttemptError {
+    message: String,
+    retry: bool,
+    retry_after: Option<Duration>,
+}
+
+/// `wait` with ±50 % jitter for `u` uniform in [0, 1), so that replicas
+/// failing together do not retry together.
+fn jittered(wait: Duration, u: f64) -> Duration {
+    wait.mul_f64(0.5 + u.clamp(0.0, 1.0))
 }
 
 #[async_trait]
@@ -297,22 +339,30 @@ impl Notifier for WebhookNotifier {
         let signed = signature(&self.secret, &body)?;
         let mut wait = self.backoff;
         let mut last = String::new();
+        let mut attempts = 0;
+        let mut asked: Option<Duration> = None;
         for attempt in 0..=self.retries {
             if attempt > 0 {
-                tokio::time::sleep(wait).await;
+                let pause = jittered(wait, fastrand::f64()).max(asked.unwrap_or_default());
+                tokio::time::sleep(pause).await; // the delivery's backoff
                 wait = wait.saturating_mul(2);
             }
+            attempts += 1;
             match self.attempt(&body, &signed, n).await {
                 Ok(()) => return Ok(()),
                 Err(e) => {
-                    tracing::debug!(id = %n.id, attempt, error = %e, "webhook attempt failed");
-                    last = e;
+                    tracing::debug!(id = %n.id, attempt, error = %e.message, "webhook attempt failed");
+                    last = e.message;
+                    asked = e.retry_after;
+                    if !e.retry {
+                        break;
+                    }
                 }
             }
         }
         Err(NotifyError::Delivery {
             url: self.url.clone(),
-            attempts: self.retries + 1,
+            attempts,
             last,
         })
     }
@@ -343,6 +393,59 @@ mod tests {
         ));
         assert!(!verify_signature(b"Jefe", b"x", "sha1=00"));
         assert!(!verify_signature(b"Jefe", b"x", "sha256=zz"));
+    }
+
+    #[test]
+    fn backoff_is_jittered_both_ways() {
+        let w = Duration::from_millis(200);
+        assert_eq!(jittered(w, 0.0), Duration::from_millis(100));
+        assert_eq!(jittered(w, 0.5), w);
+        assert!(jittered(w, 0.999) < Duration::from_millis(300));
+    }
+
+    /// A webhook answering `status` to every request; its URL and the
+    /// number of requests it got.
+    async fn answering(status: u16) -> (String, Arc<std::sync::atomic::AtomicU32>) {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let hits = Arc::new(AtomicU32::new(0));
+        let counted = hits.clone();
+        let app = axum::Router::new().fallback(move || {
+            let counted = counted.clone();
+            async move {
+                counted.fetch_add(1, Ordering::SeqCst);
+                axum::http::StatusCode::from_u16(status)
+                    .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR)
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (format!("http://{addr}/hook"), hits)
+    }
+
+    #[tokio::test]
+    async fn only_throttling_and_server_errors_are_retried() {
+        let n = Notification {
+            id: "n1".into(),
+            kind: NotificationKind::CapacityWarning,
+            tenant_id: "t".into(),
+            at: chrono::Utc::now(),
+            data: serde_json::json!({}),
+        };
+        for (status, expected) in [(400, 1), (401, 1), (404, 1), (408, 3), (429, 3), (503, 3)] {
+            let (url, hits) = answering(status).await;
+            let w = WebhookNotifier::new(&url, "s", Duration::from_secs(5), 2)
+                .unwrap()
+                .with_backoff(Duration::from_millis(1));
+            let e = w.notify(&n).await.unwrap_err();
+            let sent = hits.load(std::sync::atomic::Ordering::SeqCst);
+            assert_eq!(sent, expected, "{status}");
+            assert!(
+                e.to_string()
+                    .contains(&format!("after {expected} attempts")),
+                "{e}"
+            );
+        }
     }
 
     #[test]

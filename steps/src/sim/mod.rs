@@ -101,6 +101,9 @@ impl Fault {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SimConfig {
+    /// Whether `sagaflow serve` may stand the simulators in for an unset
+    /// endpoint; without it, serve refuses to start (`dev` always may).
+    pub enabled: bool,
     /// Where to listen; port 0 picks a free one.
     pub bind: SocketAddr,
     /// When set, requests must carry `Authorization: Bearer <token>`.
@@ -114,6 +117,7 @@ pub struct SimConfig {
 impl Default for SimConfig {
     fn default() -> Self {
         Self {
+            enabled: false,
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             token: None,
             default_fault: Fault::default(),
