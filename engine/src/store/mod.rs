@@ -19,6 +19,7 @@ pub mod schedules;
 mod sql_terms;
 pub mod sqlite;
 mod step_codec;
+pub mod webhooks;
 mod writes;
 
 pub use claimed::PARK_UNDECODABLE;
@@ -26,6 +27,10 @@ pub use error::{Result, StoreError, unreachable_database};
 pub use queue_expiry::QueueExpired;
 pub use writes::{
     Checkpoint, CheckpointAck, CreateOutcome, NewRun, OperatorWrite, RunFilter, StoredDefinition,
+};
+
+pub use webhooks::{
+    Delivery, DeliveryFilter, DeliveryState, DisabledWebhook, NewDelivery, TryOutcome, WebhookStore,
 };
 
 pub use schedules::{AppliedFire, FireBatch, FireBatchAck, FireWrite, ScheduleChange};
@@ -43,7 +48,7 @@ pub use crate::run::model::{
 
 /// Everything the engine needs from its database.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: WebhookStore + Send + Sync + 'static {
     fn backend(&self) -> Backend;
 
     /// Applies the embedded migrations.

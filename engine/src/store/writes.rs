@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use std::sync::Arc;
 
-use super::{CancelRequest, NewEvent, RunRecord, StepRecord, initial_steps};
+use super::{CancelRequest, NewDelivery, NewEvent, RunRecord, StepRecord, initial_steps};
 use crate::definition::{ConcurrencyPolicy, LoadedDefinition, WorkflowDefinition};
 use crate::ids::{LeaseToken, RunId, ScheduleId, TenantId};
 use crate::run::state::RunState;
@@ -118,6 +118,8 @@ pub struct Checkpoint {
     /// The run is terminal: free its concurrency key and wake the next run
     /// queued on it.
     pub release_concurrency_key: bool,
+    /// Webhook deliveries its events cause, written in its transaction.
+    pub deliveries: Vec<NewDelivery>,
 }
 
 /// The store's answer to a checkpoint.
@@ -151,6 +153,8 @@ pub struct OperatorWrite {
     pub finished_at: Option<DateTime<Utc>>,
     pub events: Vec<NewEvent>,
     pub release_concurrency_key: bool,
+    /// Webhook deliveries its events cause, written in its transaction.
+    pub deliveries: Vec<NewDelivery>,
 }
 
 /// Filters of `list_runs`; every one optional.

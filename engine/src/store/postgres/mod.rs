@@ -25,6 +25,7 @@ mod runs;
 pub mod scale;
 mod schedules;
 mod store_impl;
+mod webhooks;
 
 use runs::*;
 use store_impl::*;

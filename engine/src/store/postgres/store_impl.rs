@@ -237,7 +237,8 @@ impl Store for PgStore {
             .filter(|c| c.release_concurrency_key)
             .map(|c| c.run_id.0)
             .collect();
-        if releasing.is_empty() {
+        let delivering = cps.iter().any(|c| !c.deliveries.is_empty());
+        if releasing.is_empty() && !delivering {
             // The common case: one statement, one round trip, one commit.
             let mut conn = self.hot.acquire().await?;
             return super::checkpoint::checkpoint_batch(&mut conn, cps).await;
@@ -254,6 +255,14 @@ impl Store for PgStore {
             .collect();
         if !applied.is_empty() {
             release_keys(&mut tx, &applied, cps[0].now).await?;
+        }
+        if delivering {
+            let written = cps
+                .iter()
+                .zip(&acks)
+                .filter(|(_, a)| matches!(a, CheckpointAck::Applied { .. }))
+                .flat_map(|(c, _)| &c.deliveries);
+            super::webhooks::insert_deliveries(&mut tx, written).await?;
         }
         tx.commit().await?;
         Ok(acks)
@@ -292,6 +301,9 @@ impl Store for PgStore {
         let applied = bind_events(q, &ev).execute(&mut *tx).await?.rows_affected() > 0;
         if applied && w.release_concurrency_key {
             release_keys(&mut tx, &[w.run_id.0], w.now).await?;
+        }
+        if applied {
+            super::webhooks::insert_deliveries(&mut tx, w.deliveries.iter()).await?;
         }
         tx.commit().await?;
         Ok(applied)

@@ -26,6 +26,7 @@ mod checkpoint;
 mod runs;
 mod schedules;
 mod store_impl;
+mod webhooks;
 
 use checkpoint::*;
 use runs::*;
