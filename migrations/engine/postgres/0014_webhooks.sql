@@ -1,6 +1,6 @@
 -- The run-outcome webhook outbox: one row per delivery, written in the
 -- same transaction as the checkpoint whose event caused it, leased by a
--- dispatcher like runs are. Twin of migrations/sqlite/0014_webhooks.sql.
+-- dispatcher like runs are. Twin of migrations/engine/sqlite/0014_webhooks.sql.
 CREATE TABLE webhook_deliveries (
     id               uuid PRIMARY KEY,
     tenant_id        text NOT NULL,

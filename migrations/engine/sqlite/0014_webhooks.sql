@@ -1,5 +1,5 @@
 -- The run-outcome webhook outbox (timestamps INTEGER microseconds). Twin
--- of migrations/postgres/0014_webhooks.sql.
+-- of migrations/engine/postgres/0014_webhooks.sql.
 CREATE TABLE webhook_deliveries (
     id               TEXT PRIMARY KEY,
     tenant_id        TEXT NOT NULL,
