@@ -41,8 +41,8 @@ pub fn to_json<M: prost::Message>(
         name: name.clone(),
         message: e.to_string(),
     };
-    let dynamic = DynamicMessage::decode(desc, msg.encode_to_vec().as_slice())
-        .map_err(|e| mapping(&e))?;
+    let dynamic =
+        DynamicMessage::decode(desc, msg.encode_to_vec().as_slice()).map_err(|e| mapping(&e))?;
     let options = SerializeOptions::new()
         .use_proto_field_name(true)
         .skip_default_fields(false)

@@ -97,7 +97,9 @@ pub struct Delivery {
 /// How a try ended, written by the dispatcher holding the delivery's lease.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TryOutcome {
-    Delivered { at: DateTime<Utc> },
+    Delivered {
+        at: DateTime<Utc>,
+    },
     /// Failed; tried again at `retry_at`.
     Failed {
         at: DateTime<Utc>,
@@ -105,7 +107,10 @@ pub enum TryOutcome {
         retry_at: DateTime<Utc>,
     },
     /// Failed for 24 h: the delivery fails and its webhook is disabled.
-    GaveUp { at: DateTime<Utc>, error: String },
+    GaveUp {
+        at: DateTime<Utc>,
+        error: String,
+    },
 }
 
 /// A webhook disabled after failing for 24 h.

@@ -106,7 +106,10 @@ impl Webhook {
             return Err("tenant must not be empty".into());
         }
         if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
-            return Err(format!("url {:?} must start with http:// or https://", self.url));
+            return Err(format!(
+                "url {:?} must start with http:// or https://",
+                self.url
+            ));
         }
         if self.secret.len() < 16 {
             return Err("secret must be at least 16 characters".into());

@@ -154,12 +154,7 @@ impl Dispatcher {
                 }
             }
         };
-        match self
-            .engine
-            .store()
-            .record_try(d.id, token, &outcome)
-            .await
-        {
+        match self.engine.store().record_try(d.id, token, &outcome).await {
             Ok(true) => crate::telemetry::webhook_delivery(metric),
             Ok(false) => debug!(delivery = %d.id, "delivery lease lost; another replica has it"),
             Err(e) => warn!(delivery = %d.id, error = %e, "cannot record a webhook try"),

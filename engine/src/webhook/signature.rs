@@ -72,5 +72,4 @@ mod tests {
         assert!(!verify_signature(b"Jefe", b"x", "sha1=00"));
         assert!(!verify_signature(b"Jefe", b"x", "sha256=zz"));
     }
-
 }

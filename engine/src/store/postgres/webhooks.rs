@@ -12,8 +12,7 @@ use uuid::Uuid;
 use super::{PgStore, micros};
 use crate::ids::{RunId, TenantId};
 use crate::store::webhooks::{
-    Delivery, DeliveryFilter, DeliveryState, DisabledWebhook, NewDelivery, TryOutcome,
-    WebhookStore,
+    Delivery, DeliveryFilter, DeliveryState, DisabledWebhook, NewDelivery, TryOutcome, WebhookStore,
 };
 use crate::store::{Result, StoreError};
 use crate::webhook::WebhookEvent;
@@ -90,7 +89,7 @@ impl WebhookStore for PgStore {
         limit: u32,
     ) -> Result<Vec<Delivery>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "WITH c AS (SELECT d.id FROM webhook_deliveries d \
+            "WITH c AS (SELECT d.id AS claimed FROM webhook_deliveries d \
                 WHERE d.state = 'pending' AND d.next_attempt_at <= $1 \
                   AND (d.lease_expires_at IS NULL OR d.lease_expires_at <= now()) \
                   AND NOT EXISTS (SELECT 1 FROM webhooks_disabled w \
@@ -98,7 +97,7 @@ impl WebhookStore for PgStore {
                 ORDER BY d.next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
              UPDATE webhook_deliveries SET lease_token = $3, \
                 lease_expires_at = now() + $4 * interval '1 microsecond' \
-             FROM c WHERE webhook_deliveries.id = c.id RETURNING {COLUMNS}"
+             FROM c WHERE webhook_deliveries.id = c.claimed RETURNING {COLUMNS}"
         )))
         .bind(now)
         .bind(i64::from(limit))

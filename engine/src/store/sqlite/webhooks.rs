@@ -12,8 +12,7 @@ use uuid::Uuid;
 use super::{DB_NOW, SqliteStore, duration_micros, from_micros, micros, opt_from_micros, uuid_col};
 use crate::ids::{RunId, TenantId};
 use crate::store::webhooks::{
-    Delivery, DeliveryFilter, DeliveryState, DisabledWebhook, NewDelivery, TryOutcome,
-    WebhookStore,
+    Delivery, DeliveryFilter, DeliveryState, DisabledWebhook, NewDelivery, TryOutcome, WebhookStore,
 };
 use crate::store::{Result, StoreError};
 use crate::webhook::WebhookEvent;
