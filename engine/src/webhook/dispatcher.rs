@@ -33,6 +33,20 @@ pub struct DispatcherOptions {
     pub timeout: Duration,
 }
 
+impl DispatcherOptions {
+    /// Deliveries leased as long as runs (`lease`), polled as often, and a
+    /// receiver's answer awaited for half the lease at most (10 s), so a
+    /// try ends well before its lease could pass to another replica.
+    pub fn leased_like_runs(lease: Duration, poll: Duration) -> Self {
+        Self {
+            poll: poll.min(Duration::from_secs(1)),
+            lease,
+            timeout: (lease / 2).min(Duration::from_secs(10)),
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for DispatcherOptions {
     fn default() -> Self {
         Self {
