@@ -16,6 +16,7 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use chrono::Utc;
 use sagaflow_engine::clock::{Clock, ManualClock};
+use sagaflow_engine::saga::OperatorAction;
 use sagaflow_engine::state::RunState;
 use sagaflow_engine::store::{DeliveryFilter, DeliveryState, Store};
 use sagaflow_engine::webhook::signature::verify_signature;
@@ -27,6 +28,7 @@ on_both_backends!(
     outcomes_are_delivered_once_and_signed,
     a_receiver_down_for_a_while_gets_the_same_delivery_later,
     a_receiver_failing_for_a_day_gets_its_webhook_disabled,
+    operator_cancels_are_delivered_and_unheard_events_are_not,
 );
 
 const SECRET: &str = "crm-signing-secret-0123";
@@ -316,5 +318,59 @@ async fn a_receiver_failing_for_a_day_gets_its_webhook_disabled(store: Arc<dyn S
     clock.advance(Duration::from_secs(3600));
     dispatcher.shutdown().await;
     assert_eq!(rx.seen().len(), tries);
+    h.shutdown().await;
+}
+
+async fn operator_cancels_are_delivered_and_unheard_events_are_not(store: Arc<dyn Store>) {
+    let rx = Receiver::start(200).await;
+    let h = Harness::new(store.clone(), &tomls()).await;
+    let mut hooks = rx.webhooks();
+    hooks = Webhooks::new(vec![Webhook {
+        events: vec![WebhookEvent::RunCancelled, WebhookEvent::RunTerminated],
+        ..hooks.get(TENANT, &rx.url).unwrap().clone()
+    }]);
+    h.engine.set_webhooks(hooks);
+    let dispatcher = h.engine.start_webhook_dispatcher(fast_dispatch());
+    let broken = json!({"fatal": {"s2": true}});
+    let t = tenant();
+    let act = |id, compensate| {
+        h.engine.act(
+            &t,
+            id,
+            OperatorAction::Cancel { compensate },
+            "ops",
+            "customer withdrew",
+        )
+    };
+    let cancelled = h.start("wh_pause", broken.clone()).await.run.id;
+    let terminated = h.start("wh_pause", broken).await.run.id;
+    h.wait_state(cancelled, RunState::Failed).await;
+    h.wait_state(terminated, RunState::Failed).await;
+    act(cancelled, true).await.unwrap();
+    act(terminated, false).await.unwrap();
+    h.wait_state(cancelled, RunState::Cancelled).await;
+    poll(
+        "two deliveries acknowledged",
+        Duration::from_secs(10),
+        || {
+            let store = store.clone();
+            async move {
+                (deliveries(&store, Some(DeliveryState::Delivered))
+                    .await
+                    .len()
+                    == 2)
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    dispatcher.shutdown().await;
+    // run_failed is not heard: only the two operator endings were recorded.
+    let all = deliveries(&store, None).await;
+    assert_eq!(all.len(), 2);
+    let event_of = |id| all.iter().find(|d| d.run_id == id).unwrap().event;
+    assert_eq!(event_of(cancelled), WebhookEvent::RunCancelled);
+    assert_eq!(event_of(terminated), WebhookEvent::RunTerminated);
+    assert_eq!(rx.seen().len(), 2);
     h.shutdown().await;
 }
