@@ -20,6 +20,7 @@ mod fires;
 mod rows;
 mod runs;
 mod schedules;
+pub(crate) mod webhooks;
 
 pub(crate) use fires::{FireTx, RunInserted};
 pub(crate) use rows::{event_from_row, run_from_row};
