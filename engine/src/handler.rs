@@ -107,7 +107,8 @@ impl StepError {
     pub fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
             StepError::Retryable { retry_after, .. } => *retry_after,
-            StepError::Fatal { .. } => None,
+            // Not a failure: its wait is the step's, not a retry's.
+            StepError::Fatal { .. } | StepError::NotReady { .. } => None,
         }
     }
     pub fn fatal(kind: impl Into<String>, message: impl Into<String>) -> Self {

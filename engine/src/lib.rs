@@ -33,6 +33,7 @@ pub mod runtime;
 pub mod schedule;
 pub mod store;
 pub mod telemetry;
+pub mod webhook;
 
 pub use engine::Engine;
 pub use run::state;

@@ -38,6 +38,7 @@ pub const LEASES_LOST: &str = "sagaflow_leases_lost_total";
 pub const UNKNOWN_HANDLER_RELEASES: &str = "sagaflow_unknown_handler_releases_total";
 pub const UNDECODABLE_RUNS: &str = "sagaflow_undecodable_runs_total";
 pub const QUEUE_EXPIRED: &str = "sagaflow_queue_expired_total";
+pub const WEBHOOK_DELIVERIES: &str = "sagaflow_webhook_deliveries_total";
 
 /// Registers the help text of the engine's metrics with the installed
 /// recorder (call once, after installing it).
@@ -95,9 +96,19 @@ pub fn describe() {
         "Runs that waited behind their concurrency key longer than the workflow's queue_ttl_ms and ended cancelled without running, by workflow."
     );
     describe_counter!(
+        WEBHOOK_DELIVERIES,
+        "Tries of run-outcome webhook deliveries, by outcome: delivered (2xx), failed (retried later), disabled (failed for 24 h; the webhook is disabled)."
+    );
+    describe_counter!(
         UNDECODABLE_RUNS,
         "Claimed runs whose row could not be decoded; each was parked (released, not due for an hour) and logged with its id."
     );
+}
+
+/// A webhook delivery was tried; `outcome` is delivered, failed or
+/// disabled.
+pub fn webhook_delivery(outcome: &'static str) {
+    counter!(WEBHOOK_DELIVERIES, "outcome" => outcome).increment(1);
 }
 
 /// A claimed run's row could not be decoded; it was parked.

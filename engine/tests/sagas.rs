@@ -857,6 +857,7 @@ async fn stale_lease_holder_writes_nothing(store: Arc<dyn Store>) {
         finished_at: Some(now),
         release_concurrency_key: true,
         take_signal: None,
+        deliveries: vec![],
     };
     // A's lease expires by the database's clock (the test polls until the
     // stored expiry has passed on this machine's clock, which is the

@@ -9,6 +9,7 @@ pub mod bench;
 pub mod client;
 pub mod render;
 pub mod schedule;
+pub mod webhooks;
 pub mod workflow;
 
 use std::path::PathBuf;
@@ -83,6 +84,17 @@ pub enum Command {
     Definitions {
         #[command(flatten)]
         conn: ClientArgs,
+    },
+    /// Run-outcome webhooks: the delivery log and disabled webhooks, read
+    /// from the database (see docs/webhooks.md).
+    Webhooks {
+        #[arg(long, global = true)]
+        database_url: Option<String>,
+        /// `table` for people, `json` for scripts.
+        #[arg(long, short = 'o', global = true, default_value = "table")]
+        output: Output,
+        #[command(subcommand)]
+        command: webhooks::WebhooksCommand,
     },
 }
 
@@ -233,15 +245,7 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             serve(c, false).await
         }
         Command::Migrate { database_url } => {
-            let mut c = Config::load(cli.config.as_deref()).map_err(usage)?;
-            if let Some(u) = database_url {
-                c.database.url = u;
-            }
-            if c.database.url.is_empty() {
-                return Err(usage(
-                    "database.url: give --database-url or SAGAFLOW_DATABASE_URL",
-                ));
-            }
+            let c = database(cli.config.as_ref(), database_url)?;
             app::open_store(&c.database.connect_url(), 2).await?;
             eprintln!("migrations applied to {}", app::redact(&c.database.url));
             Ok(())
@@ -274,7 +278,33 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             let mut c = Client::connect(&conn.server, &conn.token).await?;
             workflow::definitions(&mut c, conn.output).await
         }
+        Command::Webhooks {
+            database_url,
+            output,
+            command,
+        } => {
+            let c = database(cli.config.as_ref(), database_url)?;
+            webhooks::webhooks(&c.database.connect_url(), command, output).await
+        }
     }
+}
+
+/// The configuration of a command that opens the database itself
+/// (`migrate`, `webhooks`): `--database-url` over the file and environment.
+fn database(
+    cli_config: Option<&PathBuf>,
+    database_url: Option<String>,
+) -> Result<Config, ClientError> {
+    let mut c = Config::load(cli_config.map(|p| p.as_path())).map_err(usage)?;
+    if let Some(u) = database_url {
+        c.database.url = u;
+    }
+    if c.database.url.is_empty() {
+        return Err(usage(
+            "database.url: give --database-url or SAGAFLOW_DATABASE_URL",
+        ));
+    }
+    Ok(c)
 }
 
 async fn serve(c: Config, dev: bool) -> Result<(), ClientError> {

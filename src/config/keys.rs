@@ -14,6 +14,9 @@ type Setter = fn(&mut Config, &str, &str) -> Result<(), ConfigError>;
 /// The value of a secret key, when it holds one to hide.
 type SecretOf = fn(&mut Config) -> Option<&mut String>;
 
+/// The values of a secret key set once per entry of an array of tables.
+type SecretsOf = fn(&mut Config) -> Vec<&mut String>;
+
 /// How `config print` hides a secret key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hide {
@@ -32,6 +35,8 @@ pub struct Key {
     pub env: Option<&'static str>,
     set: Option<Setter>,
     secret: Option<(Hide, SecretOf)>,
+    /// The same, for a key of an array of tables (one value per entry).
+    secrets: Option<(Hide, SecretsOf)>,
 }
 
 impl Key {
@@ -56,9 +61,16 @@ impl Key {
         }
     }
 
+    const fn secret_each(self, hide: Hide, of: SecretsOf) -> Self {
+        Self {
+            secrets: Some((hide, of)),
+            ..self
+        }
+    }
+
     /// Whether `config print` hides (part of) its value.
     pub fn hide(&self) -> Option<Hide> {
-        self.secret.map(|(h, _)| h)
+        self.secret.map(|(h, _)| h).or(self.secrets.map(|(h, _)| h))
     }
 
     /// Whether [`Config::set`] (and so its environment variable) can set it.
@@ -133,6 +145,7 @@ const fn k(name: &'static str) -> Key {
         env: None,
         set: None,
         secret: None,
+        secrets: None,
     }
 }
 
@@ -317,6 +330,15 @@ pub const KEYS: &[Key] = &[
         .secret(Hide::Password, |c| c.radius.database_url.as_mut()),
     k("radius.username_format"),
     k("radius.tenant_username_formats"),
+    k("webhooks.tenant"),
+    k("webhooks.url").secret_each(Hide::Password, |c| {
+        c.webhooks.iter_mut().map(|w| &mut w.url).collect()
+    }),
+    k("webhooks.secret").secret_each(Hide::Whole, |c| {
+        c.webhooks.iter_mut().map(|w| &mut w.secret).collect()
+    }),
+    k("webhooks.events"),
+    k("webhooks.workflows"),
 ];
 
 /// The value in the file a `*_FILE` variable names.
@@ -371,19 +393,27 @@ impl Config {
 
     /// Replaces every secret of [`KEYS`] by `***`: passwords in database and
     /// endpoint URLs, the RADIUS shared secret, the adapters' and the
-    /// simulators' bearer tokens, and the notification webhook's signing
-    /// secret. Token entries are hashes already.
+    /// simulators' bearer tokens, the notification webhook's signing
+    /// secret, and each run-outcome webhook's secret (and URL password).
+    /// Token entries are hashes already.
     pub fn hide_secrets(&mut self) {
         const HIDDEN: &str = "***";
-        for key in KEYS {
-            let Some((hide, of)) = key.secret else {
-                continue;
+        let hidden = |hide: Hide, value: &mut String| {
+            *value = match hide {
+                Hide::Password => redact(value),
+                Hide::Whole => HIDDEN.into(),
             };
-            if let Some(value) = of(self) {
-                *value = match hide {
-                    Hide::Password => redact(value),
-                    Hide::Whole => HIDDEN.into(),
-                };
+        };
+        for key in KEYS {
+            if let Some((hide, of)) = key.secret
+                && let Some(value) = of(self)
+            {
+                hidden(hide, value);
+            }
+            if let Some((hide, of)) = key.secrets {
+                for value in of(self) {
+                    hidden(hide, value);
+                }
             }
         }
     }
@@ -479,7 +509,13 @@ mod tests {
         c.database.url = "postgres://sagaflow:db-password@db/sagaflow".into();
         let printed = c.to_toml();
         let plain = toml::to_string(&c).unwrap();
-        for secret in ["onu-gateway-token", "sim-token", "webhook-signing-key"] {
+        for secret in [
+            "onu-gateway-token",
+            "sim-token",
+            "webhook-signing-key",
+            "crm-hook-secret-1",
+            "crm-hook-secret-2",
+        ] {
             assert!(plain.contains(secret), "the example sets {secret}");
         }
         for secret in [
@@ -489,13 +525,16 @@ mod tests {
             "sim-token",
             "webhook-signing-key",
             "the-nas-shared-secret",
+            "crm-hook-secret-1",
+            "crm-hook-secret-2",
+            "crm-url-password",
         ] {
             assert!(!printed.contains(secret), "{secret} printed:\n{printed}");
         }
         let secrets = KEYS.iter().filter(|k| k.hide().is_some()).count();
         assert_eq!(
-            secrets, 13,
-            "database, endpoints, simulators, notify, radius"
+            secrets, 14,
+            "database, endpoints, simulators, notify, radius, webhooks"
         );
 
         for key in KEYS.iter().filter(|k| k.settable()) {

@@ -30,6 +30,8 @@ pub struct Config {
     pub domain: sagaflow_steps::DomainConfig,
     /// RADIUS: CoA/Disconnect secret, suspended group, timeouts.
     pub radius: sagaflow_steps::radius::RadiusConfig,
+    /// Run-outcome webhooks, one `[[webhooks]]` each.
+    pub webhooks: Vec<sagaflow_engine::webhook::Webhook>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -407,6 +409,10 @@ impl Config {
         }
         sagaflow_engine::api::auth::Authenticator::new(&self.auth.tokens)
             .map_err(|m| invalid("auth.tokens", m))?;
+        for (i, hook) in self.webhooks.iter().enumerate() {
+            hook.check()
+                .map_err(|m| invalid(&format!("webhooks[{i}]"), m))?;
+        }
         Ok(())
     }
 

@@ -20,6 +20,7 @@ use sagaflow_engine::clock::SystemClock;
 use sagaflow_engine::executor::{ExecutorHandle, ExecutorOptions};
 use sagaflow_engine::ids::TenantId;
 use sagaflow_engine::schedule::{SEED_FILE, SchedulerHandle, SchedulerOptions, SeedFile};
+use sagaflow_engine::webhook::{DispatcherHandle, DispatcherOptions, Webhooks};
 use tokio_util::sync::CancellationToken;
 
 use crate::app;
@@ -33,6 +34,7 @@ pub struct Server {
     pub http_addr: SocketAddr,
     executor: ExecutorHandle,
     scheduler: Option<SchedulerHandle>,
+    webhooks: Option<DispatcherHandle>,
     domain: Option<sagaflow_steps::DomainRuntime>,
     stop: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -94,6 +96,14 @@ impl Server {
             exec.owner = config.engine.owner.clone();
         }
         let executor = engine.start_executor(exec);
+        // Every replica dispatches; the outbox's leases keep each try to one.
+        let webhooks = (!config.webhooks.is_empty()).then(|| {
+            engine.set_webhooks(Webhooks::new(config.webhooks.clone()));
+            engine.start_webhook_dispatcher(DispatcherOptions::leased_like_runs(
+                Duration::from_millis(config.engine.lease_ms),
+                Duration::from_millis(config.engine.poll_ms),
+            ))
+        });
         let scheduler = if config.schedules.enabled {
             let tenant = if dev {
                 app::DEV_TENANT
@@ -134,6 +144,7 @@ impl Server {
             http_addr,
             executor,
             scheduler,
+            webhooks,
             domain,
             stop,
             tasks,
@@ -145,6 +156,9 @@ impl Server {
         self.stop.cancel();
         if let Some(s) = self.scheduler {
             s.shutdown().await;
+        }
+        if let Some(w) = self.webhooks {
+            w.shutdown().await;
         }
         self.executor.shutdown().await;
         if let Some(d) = self.domain {

@@ -117,8 +117,27 @@ impl Engine {
                 notify_pending: std::sync::atomic::AtomicBool::new(false),
                 validators,
                 snapshots: std::sync::Mutex::new(snapshots),
+                webhooks: Default::default(),
             }),
         })
+    }
+
+    /// Sets the run-outcome webhooks: from the next write on, the events
+    /// they hear are recorded as deliveries beside the write.
+    pub fn set_webhooks(&self, webhooks: crate::webhook::Webhooks) {
+        *self
+            .shared
+            .webhooks
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Arc::new(webhooks);
+    }
+
+    /// Starts the webhook dispatcher in this process.
+    pub fn start_webhook_dispatcher(
+        &self,
+        opts: crate::webhook::DispatcherOptions,
+    ) -> crate::webhook::DispatcherHandle {
+        crate::webhook::dispatcher::spawn(self.clone(), self.shared.webhooks(), opts)
     }
 
     /// The definition snapshot a run is pinned to.
@@ -340,6 +359,12 @@ impl Engine {
                 cancel_request: run.cancel_request,
                 next_run_at: run.next_run_at,
                 finished_at: run.finished_at,
+                deliveries: self.shared.webhooks().deliveries(
+                    tenant,
+                    id,
+                    &run.workflow_name,
+                    &change.events,
+                ),
                 events: change.events,
                 release_concurrency_key: change.finished,
             };

@@ -414,6 +414,11 @@ async fn drive(
             Next::Wait(at) => (Some(at), None),
             Next::Stop => (None, None),
         };
+        let events: Vec<_> = carried.drain(..).chain(adv.events).collect();
+        let deliveries =
+            exec.shared
+                .webhooks()
+                .deliveries(&run.tenant_id, run.id, &run.workflow_name, &events);
         let cp = Checkpoint {
             run_id: run.id,
             lease: token,
@@ -425,12 +430,13 @@ async fn drive(
             context: adv.context_changed.then(|| run.context.clone()),
             steps: run.steps.clone(),
             error: run.error.clone(),
-            events: carried.drain(..).chain(adv.events).collect(),
+            events,
             next_run_at,
             keep_lease,
             finished_at: run.finished_at,
             release_concurrency_key: adv.finished && run.concurrency_key.is_some(),
             take_signal: adv.consumed_signal.take(),
+            deliveries,
         };
         let sent = tokio::time::Instant::now();
         let Some(ack) = write_checkpoint(exec, &cp, &lease_lost, &deadline).await else {

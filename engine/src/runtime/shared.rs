@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::handler::Registry;
 use crate::ids::RunId;
 use crate::store::Store;
+use crate::webhook::Webhooks;
 
 /// What the executors and the API share.
 pub(crate) struct Shared {
@@ -30,9 +31,19 @@ pub(crate) struct Shared {
     /// Compiled input schemas, by definition snapshot id.
     pub(super) validators: HashMap<String, Arc<jsonschema::Validator>>,
     pub(super) snapshots: std::sync::Mutex<HashMap<String, Arc<WorkflowDefinition>>>,
+    /// The configured run-outcome webhooks.
+    pub(super) webhooks: std::sync::RwLock<Arc<Webhooks>>,
 }
 
 impl Shared {
+    /// The configured webhooks (their deliveries are decided per write).
+    pub(crate) fn webhooks(&self) -> Arc<Webhooks> {
+        self.webhooks
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// The definition snapshot a run is pinned to.
     pub(crate) async fn definition(&self, id: &str) -> Result<Arc<WorkflowDefinition>> {
         if let Some(d) = self

@@ -17,6 +17,7 @@ mod sql_terms;
 pub mod sqlite;
 mod step_codec;
 mod traits;
+pub mod webhooks;
 mod writes;
 
 pub use claimed::PARK_UNDECODABLE;
@@ -29,6 +30,10 @@ pub use traits::{
 };
 pub use writes::{
     Checkpoint, CheckpointAck, CreateOutcome, NewRun, OperatorWrite, RunFilter, StoredDefinition,
+};
+
+pub use webhooks::{
+    Delivery, DeliveryFilter, DeliveryState, DisabledWebhook, NewDelivery, TryOutcome, WebhookStore,
 };
 
 pub use schedules::{AppliedFire, FireBatch, FireBatchAck, FireWrite, ScheduleChange};

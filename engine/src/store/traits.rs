@@ -9,6 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use super::webhooks::WebhookStore;
 use super::{
     Backend, Checkpoint, CheckpointAck, CreateOutcome, EventRecord, FireBatch, FireBatchAck,
     NewRun, OperatorWrite, QueueExpired, Result, RunFilter, RunRecord, ScheduleChange, Signal,
@@ -211,6 +212,7 @@ pub trait Store:
     + CheckpointStore
     + ScheduleStore
     + SignalStore
+    + WebhookStore
 {
 }
 
@@ -223,6 +225,7 @@ impl<T> Store for T where
         + CheckpointStore
         + ScheduleStore
         + SignalStore
+        + WebhookStore
         + ?Sized
 {
 }

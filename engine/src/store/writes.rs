@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use std::sync::Arc;
 
-use super::{CancelRequest, NewEvent, RunRecord, StepRecord, initial_steps};
+use super::{CancelRequest, NewDelivery, NewEvent, RunRecord, StepRecord, initial_steps};
 use crate::definition::{ConcurrencyPolicy, LoadedDefinition, WorkflowDefinition};
 use crate::ids::{LeaseToken, RunId, ScheduleId, TenantId};
 use crate::run::state::RunState;
@@ -120,6 +120,8 @@ pub struct Checkpoint {
     pub release_concurrency_key: bool,
     /// A step took this signal: marked taken in the same transaction.
     pub take_signal: Option<super::SignalTaken>,
+    /// Webhook deliveries its events cause, written in its transaction.
+    pub deliveries: Vec<NewDelivery>,
 }
 
 /// The store's answer to a checkpoint.
@@ -153,6 +155,8 @@ pub struct OperatorWrite {
     pub finished_at: Option<DateTime<Utc>>,
     pub events: Vec<NewEvent>,
     pub release_concurrency_key: bool,
+    /// Webhook deliveries its events cause, written in its transaction.
+    pub deliveries: Vec<NewDelivery>,
 }
 
 /// Filters of `list_runs`; every one optional.

@@ -24,6 +24,7 @@ mod dialect;
 mod runs;
 pub mod scale;
 mod store_impl;
+mod webhooks;
 
 pub(crate) use dialect::Pg;
 use runs::*;

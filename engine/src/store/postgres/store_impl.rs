@@ -83,6 +83,9 @@ impl RunWrites for PgStore {
         if applied && w.release_concurrency_key {
             release_keys(&mut tx, &[w.run_id.0], w.now).await?;
         }
+        if applied {
+            super::webhooks::insert_deliveries(&mut tx, w.deliveries.iter()).await?;
+        }
         tx.commit().await?;
         Ok(applied)
     }
@@ -240,7 +243,8 @@ impl CheckpointStore for PgStore {
         let in_tx = cps
             .iter()
             .any(|c| c.release_concurrency_key || c.take_signal.is_some());
-        if !in_tx {
+        let delivering = cps.iter().any(|c| !c.deliveries.is_empty());
+        if !in_tx && !delivering {
             // The common case: one statement, one round trip, one commit.
             let mut conn = self.hot.acquire().await?;
             return super::checkpoint::checkpoint_batch(&mut conn, cps).await;
@@ -265,6 +269,14 @@ impl CheckpointStore for PgStore {
             .filter_map(|(c, _)| c.take_signal.as_ref())
             .collect();
         crate::store::sql::take_signals((&mut *tx).into(), &taken, cps[0].now).await?;
+        if delivering {
+            let written = cps
+                .iter()
+                .zip(&acks)
+                .filter(|(_, a)| matches!(a, CheckpointAck::Applied { .. }))
+                .flat_map(|(c, _)| &c.deliveries);
+            super::webhooks::insert_deliveries(&mut tx, written).await?;
+        }
         tx.commit().await?;
         Ok(acks)
     }

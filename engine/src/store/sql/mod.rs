@@ -21,6 +21,7 @@ mod rows;
 mod runs;
 mod schedules;
 mod signals;
+pub(crate) mod webhooks;
 
 pub(crate) use fires::{FireTx, RunInserted};
 pub(crate) use rows::{event_from_row, run_from_row};

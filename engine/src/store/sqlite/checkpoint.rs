@@ -49,6 +49,7 @@ pub(super) async fn checkpoint_one(
             let last_seq: i64 = row.try_get("last_seq")?;
             let cancel: Option<String> = row.try_get("cancel_request")?;
             insert_events(&mut *tx, cp.run_id, last_seq, &cp.events).await?;
+            super::webhooks::insert_deliveries(&mut *tx, &cp.deliveries).await?;
             if cp.release_concurrency_key {
                 release_key(&mut *tx, cp.run_id, cp.now).await?;
             }

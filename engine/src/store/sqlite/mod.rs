@@ -26,6 +26,7 @@ mod checkpoint;
 mod dialect;
 mod runs;
 mod store_impl;
+mod webhooks;
 
 use checkpoint::*;
 pub(crate) use dialect::Lite;

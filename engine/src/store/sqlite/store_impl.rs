@@ -61,6 +61,7 @@ impl RunWrites for SqliteStore {
         };
         let last_seq: i64 = row.try_get("last_seq")?;
         insert_events(&mut tx, w.run_id, last_seq, &w.events).await?;
+        super::webhooks::insert_deliveries(&mut tx, &w.deliveries).await?;
         if w.release_concurrency_key {
             release_key(&mut tx, w.run_id, w.now).await?;
         }
