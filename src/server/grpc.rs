@@ -7,24 +7,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use sagaflow_engine::Engine;
-use sagaflow_engine::api::auth::Authenticator;
-use sagaflow_engine::api::{ApiOptions, ScheduleApi, WorkflowApi};
 use sagaflow_engine::store::Store;
 use tokio_util::sync::CancellationToken;
 
+use super::apis::Apis;
 use crate::config::Config;
-use crate::lifecycle_api::LifecycleApi;
 use crate::telemetry;
 
 /// Binds `grpc.addr` and serves the API until `stop`; pushes the server's
 /// task and the health task onto `tasks`. Returns the bound address.
 pub(super) async fn serve(
     config: &Config,
-    engine: &Engine,
+    apis: &Apis,
     store: &Arc<dyn Store>,
-    auth: &Arc<Authenticator>,
-    domain_db: Option<sagaflow_steps::DomainDb>,
     stop: &CancellationToken,
     tasks: &mut Vec<tokio::task::JoinHandle<()>>,
 ) -> anyhow::Result<SocketAddr> {
@@ -37,15 +32,6 @@ pub(super) async fn serve(
         .register_encoded_file_descriptor_set(sagaflow_proto::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("building the reflection service")?;
-    let api = WorkflowApi::new(
-        engine.clone(),
-        auth.clone(),
-        ApiOptions {
-            max_payload_bytes: config.grpc.max_payload_bytes,
-            max_watches: config.grpc.max_watch_streams,
-            watch_poll: Duration::from_millis(config.grpc.watch_poll_ms),
-        },
-    );
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &config.grpc.tls {
         let cert = std::fs::read(&tls.cert)
@@ -61,14 +47,13 @@ pub(super) async fn serve(
         }
         builder = builder.tls_config(t).context("grpc.tls")?;
     }
-    let schedules = ScheduleApi::new(engine.clone(), auth.clone(), config.grpc.max_payload_bytes);
-    let lifecycle = domain_db.map(|db| LifecycleApi::new(db, auth.clone()).into_service());
+    let lifecycle = apis.lifecycle.clone().map(|l| l.into_service());
     let router = builder
         .layer(telemetry::GrpcTelemetryLayer::default())
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(api.into_service())
-        .add_service(schedules.into_service())
+        .add_service(apis.workflows.clone().into_service())
+        .add_service(apis.schedules.clone().into_service())
         .add_optional_service(lifecycle);
     let s = stop.clone();
     tasks.push(tokio::spawn(async move {

@@ -2,6 +2,9 @@
 //! against a fresh PostgreSQL database, and gRPC helpers.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod corpus;
+pub mod http;
+
 use std::time::{Duration, Instant};
 
 use sagaflow::config::Config;
