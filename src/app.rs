@@ -51,6 +51,9 @@ pub async fn open_store_with(
             );
         };
     store.migrate().await.context("applying migrations")?;
+    sagaflow_steps::migrations::migrate(&deps)
+        .await
+        .context("applying the domain's migrations")?;
     Ok((store, deps))
 }
 

@@ -18,7 +18,7 @@ fn demo_files() -> Vec<(&'static str, String)> {
     ]
 }
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn every_rpc_and_its_error_codes(pool: sqlx::PgPool) {
     let t = start(&pool, &demo_files()).await;
     let mut c = t.client.clone();
@@ -384,7 +384,7 @@ async fn every_rpc_and_its_error_codes(pool: sqlx::PgPool) {
     t.server.shutdown().await;
 }
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn tenants_see_only_their_own_runs(pool: sqlx::PgPool) {
     let t = start(&pool, &demo_files()).await;
     let mut c = t.client.clone();
@@ -534,7 +534,7 @@ async fn tenants_see_only_their_own_runs(pool: sqlx::PgPool) {
     t.server.shutdown().await;
 }
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn crm_tokens_cannot_repair_runs(pool: sqlx::PgPool) {
     let t = start(&pool, &demo_files()).await;
     let mut c = t.client.clone();

@@ -104,7 +104,7 @@ async fn send(
     }
 }
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn bad_input_gets_documented_codes_and_stores_nothing(pool: sqlx::PgPool) {
     let t = start(&pool, &[("demo.toml", DEMO.to_string())]).await;
     let mut c = t.client.clone();

@@ -31,7 +31,7 @@ fn positive(v: &Value, key: &str) -> f64 {
     n
 }
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn every_scenario_prints_its_figures(pool: sqlx::PgPool) {
     let url = common::database_url(&pool);
     let t = bench(

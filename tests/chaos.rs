@@ -2,7 +2,8 @@
 //! binary on PostgreSQL under SIGKILLs, a paused replica, PostgreSQL
 //! crashes (a private cluster), operator races, adapter faults and poison
 //! steps, with the invariant checker after each. The full tier is
-//! `cargo run -p sagaflow-chaos --release -- full` (docs/reliability.md).
+//! `cargo run -p sagaflow-chaos --release -- full` against a binary built
+//! with `--features test-ledger` (docs/reliability.md).
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 use sagaflow_chaos::{Counts, Options, Tier};

@@ -192,3 +192,47 @@ fn cli_skips_a_failed_step_with_its_output_and_the_run_completes() {
         )
     );
 }
+
+/// A default schedules' file that does not check stops the start, naming
+/// the file, the entry and the field.
+#[test]
+fn a_bad_schedules_file_stops_the_start_saying_what_to_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let workflows = dir.path().join("workflows");
+    std::fs::create_dir(&workflows).unwrap();
+    std::fs::write(
+        workflows.join("schedules.toml"),
+        "[[schedule]]\nname = \"nightly\"\nworkflow = \"report\"\ncron = \"0 25 * * *\"\n",
+    )
+    .unwrap();
+    let db = format!("sqlite://{}", dir.path().join("dev.db").display());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sagaflow"))
+        .args(["dev", "--database-url", &db, "--workflows"])
+        .arg(&workflows)
+        .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Its stderr ends when it exits; a start that goes on fails the test.
+    let mut stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut err = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut err);
+        let _ = tx.send(err);
+    });
+    let Ok(err) = rx.recv_timeout(std::time::Duration::from_secs(60)) else {
+        child.kill().unwrap();
+        panic!("sagaflow dev started with a bad schedules.toml");
+    };
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    assert!(
+        err.contains(
+            "schedules.toml: schedule 1 (\"nightly\"), field `cron`: invalid cron expression"
+        ),
+        "{err}"
+    );
+}

@@ -11,7 +11,7 @@ use sagaflow_proto::v1 as pb;
 use sagaflow_proto::v1::lifecycle_service_client::LifecycleServiceClient;
 use tonic::Code;
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn rpcs_not_built_yet_answer_unimplemented_after_auth(pool: sqlx::PgPool) {
     let mut t = start(&pool, &[]).await;
     let mut l = LifecycleServiceClient::new(t.channel.clone());

@@ -84,7 +84,7 @@ fn spawn_engine(url: &str, workflows: &Path, n: u32) -> EngineProcess {
     )
 }
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn sigkilled_engine_loses_nothing_and_applies_each_effect_once(pool: PgPool) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("ledger_saga.toml"), workflow()).unwrap();

@@ -14,7 +14,7 @@ use tonic::Code;
 
 const PROVISION: &str = include_str!("../workflows/provision_subscriber.v1.toml");
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn lifecycle_service_shows_a_provisioned_subscriber(pool: sqlx::PgPool) {
     let t = start_with(&pool, &[("provision.toml", PROVISION.to_string())], |c| {
         c.domain.pools = sagaflow_steps::DomainConfig::dev("a").pools;
@@ -117,7 +117,7 @@ async fn lifecycle_service_shows_a_provisioned_subscriber(pool: sqlx::PgPool) {
     t.server.shutdown().await;
 }
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn schedule_service_round_trip(pool: sqlx::PgPool) {
     let t = start(&pool, &[("demo.toml", DEMO.to_string())]).await;
     let mut s = ScheduleServiceClient::new(t.channel.clone());

@@ -27,7 +27,7 @@ async fn wait_http_state(h: &Http, id: &str, want: &str) -> Value {
     }
 }
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn starting_reading_and_watching_runs(pool: sqlx::PgPool) {
     let t = start(&pool, &[("demo.toml", DEMO.to_string())]).await;
     let h = Http::new(t.server.http_addr);
@@ -289,7 +289,7 @@ fn parse_sse(text: &str) -> (Vec<u64>, Vec<Value>) {
     (ids, data)
 }
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn operator_actions(pool: sqlx::PgPool) {
     let t = start(&pool, &[("demo.toml", DEMO.to_string())]).await;
     let h = Http::new(t.server.http_addr);
@@ -426,7 +426,7 @@ async fn operator_actions(pool: sqlx::PgPool) {
     t.server.shutdown().await;
 }
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn schedules_and_address_lifecycle(pool: sqlx::PgPool) {
     let t = start(&pool, &[("demo.toml", DEMO.to_string())]).await;
     let h = Http::new(t.server.http_addr);

@@ -13,7 +13,7 @@ use serde_json::json;
 
 const ANY_ID: &str = "0190a5d2-ac96-7d4b-bcce-b302099a8057";
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn the_openapi_document_lists_exactly_the_routes_served(pool: sqlx::PgPool) {
     let t = start(&pool, &[("demo.toml", DEMO.to_string())]).await;
     let h = Http::new(t.server.http_addr);

@@ -29,7 +29,7 @@ fn demo_only() -> Vec<(&'static str, String)> {
     vec![("demo.toml", DEMO.to_string())]
 }
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn exhausted_store_pool_answers_unavailable_without_hanging(pool: PgPool) {
     let t = start_with(&pool, &demo_only(), |c| {
         c.database.max_connections = 2;
@@ -149,7 +149,7 @@ async fn digest(pool: &PgPool) -> String {
     .unwrap()
 }
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn payloads_at_the_limit_pass_and_one_byte_over_is_refused(pool: PgPool) {
     let t = start_with(&pool, &demo_only(), |c| {
         c.schedules.enabled = false;
@@ -251,7 +251,7 @@ async fn payloads_at_the_limit_pass_and_one_byte_over_is_refused(pool: PgPool) {
     t.server.shutdown().await;
 }
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn a_thousand_watch_streams_all_end_and_the_next_is_refused(pool: PgPool) {
     let t = start_with(&pool, &demo_only(), |c| {
         c.schedules.enabled = false;

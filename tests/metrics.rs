@@ -140,7 +140,7 @@ fn the_parser_reads_the_text_format() {
     assert_eq!(value(&s, "h_bucket", &[("le", "+Inf")]), 2.0);
 }
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn runs_and_compensations_move_the_counters_and_histograms(pool: PgPool) {
     const W: &str = "metrics_saga";
     let def = common::DEMO.replace("name = \"demo_saga\"", &format!("name = \"{W}\""));
@@ -421,7 +421,7 @@ async fn runs_and_compensations_move_the_counters_and_histograms(pool: PgPool) {
     t.server.shutdown().await;
 }
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn readyz_fails_while_the_scheduler_is_not_running(pool: PgPool) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let url = common::database_url(&pool);

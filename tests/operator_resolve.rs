@@ -20,7 +20,7 @@ fn cancel(id: &str, compensate: bool, reason: &str) -> pb::CancelWorkflowRequest
     }
 }
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn compensation_failed_run_is_resolved_by_hand_and_frees_its_key(pool: PgPool) {
     let t = start(&pool, &[("keyed.toml", keyed_demo("keyed", "queue"))]).await;
     let mut c = t.client.clone();
@@ -147,7 +147,7 @@ async fn compensation_failed_run_is_resolved_by_hand_and_frees_its_key(pool: PgP
     t.server.shutdown().await;
 }
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn failed_run_is_resolved_by_hand_with_a_reason(pool: PgPool) {
     let t = start(&pool, &[("demo.toml", DEMO.to_owned())]).await;
     let mut c = t.client.clone();

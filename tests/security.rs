@@ -266,7 +266,7 @@ async fn new_schedule(ch: &Channel, tenant: &str, name: &str) -> pb::Schedule {
         .into_inner()
 }
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn every_rpc_refuses_missing_unknown_and_wrong_role_tokens(pool: PgPool) {
     let t = start_with(&pool, &demo_only(), quiet).await;
     let mut c = t.client.clone();
@@ -333,7 +333,7 @@ fn same_as_unknown(rpc: &str, e: Status, unknown: Status, id: &str) {
     );
 }
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn another_tenants_ids_answer_like_unknown_ids(pool: PgPool) {
     let t = start_with(&pool, &demo_only(), quiet).await;
     let mut c = t.client.clone();
@@ -478,7 +478,7 @@ fn summary(r: &Record) -> String {
         .join(" ")
 }
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn operator_actions_and_schedule_changes_are_audited(pool: PgPool) {
     audit_log();
     let t = start_with(&pool, &demo_only(), quiet).await;
@@ -674,7 +674,7 @@ fn assert_no_secret(what: &str, text: &str) {
     }
 }
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn secrets_never_reach_the_logs_or_config_print(pool: PgPool) {
     use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();

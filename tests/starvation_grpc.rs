@@ -21,7 +21,7 @@ const DEMO: &str = include_str!("../workflows/demo_saga.v1.toml");
 const RUNS: usize = 200;
 const CALLERS: usize = 200;
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn api_and_watch_load_cost_no_lease(pool: PgPool) {
     let mut s = start_with(&pool, &[("demo_saga.v1.toml", DEMO.to_owned())], |c| {
         c.database.max_connections = 4;

@@ -136,7 +136,7 @@ async fn tls_channel(
         .await
 }
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn grpc_over_tls_with_and_without_client_certificates(pool: sqlx::PgPool) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let certs = tempfile::tempdir().unwrap();

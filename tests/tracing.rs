@@ -59,7 +59,7 @@ async fn history(t: &mut common::TestServer, id: &str) -> Vec<pb::WorkflowEvent>
         .events
 }
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn step_spans_join_the_callers_trace_across_a_restart(pool: PgPool) {
     let exporter = install();
     let trace_id = format!("{:032x}", fastrand::u128(1..));

@@ -7,7 +7,10 @@
 //!
 //! Two tiers: [`Tier::Quick`] (small counts, run by CI through
 //! `tests/chaos.rs`) and [`Tier::Full`] (the counts of the reliability
-//! programme, `cargo run -p sagaflow-chaos --release -- full`).
+//! programme, `cargo run -p sagaflow-chaos --release -- full --bin
+//! target/release/sagaflow`, the binary built with `cargo build --release
+//! -p sagaflow --features test-ledger`: its workflows need the `ledger.*`
+//! handlers, which a production build does not have).
 //! `docs/reliability.md` lists the scenarios, their pass bars and figures.
 
 pub mod check;

@@ -19,7 +19,9 @@ enum TierArg {
 struct Args {
     /// quick (small counts, CI) or full (the reliability programme's counts).
     tier: TierArg,
-    /// The sagaflow binary; default: target/debug/sagaflow under
+    /// The sagaflow binary, built with the `test-ledger` feature (`cargo
+    /// build --release -p sagaflow --features test-ledger`; the one `cargo
+    /// test` builds has it too); default: target/debug/sagaflow under
     /// CARGO_TARGET_DIR (or ./target).
     #[arg(long, env = "SAGAFLOW_BIN")]
     bin: Option<PathBuf>,

@@ -73,8 +73,12 @@ async fn a_saturated_api_pool_costs_no_lease(pool: sqlx::PgPool) {
             }
         }));
     }
+    // The lease is long enough that a busy machine's scheduling delays (the
+    // load above shares this test's one runtime thread) cannot expire it,
+    // and far shorter than the wait for a connection that a shared pool
+    // would impose on renewals (200 callers on 4 connections).
     let exec = engine.start_executor(ExecutorOptions {
-        lease: Duration::from_millis(1500),
+        lease: Duration::from_secs(5),
         ..fast("a")
     });
     poll("every run to complete", Duration::from_secs(120), || {

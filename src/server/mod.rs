@@ -23,7 +23,7 @@ use sagaflow_engine::clock::SystemClock;
 use sagaflow_engine::definition::Definitions;
 use sagaflow_engine::executor::{ExecutorHandle, ExecutorOptions};
 use sagaflow_engine::ids::TenantId;
-use sagaflow_engine::schedule::{SchedulerHandle, SchedulerOptions, SeedSchedule};
+use sagaflow_engine::schedule::{SEED_FILE, SchedulerHandle, SchedulerOptions, SeedFile};
 use tokio_util::sync::CancellationToken;
 
 use crate::app;
@@ -65,6 +65,7 @@ impl Server {
             tracing::warn!(dir = %workflows.display(), "workflows directory not found; no workflows loaded");
             Definitions::default()
         };
+        let seeds = default_schedules(workflows)?;
         let engine = Engine::new(
             store.clone(),
             Arc::new(registry),
@@ -100,7 +101,7 @@ impl Server {
                 config.schedules.tenant.as_str()
             };
             let report = engine
-                .seed_schedules(&SeedSchedule::defaults(&TenantId::new(tenant)))
+                .seed_schedules(&seeds.for_tenant(&TenantId::new(tenant)))
                 .await
                 .context("seeding the default schedules")?;
             tracing::info!(?report, "default schedules");
@@ -146,4 +147,19 @@ impl Server {
             let _ = t.await;
         }
     }
+}
+
+/// The default schedules: `schedules.toml` of the workflows directory when
+/// there is one, else the shipped `workflows/schedules.toml`. A file that
+/// does not check stops the start, saying where and what to fix.
+fn default_schedules(workflows: &std::path::Path) -> anyhow::Result<SeedFile> {
+    let path = workflows.join(SEED_FILE);
+    let file = if path.exists() {
+        SeedFile::load(&path)
+    } else {
+        SeedFile::shipped()
+    };
+    let file = file.context("reading the default schedules")?;
+    tracing::debug!(source = %file.source, schedules = ?file.names().collect::<Vec<_>>(), "default schedules read");
+    Ok(file)
 }

@@ -34,7 +34,8 @@ pub enum Domain {
     Billing,
     Radius,
     Maintenance,
-    /// The effect ledger that verifies the engine's promise end to end.
+    /// The effect ledger that verifies the engine's promise end to end
+    /// (its handlers exist with the `test-ledger` feature only).
     Ledger,
 }
 
@@ -47,6 +48,7 @@ pub(crate) enum Run {
     Isp(IspFn),
     Maintenance(Job),
     Radius(Op),
+    #[cfg(feature = "test-ledger")]
     Ledger,
 }
 
@@ -220,7 +222,9 @@ pub const HANDLERS: &[Handler] = &[
         Maintenance,
         Run::Maintenance(Job::Reservations),
     ),
+    #[cfg(feature = "test-ledger")]
     h("ledger.apply", Ledger, Run::Ledger),
+    #[cfg(feature = "test-ledger")]
     h("ledger.revert", Ledger, Run::Ledger),
 ];
 

@@ -20,7 +20,10 @@
 //!   endpoints, undo ownership, JSON over HTTP);
 //! - [`sim`]: simulators of those three systems;
 //! - [`notify`]: notifications, to a webhook or the log;
-//! - [`setup`]: domain configuration and start-up.
+//! - [`setup`]: domain configuration and start-up;
+//! - [`migrations`]: the domain's tables, applied after the engine's;
+//! - `ledger` (feature `test-ledger`, tests only): handlers whose effect is
+//!   a row in a ledger table, to verify the engine end to end.
 //!
 //! [`register`] puts the handlers into a registry under the names workflow
 //! files use.
@@ -33,9 +36,11 @@ pub mod db;
 pub mod deps;
 pub mod handlers;
 pub mod ipam;
+#[cfg(feature = "test-ledger")]
 pub mod ledger;
 pub mod lifecycle;
 pub mod maintenance;
+pub mod migrations;
 pub mod notify;
 pub mod onu;
 pub mod radius;
@@ -48,6 +53,7 @@ use sagaflow_engine::handler::Registry;
 pub use db::DomainDb;
 pub use deps::DomainDeps;
 pub use handlers::HANDLERS;
+pub use migrations::test_support;
 pub use setup::{DomainConfig, DomainRuntime};
 
 /// What the handlers need from the process that runs them.
@@ -77,6 +83,7 @@ impl Deps {
 
 /// Registers every handler whose dependencies are available.
 pub fn register(registry: &mut Registry, deps: &Deps) {
+    #[cfg(feature = "test-ledger")]
     if let Some(pool) = &deps.postgres {
         ledger::register(registry, pool.clone());
     }

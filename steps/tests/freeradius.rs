@@ -383,7 +383,7 @@ fn config() -> RadiusConfig {
 /// Provisioned → Access-Accept with its addresses; suspended → Access-Accept
 /// with the suspended group's Filter-Id (the walled garden); resumed → the
 /// plain Access-Accept again; deleted → Access-Reject.
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn freeradius_authenticates_what_the_handlers_write(pool: PgPool) {
     let server = FreeRadius::start(&pool).await;
     let r = registry(RadiusRepo::postgres(pool.clone()), config());
@@ -433,7 +433,7 @@ async fn freeradius_authenticates_what_the_handlers_write(pool: PgPool) {
 
 /// FreeRADIUS's `coa` site, standing in for the NAS, ACKs the handlers'
 /// CoA-Request and Disconnect-Request: both authenticators verified.
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn the_coa_site_acks_coa_and_disconnect(pool: PgPool) {
     let server = FreeRadius::start(&pool).await;
     let repo = RadiusRepo::postgres(pool.clone());
@@ -464,7 +464,7 @@ async fn the_coa_site_acks_coa_and_disconnect(pool: PgPool) {
 
 /// With `reject` in recv-coa the site answers NAK, reported as an error
 /// carrying the Error-Cause, and not retried.
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn a_rejecting_coa_site_naks_with_its_error_cause(pool: PgPool) {
     let server = FreeRadius::start(&pool).await;
     let client = config().client();
@@ -511,7 +511,7 @@ async fn a_rejecting_coa_site_naks_with_its_error_cause(pool: PgPool) {
 /// FreeRADIUS, like any RFC 5176 NAS, silently drops a request whose
 /// authenticator does not verify. The client gives up after its bounded
 /// retransmissions and names the wrong secret as the likely cause.
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn a_wrong_shared_secret_is_reported_and_not_retried_forever(pool: PgPool) {
     let server = FreeRadius::start(&pool).await;
     let client = DynAuthClient::new(b"not-the-secret", Duration::from_millis(200), 2);
@@ -559,7 +559,7 @@ async fn a_wrong_shared_secret_is_reported_and_not_retried_forever(pool: PgPool)
 /// provisioning creates its account and is compensated (and undos whose
 /// forward outcome is unknown run for both tenants' other runs); the first
 /// tenant's `alice@acme` still gets Access-Accept with its attributes.
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn another_tenants_compensation_leaves_the_account_authenticating(pool: PgPool) {
     let server = FreeRadius::start(&pool).await;
     let repo = RadiusRepo::postgres(pool.clone());

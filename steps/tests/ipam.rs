@@ -95,7 +95,7 @@ async fn two_hundred_concurrent_allocations(db: DomainDb) {
     assert_eq!(usage[1].percent(), 100.0);
 }
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn two_hundred_concurrent_allocations_postgres(pg: sqlx::PgPool) {
     two_hundred_concurrent_allocations(DomainDb::Postgres(pg)).await;
 }
@@ -141,7 +141,7 @@ async fn allocation_is_idempotent_and_release_frees(db: DomainDb) {
     assert_eq!(c, "192.0.2.3");
 }
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn allocation_is_idempotent_and_release_frees_postgres(pg: sqlx::PgPool) {
     allocation_is_idempotent_and_release_frees(DomainDb::Postgres(pg)).await;
 }
@@ -203,7 +203,7 @@ async fn reservations(db: DomainDb) {
     assert_eq!(allocate(&db, &p, "s4", "k4").await.unwrap(), "192.0.2.2");
 }
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn reservations_postgres(pg: sqlx::PgPool) {
     reservations(DomainDb::Postgres(pg)).await;
 }
@@ -271,7 +271,7 @@ async fn pools_from_config(db: DomainDb) {
     );
 }
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn pools_from_config_postgres(pg: sqlx::PgPool) {
     pools_from_config(DomainDb::Postgres(pg)).await;
 }
@@ -414,7 +414,7 @@ async fn lifecycle_records(db: DomainDb) {
     assert!(lifecycle::get(&db, T, a.id).await.unwrap().is_none());
 }
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn lifecycle_records_postgres(pg: sqlx::PgPool) {
     lifecycle_records(DomainDb::Postgres(pg)).await;
 }

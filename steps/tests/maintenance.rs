@@ -117,7 +117,7 @@ async fn sample_locks(url_pool: sqlx::PgPool, stop: Arc<AtomicBool>) -> (f64, u6
     (max, seen)
 }
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn cleanup_of_100k_records_in_short_statements(pool: sqlx::PgPool) {
     let w = World::postgres(
         pool.clone(),
@@ -311,7 +311,7 @@ fn small_batches() -> Options {
     }
 }
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn cleanup_in_batches_postgres(pool: sqlx::PgPool) {
     cleanup_in_batches(World::postgres(pool, small_batches()).await).await;
 }
@@ -545,7 +545,7 @@ async fn hooked(pool: Option<sqlx::PgPool>) -> (World, Hook) {
     (w, hook)
 }
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn capacity_crossings_are_notified_once_postgres(pool: sqlx::PgPool) {
     let (w, hook) = hooked(Some(pool)).await;
     capacity_crossings(w, hook).await;
@@ -627,7 +627,7 @@ async fn reservations_expire(w: World, hook: Hook) {
     w.shutdown().await;
 }
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn reservations_expire_postgres(pool: sqlx::PgPool) {
     let (w, hook) = hooked(Some(pool)).await;
     reservations_expire(w, hook).await;
@@ -664,7 +664,7 @@ fn gauge(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn lifecycle_metrics_are_exported_and_stored(pool: sqlx::PgPool) {
     let prom = prometheus();
     let w = World::postgres(

@@ -140,7 +140,7 @@ async fn every_failing_step_leaves_the_system_as_it_was(w: World) {
     w.shutdown().await;
 }
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn every_failing_step_is_undone_postgres(pool: sqlx::PgPool) {
     every_failing_step_leaves_the_system_as_it_was(World::postgres(pool, Options::default()).await)
         .await;
@@ -297,7 +297,7 @@ async fn round_trip(w: World) {
     w.shutdown().await;
 }
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn provision_suspend_reactivate_deprovision_postgres(pool: sqlx::PgPool) {
     round_trip(World::postgres(pool, Options::default()).await).await;
 }
@@ -307,7 +307,7 @@ async fn provision_suspend_reactivate_deprovision_sqlite() {
     round_trip(World::sqlite(Options::default()).await).await;
 }
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn a_second_provisioning_of_a_live_subscriber_changes_nothing(pool: sqlx::PgPool) {
     let w = World::postgres(pool, Options::default()).await;
     let run = w
@@ -333,7 +333,7 @@ async fn a_second_provisioning_of_a_live_subscriber_changes_nothing(pool: sqlx::
 }
 
 /// 500 provisionings with 20 % of simulator (and RADIUS) calls failing.
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn five_hundred_runs_with_random_failures(pool: sqlx::PgPool) {
     let w = World::postgres(
         pool,
@@ -468,7 +468,7 @@ async fn an_uncertain_device_step_is_undone_without_touching_another_subscriber(
     w.shutdown().await;
 }
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn an_uncertain_device_step_is_undone_without_touching_another_subscriber_postgres(
     pool: sqlx::PgPool,
 ) {
@@ -568,7 +568,7 @@ async fn two_tenants_share_nothing_in_the_external_systems(w: World) {
     w.shutdown().await;
 }
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn two_tenants_share_nothing_in_the_external_systems_postgres(pool: sqlx::PgPool) {
     two_tenants_share_nothing_in_the_external_systems(
         World::postgres(pool, Options::default()).await,

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 macro_rules! on_both_backends {
     ($($scenario:ident),* $(,)?) => {$(
         mod $scenario {
-            #[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+            #[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
             async fn postgres(pool: sqlx::PgPool) {
                 super::$scenario(sagaflow_steps::radius::RadiusRepo::postgres(pool)).await;
             }
@@ -132,7 +132,7 @@ const OPERATOR_ROW: &str = "INSERT INTO radreply (username, attribute, op, value
 mod upsert_keeps_rows_it_does_not_own {
     use super::*;
 
-    #[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+    #[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
     async fn postgres(pool: sqlx::PgPool) {
         sqlx::query(OPERATOR_ROW).execute(&pool).await.unwrap();
         upsert_keeps_rows_it_does_not_own(RadiusRepo::postgres(pool)).await;
@@ -365,7 +365,7 @@ async fn handlers_refuse_invalid_context(repo: RadiusRepo) {
     assert_eq!(rows.reply_value("Delegated-IPv6-Prefix"), None);
 }
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn register_uses_the_engine_database_or_the_configured_one(pool: sqlx::PgPool) {
     let names = [
         "radius.create_account",
@@ -642,7 +642,7 @@ fn nas_config() -> RadiusConfig {
     }
 }
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn coa_handler_identifies_the_session_and_sends_the_current_group(pool: sqlx::PgPool) {
     let nas = NasSimulator::acking(SECRET.as_bytes()).await.unwrap();
     let repo = RadiusRepo::postgres(pool);
@@ -679,7 +679,7 @@ async fn coa_handler_identifies_the_session_and_sends_the_current_group(pool: sq
     assert_eq!(disconnect.filter_id, None);
 }
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn naks_fail_the_step_except_for_a_session_that_is_gone(pool: sqlx::PgPool) {
     // A Disconnect-Request gets 503 (no such session), a CoA-Request 501
     // (administratively prohibited).

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 macro_rules! on_both_backends {
     ($($scenario:ident),* $(,)?) => {$(
         mod $scenario {
-            #[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+            #[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
             async fn postgres(pool: sqlx::PgPool) {
                 super::$scenario(sagaflow_steps::radius::RadiusRepo::postgres(pool)).await;
             }
@@ -128,7 +128,7 @@ const LEGACY_ROW: &str = "INSERT INTO radcheck (username, attribute, op, value) 
 mod unowned_accounts_are_left_alone {
     use super::*;
 
-    #[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+    #[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
     async fn postgres(pool: sqlx::PgPool) {
         sqlx::query(LEGACY_ROW).execute(&pool).await.unwrap();
         unowned_accounts_are_left_alone(RadiusRepo::postgres(pool)).await;

@@ -249,7 +249,7 @@ fn options() -> Options {
     }
 }
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn two_tenants_with_the_same_subscriber_id_postgres(pool: sqlx::PgPool) {
     two_tenants_with_the_same_subscriber_id(World::postgres(pool, options()).await).await;
 }

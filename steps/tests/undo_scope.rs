@@ -90,7 +90,7 @@ async fn undos_leave_what_another_run_made(w: World) {
     w.shutdown().await;
 }
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn undos_leave_what_another_run_made_postgres(pool: sqlx::PgPool) {
     undos_leave_what_another_run_made(World::postgres(pool, Options::default()).await).await;
 }
@@ -127,7 +127,7 @@ async fn a_partly_applied_allocation_is_compensated(w: World) {
     w.shutdown().await;
 }
 
-#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn a_partly_applied_allocation_is_compensated_postgres(pool: sqlx::PgPool) {
     a_partly_applied_allocation_is_compensated(World::postgres(pool, Options::default()).await)
         .await;

@@ -16,7 +16,8 @@ pub struct Definitions {
 }
 
 impl Definitions {
-    /// Loads every `*.toml` file of `dir`.
+    /// Loads every `*.toml` file of `dir` but the default schedules' file
+    /// ([`SEED_FILE`](crate::schedule::SEED_FILE), not a workflow).
     pub fn load_dir(dir: &Path, registry: &Registry) -> Result<Self, DefinitionError> {
         let shown = dir.display().to_string();
         let entries = std::fs::read_dir(dir).map_err(|e| {
@@ -29,6 +30,10 @@ impl Definitions {
         let mut files: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .filter(|p| {
+                p.file_name()
+                    .is_none_or(|n| n != crate::schedule::SEED_FILE)
+            })
             .collect();
         files.sort();
         let mut out = Self::default();

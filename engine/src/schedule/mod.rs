@@ -12,6 +12,8 @@
 //!   no leader election is needed.
 //! - [`service`]: the engine API (`Engine::create_schedule` and friends) and
 //!   seeding of default schedules.
+//! - [`seeds`]: the default schedules' file (`workflows/schedules.toml`),
+//!   parsed and checked.
 //! - [`model`]: the schedule, its policies and fire records.
 //!
 //! `docs/schedules.md` describes the behaviour for operators.
@@ -20,9 +22,11 @@ pub mod cron;
 pub mod model;
 pub mod plan;
 pub mod scheduler;
+pub mod seeds;
 mod service;
 
 pub use cron::CronSpec;
 pub use model::*;
 pub use scheduler::{SchedulerHandle, SchedulerOptions, TickReport};
-pub use service::{NewSchedule, SeedReport, SeedSchedule};
+pub use seeds::{SEED_FILE, SeedFile, SeedFileError, SeedSchedule};
+pub use service::{NewSchedule, SeedReport};

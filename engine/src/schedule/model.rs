@@ -29,6 +29,16 @@ pub enum ScheduleError {
     UnknownValue { what: &'static str, value: String },
 }
 
+/// Checks a schedule's name: 1 to 200 printable characters, not blank.
+pub fn check_name(name: &str) -> Result<(), ScheduleError> {
+    let trimmed = name.trim();
+    if trimmed.is_empty() || trimmed.chars().count() > 200 || trimmed.chars().any(char::is_control)
+    {
+        return Err(ScheduleError::InvalidName(name.to_owned()));
+    }
+    Ok(())
+}
+
 /// What a fire does while the schedule's previous run is still active.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]

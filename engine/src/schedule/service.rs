@@ -6,9 +6,10 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use super::scheduler::{self, SchedulerHandle, SchedulerOptions};
+use super::seeds::SeedSchedule;
 use super::{
-    CatchupPolicy, CronSpec, FireOutcome, FireRecord, OverlapPolicy, Schedule, ScheduleError,
-    ScheduleId,
+    CatchupPolicy, CronSpec, FireOutcome, FireRecord, OverlapPolicy, Schedule, ScheduleId,
+    check_name,
 };
 use crate::Engine;
 use crate::error::{Error, Result};
@@ -50,32 +51,6 @@ impl NewSchedule {
             catchup_policy: CatchupPolicy::default(),
             paused: false,
         }
-    }
-}
-
-/// A default schedule, created once per tenant and name (see
-/// [`Engine::seed_schedules`]).
-#[derive(Debug, Clone)]
-pub struct SeedSchedule {
-    pub schedule: NewSchedule,
-}
-
-impl SeedSchedule {
-    /// The maintenance schedules of DESIGN.md for `tenant`: cleanup daily at
-    /// 02:00 UTC, lifecycle metrics every 5 minutes, capacity checks every
-    /// 15 minutes, reservation expiry hourly. Overlap SKIP, catch-up ONE.
-    pub fn defaults(tenant: &TenantId) -> Vec<SeedSchedule> {
-        [
-            ("lifecycle_cleanup", "0 2 * * *"),
-            ("lifecycle_metrics", "*/5 * * * *"),
-            ("capacity_check", "*/15 * * * *"),
-            ("reservation_expiry", "0 * * * *"),
-        ]
-        .into_iter()
-        .map(|(workflow, cron)| SeedSchedule {
-            schedule: NewSchedule::new(tenant, workflow, cron, workflow),
-        })
-        .collect()
     }
 }
 
@@ -286,10 +261,8 @@ impl Engine {
 
     /// Checks a schedule to create and builds its record.
     fn new_schedule(&self, req: NewSchedule) -> Result<Schedule> {
+        check_name(&req.name)?;
         let name = req.name.trim();
-        if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
-            return Err(ScheduleError::InvalidName(req.name).into());
-        }
         let spec = CronSpec::parse(&req.cron, &req.timezone)?;
         self.prepare_run(StartRequest::new(
             req.tenant_id.as_str(),

@@ -1,9 +1,10 @@
 //! The store's side of schedules: the writes the engine API and the
-//! scheduler hand to either backend.
+//! scheduler hand to either backend, and its answers. They are written by
+//! `sql::schedules` and `sql::fires`.
 
 use chrono::{DateTime, Utc};
 
-use super::{NewRun, Result};
+use super::NewRun;
 use crate::ids::{RunId, TenantId};
 use crate::schedule::model::{FireOutcome, ScheduleId};
 
@@ -70,114 +71,4 @@ pub enum FireBatchAck {
     /// A manual trigger's run found the concurrency key held: nothing was
     /// written.
     KeyHeld { holder: RunId },
-}
-
-/// The detail recorded for a fire skipped because the workflow's
-/// concurrency key was held.
-fn key_held_detail(key: Option<&str>) -> String {
-    format!(
-        "the workflow's concurrency key {:?} was held by another active run",
-        key.unwrap_or_default()
-    )
-}
-
-/// The statements a backend runs for [`write_batch`], inside one of its
-/// transactions.
-#[async_trait::async_trait]
-pub(super) trait FireTx: Send {
-    /// Moves the schedule to the batch's next fire and buffer and bumps its
-    /// revision; false if the revision is no longer the expected one.
-    async fn advance_schedule(&mut self, b: &FireBatch) -> Result<bool>;
-
-    /// Inserts a run as `create_run` would.
-    async fn insert_run(&mut self, new: &NewRun) -> Result<RunInserted>;
-
-    /// Inserts the fire's record, or (`from_buffer`) turns its buffered
-    /// record into the final one; false if it was already claimed.
-    async fn write_fire(
-        &mut self,
-        b: &FireBatch,
-        fire: &AppliedFire,
-        detail: Option<&str>,
-        from_buffer: bool,
-    ) -> Result<bool>;
-
-    /// Records the schedule's last started run.
-    async fn set_last_fire(&mut self, b: &FireBatch, at: DateTime<Utc>, run: RunId) -> Result<()>;
-}
-
-/// What [`FireTx::insert_run`] did.
-pub(super) enum RunInserted {
-    Created,
-    /// The run's idempotency key is taken.
-    Duplicate,
-    /// The workflow's concurrency key is held (policy `reject`); the
-    /// holder, when the backend knows it already.
-    KeyHeld {
-        holder: Option<RunId>,
-    },
-}
-
-/// What [`write_batch`] did. The caller commits only `Applied`.
-pub(super) enum BatchWritten {
-    Applied(Vec<AppliedFire>),
-    Conflict,
-    /// A manual trigger's run found its concurrency key held.
-    KeyHeld {
-        key: String,
-        holder: Option<RunId>,
-    },
-}
-
-/// Writes a [`FireBatch`] on `tx`: the schedule's revision check first (on
-/// PostgreSQL it takes the row lock, so a competing writer waits and then
-/// finds the revision moved), then per fire its run and its record under
-/// the unique `(schedule_id, scheduled_time)`, then the last started run.
-pub(super) async fn write_batch<T: FireTx>(tx: &mut T, b: &FireBatch) -> Result<BatchWritten> {
-    if !tx.advance_schedule(b).await? {
-        return Ok(BatchWritten::Conflict);
-    }
-    let mut applied = Vec::with_capacity(b.fires.len());
-    let mut last = None;
-    for f in &b.fires {
-        let mut fire = AppliedFire {
-            scheduled_time: f.scheduled_time,
-            outcome: f.outcome,
-            run_id: None,
-            manual: f.manual,
-        };
-        let mut detail = f.detail.clone();
-        if let Some(new) = &f.run {
-            let key = new.concurrency.as_ref().map(|c| c.0.clone());
-            match tx.insert_run(new).await? {
-                RunInserted::Created => {
-                    fire.run_id = Some(new.id);
-                    last = Some((f.scheduled_time, new.id));
-                }
-                RunInserted::Duplicate => return Ok(BatchWritten::Conflict),
-                RunInserted::KeyHeld { holder } if f.manual => {
-                    return Ok(BatchWritten::KeyHeld {
-                        key: key.unwrap_or_default(),
-                        holder,
-                    });
-                }
-                RunInserted::KeyHeld { .. } => {
-                    fire.outcome = FireOutcome::Skipped;
-                    detail = Some(key_held_detail(key.as_deref()));
-                }
-            }
-        }
-        if !f.manual
-            && !tx
-                .write_fire(b, &fire, detail.as_deref(), f.from_buffer)
-                .await?
-        {
-            return Ok(BatchWritten::Conflict);
-        }
-        applied.push(fire);
-    }
-    if let Some((at, run)) = last {
-        tx.set_last_fire(b, at, run).await?;
-    }
-    Ok(BatchWritten::Applied(applied))
 }

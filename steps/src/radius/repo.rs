@@ -33,12 +33,12 @@ const GROUP_PRIORITY: i32 = 1;
 pub(super) const PG_LOCK: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))";
 
 const PG_SCHEMA: [&str; 2] = [
-    include_str!("../../../migrations/postgres/0005_radius.sql"),
-    include_str!("../../../migrations/postgres/0009_radius_ownership.sql"),
+    include_str!("../../../migrations/domain/postgres/0005_radius.sql"),
+    include_str!("../../../migrations/domain/postgres/0009_radius_ownership.sql"),
 ];
 const SQLITE_SCHEMA: [&str; 2] = [
-    include_str!("../../../migrations/sqlite/0005_radius.sql"),
-    include_str!("../../../migrations/sqlite/0009_radius_ownership.sql"),
+    include_str!("../../../migrations/domain/sqlite/0005_radius.sql"),
+    include_str!("../../../migrations/domain/sqlite/0009_radius_ownership.sql"),
 ];
 
 /// Who writes an account: the tenant, the subscriber, and the forward step

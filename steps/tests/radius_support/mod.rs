@@ -33,7 +33,7 @@ pub async fn sqlite_pool() -> (sqlx::SqlitePool, tempfile::TempDir) {
         .connect_with(opts)
         .await
         .unwrap();
-    sagaflow_engine::store::sqlite::MIGRATOR
+    sagaflow_steps::migrations::test_support::SQLITE_MIGRATOR
         .run(&pool)
         .await
         .unwrap();

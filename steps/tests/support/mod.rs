@@ -57,6 +57,10 @@ pub async fn sqlite() -> (Arc<dyn Store>, DomainDb, tempfile::TempDir) {
     let url = format!("sqlite://{}", dir.path().join("test.db").display());
     let store = SqliteStore::connect(&url).await.unwrap();
     store.migrate().await.unwrap();
+    sagaflow_steps::migrations::SQLITE
+        .run(store.pool())
+        .await
+        .unwrap();
     let db = DomainDb::Sqlite(store.pool().clone());
     (Arc::new(store), db, dir)
 }

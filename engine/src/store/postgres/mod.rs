@@ -6,30 +6,36 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde_json::Value;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
-use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Postgres, Row};
 use uuid::Uuid;
 
 use super::*;
-use crate::definition::{ConcurrencyPolicy, LoadedDefinition, WorkflowDefinition};
+use crate::definition::ConcurrencyPolicy;
 use crate::ids::{LeaseToken, RunId, TenantId};
-use crate::run::state::RunState;
 use sqlx::AssertSqlSafe;
 
+use crate::store::sql::{self, Conn, FireTx, RUN_COLUMNS, RunInserted, SqlBackend, run_from_row};
 use crate::store::sql_terms;
 
 pub mod ceiling;
 mod checkpoint;
+mod dialect;
 mod runs;
 pub mod scale;
-mod schedules;
 mod store_impl;
 
+pub(crate) use dialect::Pg;
 use runs::*;
 use store_impl::*;
 
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+/// The engine's migrations (`migrations/engine/postgres`). They share
+/// `_sqlx_migrations` with the domain's, whose versions this set does not
+/// list: those are ignored, not refused.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate::Migrator {
+    ignore_missing: true,
+    ..sqlx::migrate!("../migrations/engine/postgres")
+};
 
 /// The PostgreSQL store.
 #[derive(Debug, Clone)]
@@ -70,11 +76,6 @@ impl Default for PgOptions {
     }
 }
 
-const RUN_COLUMNS: &str = "id, tenant_id, workflow_name, workflow_version, definition_id, state, \
-    input, context, steps, cursor, error, idempotency_key, concurrency_key, schedule_id, trace_id, \
-    traceparent, cancel_request, last_seq, next_run_at, lease_owner, lease_expires_at, created_at, \
-    updated_at, finished_at";
-
 impl PgStore {
     /// Gives back the leases of claimed runs that cannot be driven, due
     /// again only after `for_` on the database's clock.
@@ -93,6 +94,11 @@ impl PgStore {
         .execute(&self.hot)
         .await?;
         Ok(())
+    }
+
+    /// Applies the embedded migrations.
+    pub async fn migrate(&self) -> Result<()> {
+        StoreAdmin::migrate(self).await
     }
 
     /// Connects with a pool of `max_connections` (default 16).
@@ -144,9 +150,10 @@ impl PgStore {
         &self.pool
     }
 
-    /// The plan PostgreSQL picks for [`Store::get_run`] (executed, read only).
+    /// The plan PostgreSQL picks for [`RunReads::get_run`] (executed, read
+    /// only).
     pub async fn explain_get(&self, tenant: &TenantId, id: RunId) -> Result<String> {
-        let rows: Vec<String> = sqlx::query_scalar(AssertSqlSafe(get_run_sql(EXPLAIN)))
+        let rows: Vec<String> = sqlx::query_scalar(AssertSqlSafe(sql::get_run_sql(EXPLAIN)))
             .bind(id.0)
             .bind(tenant.as_str())
             .fetch_all(&self.pool)
@@ -154,10 +161,10 @@ impl PgStore {
         Ok(rows.join("\n"))
     }
 
-    /// The plan PostgreSQL picks for [`Store::list_runs`] with `f`
+    /// The plan PostgreSQL picks for [`RunReads::list_runs`] with `f`
     /// (executed, read only).
     pub async fn explain_list(&self, tenant: &TenantId, f: &RunFilter) -> Result<String> {
-        let mut q = list_runs_query(EXPLAIN, tenant, f);
+        let mut q = sql::list_runs_query::<Pg>(EXPLAIN, tenant, f);
         let rows: Vec<String> = q.build_query_scalar().fetch_all(&self.pool).await?;
         Ok(rows.join("\n"))
     }

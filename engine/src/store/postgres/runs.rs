@@ -1,63 +1,8 @@
-//! Rows of the runs and events tables: decoding them, writing events in
-//! one statement, releasing concurrency keys, and inserting a run (shared
-//! by `create_run` and the scheduler's fires).
+//! Writing runs on PostgreSQL: events in one statement, releasing
+//! concurrency keys, and inserting a run (shared by `create_run` and the
+//! scheduler's fires, [`FireTx`]).
 
 use super::*;
-
-pub(super) fn run_from_row(row: &PgRow) -> Result<RunRecord> {
-    let state: String = row.try_get("state")?;
-    let cancel: Option<String> = row.try_get("cancel_request")?;
-    Ok(RunRecord {
-        id: RunId(row.try_get("id")?),
-        tenant_id: TenantId(row.try_get("tenant_id")?),
-        workflow_name: row.try_get("workflow_name")?,
-        workflow_version: row.try_get::<i32, _>("workflow_version")? as u32,
-        definition_id: row.try_get("definition_id")?,
-        state: state
-            .parse()
-            .map_err(|e: crate::run::state::UnknownState| StoreError::Corrupt(e.to_string()))?,
-        input: row.try_get("input")?,
-        context: row.try_get("context")?,
-        steps: steps_decode(row.try_get::<&str, _>("steps")?)?,
-        cursor: row.try_get::<i32, _>("cursor")? as u32,
-        error: row.try_get("error")?,
-        idempotency_key: row.try_get("idempotency_key")?,
-        concurrency_key: row.try_get("concurrency_key")?,
-        schedule_id: row
-            .try_get::<Option<&str>, _>("schedule_id")?
-            .map(str::parse)
-            .transpose()
-            .map_err(|e: uuid::Error| StoreError::Corrupt(format!("schedule_id: {e}")))?,
-        trace_id: row.try_get("trace_id")?,
-        traceparent: row.try_get("traceparent")?,
-        cancel_request: cancel.as_deref().map(CancelRequest::parse).transpose()?,
-        last_seq: row.try_get::<i64, _>("last_seq")? as u64,
-        next_run_at: row.try_get("next_run_at")?,
-        lease_owner: row.try_get("lease_owner")?,
-        lease_expires_at: row.try_get("lease_expires_at")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        finished_at: row.try_get("finished_at")?,
-    })
-}
-
-pub(super) fn event_from_row(row: &PgRow) -> Result<EventRecord> {
-    let state: String = row.try_get("run_state")?;
-    let kind: String = row.try_get("kind")?;
-    Ok(EventRecord {
-        run_id: RunId(row.try_get("run_id")?),
-        seq: row.try_get::<i64, _>("seq")? as u64,
-        at: row.try_get("at")?,
-        kind: EventKind::parse(&kind)?,
-        step: row.try_get("step")?,
-        attempt: row.try_get::<i32, _>("attempt")? as u32,
-        run_state: state
-            .parse()
-            .map_err(|e: crate::run::state::UnknownState| StoreError::Corrupt(e.to_string()))?,
-        message: row.try_get("message")?,
-        actor: row.try_get("actor")?,
-    })
-}
 
 /// Events as parallel arrays, for `unnest` in one statement.
 pub(super) struct EventArrays {
@@ -215,4 +160,27 @@ pub(super) async fn insert_run(tx: &mut sqlx::PgConnection, new: &NewRun) -> Res
     } else {
         RunInsert::Created
     })
+}
+
+impl PgStore {
+    /// The run a start with the same idempotency key created, if any.
+    pub(super) async fn find_idempotent(&self, new: &NewRun) -> Result<Option<CreateOutcome>> {
+        let mut conn = self.pool.acquire().await?;
+        sql::find_idempotent(Conn::from(&mut *conn), new).await
+    }
+}
+
+#[async_trait]
+impl FireTx for sqlx::PgConnection {
+    fn conn(&mut self) -> Conn<'_> {
+        Conn::from(self)
+    }
+
+    async fn insert_run(&mut self, new: &NewRun) -> Result<RunInserted> {
+        Ok(match insert_run(self, new).await? {
+            RunInsert::Created => RunInserted::Created,
+            RunInsert::Duplicate => RunInserted::Duplicate,
+            RunInsert::KeyHeld { .. } => RunInserted::KeyHeld { holder: None },
+        })
+    }
 }

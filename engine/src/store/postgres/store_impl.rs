@@ -1,55 +1,11 @@
-//! The [`Store`] implementation of [`PgStore`]: runs, claims, leases,
-//! checkpoints, operator writes, queue promotion and the delegations to
-//! the schedule and queue-expiry modules, with the SQL it builds.
+//! The hot path of [`PgStore`]: starting runs, operator writes, claims,
+//! leases, checkpoints, queue promotion and expiry, with the SQL it
+//! builds. The cold path is `store::sql`.
 
 use super::*;
 
 #[async_trait]
-impl Store for PgStore {
-    fn backend(&self) -> Backend {
-        Backend::Postgres
-    }
-
-    async fn migrate(&self) -> Result<()> {
-        MIGRATOR.run(&self.pool).await?;
-        Ok(())
-    }
-
-    async fn ready(&self) -> Result<bool> {
-        let applied: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(applied as usize >= MIGRATOR.iter().count())
-    }
-
-    async fn put_definition(&self, def: &LoadedDefinition) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO workflow_definitions (id, name, version, body) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(&def.id)
-        .bind(&def.definition.name)
-        .bind(def.definition.version as i32)
-        .bind(&def.snapshot)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn get_definition(&self, id: &str) -> Result<Option<WorkflowDefinition>> {
-        let body: Option<Value> =
-            sqlx::query_scalar("SELECT body FROM workflow_definitions WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
-        body.map(|b| {
-            serde_json::from_value(b)
-                .map_err(|e| StoreError::Corrupt(format!("definition {id}: {e}")))
-        })
-        .transpose()
-    }
-
+impl RunWrites for PgStore {
     async fn create_run(&self, new: &NewRun) -> Result<CreateOutcome> {
         if new.concurrency.is_none() {
             // Without a concurrency key the insert is one statement: atomic
@@ -74,15 +30,8 @@ impl Store for PgStore {
                 if let Some(existing) = self.find_idempotent(new).await? {
                     return Ok(existing);
                 }
-                let holder: Option<Uuid> = sqlx::query_scalar(
-                    "SELECT run_id FROM concurrency_locks WHERE tenant_id = $1 AND key = $2",
-                )
-                .bind(new.tenant_id.as_str())
-                .bind(&key)
-                .fetch_optional(&self.pool)
-                .await?;
                 return Ok(CreateOutcome::ConcurrencyKeyHeld {
-                    holder: RunId(holder.unwrap_or_default()),
+                    holder: sql::key_holder(self.reads(), &new.tenant_id, &key).await?,
                 });
             }
             RunInsert::Duplicate => {
@@ -100,50 +49,51 @@ impl Store for PgStore {
         Ok(CreateOutcome::Created(run))
     }
 
-    async fn get_run(&self, tenant: &TenantId, id: RunId) -> Result<Option<RunRecord>> {
-        let row = sqlx::query(AssertSqlSafe(get_run_sql("")))
-            .bind(id.0)
-            .bind(tenant.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(run_from_row).transpose()
-    }
-
-    async fn list_runs(&self, tenant: &TenantId, f: &RunFilter) -> Result<Vec<RunRecord>> {
-        let mut q = list_runs_query("", tenant, f);
-        let rows = q.build().fetch_all(&self.pool).await?;
-        rows.iter().map(run_from_row).collect()
-    }
-
-    async fn events(
-        &self,
-        tenant: &TenantId,
-        id: RunId,
-        after: u64,
-    ) -> Result<Option<Vec<EventRecord>>> {
-        let exists: Option<i32> =
-            sqlx::query_scalar("SELECT 1 FROM runs WHERE id = $1 AND tenant_id = $2")
-                .bind(id.0)
-                .bind(tenant.as_str())
-                .fetch_optional(&self.pool)
-                .await?;
-        if exists.is_none() {
-            return Ok(None);
+    async fn operator_write(&self, w: &OperatorWrite) -> Result<bool> {
+        let ev = EventArrays::new(&w.events);
+        let sql = format!(
+            "WITH r AS (UPDATE runs SET state = $4, cursor = $5, context = $6, steps = $7, error = $8, \
+                cancel_request = $9, next_run_at = $10, finished_at = $11, updated_at = $12, \
+                last_seq = last_seq + $13, \
+                lease_owner = CASE WHEN $14 THEN NULL ELSE lease_owner END, \
+                lease_token = CASE WHEN $14 THEN NULL ELSE lease_token END, \
+                lease_expires_at = CASE WHEN $14 THEN NULL ELSE lease_expires_at END \
+              WHERE id = $1 AND tenant_id = $2 AND last_seq = $3 \
+                AND (NOT $14 OR lease_expires_at IS NULL OR lease_expires_at <= now()) \
+              RETURNING id, last_seq) {}",
+            insert_events_sql(15)
+        );
+        let mut tx = self.pool.begin().await?;
+        let q = sqlx::query(AssertSqlSafe(sql))
+            .bind(w.run_id.0)
+            .bind(w.tenant_id.as_str())
+            .bind(w.expected_seq as i64)
+            .bind(w.state.as_str())
+            .bind(w.cursor as i32)
+            .bind(&w.context)
+            .bind(steps_encode(&w.steps))
+            .bind(&w.error)
+            .bind(w.cancel_request.map(CancelRequest::as_str))
+            .bind(w.next_run_at)
+            .bind(w.finished_at)
+            .bind(w.now)
+            .bind(w.events.len() as i64)
+            .bind(w.require_free_lease);
+        let applied = bind_events(q, &ev).execute(&mut *tx).await?.rows_affected() > 0;
+        if applied && w.release_concurrency_key {
+            release_keys(&mut tx, &[w.run_id.0], w.now).await?;
         }
-        let rows = sqlx::query(
-            "SELECT run_id, seq, at, kind, step, attempt, run_state, message, actor \
-             FROM run_events WHERE run_id = $1 AND seq > $2 ORDER BY seq",
-        )
-        .bind(id.0)
-        .bind(after as i64)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(event_from_row)
-            .collect::<Result<_>>()
-            .map(Some)
+        tx.commit().await?;
+        Ok(applied)
     }
 
+    async fn expire_queued(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<QueueExpired>> {
+        crate::store::queue_expiry::postgres(&self.pool, now, limit).await
+    }
+}
+
+#[async_trait]
+impl LeaseStore for PgStore {
     async fn claim(
         &self,
         owner: &str,
@@ -224,107 +174,6 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn checkpoint(&self, cp: &Checkpoint) -> Result<CheckpointAck> {
-        self.checkpoint_many(std::slice::from_ref(cp))
-            .await?
-            .pop()
-            .ok_or_else(|| StoreError::Corrupt("checkpoint returned no answer".into()))
-    }
-
-    async fn checkpoint_many(&self, cps: &[Checkpoint]) -> Result<Vec<CheckpointAck>> {
-        let releasing: Vec<Uuid> = cps
-            .iter()
-            .filter(|c| c.release_concurrency_key)
-            .map(|c| c.run_id.0)
-            .collect();
-        if releasing.is_empty() {
-            // The common case: one statement, one round trip, one commit.
-            let mut conn = self.hot.acquire().await?;
-            return super::checkpoint::checkpoint_batch(&mut conn, cps).await;
-        }
-        let mut tx = self.hot.begin().await?;
-        let acks = super::checkpoint::checkpoint_batch(&mut tx, cps).await?;
-        let applied: Vec<Uuid> = cps
-            .iter()
-            .zip(&acks)
-            .filter(|(c, a)| {
-                c.release_concurrency_key && matches!(a, CheckpointAck::Applied { .. })
-            })
-            .map(|(c, _)| c.run_id.0)
-            .collect();
-        if !applied.is_empty() {
-            release_keys(&mut tx, &applied, cps[0].now).await?;
-        }
-        tx.commit().await?;
-        Ok(acks)
-    }
-
-    async fn operator_write(&self, w: &OperatorWrite) -> Result<bool> {
-        let ev = EventArrays::new(&w.events);
-        let sql = format!(
-            "WITH r AS (UPDATE runs SET state = $4, cursor = $5, context = $6, steps = $7, error = $8, \
-                cancel_request = $9, next_run_at = $10, finished_at = $11, updated_at = $12, \
-                last_seq = last_seq + $13, \
-                lease_owner = CASE WHEN $14 THEN NULL ELSE lease_owner END, \
-                lease_token = CASE WHEN $14 THEN NULL ELSE lease_token END, \
-                lease_expires_at = CASE WHEN $14 THEN NULL ELSE lease_expires_at END \
-              WHERE id = $1 AND tenant_id = $2 AND last_seq = $3 \
-                AND (NOT $14 OR lease_expires_at IS NULL OR lease_expires_at <= now()) \
-              RETURNING id, last_seq) {}",
-            insert_events_sql(15)
-        );
-        let mut tx = self.pool.begin().await?;
-        let q = sqlx::query(AssertSqlSafe(sql))
-            .bind(w.run_id.0)
-            .bind(w.tenant_id.as_str())
-            .bind(w.expected_seq as i64)
-            .bind(w.state.as_str())
-            .bind(w.cursor as i32)
-            .bind(&w.context)
-            .bind(steps_encode(&w.steps))
-            .bind(&w.error)
-            .bind(w.cancel_request.map(CancelRequest::as_str))
-            .bind(w.next_run_at)
-            .bind(w.finished_at)
-            .bind(w.now)
-            .bind(w.events.len() as i64)
-            .bind(w.require_free_lease);
-        let applied = bind_events(q, &ev).execute(&mut *tx).await?.rows_affected() > 0;
-        if applied && w.release_concurrency_key {
-            release_keys(&mut tx, &[w.run_id.0], w.now).await?;
-        }
-        tx.commit().await?;
-        Ok(applied)
-    }
-
-    async fn count_by_state(&self, tenant: Option<&TenantId>) -> Result<Vec<(RunState, u64)>> {
-        // Two statements, so a tenant's count reads its index range only.
-        let rows: Vec<(String, i64)> = match tenant {
-            Some(t) => {
-                sqlx::query_as(
-                    "SELECT state, count(*) FROM runs WHERE tenant_id = $1 GROUP BY state",
-                )
-                .bind(t.as_str())
-                .fetch_all(&self.pool)
-                .await?
-            }
-            None => {
-                sqlx::query_as("SELECT state, count(*) FROM runs GROUP BY state")
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-        };
-        rows.into_iter()
-            .map(|(s, n)| {
-                s.parse()
-                    .map(|st| (st, n as u64))
-                    .map_err(|e: crate::run::state::UnknownState| {
-                        StoreError::Corrupt(e.to_string())
-                    })
-            })
-            .collect()
-    }
-
     async fn notify_work(&self) -> Result<()> {
         sqlx::query("SELECT pg_notify('sagaflow_work', '')")
             .execute(&self.pool)
@@ -383,137 +232,37 @@ impl Store for PgStore {
         .rows_affected();
         Ok(n)
     }
-
-    async fn expire_queued(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<QueueExpired>> {
-        crate::store::queue_expiry::postgres(&self.pool, now, limit).await
-    }
-
-    async fn insert_schedule(&self, s: &crate::schedule::model::Schedule) -> Result<bool> {
-        super::schedules::insert_schedule(&self.pool, s).await
-    }
-
-    async fn seed_schedule(&self, s: &crate::schedule::model::Schedule) -> Result<bool> {
-        super::schedules::seed_schedule(&self.pool, s).await
-    }
-
-    async fn get_schedule(
-        &self,
-        tenant: &TenantId,
-        id: crate::schedule::model::ScheduleId,
-    ) -> Result<Option<crate::schedule::model::Schedule>> {
-        super::schedules::get_schedule(&self.pool, tenant, id).await
-    }
-
-    async fn list_schedules(
-        &self,
-        tenant: &TenantId,
-    ) -> Result<Vec<crate::schedule::model::Schedule>> {
-        super::schedules::list_schedules(&self.pool, tenant).await
-    }
-
-    async fn change_schedule(&self, c: &ScheduleChange) -> Result<bool> {
-        super::schedules::change_schedule(&self.pool, c).await
-    }
-
-    async fn delete_schedule(
-        &self,
-        tenant: &TenantId,
-        id: crate::schedule::model::ScheduleId,
-    ) -> Result<bool> {
-        super::schedules::delete_schedule(&self.pool, tenant, id).await
-    }
-
-    async fn due_schedules(
-        &self,
-        now: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<Vec<crate::schedule::model::Schedule>> {
-        super::schedules::due_schedules(&self.pool, now, limit).await
-    }
-
-    async fn apply_fires(&self, batch: &FireBatch) -> Result<FireBatchAck> {
-        super::schedules::apply_fires(&self.pool, batch).await
-    }
-
-    async fn schedule_fires(
-        &self,
-        tenant: &TenantId,
-        id: crate::schedule::model::ScheduleId,
-        after: Option<DateTime<Utc>>,
-        limit: u32,
-    ) -> Result<Option<Vec<crate::schedule::model::FireRecord>>> {
-        super::schedules::schedule_fires(&self.pool, tenant, id, after, limit).await
-    }
 }
 
-impl PgStore {
-    async fn find_idempotent(&self, new: &NewRun) -> Result<Option<CreateOutcome>> {
-        let Some(key) = &new.idempotency_key else {
-            return Ok(None);
-        };
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {RUN_COLUMNS}, input_hash FROM runs \
-             WHERE tenant_id = $1 AND workflow_name = $2 AND idempotency_key = $3"
-        )))
-        .bind(new.tenant_id.as_str())
-        .bind(&new.definition.definition.name)
-        .bind(key)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let hash: String = row.try_get("input_hash")?;
-        if hash == new.input_hash {
-            Ok(Some(CreateOutcome::Existing(run_from_row(&row)?)))
-        } else {
-            Ok(Some(CreateOutcome::IdempotencyConflict))
+#[async_trait]
+impl CheckpointStore for PgStore {
+    async fn checkpoint_many(&self, cps: &[Checkpoint]) -> Result<Vec<CheckpointAck>> {
+        let releasing: Vec<Uuid> = cps
+            .iter()
+            .filter(|c| c.release_concurrency_key)
+            .map(|c| c.run_id.0)
+            .collect();
+        if releasing.is_empty() {
+            // The common case: one statement, one round trip, one commit.
+            let mut conn = self.hot.acquire().await?;
+            return super::checkpoint::checkpoint_batch(&mut conn, cps).await;
         }
+        let mut tx = self.hot.begin().await?;
+        let acks = super::checkpoint::checkpoint_batch(&mut tx, cps).await?;
+        let applied: Vec<Uuid> = cps
+            .iter()
+            .zip(&acks)
+            .filter(|(c, a)| {
+                c.release_concurrency_key && matches!(a, CheckpointAck::Applied { .. })
+            })
+            .map(|(c, _)| c.run_id.0)
+            .collect();
+        if !applied.is_empty() {
+            release_keys(&mut tx, &applied, cps[0].now).await?;
+        }
+        tx.commit().await?;
+        Ok(acks)
     }
-}
-
-/// `SELECT` of one run by id within its tenant; `prefix` is empty or an
-/// `EXPLAIN …` clause.
-pub(super) fn get_run_sql(prefix: &str) -> String {
-    format!("{prefix}SELECT {RUN_COLUMNS} FROM runs WHERE id = $1 AND tenant_id = $2")
-}
-
-/// The listing query (keyset pagination, newest first); `prefix` is empty
-/// or an `EXPLAIN …` clause.
-pub(super) fn list_runs_query(
-    prefix: &str,
-    tenant: &TenantId,
-    f: &RunFilter,
-) -> QueryBuilder<Postgres> {
-    let cols = RUN_COLUMNS.replace("steps,", "'[]'::text AS steps,");
-    let mut q = QueryBuilder::<Postgres>::new(format!(
-        "{prefix}SELECT {cols} FROM runs WHERE tenant_id = "
-    ));
-    q.push_bind(tenant.as_str());
-    if let Some(w) = &f.workflow_name {
-        q.push(" AND workflow_name = ").push_bind(w);
-    }
-    if !f.states.is_empty() {
-        let states: Vec<&str> = f.states.iter().map(|s| s.as_str()).collect();
-        q.push(" AND state = ANY(").push_bind(states).push(")");
-    }
-    if let Some(k) = &f.concurrency_key {
-        q.push(" AND concurrency_key = ").push_bind(k);
-    }
-    if let Some(t) = f.created_after {
-        q.push(" AND created_at > ").push_bind(t);
-    }
-    if let Some(t) = f.created_before {
-        q.push(" AND created_at < ").push_bind(t);
-    }
-    if let Some((t, id)) = f.before {
-        q.push(" AND (created_at, id) < (")
-            .push_bind(t)
-            .push(", ")
-            .push_bind(id.0)
-            .push(")");
-    }
-    q.push(" ORDER BY created_at DESC, id DESC LIMIT ")
-        .push_bind(f.limit.max(1) as i64);
-    q
 }
 
 /// The claim statement: due runs whose lease is free, oldest first, locked

@@ -15,22 +15,29 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 
 use super::*;
-use crate::definition::{ConcurrencyPolicy, LoadedDefinition, WorkflowDefinition};
-use crate::ids::{LeaseToken, RunId, TenantId};
-use crate::run::state::RunState;
+use crate::definition::ConcurrencyPolicy;
+use crate::ids::{LeaseToken, RunId};
 use sqlx::AssertSqlSafe;
 
+use crate::store::sql::{self, Conn, FireTx, RUN_COLUMNS, RunInserted, run_from_row};
 use crate::store::sql_terms;
 
 mod checkpoint;
+mod dialect;
 mod runs;
-mod schedules;
 mod store_impl;
 
 use checkpoint::*;
+pub(crate) use dialect::Lite;
 use runs::*;
 
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+/// The engine's migrations (`migrations/engine/sqlite`). They share
+/// `_sqlx_migrations` with the domain's, whose versions this set does not
+/// list: those are ignored, not refused.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate::Migrator {
+    ignore_missing: true,
+    ..sqlx::migrate!("../migrations/engine/sqlite")
+};
 
 /// The SQLite store.
 #[derive(Debug, Clone)]
@@ -38,11 +45,6 @@ pub struct SqliteStore {
     pub(super) writer: SqlitePool,
     pub(super) reader: SqlitePool,
 }
-
-const RUN_COLUMNS: &str = "id, tenant_id, workflow_name, workflow_version, definition_id, state, \
-    input, context, steps, cursor, error, idempotency_key, concurrency_key, schedule_id, trace_id, \
-    traceparent, cancel_request, last_seq, next_run_at, lease_owner, lease_expires_at, created_at, \
-    updated_at, finished_at";
 
 /// The database's clock, in the microseconds timestamps are stored in.
 /// Leases are set and compared with it, never with an engine's clock.
@@ -96,6 +98,11 @@ impl SqliteStore {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Applies the embedded migrations.
+    pub async fn migrate(&self) -> Result<()> {
+        StoreAdmin::migrate(self).await
     }
 
     /// Opens (creating if needed) the database file of `url`, e.g.

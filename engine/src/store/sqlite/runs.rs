@@ -1,66 +1,8 @@
-//! Rows of the runs and events tables: decoding them, appending events,
-//! freeing and handing over concurrency keys, and inserting a run (shared
-//! by `create_run` and the scheduler's fires).
+//! Writing runs on SQLite: appending events, freeing and handing over
+//! concurrency keys, and inserting a run (shared by `create_run` and the
+//! scheduler's fires, [`FireTx`]).
 
 use super::*;
-
-pub(super) fn run_from_row(row: &SqliteRow) -> Result<RunRecord> {
-    let state: String = row.try_get("state")?;
-    let cancel: Option<String> = row.try_get("cancel_request")?;
-    let input: String = row.try_get("input")?;
-    let context: String = row.try_get("context")?;
-    let steps: String = row.try_get("steps")?;
-    Ok(RunRecord {
-        id: RunId(uuid_col(row, "id")?),
-        tenant_id: TenantId(row.try_get("tenant_id")?),
-        workflow_name: row.try_get("workflow_name")?,
-        workflow_version: row.try_get::<i64, _>("workflow_version")? as u32,
-        definition_id: row.try_get("definition_id")?,
-        state: state
-            .parse()
-            .map_err(|e: crate::run::state::UnknownState| StoreError::Corrupt(e.to_string()))?,
-        input: json(&input, "input")?,
-        context: json(&context, "context")?,
-        steps: steps_decode(&steps)?,
-        cursor: row.try_get::<i64, _>("cursor")? as u32,
-        error: row.try_get("error")?,
-        idempotency_key: row.try_get("idempotency_key")?,
-        concurrency_key: row.try_get("concurrency_key")?,
-        schedule_id: row
-            .try_get::<Option<&str>, _>("schedule_id")?
-            .map(str::parse)
-            .transpose()
-            .map_err(|e: uuid::Error| StoreError::Corrupt(format!("schedule_id: {e}")))?,
-        trace_id: row.try_get("trace_id")?,
-        traceparent: row.try_get("traceparent")?,
-        cancel_request: cancel.as_deref().map(CancelRequest::parse).transpose()?,
-        last_seq: row.try_get::<i64, _>("last_seq")? as u64,
-        next_run_at: opt_from_micros(row.try_get("next_run_at")?)?,
-        lease_owner: row.try_get("lease_owner")?,
-        lease_expires_at: opt_from_micros(row.try_get("lease_expires_at")?)?,
-        created_at: from_micros(row.try_get("created_at")?)?,
-        updated_at: from_micros(row.try_get("updated_at")?)?,
-        finished_at: opt_from_micros(row.try_get("finished_at")?)?,
-    })
-}
-
-pub(super) fn event_from_row(row: &SqliteRow) -> Result<EventRecord> {
-    let state: String = row.try_get("run_state")?;
-    let kind: String = row.try_get("kind")?;
-    Ok(EventRecord {
-        run_id: RunId(uuid_col(row, "run_id")?),
-        seq: row.try_get::<i64, _>("seq")? as u64,
-        at: from_micros(row.try_get("at")?)?,
-        kind: EventKind::parse(&kind)?,
-        step: row.try_get("step")?,
-        attempt: row.try_get::<i64, _>("attempt")? as u32,
-        run_state: state
-            .parse()
-            .map_err(|e: crate::run::state::UnknownState| StoreError::Corrupt(e.to_string()))?,
-        message: row.try_get("message")?,
-        actor: row.try_get("actor")?,
-    })
-}
 
 /// Appends events after `last_seq` (the run's sequence after the update).
 pub(super) async fn insert_events(
@@ -145,31 +87,6 @@ pub(super) async fn hand_over(
     Ok(false)
 }
 
-pub(super) async fn find_idempotent(
-    conn: &mut SqliteConnection,
-    new: &NewRun,
-) -> Result<Option<CreateOutcome>> {
-    let Some(key) = &new.idempotency_key else {
-        return Ok(None);
-    };
-    let row = sqlx::query(AssertSqlSafe(format!(
-        "SELECT {RUN_COLUMNS}, input_hash FROM runs \
-         WHERE tenant_id = ?1 AND workflow_name = ?2 AND idempotency_key = ?3"
-    )))
-    .bind(new.tenant_id.as_str())
-    .bind(&new.definition.definition.name)
-    .bind(key)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(row) = row else { return Ok(None) };
-    let hash: String = row.try_get("input_hash")?;
-    Ok(Some(if hash == new.input_hash {
-        CreateOutcome::Existing(run_from_row(&row)?)
-    } else {
-        CreateOutcome::IdempotencyConflict
-    }))
-}
-
 /// What [`insert_run`] did inside the caller's transaction.
 pub(super) enum RunInsert {
     /// The run, its lock (if any) and its first events are written.
@@ -186,7 +103,7 @@ pub(super) enum RunInsert {
 /// caller commits), enforcing the idempotency and concurrency keys.
 pub(super) async fn insert_run(tx: &mut SqliteConnection, new: &NewRun) -> Result<RunInsert> {
     let def = &new.definition.definition;
-    if let Some(found) = find_idempotent(&mut *tx, new).await? {
+    if let Some(found) = sql::find_idempotent(Conn::from(&mut *tx), new).await? {
         return Ok(RunInsert::Found(Box::new(found)));
     }
     let mut queued = false;
@@ -257,4 +174,21 @@ pub(super) async fn insert_run(tx: &mut SqliteConnection, new: &NewRun) -> Resul
     .await?;
     insert_events(&mut *tx, new.id, events.len() as i64, &events).await?;
     Ok(RunInsert::Created)
+}
+
+#[async_trait]
+impl FireTx for SqliteConnection {
+    fn conn(&mut self) -> Conn<'_> {
+        Conn::from(self)
+    }
+
+    async fn insert_run(&mut self, new: &NewRun) -> Result<RunInserted> {
+        Ok(match insert_run(self, new).await? {
+            RunInsert::Created => RunInserted::Created,
+            RunInsert::Found(_) => RunInserted::Duplicate,
+            RunInsert::KeyHeld { holder } => RunInserted::KeyHeld {
+                holder: Some(holder),
+            },
+        })
+    }
 }
