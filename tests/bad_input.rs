@@ -9,7 +9,6 @@ mod common;
 use common::*;
 use sagaflow_proto::v1 as pb;
 use sagaflow_proto::v1::workflow_service_client::WorkflowServiceClient;
-use serde_json::json;
 use tonic::Code;
 
 /// StartWorkflowRequest with its strings as raw bytes (to send invalid UTF-8).
@@ -109,19 +108,7 @@ async fn bad_input_gets_documented_codes_and_stores_nothing(pool: sqlx::PgPool) 
     let t = start(&pool, &[("demo.toml", DEMO.to_string())]).await;
     let mut c = t.client.clone();
     // One good run to act on.
-    let good = start_run(
-        &mut c,
-        "crm-a",
-        "demo_saga",
-        json!({"demo": {"fail_step": "reserve"}}),
-        "",
-    )
-    .await
-    .unwrap()
-    .workflow
-    .unwrap()
-    .id;
-    wait_state(&mut c, "crm-a", &good, pb::WorkflowState::Failed).await;
+    let good = failed_run_at(&mut c, "crm-a", "reserve").await;
     let before = count_rows(&pool).await;
     let mut codes: Vec<(String, Code)> = Vec::new();
     let mut check = |what: &str, r: Result<(), tonic::Status>, want: &[Code]| {

@@ -54,16 +54,7 @@ impl Http {
         for (k, v) in headers {
             r = r.header(*k, *v);
         }
-        let resp = r.send().await.unwrap();
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let text = resp.text().await.unwrap();
-        Answer {
-            status,
-            json: serde_json::from_str(&text).unwrap_or(Value::Null),
-            text,
-            headers,
-        }
+        answer(r).await
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Answer {
@@ -77,24 +68,26 @@ impl Http {
 
     /// Sends raw bytes as the body.
     pub async fn raw(&self, method: Method, path: &str, token: &str, body: Vec<u8>) -> Answer {
-        let resp = self
+        let r = self
             .client
             .request(method, format!("{}{path}", self.base))
             .bearer_auth(token)
             .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let text = resp.text().await.unwrap();
-        Answer {
-            status,
-            json: serde_json::from_str(&text).unwrap_or(Value::Null),
-            text,
-            headers,
-        }
+            .body(body);
+        answer(r).await
+    }
+}
+
+async fn answer(r: reqwest::RequestBuilder) -> Answer {
+    let resp = r.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.unwrap();
+    Answer {
+        status,
+        json: serde_json::from_str(&text).unwrap_or(Value::Null),
+        text,
+        headers,
     }
 }
 

@@ -165,11 +165,20 @@ pub async fn start_run(
 /// Starts a demo saga whose `configure` step fails and waits until the run
 /// is FAILED (waiting for an operator); returns its id.
 pub async fn failed_run(c: &mut WorkflowServiceClient<Channel>, token: &str) -> String {
+    failed_run_at(c, token, "configure").await
+}
+
+/// [`failed_run`], failing at `step`.
+pub async fn failed_run_at(
+    c: &mut WorkflowServiceClient<Channel>,
+    token: &str,
+    step: &str,
+) -> String {
     let id = start_run(
         c,
         token,
         "demo_saga",
-        serde_json::json!({"demo": {"fail_step": "configure"}}),
+        serde_json::json!({"demo": {"fail_step": step}}),
         "",
     )
     .await
