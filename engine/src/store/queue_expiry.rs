@@ -15,7 +15,9 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::{AssertSqlSafe, PgPool, QueryBuilder, Row, Sqlite, SqlitePool};
+use sqlx::{
+    AssertSqlSafe, ColumnIndex, Decode, PgPool, QueryBuilder, Row, Sqlite, SqlitePool, Type,
+};
 use uuid::Uuid;
 
 use super::sql_terms;
@@ -47,6 +49,36 @@ struct Expired {
 }
 
 impl Expired {
+    /// The rows the fenced update returned. `stamps` reads a row's `id`,
+    /// `created_at` and `queue_expires_at`, which each backend stores its
+    /// own way.
+    fn read_all<'r, R>(
+        rows: &'r [R],
+        stamps: impl Fn(&'r R) -> Result<(Uuid, DateTime<Utc>, DateTime<Utc>)>,
+    ) -> Result<Vec<Self>>
+    where
+        R: Row,
+        &'static str: ColumnIndex<R>,
+        String: Decode<'r, R::Database> + Type<R::Database>,
+        i64: Decode<'r, R::Database> + Type<R::Database>,
+    {
+        let mut expired = Vec::with_capacity(rows.len());
+        for row in rows {
+            let (id, created, expires) = stamps(row)?;
+            expired.push(Expired {
+                id,
+                tenant_id: row.try_get("tenant_id")?,
+                workflow_name: row.try_get("workflow_name")?,
+                key: row
+                    .try_get::<Option<String>, _>("concurrency_key")?
+                    .unwrap_or_default(),
+                ttl: ttl_between(created, expires),
+                last_seq: row.try_get("last_seq")?,
+            });
+        }
+        Ok(expired)
+    }
+
     fn message(&self) -> String {
         format!(
             "queued longer than {} behind concurrency key {}",
@@ -103,19 +135,13 @@ pub(super) async fn postgres(
     .bind(EXPIRED.as_str())
     .fetch_all(&mut *tx)
     .await?;
-    let mut expired = Vec::with_capacity(rows.len());
-    for row in &rows {
-        expired.push(Expired {
-            id: row.try_get("id")?,
-            tenant_id: row.try_get("tenant_id")?,
-            workflow_name: row.try_get("workflow_name")?,
-            key: row
-                .try_get::<Option<String>, _>("concurrency_key")?
-                .unwrap_or_default(),
-            ttl: ttl_between(row.try_get("created_at")?, row.try_get("queue_expires_at")?),
-            last_seq: row.try_get("last_seq")?,
-        });
-    }
+    let expired = Expired::read_all(&rows, |row| {
+        Ok((
+            row.try_get("id")?,
+            row.try_get("created_at")?,
+            row.try_get("queue_expires_at")?,
+        ))
+    })?;
     if !expired.is_empty() {
         let ids: Vec<Uuid> = expired.iter().map(|e| e.id).collect();
         let messages: Vec<String> = expired.iter().map(Expired::message).collect();
@@ -157,22 +183,13 @@ pub(super) async fn sqlite(
     .bind(EXPIRED.as_str())
     .fetch_all(&mut *tx)
     .await?;
-    let mut expired = Vec::with_capacity(rows.len());
-    for row in &rows {
-        expired.push(Expired {
-            id: super::sqlite::uuid_col(row, "id")?,
-            tenant_id: row.try_get("tenant_id")?,
-            workflow_name: row.try_get("workflow_name")?,
-            key: row
-                .try_get::<Option<String>, _>("concurrency_key")?
-                .unwrap_or_default(),
-            ttl: ttl_between(
-                from_micros(row.try_get("created_at")?)?,
-                from_micros(row.try_get("queue_expires_at")?)?,
-            ),
-            last_seq: row.try_get("last_seq")?,
-        });
-    }
+    let expired = Expired::read_all(&rows, |row| {
+        Ok((
+            super::sqlite::uuid_col(row, "id")?,
+            from_micros(row.try_get("created_at")?)?,
+            from_micros(row.try_get("queue_expires_at")?)?,
+        ))
+    })?;
     if !expired.is_empty() {
         let mut q = QueryBuilder::<Sqlite>::new("WITH m(id, msg) AS (");
         q.push_values(&expired, |mut b, e| {

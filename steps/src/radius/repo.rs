@@ -196,16 +196,7 @@ impl RadiusRepo {
         let reply = account.reply_rows();
         on_db!(self, pool, lock => {
             let mut tx = pool.begin().await?;
-            match lock {
-                Some(lock) => {
-                    sqlx::query(lock).bind(lock_key("user", user)).execute(&mut *tx).await?;
-                }
-                None => {
-                    sqlx::query(SQLITE_WRITE_LOCK).execute(&mut *tx).await?;
-                }
-            }
-            let current: Option<AccountOwner> =
-                sqlx::query_as(OWNER_SQL).bind(user).fetch_optional(&mut *tx).await?;
+            let current = lock_user(&mut tx, lock, user).await?;
             match current {
                 Some(o) if o.tenant_id != owner.tenant_id => {
                     return Err(Error::ForeignAccount(user.to_owned()));
@@ -295,16 +286,7 @@ impl RadiusRepo {
         self.ready().await?;
         let found = on_db!(self, pool, lock => {
             let mut tx = pool.begin().await?;
-            match lock {
-                Some(lock) => {
-                    sqlx::query(lock).bind(lock_key("user", username)).execute(&mut *tx).await?;
-                }
-                None => {
-                    sqlx::query(SQLITE_WRITE_LOCK).execute(&mut *tx).await?;
-                }
-            }
-            let current: Option<AccountOwner> =
-                sqlx::query_as(OWNER_SQL).bind(username).fetch_optional(&mut *tx).await?;
+            let current = lock_user(&mut tx, lock, username).await?;
             if current.is_some_and(|o| o.tenant_id != tenant) {
                 return Err(Error::ForeignAccount(username.to_owned()));
             }
@@ -383,16 +365,7 @@ impl RadiusRepo {
         self.ready().await?;
         let removed = on_db!(self, pool, lock => {
             let mut tx = pool.begin().await?;
-            match lock {
-                Some(lock) => {
-                    sqlx::query(lock).bind(lock_key("user", username)).execute(&mut *tx).await?;
-                }
-                None => {
-                    sqlx::query(SQLITE_WRITE_LOCK).execute(&mut *tx).await?;
-                }
-            }
-            let current: Option<AccountOwner> =
-                sqlx::query_as(OWNER_SQL).bind(username).fetch_optional(&mut *tx).await?;
+            let current = lock_user(&mut tx, lock, username).await?;
             let allowed = match (scope, &current) {
                 (DeleteScope::Tenant(t), Some(o)) if o.tenant_id != t => {
                     return Err(Error::ForeignAccount(username.to_owned()));
@@ -499,6 +472,39 @@ fn attribute_row((attribute, op, value): (String, String, String)) -> ReplyAttri
         op: op.trim().to_owned(),
         value,
     }
+}
+
+/// The first statements of a transaction that checks `username`'s
+/// ownership: takes the user's write lock (`lock`, or SQLite's write lock
+/// when the backend has none) and reads its `radius_accounts` row.
+async fn lock_user<DB>(
+    tx: &mut sqlx::Transaction<'_, DB>,
+    lock: Option<&'static str>,
+    username: &str,
+) -> Result<Option<AccountOwner>>
+where
+    DB: sqlx::Database,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    AccountOwner: for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    match lock {
+        Some(lock) => {
+            sqlx::query(lock)
+                .bind(lock_key("user", username))
+                .execute(&mut **tx)
+                .await?;
+        }
+        None => {
+            sqlx::query(SQLITE_WRITE_LOCK).execute(&mut **tx).await?;
+        }
+    }
+    Ok(sqlx::query_as(OWNER_SQL)
+        .bind(username)
+        .fetch_optional(&mut **tx)
+        .await?)
 }
 
 fn lock_key(kind: &str, name: &str) -> String {

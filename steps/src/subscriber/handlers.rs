@@ -22,14 +22,9 @@ impl Isp {
             .cloned()
             .and_then(|v| serde_json::from_value(v).ok())
             .ok_or_else(|| invalid("customer needs id, name and email"))?;
-        let stored = subscribers::create_customer(
-            &self.db,
-            req.tenant_id.as_str(),
-            &c,
-            req.run_id,
-            self.now(),
-        )
-        .await?;
+        let tenant = req.tenant_id.as_str();
+        let stored =
+            subscribers::create_customer(&self.db, tenant, &c, req.run_id, self.now()).await?;
         Ok(output(json!({ "customer_id": stored.id })))
     }
 
@@ -57,25 +52,15 @@ impl Isp {
                 "ipv6_pd_size": opt_i64(&req, "/ipv6_pd_size"),
             }),
         };
-        let stored = subscribers::create_subscriber(
-            &self.db,
-            req.tenant_id.as_str(),
-            &s,
-            req.run_id,
-            self.now(),
-        )
-        .await?;
+        let tenant = req.tenant_id.as_str();
+        let stored =
+            subscribers::create_subscriber(&self.db, tenant, &s, req.run_id, self.now()).await?;
         Ok(output(json!({ "subscriber_state": stored.state })))
     }
 
     pub(crate) async fn delete_subscriber(&self, req: StepRequest) -> StepResult {
-        subscribers::delete_subscriber_created_by(
-            &self.db,
-            req.tenant_id.as_str(),
-            &subscriber_id(&req)?,
-            req.run_id,
-        )
-        .await?;
+        let (tenant, sub) = target(&req)?;
+        subscribers::delete_subscriber_created_by(&self.db, tenant, &sub, req.run_id).await?;
         Ok(StepOutput::new())
     }
 
@@ -89,77 +74,46 @@ impl Isp {
             service_vlan,
             ipv6: flag(&req, "/enable_ipv6"),
         };
-        let stored = subscribers::create_profile(
-            &self.db,
-            req.tenant_id.as_str(),
-            &p,
-            req.run_id,
-            self.now(),
-        )
-        .await?;
+        let tenant = req.tenant_id.as_str();
+        let stored =
+            subscribers::create_profile(&self.db, tenant, &p, req.run_id, self.now()).await?;
         Ok(output(json!({ "network_profile": stored })))
     }
 
     pub(crate) async fn delete_profile(&self, req: StepRequest) -> StepResult {
-        subscribers::delete_profile_created_by(
-            &self.db,
-            req.tenant_id.as_str(),
-            &subscriber_id(&req)?,
-            req.run_id,
-        )
-        .await?;
+        let (tenant, sub) = target(&req)?;
+        subscribers::delete_profile_created_by(&self.db, tenant, &sub, req.run_id).await?;
         Ok(StepOutput::new())
     }
 
     pub(crate) async fn archive_profile(&self, req: StepRequest) -> StepResult {
-        subscribers::archive_profile(
-            &self.db,
-            req.tenant_id.as_str(),
-            &subscriber_id(&req)?,
-            self.now(),
-        )
-        .await?;
+        let (tenant, sub) = target(&req)?;
+        subscribers::archive_profile(&self.db, tenant, &sub, self.now()).await?;
         Ok(StepOutput::new())
     }
 
     pub(crate) async fn archive_subscriber(&self, req: StepRequest) -> StepResult {
-        let archived = subscribers::archive_subscriber(
-            &self.db,
-            req.tenant_id.as_str(),
-            &subscriber_id(&req)?,
-            self.now(),
-        )
-        .await?;
+        let (tenant, sub) = target(&req)?;
+        let archived = subscribers::archive_subscriber(&self.db, tenant, &sub, self.now()).await?;
         Ok(output(
             json!({ "subscriber_state": SubscriberState::Archived, "archived": archived }),
         ))
     }
 
     pub(crate) async fn set_state(&self, req: StepRequest, state: SubscriberState) -> StepResult {
-        let sub = subscriber_id(&req)?;
-        subscribers::set_subscriber_state(
-            &self.db,
-            req.tenant_id.as_str(),
-            &sub,
-            state,
-            self.now(),
-        )
-        .await?
-        .ok_or_else(|| {
-            StepError::fatal("unknown_subscriber", format!("no live subscriber {sub}"))
-        })?;
+        let (tenant, sub) = target(&req)?;
+        subscribers::set_subscriber_state(&self.db, tenant, &sub, state, self.now())
+            .await?
+            .ok_or_else(|| unknown_subscriber(&sub))?;
         Ok(output(json!({ "subscriber_state": state })))
     }
 
     /// Loads a live subscriber into the context.
     pub(crate) async fn verify(&self, req: StepRequest) -> StepResult {
-        let tenant = req.tenant_id.as_str();
-        let sub = subscriber_id(&req)?;
+        let (tenant, sub) = target(&req)?;
         let s = subscribers::get_subscriber(&self.db, tenant, &sub)
             .await?
-            .ok_or_else(|| {
-                StepError::fatal("unknown_subscriber", format!("no live subscriber {sub}"))
-            })?;
+            .ok_or_else(|| unknown_subscriber(&sub))?;
         let held: Vec<AddressRecord> = lifecycle::for_subscriber(&self.db, tenant, &sub)
             .await?
             .into_iter()
@@ -188,6 +142,16 @@ impl Isp {
         }
         Ok(output(out))
     }
+}
+
+/// The tenant and the subscriber id a step acts on.
+fn target(req: &StepRequest) -> Result<(&str, String), StepError> {
+    Ok((req.tenant_id.as_str(), subscriber_id(req)?))
+}
+
+/// The error of a step that needs a live subscriber and found none.
+fn unknown_subscriber(sub: &str) -> StepError {
+    StepError::fatal("unknown_subscriber", format!("no live subscriber {sub}"))
 }
 
 impl From<SubscriberError> for StepError {

@@ -6,6 +6,8 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::AssertSqlSafe;
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
 use sqlx::types::Json;
 
 use super::{
@@ -120,6 +122,85 @@ impl From<ProfileRow> for NetworkProfile {
     }
 }
 
+// ---- shared statements ----
+
+/// A row type both backends can read.
+trait AnyRow:
+    for<'r> sqlx::FromRow<'r, PgRow> + for<'r> sqlx::FromRow<'r, SqliteRow> + Send + Unpin
+{
+}
+impl<T> AnyRow for T where
+    T: for<'r> sqlx::FromRow<'r, PgRow> + for<'r> sqlx::FromRow<'r, SqliteRow> + Send + Unpin
+{
+}
+
+/// The row `sql` selects with `$1` the tenant and `$2` the record's key.
+async fn fetch_keyed<R: AnyRow>(
+    db: &DomainDb,
+    sql: String,
+    tenant: &str,
+    key: &str,
+) -> Result<Option<R>> {
+    Ok(with_db!(db, pool => {
+        sqlx::query_as(AssertSqlSafe(sql)).bind(tenant).bind(key).fetch_optional(pool).await?
+    }))
+}
+
+/// The rows `sql` selects with `$1` the tenant.
+async fn fetch_tenant<R: AnyRow>(db: &DomainDb, sql: String, tenant: &str) -> Result<Vec<R>> {
+    Ok(with_db!(db, pool => {
+        sqlx::query_as(AssertSqlSafe(sql)).bind(tenant).fetch_all(pool).await?
+    }))
+}
+
+/// Runs a `DELETE` whose `$1`, `$2` and `$3` are the tenant, the record's
+/// key and the creating run's id. Returns whether a row was deleted.
+async fn delete_keyed_created_by(
+    db: &DomainDb,
+    sql: &'static str,
+    tenant: &str,
+    key: &str,
+    run_id: RunId,
+) -> Result<bool> {
+    let run_id = run_id.to_string();
+    let n = with_db!(db, pool => {
+        sqlx::query(sql).bind(tenant).bind(key).bind(&run_id).execute(pool).await?.rows_affected()
+    });
+    Ok(n > 0)
+}
+
+/// Runs an archiving `UPDATE` whose `$1`, `$2` and `$3` are the time, the
+/// tenant and the record's key. Returns whether a row was archived.
+async fn archive_keyed(
+    db: &DomainDb,
+    sql: &'static str,
+    now: DateTime<Utc>,
+    tenant: &str,
+    key: &str,
+) -> Result<bool> {
+    let n = with_db!(db, pool => {
+        sqlx::query(sql).bind(now).bind(tenant).bind(key).execute(pool).await?.rows_affected()
+    });
+    Ok(n > 0)
+}
+
+/// The live record just inserted by `run_id` (with `ON CONFLICT DO
+/// NOTHING`), or `exists(created_run)` when another run's record holds the
+/// place.
+fn created_by_run<T>(
+    live: Option<T>,
+    created_run: impl FnOnce(&T) -> &str,
+    run_id: &str,
+    exists: impl FnOnce(String) -> SubscriberError,
+) -> Result<T> {
+    let live = live.ok_or(SubscriberError::Database(sqlx::Error::RowNotFound))?;
+    let owner = created_run(&live);
+    if owner != run_id {
+        return Err(exists(owner.to_string()));
+    }
+    Ok(live)
+}
+
 // ---- customers ----
 
 /// Creates the customer unless it exists; returns it. A customer is shared
@@ -153,17 +234,13 @@ pub async fn create_customer(
 
 pub async fn get_customer(db: &DomainDb, tenant: &str, id: &str) -> Result<Option<Customer>> {
     let sql = format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE tenant_id = $1 AND id = $2");
-    let row: Option<CustomerRow> = with_db!(db, pool => {
-        sqlx::query_as(AssertSqlSafe(sql)).bind(tenant).bind(id).fetch_optional(pool).await?
-    });
+    let row: Option<CustomerRow> = fetch_keyed(db, sql, tenant, id).await?;
     Ok(row.map(Customer::from))
 }
 
 pub async fn list_customers(db: &DomainDb, tenant: &str) -> Result<Vec<Customer>> {
     let sql = format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE tenant_id = $1 ORDER BY id");
-    let rows: Vec<CustomerRow> = with_db!(db, pool => {
-        sqlx::query_as(AssertSqlSafe(sql)).bind(tenant).fetch_all(pool).await?
-    });
+    let rows: Vec<CustomerRow> = fetch_tenant(db, sql, tenant).await?;
     Ok(rows.into_iter().map(Customer::from).collect())
 }
 
@@ -175,13 +252,9 @@ pub async fn delete_customer_created_by(
     id: &str,
     run_id: RunId,
 ) -> Result<bool> {
-    let run_id = run_id.to_string();
     let sql = "DELETE FROM customers WHERE tenant_id = $1 AND id = $2 AND created_run = $3 \
                AND NOT EXISTS (SELECT 1 FROM subscribers s WHERE s.tenant_id = $1 AND s.customer_id = $2)";
-    let n = with_db!(db, pool => {
-        sqlx::query(sql).bind(tenant).bind(id).bind(&run_id).execute(pool).await?.rows_affected()
-    });
-    Ok(n > 0)
+    delete_keyed_created_by(db, sql, tenant, id, run_id).await
 }
 
 // ---- subscribers ----
@@ -215,16 +288,12 @@ pub async fn create_subscriber(
             .execute(pool)
             .await?;
     });
-    let live = get_subscriber(db, tenant, &s.subscriber_id)
-        .await?
-        .ok_or(SubscriberError::Database(sqlx::Error::RowNotFound))?;
-    if live.created_run != run_id {
-        return Err(SubscriberError::Exists(
-            s.subscriber_id.clone(),
-            live.created_run,
-        ));
-    }
-    Ok(live)
+    created_by_run(
+        get_subscriber(db, tenant, &s.subscriber_id).await?,
+        |live| &live.created_run,
+        &run_id,
+        |owner| SubscriberError::Exists(s.subscriber_id.clone(), owner),
+    )
 }
 
 /// The live (not archived) subscriber with this id.
@@ -233,9 +302,7 @@ pub async fn get_subscriber(db: &DomainDb, tenant: &str, id: &str) -> Result<Opt
         "SELECT {SUBSCRIBER_COLUMNS} FROM subscribers WHERE tenant_id = $1 AND subscriber_id = $2 \
          AND archived_at IS NULL"
     );
-    let row: Option<SubscriberRow> = with_db!(db, pool => {
-        sqlx::query_as(AssertSqlSafe(sql)).bind(tenant).bind(id).fetch_optional(pool).await?
-    });
+    let row: Option<SubscriberRow> = fetch_keyed(db, sql, tenant, id).await?;
     row.map(Subscriber::try_from).transpose()
 }
 
@@ -244,9 +311,7 @@ pub async fn list_subscribers(db: &DomainDb, tenant: &str) -> Result<Vec<Subscri
     let sql = format!(
         "SELECT {SUBSCRIBER_COLUMNS} FROM subscribers WHERE tenant_id = $1 ORDER BY subscriber_id, id"
     );
-    let rows: Vec<SubscriberRow> = with_db!(db, pool => {
-        sqlx::query_as(AssertSqlSafe(sql)).bind(tenant).fetch_all(pool).await?
-    });
+    let rows: Vec<SubscriberRow> = fetch_tenant(db, sql, tenant).await?;
     rows.into_iter().map(Subscriber::try_from).collect()
 }
 
@@ -257,13 +322,9 @@ pub async fn delete_subscriber_created_by(
     id: &str,
     run_id: RunId,
 ) -> Result<bool> {
-    let run_id = run_id.to_string();
     let sql = "DELETE FROM subscribers WHERE tenant_id = $1 AND subscriber_id = $2 AND created_run = $3 \
                AND archived_at IS NULL";
-    let n = with_db!(db, pool => {
-        sqlx::query(sql).bind(tenant).bind(id).bind(&run_id).execute(pool).await?.rows_affected()
-    });
-    Ok(n > 0)
+    delete_keyed_created_by(db, sql, tenant, id, run_id).await
 }
 
 /// Sets a live subscriber's state (ACTIVE or SUSPENDED); archiving is
@@ -292,10 +353,7 @@ pub async fn archive_subscriber(
 ) -> Result<bool> {
     let sql = "UPDATE subscribers SET state = 'ARCHIVED', archived_at = $1, updated_at = $1 \
                WHERE tenant_id = $2 AND subscriber_id = $3 AND archived_at IS NULL";
-    let n = with_db!(db, pool => {
-        sqlx::query(sql).bind(now).bind(tenant).bind(id).execute(pool).await?.rows_affected()
-    });
-    Ok(n > 0)
+    archive_keyed(db, sql, now, tenant, id).await
 }
 
 // ---- network profiles ----
@@ -327,16 +385,12 @@ pub async fn create_profile(
             .execute(pool)
             .await?;
     });
-    let live = get_profile(db, tenant, &p.subscriber_id)
-        .await?
-        .ok_or(SubscriberError::Database(sqlx::Error::RowNotFound))?;
-    if live.created_run != run_id {
-        return Err(SubscriberError::ProfileExists(
-            p.subscriber_id.clone(),
-            live.created_run,
-        ));
-    }
-    Ok(live)
+    created_by_run(
+        get_profile(db, tenant, &p.subscriber_id).await?,
+        |live| &live.created_run,
+        &run_id,
+        |owner| SubscriberError::ProfileExists(p.subscriber_id.clone(), owner),
+    )
 }
 
 /// The subscriber's live network profile.
@@ -349,9 +403,7 @@ pub async fn get_profile(
         "SELECT {PROFILE_COLUMNS} FROM network_profiles WHERE tenant_id = $1 AND subscriber_id = $2 \
          AND archived_at IS NULL"
     );
-    let row: Option<ProfileRow> = with_db!(db, pool => {
-        sqlx::query_as(AssertSqlSafe(sql)).bind(tenant).bind(subscriber).fetch_optional(pool).await?
-    });
+    let row: Option<ProfileRow> = fetch_keyed(db, sql, tenant, subscriber).await?;
     Ok(row.map(NetworkProfile::from))
 }
 
@@ -360,9 +412,7 @@ pub async fn list_profiles(db: &DomainDb, tenant: &str) -> Result<Vec<NetworkPro
     let sql = format!(
         "SELECT {PROFILE_COLUMNS} FROM network_profiles WHERE tenant_id = $1 ORDER BY subscriber_id, id"
     );
-    let rows: Vec<ProfileRow> = with_db!(db, pool => {
-        sqlx::query_as(AssertSqlSafe(sql)).bind(tenant).fetch_all(pool).await?
-    });
+    let rows: Vec<ProfileRow> = fetch_tenant(db, sql, tenant).await?;
     Ok(rows.into_iter().map(NetworkProfile::from).collect())
 }
 
@@ -373,13 +423,9 @@ pub async fn delete_profile_created_by(
     subscriber: &str,
     run_id: RunId,
 ) -> Result<bool> {
-    let run_id = run_id.to_string();
     let sql = "DELETE FROM network_profiles WHERE tenant_id = $1 AND subscriber_id = $2 \
                AND created_run = $3 AND archived_at IS NULL";
-    let n = with_db!(db, pool => {
-        sqlx::query(sql).bind(tenant).bind(subscriber).bind(&run_id).execute(pool).await?.rows_affected()
-    });
-    Ok(n > 0)
+    delete_keyed_created_by(db, sql, tenant, subscriber, run_id).await
 }
 
 /// Archives the live profile, if there is one.
@@ -391,8 +437,5 @@ pub async fn archive_profile(
 ) -> Result<bool> {
     let sql = "UPDATE network_profiles SET archived_at = $1 WHERE tenant_id = $2 AND subscriber_id = $3 \
                AND archived_at IS NULL";
-    let n = with_db!(db, pool => {
-        sqlx::query(sql).bind(now).bind(tenant).bind(subscriber).execute(pool).await?.rows_affected()
-    });
-    Ok(n > 0)
+    archive_keyed(db, sql, now, tenant, subscriber).await
 }

@@ -36,6 +36,9 @@ pub async fn drop_tables(pool: &PgPool) -> Result<()> {
     Ok(())
 }
 
+/// The `steps` value every checkpoint writes.
+const STEPS: &str = r#"[{"n":"step1","s":"SUCCEEDED","a":1}]"#;
+
 /// One prepared single statement (update the run, append its event)
 /// per transaction, from `workers` tasks, for `duration`. Returns the
 /// checkpoints written.
@@ -45,22 +48,18 @@ pub async fn single(
     workers: usize,
     duration: Duration,
 ) -> Result<u64> {
-    let pool = pool.clone();
-    run(ids, workers, duration, move |chunk| {
-        let pool = pool.clone();
-        async move {
-            let id = chunk[0];
-            sqlx::query(
-                "WITH u AS (UPDATE ceiling_runs SET seq = seq + 1, state = 'RUNNING', steps = $2 WHERE id = $1 RETURNING id, seq) \
-                 INSERT INTO ceiling_events SELECT id, seq, 'step_succeeded' FROM u",
-            )
-            .bind(id)
-            .bind(r#"[{"n":"step1","s":"SUCCEEDED","a":1}]"#)
-            .execute(&pool)
-            .await?;
-            Ok(1)
-        }
-    }, 1)
+    run(pool, ids, workers, duration, 1, |pool, chunk| async move {
+        let id = chunk[0];
+        sqlx::query(
+            "WITH u AS (UPDATE ceiling_runs SET seq = seq + 1, state = 'RUNNING', steps = $2 WHERE id = $1 RETURNING id, seq) \
+             INSERT INTO ceiling_events SELECT id, seq, 'step_succeeded' FROM u",
+        )
+        .bind(id)
+        .bind(STEPS)
+        .execute(&pool)
+        .await?;
+        Ok(1)
+    })
     .await
 }
 
@@ -72,39 +71,39 @@ pub async fn batched(
     workers: usize,
     duration: Duration,
 ) -> Result<u64> {
-    let pool = pool.clone();
-    run(ids, workers, duration, move |chunk| {
-        let pool = pool.clone();
-        async move {
-            let n = chunk.len() as u64 * 10;
-            let mut tx = pool.begin().await?;
-            for _ in 0..10 {
-                sqlx::query(
-                    "WITH u AS (UPDATE ceiling_runs SET seq = seq + 1, steps = $2 \
-                                FROM unnest($1::uuid[]) AS c(id) WHERE ceiling_runs.id = c.id RETURNING ceiling_runs.id, seq) \
-                     INSERT INTO ceiling_events SELECT id, seq, 'step_succeeded' FROM u",
-                )
-                .bind(&chunk)
-                .bind(r#"[{"n":"step1","s":"SUCCEEDED","a":1}]"#)
-                .execute(&mut *tx)
-                .await?;
-            }
-            tx.commit().await?;
-            Ok(n)
+    run(pool, ids, workers, duration, 10, |pool, chunk| async move {
+        let n = chunk.len() as u64 * 10;
+        let mut tx = pool.begin().await?;
+        for _ in 0..10 {
+            sqlx::query(
+                "WITH u AS (UPDATE ceiling_runs SET seq = seq + 1, steps = $2 \
+                            FROM unnest($1::uuid[]) AS c(id) WHERE ceiling_runs.id = c.id RETURNING ceiling_runs.id, seq) \
+                 INSERT INTO ceiling_events SELECT id, seq, 'step_succeeded' FROM u",
+            )
+            .bind(&chunk)
+            .bind(STEPS)
+            .execute(&mut *tx)
+            .await?;
         }
-    }, 10)
+        tx.commit().await?;
+        Ok(n)
+    })
     .await
 }
 
+/// Runs `op` on chunks of `per_task` of `ids` from `workers` tasks until
+/// `duration` is over; returns the sum of what the calls returned. Each
+/// call gets its own handle on `pool`.
 async fn run<F, Fut>(
+    pool: &PgPool,
     ids: &[Uuid],
     workers: usize,
     duration: Duration,
-    op: F,
     per_task: usize,
+    op: F,
 ) -> Result<u64>
 where
-    F: Fn(Vec<Uuid>) -> Fut + Send + Sync + Clone + 'static,
+    F: Fn(PgPool, Vec<Uuid>) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = Result<u64>> + Send,
 {
     let end = Instant::now() + duration;
@@ -118,13 +117,14 @@ where
             .copied()
             .collect();
         let op = op.clone();
+        let pool = pool.clone();
         tasks.push(tokio::spawn(async move {
             let mut done = 0u64;
             let mut i = 0;
             while Instant::now() < end && !mine.is_empty() {
                 let chunk: Vec<Uuid> = (0..per_task).map(|k| mine[(i + k) % mine.len()]).collect();
                 i += per_task;
-                done += op(chunk).await?;
+                done += op(pool.clone(), chunk).await?;
             }
             Ok::<u64, super::StoreError>(done)
         }));

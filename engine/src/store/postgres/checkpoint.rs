@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use sqlx::{AssertSqlSafe, Row};
 use uuid::Uuid;
 
-use super::{EventArrays, micros};
+use super::{EventArrays, bind_events, micros};
 use crate::store::sql_terms;
 use crate::store::*;
 
@@ -148,7 +148,7 @@ async fn write_batch(
         }
     }
     let ev = EventArrays::new(&all_events);
-    let rows = sqlx::query(AssertSqlSafe(format!(
+    let q = sqlx::query(AssertSqlSafe(format!(
         "WITH c AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int4[], $5::jsonb[], \
                 $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::int8[], \
                 $12::int8[], $22::uuid[], $23::int8[]) \
@@ -192,18 +192,12 @@ async fn write_batch(
     .bind(&counts)
     .bind(&leases)
     .bind(&ev_runs)
-    .bind(&ev_ords)
-    .bind(&ev.kinds)
-    .bind(&ev.steps)
-    .bind(&ev.attempts)
-    .bind(&ev.states)
-    .bind(&ev.messages)
-    .bind(&ev.actors)
-    .bind(&ev.ats)
-    .bind(&cids)
-    .bind(&expected)
-    .fetch_all(&mut *conn)
-    .await?;
+    .bind(&ev_ords);
+    let rows = bind_events(q, &ev)
+        .bind(&cids)
+        .bind(&expected)
+        .fetch_all(&mut *conn)
+        .await?;
     let mut applied = HashMap::with_capacity(rows.len());
     for row in &rows {
         let id: Uuid = row.try_get("id")?;
