@@ -206,6 +206,8 @@ pub async fn count_rows(pool: &PgPool) -> (i64, i64) {
 pub struct DevProcess {
     pub child: std::process::Child,
     pub server: String,
+    /// The HTTP address, `http://host:port`.
+    pub http: String,
     pub dir: tempfile::TempDir,
 }
 
@@ -250,17 +252,30 @@ impl DevProcess {
                 .lines()
                 .map_while(Result::ok)
             {
-                if let Some(addr) = line.trim().strip_prefix("gRPC") {
-                    let _ = tx.send(addr.trim().to_owned());
+                let line = line.trim();
+                if let Some(addr) = line.strip_prefix("gRPC") {
+                    let _ = tx.send((true, addr.trim().to_owned()));
+                } else if let Some(rest) = line.strip_prefix("HTTP") {
+                    let url = rest.split_whitespace().next().unwrap_or_default();
+                    let _ = tx.send((false, url.to_owned()));
                 }
             }
         });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("sagaflow dev printed its gRPC address");
+        let (mut grpc, mut http) = (None, None);
+        while grpc.is_none() || http.is_none() {
+            let (is_grpc, addr) = rx
+                .recv_timeout(Duration::from_secs(60))
+                .expect("sagaflow dev printed its gRPC and HTTP addresses");
+            if is_grpc {
+                grpc = Some(addr);
+            } else {
+                http = Some(addr);
+            }
+        }
         Self {
             child,
-            server: format!("http://{addr}"),
+            server: format!("http://{}", grpc.unwrap()),
+            http: http.unwrap(),
             dir,
         }
     }

@@ -155,10 +155,22 @@ fn operation(route: &Route, method: &prost_reflect::MethodDescriptor, s: &mut Sc
                 "description": "Resume after this event's sequence number",
                 "schema": {"type": "string", "pattern": "^[0-9]{1,19}$"},
             }));
-            s.message(&output);
+            let event = s.message(&output);
             responses.insert("200".into(), json!({
-                "description": format!("Server-Sent Events: one {} JSON per data: line, id: its sequence", output.name()),
-                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                "description": format!("Server-Sent Events: one {} JSON per data: line, id: its sequence; a failure is one `event: error` with the Error JSON, and the end", output.name()),
+                "content": {"text/event-stream": {"schema": {
+                    "type": "object",
+                    "description": "One event of the stream",
+                    "properties": {
+                        "id": {"type": "string", "pattern": "^[0-9]+$"},
+                        "event": {"type": "string", "enum": ["message", "error"]},
+                        "data": {
+                            "type": "string",
+                            "contentMediaType": "application/json",
+                            "contentSchema": {"anyOf": [event, {"$ref": "#/components/schemas/Error"}]},
+                        },
+                    },
+                }}},
             }));
         }
         Call::Unary(_) => {
