@@ -193,6 +193,58 @@ fn cli_skips_a_failed_step_with_its_output_and_the_run_completes() {
     );
 }
 
+#[test]
+fn cli_shows_a_waiting_run_and_signals_it() {
+    let dev = DevProcess::start();
+    let started = dev.json("dev-crm", &["workflow", "start", "demo_wait"]);
+    let id = started["workflow"]["id"].as_str().unwrap().to_owned();
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let w = dev.json("dev-crm", &["workflow", "get", &id]);
+        if w["steps"][1]["state"] == "WAITING" {
+            assert_eq!(w["steps"][1]["waiting_for"], "approve");
+            assert!(w["steps"][1]["wake_at"].is_string(), "{w}");
+            break;
+        }
+        assert!(std::time::Instant::now() < end, "never waited: {w}");
+        std::thread::sleep(std::time::Duration::from_millis(50)); // poll interval
+    }
+    let (code, table, err) = dev.cli("dev-crm", &["workflow", "get", &id]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        table.contains("waiting:   approve for signal approve until "),
+        "{table}"
+    );
+
+    let answer = dev.json(
+        "dev-crm",
+        &[
+            "workflow",
+            "signal",
+            &id,
+            "approve",
+            "--payload",
+            r#"{"by": "cli"}"#,
+            "--key",
+            "k1",
+        ],
+    );
+    assert_eq!(answer["delivered"], true, "{answer}");
+    let done = dev.wait_state(&id, "COMPLETED");
+    assert_eq!(done["context"]["approval"]["by"], "cli");
+    let (code, _, err) = dev.cli(
+        "dev-crm",
+        &["workflow", "signal", &id, "approve", "--payload", "[1]"],
+    );
+    assert_eq!(
+        code, 2,
+        "a payload that is not an object is a usage error: {err}"
+    );
+    let (code, _, err) = dev.cli("dev-crm", &["workflow", "signal", &id, "approve"]);
+    assert_eq!(code, 1, "a finished run refuses signals: {err}");
+    assert!(err.contains("COMPLETED"), "{err}");
+}
+
 /// A default schedules' file that does not check stops the start, naming
 /// the file, the entry and the field.
 #[test]

@@ -1,5 +1,5 @@
 //! The RPCs of the published contract this server does not carry out yet
-//! (signals, rewind, bulk operations, pool administration, reservations):
+//! (rewind, bulk operations, pool administration, reservations):
 //! each checks the caller's token and role first, then answers
 //! UNIMPLEMENTED with a message naming the RPC, and writes nothing.
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
@@ -19,13 +19,6 @@ async fn rpcs_not_built_yet_answer_unimplemented_after_auth(pool: sqlx::PgPool) 
     let mut answers = Vec::new();
     for token in ["", "admin-a"] {
         let c = &mut t.client;
-        answers.push((
-            "SignalWorkflow",
-            token,
-            c.signal_workflow(req(pb::SignalWorkflowRequest::default(), token))
-                .await
-                .map(|_| ()),
-        ));
         answers.push((
             "RewindWorkflow",
             token,

@@ -65,6 +65,15 @@ pub enum StepError {
     Retryable { kind: String, message: String },
     #[error("{kind}: {message}")]
     Fatal { kind: String, message: String },
+    /// Not a failure: what the step waits for has not happened yet (the ONU
+    /// has not ranged). The step waits durably and the handler is called
+    /// again after `retry_after`, within the step's `wait_timeout_ms`; no
+    /// attempt is counted.
+    #[error("not_ready: {message}")]
+    NotReady {
+        retry_after: std::time::Duration,
+        message: String,
+    },
 }
 
 impl StepError {
@@ -80,9 +89,17 @@ impl StepError {
             message: message.into(),
         }
     }
+    /// "Not ready yet, look again after `retry_after`" (see [`StepError::NotReady`]).
+    pub fn not_ready(retry_after: std::time::Duration, message: impl Into<String>) -> Self {
+        StepError::NotReady {
+            retry_after,
+            message: message.into(),
+        }
+    }
     pub fn kind(&self) -> &str {
         match self {
             StepError::Retryable { kind, .. } | StepError::Fatal { kind, .. } => kind,
+            StepError::NotReady { .. } => "not_ready",
         }
     }
     pub fn is_retryable(&self) -> bool {

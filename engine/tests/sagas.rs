@@ -823,6 +823,7 @@ async fn stale_lease_holder_writes_nothing(store: Arc<dyn Store>) {
         keep_lease: None,
         finished_at: Some(now),
         release_concurrency_key: true,
+        take_signal: None,
     };
     // A's lease expires by the database's clock (the test polls until the
     // stored expiry has passed on this machine's clock, which is the

@@ -59,6 +59,8 @@ pub fn workflow_json(w: &pb::Workflow) -> Value {
             "started_at": ts(&s.started_at),
             "finished_at": ts(&s.finished_at),
             "next_attempt_at": ts(&s.next_attempt_at),
+            "waiting_for": s.waiting_for,
+            "wake_at": ts(&s.wake_at),
             "handler": s.handler,
             "compensation_handler": s.compensation_handler,
         })).collect::<Vec<_>>(),
@@ -102,6 +104,13 @@ pub(crate) fn print_workflow(w: &pb::Workflow, out: Output) {
     if !w.current_step.is_empty() {
         println!("step:      {}", w.current_step);
     }
+    if let Some(s) = w
+        .steps
+        .iter()
+        .find(|s| s.state == pb::StepState::Waiting as i32)
+    {
+        println!("waiting:   {}", waiting_text(s));
+    }
     if !w.error.is_empty() {
         println!("error:     {}", w.error);
     }
@@ -125,6 +134,19 @@ pub(crate) fn print_workflow(w: &pb::Workflow, out: Output) {
                 s.last_error
             );
         }
+    }
+}
+
+/// What a WAITING step waits for and until when, in words.
+pub(crate) fn waiting_text(s: &pb::Step) -> String {
+    let what = if s.waiting_for.is_empty() {
+        format!("{} (timer or not ready yet)", s.name)
+    } else {
+        format!("{} for signal {}", s.name, s.waiting_for)
+    };
+    match s.wake_at {
+        Some(_) => format!("{what} until {}", ts_str(&s.wake_at)),
+        None => format!("{what}, no timeout"),
     }
 }
 

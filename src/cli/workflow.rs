@@ -71,6 +71,19 @@ pub enum WorkflowCommand {
         #[arg(long, default_value = "")]
         reason: String,
     },
+    /// Deliver a named signal to a run: the step waiting for it takes the
+    /// payload; a signal no step waits for yet is kept until one does.
+    Signal {
+        id: String,
+        /// The signal's name, e.g. approve or cpe_inform.
+        name: String,
+        /// The payload: a JSON object, or @file.
+        #[arg(long, default_value = "{}")]
+        payload: String,
+        /// Idempotency key: a repeat with the same key changes nothing.
+        #[arg(long, default_value = "")]
+        key: String,
+    },
     /// Stop a PENDING, RUNNING or FAILED run (compensating by default), or
     /// end a COMPENSATION_FAILED one with --no-compensate.
     Cancel {
@@ -246,6 +259,35 @@ pub async fn workflow(
                 reason,
             });
             print_workflow(&c.inner.cancel_workflow(r).await?.into_inner(), out);
+        }
+        WorkflowCommand::Signal {
+            id,
+            name,
+            payload,
+            key,
+        } => {
+            let payload = Some(json_object(&payload, "--payload")?);
+            let r = c.req(pb::SignalWorkflowRequest {
+                id,
+                signal_name: name,
+                payload,
+                idempotency_key: key,
+            });
+            let answer = c.inner.signal_workflow(r).await?.into_inner();
+            let w = answer.workflow.unwrap_or_default();
+            if out == Output::Json {
+                print_json(&json!({"delivered": answer.delivered, "workflow": workflow_json(&w)}));
+            } else {
+                println!(
+                    "{}",
+                    if answer.delivered {
+                        "delivered: the waiting step took it"
+                    } else {
+                        "kept: no step waits for it yet"
+                    }
+                );
+                print_workflow(&w, out);
+            }
         }
         WorkflowCommand::Resolve { id, reason } => {
             let r = c.req(pb::CancelWorkflowRequest {

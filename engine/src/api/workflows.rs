@@ -16,7 +16,7 @@ use super::{ApiOptions, check_text, convert, run_id};
 use crate::Engine;
 use crate::ids::RunId;
 use crate::run::OperatorAction;
-use crate::runtime::engine::StartRequest;
+use crate::runtime::engine::{SignalRequest, StartRequest};
 use crate::store::{RunFilter, RunRecord};
 
 /// The WorkflowService implementation.
@@ -406,8 +406,35 @@ impl WorkflowService for WorkflowApi {
         &self,
         request: Request<pb::SignalWorkflowRequest>,
     ) -> Result<Response<pb::SignalWorkflowResponse>, Status> {
-        self.principal(&request, Role::Crm)?;
-        Err(convert::not_yet("SignalWorkflow"))
+        let p = self.principal(&request, Role::Crm)?;
+        let r = request.into_inner();
+        let id = run_id("id", &r.id)?;
+        check_text("signal_name", &r.signal_name, 100)?;
+        if r.signal_name.is_empty() {
+            return Err(Status::invalid_argument(
+                "signal_name is required, e.g. \"cpe_inform\"",
+            ));
+        }
+        check_text("idempotency_key", &r.idempotency_key, 256)?;
+        let payload = self
+            .payload("payload", r.payload.as_ref())?
+            .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
+        let done = self
+            .engine
+            .signal(SignalRequest {
+                tenant_id: p.tenant.clone(),
+                run_id: id,
+                name: r.signal_name,
+                payload,
+                idempotency_key: r.idempotency_key,
+                actor: p.name.clone(),
+            })
+            .await
+            .map_err(convert::status)?;
+        Ok(Response::new(pb::SignalWorkflowResponse {
+            workflow: Some(self.to_proto(&done.run).await?),
+            delivered: done.delivered,
+        }))
     }
 
     async fn rewind_workflow(

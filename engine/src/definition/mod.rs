@@ -8,6 +8,7 @@
 //! `model` holds the data, `parse` reads a file, `validate` checks it,
 //! `registry` holds what was loaded.
 
+mod kinds;
 pub mod model;
 mod parse;
 pub mod registry;

@@ -21,6 +21,10 @@ pub struct WorkflowDefinition {
     pub on_failure: OnFailure,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<ConcurrencySpec>,
+    /// How long a run may take from its start; past it the run fails (and
+    /// compensates or pauses per `on_failure`). None: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u64>,
     /// A JSON Schema the input must satisfy.
     #[serde(default = "empty_object")]
     pub input_schema: Value,
@@ -99,6 +103,12 @@ pub enum ConcurrencyPolicy {
 #[serde(deny_unknown_fields)]
 pub struct StepDefinition {
     pub name: String,
+    /// What the step does: call a handler (the default), sleep, or wait
+    /// for a signal.
+    #[serde(default, skip_serializing_if = "StepKind::is_task")]
+    pub kind: StepKind,
+    /// The handler of a task step; empty for sleep and signal steps.
+    #[serde(default)]
     pub handler: String,
     /// The handler that undoes this step; none: nothing to undo.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -116,6 +126,24 @@ pub struct StepDefinition {
     pub compensation_retry: Option<RetryPolicy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// Sleep: how long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// Sleep: a JSON pointer into the context holding the RFC 3339 time to
+    /// sleep until.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    /// Signal: the name of the signal the step waits for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    /// Signal: where the payload goes in the context (`/key`); default:
+    /// under the signal's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_path: Option<String>,
+    /// Signal: how long the step waits before it fails; task: how long it
+    /// may keep answering "not ready yet". None: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_timeout_ms: Option<u64>,
 }
 
 impl StepDefinition {
@@ -139,6 +167,37 @@ impl StepDefinition {
         std::time::Duration::from_millis(self.timeout_ms.unwrap_or(30_000))
     }
 }
+
+/// What a step does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    /// Calls its handler (which may answer "not ready yet").
+    #[default]
+    Task,
+    /// A durable timer.
+    Sleep,
+    /// Waits for a named signal.
+    Signal,
+}
+
+impl StepKind {
+    pub fn is_task(&self) -> bool {
+        *self == StepKind::Task
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepKind::Task => "task",
+            StepKind::Sleep => "sleep",
+            StepKind::Signal => "signal",
+        }
+    }
+}
+
+/// The longest wait a definition may declare (a sleep, a wait timeout or a
+/// run deadline): 366 days.
+pub const MAX_WAIT_MS: u64 = 366 * 24 * 3600 * 1000;
 
 /// A condition on the run's context: `path` is a JSON pointer. With `equals`
 /// the value must equal it; with `not_equals` it must not; with `exists` it

@@ -139,3 +139,113 @@ fn conditions() {
     };
     assert!(ex.holds(&ctx));
 }
+
+#[test]
+fn waiting_steps_load_and_keep_old_snapshots_unchanged() {
+    let text = r#"
+name = "waits"
+version = 1
+deadline_ms = 60000
+[[steps]]
+name = "nap"
+kind = "sleep"
+duration_ms = 1000
+[[steps]]
+name = "approve"
+kind = "signal"
+signal = "approve"
+output_path = "/approval"
+wait_timeout_ms = 5000
+[[steps]]
+name = "poll"
+handler = "a.do"
+wait_timeout_ms = 5000
+"#;
+    let mut defs = Definitions::default();
+    let loaded = defs
+        .add(parse(text, "w.toml").unwrap(), "w.toml", &registry())
+        .unwrap();
+    let d = &loaded.definition;
+    assert_eq!(d.deadline_ms, Some(60000));
+    assert_eq!(d.steps[0].kind, StepKind::Sleep);
+    assert_eq!(d.steps[1].signal.as_deref(), Some("approve"));
+    assert_eq!(d.steps[2].kind, StepKind::Task);
+    // A task's snapshot names no kind and no wait keys: definitions written
+    // before steps could wait keep their snapshot id.
+    let good = parse(GOOD, "demo.toml").unwrap();
+    let snap = LoadedDefinition::new(good, "demo.toml").snapshot;
+    let text = snap.to_string();
+    for key in ["kind", "deadline_ms", "wait_timeout_ms", "signal", "until"] {
+        assert!(!text.contains(&format!("\"{key}\"")), "{key} in {text}");
+    }
+}
+
+#[test]
+fn waiting_steps_are_checked_by_kind() {
+    let head = "name = \"w\"\nversion = 1\n[[steps]]\nname = \"s\"\n";
+    let cases = [
+        ("kind = \"task\"", "a task step needs a handler"),
+        (
+            "kind = \"sleep\"",
+            "a sleep step takes exactly one of duration_ms and until",
+        ),
+        (
+            "kind = \"sleep\"\nduration_ms = 5\nuntil = \"/t\"",
+            "a sleep step takes exactly one of duration_ms and until",
+        ),
+        (
+            "kind = \"sleep\"\nduration_ms = 0",
+            "duration_ms = 0 must be between 1 and",
+        ),
+        (
+            "kind = \"sleep\"\nuntil = \"t\"",
+            "until \"t\" must be a JSON pointer",
+        ),
+        (
+            "kind = \"sleep\"\nhandler = \"a.do\"\nduration_ms = 5",
+            "handler does not apply to a sleep step",
+        ),
+        (
+            "kind = \"signal\"",
+            "a signal step needs signal = \"<name>\"",
+        ),
+        (
+            "kind = \"signal\"\nsignal = \"Go!\"",
+            "signal \"Go!\" must be lowercase",
+        ),
+        (
+            "kind = \"signal\"\nsignal = \"go\"\noutput_path = \"/a/b\"",
+            "output_path \"/a/b\" must name one top-level key",
+        ),
+        (
+            "kind = \"signal\"\nsignal = \"go\"\nduration_ms = 5",
+            "duration_ms does not apply to a signal step",
+        ),
+        (
+            "handler = \"a.do\"\nsignal = \"go\"",
+            "signal does not apply to a task step",
+        ),
+        (
+            "handler = \"a.do\"\nwait_timeout_ms = 99999999999999",
+            "wait_timeout_ms = 99999999999999 must be between",
+        ),
+        (
+            "kind = \"wait\"\nhandler = \"a.do\"",
+            "not a valid workflow definition",
+        ),
+    ];
+    for (step, want) in cases {
+        let e = refused(&format!("{head}{step}\n"));
+        assert!(e.to_string().contains(want), "{step:?}: {e}");
+        if !want.starts_with("not a valid") {
+            assert!(e.to_string().starts_with("w.toml: step \"s\": "), "{e}");
+        }
+    }
+    let e = refused(
+        "name = \"w\"\nversion = 1\ndeadline_ms = 0\n[[steps]]\nname = \"s\"\nhandler = \"a.do\"\n",
+    );
+    assert!(
+        e.to_string().contains("deadline_ms = 0 must be between"),
+        "{e}"
+    );
+}

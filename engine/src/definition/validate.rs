@@ -74,6 +74,9 @@ pub fn validate(
     if def.defaults.timeout_ms == 0 {
         return err(None, "defaults.timeout_ms must be more than 0".into());
     }
+    if let Err(m) = super::kinds::check_deadline(def) {
+        return err(None, m);
+    }
     if def.steps.is_empty() {
         return err(None, "a workflow needs at least one [[steps]] entry".into());
     }
@@ -93,8 +96,11 @@ pub fn validate(
                 "duplicate step name: every step of a workflow needs its own name".into(),
             );
         }
+        if let Err(m) = super::kinds::check_step(s) {
+            return err(name, m);
+        }
         for (what, h) in [
-            ("handler", Some(&s.handler)),
+            ("handler", Some(&s.handler).filter(|h| !h.is_empty())),
             ("compensation", s.compensation.as_ref()),
         ] {
             if let Some(h) = h

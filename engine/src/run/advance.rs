@@ -10,8 +10,9 @@ use serde_json::Value;
 use super::model::{EventKind, NewEvent, RunRecord};
 use super::record::{Recorder, any_handler, merge_into, run_to, step_to};
 use super::state::{Action, InvalidTransition, Next, RunEvent, RunState, StepEvent, StepState};
+use super::wait::{self, Signal, SignalTaken, WaitState};
 use super::{attempt, cancel, compensation};
-use crate::definition::WorkflowDefinition;
+use crate::definition::{StepKind, WorkflowDefinition};
 use crate::handler::{CallKind, StepError, StepOutput};
 
 /// The outcome of one attempt.
@@ -36,6 +37,12 @@ pub struct Advance {
     /// nothing was started (`next` is a wait until now) and the run is left
     /// for an engine that has it.
     pub unknown_handler: Option<String>,
+    /// A step took this signal: the checkpoint marks it consumed.
+    pub consumed_signal: Option<SignalTaken>,
+    /// The run stopped on a WAITING step (it holds nothing until it wakes).
+    pub waiting: bool,
+    /// The signal the run's waiting step waits for, if any.
+    pub waiting_for: Option<String>,
 }
 
 /// Applies `outcome` (if any) to the run, then moves it forward as far as it
@@ -69,6 +76,23 @@ pub fn advance_with_handlers(
     known: &dyn Fn(&str) -> bool,
     rand: &mut dyn FnMut() -> f64,
 ) -> Result<Advance, InvalidTransition> {
+    advance_with_signals(run, def, outcome, now, may_start, known, &[], rand)
+}
+
+/// [`advance_with_handlers`] knowing the run's signals not yet taken
+/// (oldest first): a signal step reached or woken takes the first of its
+/// name, named in [`Advance::consumed_signal`].
+#[allow(clippy::too_many_arguments)]
+pub fn advance_with_signals(
+    run: &mut RunRecord,
+    def: &WorkflowDefinition,
+    outcome: Option<Outcome>,
+    now: DateTime<Utc>,
+    may_start: bool,
+    known: &dyn Fn(&str) -> bool,
+    signals: &[Signal],
+    rand: &mut dyn FnMut() -> f64,
+) -> Result<Advance, InvalidTransition> {
     let mut rec = Recorder {
         now,
         actor: "engine",
@@ -76,22 +100,47 @@ pub fn advance_with_handlers(
         may_start,
         known,
         unknown: None,
+        wait: WaitState {
+            signals,
+            ..WaitState::default()
+        },
     };
     let mut context_changed = false;
     if let Some(o) = outcome {
         context_changed = apply_outcome(run, def, o, &mut rec, rand)?;
     }
-    let next = drive(run, def, &mut rec)?;
+    let mut next = drive(run, def, &mut rec, rand)?;
     let finished = run.state.is_terminal();
     if finished && run.finished_at.is_none() {
         run.finished_at = Some(now);
     }
+    let waiting_step = (run.state == RunState::Running)
+        .then(|| run.steps.get(run.cursor as usize))
+        .flatten()
+        .filter(|s| s.state == StepState::Waiting);
+    let waiting = waiting_step.is_some();
+    let waiting_for = waiting_step
+        .and_then(|_| def.steps.get(run.cursor as usize))
+        .and_then(|sd| sd.signal.clone());
+    // A run going forward is looked at again by its deadline at the latest.
+    if run.state == RunState::Running
+        && let Some(d) = wait::deadline(run, def)
+    {
+        next = match next {
+            Next::Wait(at) => Next::Wait(at.min(d)),
+            Next::Stop if waiting => Next::Wait(d),
+            other => other,
+        };
+    }
     Ok(Advance {
         next,
         events: rec.events,
-        context_changed,
+        context_changed: context_changed || rec.wait.context_changed,
         finished,
         unknown_handler: rec.unknown,
+        consumed_signal: rec.wait.consumed,
+        waiting,
+        waiting_for,
     })
 }
 
@@ -108,6 +157,22 @@ fn apply_outcome(
     };
     let name = sd.name.as_str();
     match (o.kind, o.result) {
+        (
+            CallKind::Forward,
+            Err(StepError::NotReady {
+                retry_after,
+                message,
+            }),
+        ) => {
+            wait::not_ready(run, def, o.step, retry_after, message, rec, rand)?;
+            Ok(false)
+        }
+        (CallKind::Compensate, Err(StepError::NotReady { message, .. })) => {
+            // A compensation does not wait: "not ready" is a failed attempt.
+            let e = StepError::retryable("not_ready", message);
+            attempt::failed_attempt(run, def, o.step, CallKind::Compensate, e, rec, rand)?;
+            Ok(false)
+        }
         (CallKind::Forward, Ok(output)) => {
             let step = &mut run.steps[o.step];
             step_to(step, StepEvent::Succeed)?;
@@ -154,26 +219,11 @@ pub(super) fn give_up_forward(
     step.next_attempt_at = None;
     if sd.required {
         step_to(step, StepEvent::Fail)?;
-        run.error = Some(format!(
+        let error = format!(
             "step {} failed after {attempt} attempt(s): {message}",
             sd.name
-        ));
-        match run_to(run, RunEvent::RequiredStepGaveUp(def.on_failure))? {
-            Action::AwaitOperator => rec.push(
-                run,
-                EventKind::RunFailed,
-                Some(&sd.name),
-                attempt,
-                run.error.clone(),
-            ),
-            _ => rec.push(
-                run,
-                EventKind::CompensationStarted,
-                None,
-                0,
-                run.error.clone(),
-            ),
-        }
+        );
+        fail_run(run, def, Some(&sd.name), attempt, error, rec)?;
     } else {
         step_to(step, StepEvent::FailNonBlocking)?;
         run.cursor = run.cursor.max(idx as u32 + 1);
@@ -189,12 +239,39 @@ pub(super) fn give_up_forward(
     Ok(())
 }
 
+/// The run fails as a required step giving up does: `error` recorded,
+/// then compensation or a pause for an operator, per `on_failure`.
+pub(super) fn fail_run(
+    run: &mut RunRecord,
+    def: &WorkflowDefinition,
+    step: Option<&str>,
+    attempt: u32,
+    error: String,
+    rec: &mut Recorder<'_>,
+) -> Result<(), InvalidTransition> {
+    run.error = Some(error);
+    match run_to(run, RunEvent::RequiredStepGaveUp(def.on_failure))? {
+        Action::AwaitOperator => {
+            rec.push(run, EventKind::RunFailed, step, attempt, run.error.clone())
+        }
+        _ => rec.push(
+            run,
+            EventKind::CompensationStarted,
+            None,
+            0,
+            run.error.clone(),
+        ),
+    }
+    Ok(())
+}
+
 /// Moves the run forward until a handler must be called, a wait begins or
 /// the run stops.
 fn drive(
     run: &mut RunRecord,
     def: &WorkflowDefinition,
     rec: &mut Recorder<'_>,
+    rand: &mut dyn FnMut() -> f64,
 ) -> Result<Next, InvalidTransition> {
     if let Some(next) = cancel::carry_out_request(run, def, rec)? {
         return Ok(next);
@@ -202,9 +279,9 @@ fn drive(
     match run.state {
         RunState::Pending => {
             run_to(run, RunEvent::Begin)?;
-            drive_forward(run, def, rec)
+            drive_forward(run, def, rec, rand)
         }
-        RunState::Running => drive_forward(run, def, rec),
+        RunState::Running => drive_forward(run, def, rec, rand),
         RunState::Compensating => compensation::drive_compensation(run, def, rec),
         _ => Ok(Next::Stop),
     }
@@ -214,8 +291,12 @@ fn drive_forward(
     run: &mut RunRecord,
     def: &WorkflowDefinition,
     rec: &mut Recorder<'_>,
+    rand: &mut dyn FnMut() -> f64,
 ) -> Result<Next, InvalidTransition> {
     let now = rec.now;
+    if wait::deadline_passed(run, def, rec)? {
+        return drive(run, def, rec, rand);
+    }
     while (run.cursor as usize) < def.steps.len() {
         let idx = run.cursor as usize;
         let sd = &def.steps[idx];
@@ -248,6 +329,13 @@ fn drive_forward(
                 {
                     return Ok(Next::Wait(at));
                 }
+                if sd.kind != StepKind::Task {
+                    match wait::begin(run, def, idx, rec, rand)? {
+                        Some(next) => return Ok(next),
+                        None if run.state == RunState::Running => continue,
+                        None => return drive(run, def, rec, rand),
+                    }
+                }
                 if !rec.can_call(Some(&sd.handler)) {
                     return Ok(Next::Wait(now));
                 }
@@ -260,10 +348,15 @@ fn drive_forward(
                 // The previous attempt never reported: the engine crashed or
                 // lost the lease.
                 if !attempt::interrupted_attempt(run, def, idx, CallKind::Forward, rec)? {
-                    return drive(run, def, rec);
+                    return drive(run, def, rec, rand);
                 }
                 return start_forward(run, def, idx, rec);
             }
+            StepState::Waiting => match wait::look(run, def, idx, rec, rand)? {
+                Some(next) => return Ok(next),
+                None if run.state == RunState::Running => continue,
+                None => return drive(run, def, rec, rand),
+            },
             // FAILED steps only exist in FAILED runs, which are not driven.
             _ => return Ok(Next::Stop),
         }
@@ -287,6 +380,7 @@ fn start_forward(
     step_to(step, StepEvent::Start)?;
     step.attempts += 1;
     step.next_attempt_at = None;
+    step.wait_until = None;
     step.started_at.get_or_insert(rec.now);
     let attempt = step.attempts;
     rec.push(

@@ -28,6 +28,7 @@ pub fn withdraw_attempt(
         may_start: false,
         known: &any_handler,
         unknown: None,
+        wait: Default::default(),
     };
     rec.push(
         run,
@@ -54,6 +55,7 @@ pub(super) fn carry_out_request(
         .cancel_request
         .filter(|_| run.state.carries_out_cancel())
     {
+        super::wait::withdraw_waits(run, def, "the run is being cancelled", rec)?;
         // An attempt left unfinished by a crash is over. It did not
         // succeed, but it may have had its effect: it is compensated too.
         for i in 0..run.steps.len() {

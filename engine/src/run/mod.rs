@@ -12,9 +12,11 @@ pub mod operator;
 mod record;
 pub mod start;
 pub mod state;
+pub mod wait;
 
-pub use advance::{Advance, Outcome, advance, advance_with_handlers};
+pub use advance::{Advance, Outcome, advance, advance_with_handlers, advance_with_signals};
 pub use cancel::withdraw_attempt;
 pub use operator::{ActionError, OperatorAction, OperatorChange, operate};
 pub use record::merge_into;
 pub use state::{Action, Next};
+pub use wait::Signal;

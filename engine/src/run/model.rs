@@ -49,6 +49,13 @@ pub struct StepRecord {
     /// it never succeeded.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub effect_uncertain: bool,
+    /// A WAITING step: when it is looked at again (its timer, its handler's
+    /// "ready" time, or its timeout); none: only a signal wakes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wake_at: Option<DateTime<Utc>>,
+    /// When the current wait times out; none: it never does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_until: Option<DateTime<Utc>>,
 }
 
 impl StepRecord {
@@ -64,6 +71,8 @@ impl StepRecord {
             finished_at: None,
             next_attempt_at: None,
             effect_uncertain: false,
+            wake_at: None,
+            wait_until: None,
         }
     }
 }
@@ -162,10 +171,20 @@ pub enum EventKind {
     /// Queued behind its concurrency key past the workflow's
     /// `queue_ttl_ms`: ended CANCELLED without running anything.
     RunQueueExpired,
+    /// A signal was delivered to the run (kept until a step takes it).
+    SignalReceived,
+    /// A step began to wait: a timer, a signal, or a handler's "not ready".
+    StepWaiting,
+    /// A waiting step was woken by its timer or its signal, or is polled again.
+    StepWoken,
+    /// A waiting step's timeout passed.
+    WaitTimedOut,
+    /// The run's deadline passed before it finished.
+    RunDeadlineExceeded,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 25] = [
+    pub const ALL: [EventKind; 30] = [
         EventKind::RunStarted,
         EventKind::RunQueued,
         EventKind::StepStarted,
@@ -191,6 +210,11 @@ impl EventKind {
         EventKind::RunCancelled,
         EventKind::RunTerminated,
         EventKind::RunQueueExpired,
+        EventKind::SignalReceived,
+        EventKind::StepWaiting,
+        EventKind::StepWoken,
+        EventKind::WaitTimedOut,
+        EventKind::RunDeadlineExceeded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -220,6 +244,11 @@ impl EventKind {
             EventKind::RunCancelled => "run_cancelled",
             EventKind::RunTerminated => "run_terminated",
             EventKind::RunQueueExpired => "run_queue_expired",
+            EventKind::SignalReceived => "signal_received",
+            EventKind::StepWaiting => "step_waiting",
+            EventKind::StepWoken => "step_woken",
+            EventKind::WaitTimedOut => "wait_timed_out",
+            EventKind::RunDeadlineExceeded => "run_deadline_exceeded",
         }
     }
 }

@@ -74,6 +74,7 @@ pub fn operate(
         may_start: false,
         known: &any_handler,
         unknown: None,
+        wait: Default::default(),
     };
     let reason = (!reason.is_empty()).then(|| reason.to_owned());
     let refuse = |run: &RunRecord, what: &str| {
@@ -290,6 +291,7 @@ pub fn operate(
                             may_start: false,
                             known: &any_handler,
                             unknown: None,
+                            wait: Default::default(),
                         };
                         r.push(
                             run,

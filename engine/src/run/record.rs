@@ -18,6 +18,8 @@ pub(crate) struct Recorder<'a> {
     pub(crate) known: &'a dyn Fn(&str) -> bool,
     /// The handler the next attempt needs but this engine does not have.
     pub(crate) unknown: Option<String>,
+    /// The run's signals, and what the waits of this change decided.
+    pub(crate) wait: super::wait::WaitState<'a>,
 }
 
 pub(crate) fn any_handler(_: &str) -> bool {

@@ -296,10 +296,13 @@ pub enum StepState {
     Compensating,
     Compensated,
     CompensationFailed,
+    /// Waiting for its timer, its signal or its handler's "ready" time:
+    /// held by no executor.
+    Waiting,
 }
 
 impl StepState {
-    pub const ALL: [StepState; 9] = [
+    pub const ALL: [StepState; 10] = [
         StepState::Pending,
         StepState::Running,
         StepState::Succeeded,
@@ -309,6 +312,7 @@ impl StepState {
         StepState::Compensating,
         StepState::Compensated,
         StepState::CompensationFailed,
+        StepState::Waiting,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -322,6 +326,7 @@ impl StepState {
             StepState::Compensating => "COMPENSATING",
             StepState::Compensated => "COMPENSATED",
             StepState::CompensationFailed => "COMPENSATION_FAILED",
+            StepState::Waiting => "WAITING",
         }
     }
 
@@ -339,15 +344,19 @@ impl StepState {
         let to = match (self, event) {
             // Running -> Running: an attempt interrupted by a crash or a lost
             // lease is followed by a new attempt.
-            (S::Pending | S::Running, E::Start) => S::Running,
-            (S::Running, E::Succeed) => S::Succeeded,
-            (S::Running, E::ScheduleRetry | E::Withdraw) => S::Pending,
-            (S::Running, E::Fail) => S::Failed,
-            (S::Running, E::FailNonBlocking) => S::FailedNonBlocking,
+            // Waiting -> Running: a handler that answered "not ready yet" is
+            // called again.
+            (S::Pending | S::Running | S::Waiting, E::Start) => S::Running,
+            (S::Pending | S::Running, E::Wait) => S::Waiting,
+            (S::Running | S::Waiting, E::Succeed) => S::Succeeded,
+            (S::Running | S::Waiting, E::ScheduleRetry | E::Withdraw) => S::Pending,
+            (S::Running | S::Waiting, E::Fail) => S::Failed,
+            (S::Running | S::Waiting, E::FailNonBlocking) => S::FailedNonBlocking,
             (S::Pending | S::Failed, E::Skip) => S::Skipped,
             (
                 S::Pending
                 | S::Running
+                | S::Waiting
                 | S::Succeeded
                 | S::Failed
                 | S::FailedNonBlocking
@@ -387,6 +396,8 @@ impl fmt::Display for StepState {
 pub enum StepEvent {
     /// An attempt starts.
     Start,
+    /// The step starts waiting (a timer, a signal, a "not ready yet").
+    Wait,
     Succeed,
     ScheduleRetry,
     Fail,
@@ -405,8 +416,9 @@ pub enum StepEvent {
 }
 
 impl StepEvent {
-    pub const ALL: [StepEvent; 12] = [
+    pub const ALL: [StepEvent; 13] = [
         StepEvent::Start,
+        StepEvent::Wait,
         StepEvent::Withdraw,
         StepEvent::Succeed,
         StepEvent::ScheduleRetry,
@@ -526,15 +538,17 @@ mod tests {
         use StepState as T;
         let expected = |from: StepState, event: StepEvent| -> Option<StepState> {
             Some(match (from, event) {
-                (T::Pending | T::Running, SE::Start) => T::Running,
-                (T::Running, SE::Succeed) => T::Succeeded,
-                (T::Running, SE::ScheduleRetry | SE::Withdraw) => T::Pending,
-                (T::Running, SE::Fail) => T::Failed,
-                (T::Running, SE::FailNonBlocking) => T::FailedNonBlocking,
+                (T::Pending | T::Running | T::Waiting, SE::Start) => T::Running,
+                (T::Pending | T::Running, SE::Wait) => T::Waiting,
+                (T::Running | T::Waiting, SE::Succeed) => T::Succeeded,
+                (T::Running | T::Waiting, SE::ScheduleRetry | SE::Withdraw) => T::Pending,
+                (T::Running | T::Waiting, SE::Fail) => T::Failed,
+                (T::Running | T::Waiting, SE::FailNonBlocking) => T::FailedNonBlocking,
                 (T::Pending | T::Failed, SE::Skip) => T::Skipped,
                 (
                     T::Pending
                     | T::Running
+                    | T::Waiting
                     | T::Succeeded
                     | T::Failed
                     | T::FailedNonBlocking

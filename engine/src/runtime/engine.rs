@@ -20,6 +20,7 @@ use crate::store::{
 };
 
 pub(crate) use super::shared::Shared;
+pub use super::signal::{SignalRequest, Signalled};
 
 /// A request to start a run.
 #[derive(Debug, Clone)]
@@ -64,7 +65,7 @@ pub struct Started {
 /// The engine. Cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for Engine {

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info_span, warn};
 
 use super::shared::Shared;
+use crate::definition::StepKind;
 use crate::handler::CallKind;
 use crate::ids::{LeaseToken, RunId};
 use crate::run::{self as saga, Next, Outcome};
@@ -369,17 +370,30 @@ async fn drive(
     };
     let mut outcome: Option<Outcome> = None;
     let mut carried: Vec<crate::store::NewEvent> = Vec::new();
+    let has_signal_steps = def.steps.iter().any(|s| s.kind == StepKind::Signal);
     loop {
+        let signals = if has_signal_steps && !run.state.is_terminal() {
+            match exec.shared.store.pending_signals(run.id).await {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!(error = %e, "reading the run's signals failed; leaving it until its lease expires");
+                    return;
+                }
+            }
+        } else {
+            Vec::new()
+        };
         let now = exec.shared.clock.now();
         let may_start = !exec.draining.load(Ordering::SeqCst);
         let known = |h: &str| exec.shared.registry.contains(h);
-        let mut adv = match saga::advance_with_handlers(
+        let mut adv = match saga::advance_with_signals(
             &mut run,
             &def,
             outcome.take(),
             now,
             may_start,
             &known,
+            &signals,
             &mut || fastrand::f64(),
         ) {
             Ok(a) => a,
@@ -416,6 +430,7 @@ async fn drive(
             keep_lease,
             finished_at: run.finished_at,
             release_concurrency_key: adv.finished && run.concurrency_key.is_some(),
+            take_signal: adv.consumed_signal.take(),
         };
         let sent = tokio::time::Instant::now();
         let Some(ack) = write_checkpoint(exec, &cp, &lease_lost, &deadline).await else {
@@ -428,6 +443,11 @@ async fn drive(
         if matches!(ack, CheckpointAck::Applied { .. }) {
             let _ = exec.shared.changes.send(run.id);
             telemetry::record_events(&run.workflow_name, &cp.events);
+        }
+        if matches!(ack, CheckpointAck::Applied { .. })
+            && let Some(name) = &adv.waiting_for
+        {
+            recheck_signal(exec, run.id, name).await;
         }
         match ack {
             CheckpointAck::Fenced => {
@@ -498,13 +518,44 @@ async fn drive(
                 // A run left for a replica that has its handler is found
                 // again by polling, not by a wake-up that would always be
                 // first to claim it.
-                if left_for_others.is_none() {
+                // A waiting step is found by polling unless it wakes soon:
+                // it holds no timer task.
+                let soon = super::shared::delay_until(at, exec.shared.clock.now())
+                    <= exec.opts.poll_interval;
+                if left_for_others.is_none() && (!adv.waiting || soon) {
                     exec.shared.wake_at(at);
                 }
                 return;
             }
             Next::Stop => return,
         }
+    }
+}
+
+/// The run was just released waiting for signal `name`. A signal stored
+/// while this executor held it (too late for the read before the
+/// checkpoint, too early to make the released run due) is looked for once
+/// more: if there is one, the run is made due at once.
+async fn recheck_signal(exec: &Exec, run: RunId, name: &str) {
+    let found = match exec.shared.store.pending_signals(run).await {
+        Ok(s) => s.iter().any(|s| s.name == name),
+        Err(e) => {
+            warn!(error = %e, "re-reading the run's signals failed; the next signal or timeout wakes it");
+            return;
+        }
+    };
+    if !found {
+        return;
+    }
+    match exec
+        .shared
+        .store
+        .wake_run(run, exec.shared.clock.now())
+        .await
+    {
+        Ok(true) => exec.wake.notify_one(),
+        Ok(false) => {}
+        Err(e) => warn!(error = %e, "waking the run for its signal failed"),
     }
 }
 

@@ -5,3 +5,4 @@
 pub mod engine;
 pub mod executor;
 mod shared;
+mod signal;

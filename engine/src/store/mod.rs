@@ -11,6 +11,7 @@ mod error;
 pub mod postgres;
 mod queue_expiry;
 pub mod schedules;
+mod signals;
 pub(crate) mod sql;
 mod sql_terms;
 pub mod sqlite;
@@ -21,9 +22,10 @@ mod writes;
 pub use claimed::PARK_UNDECODABLE;
 pub use error::{Result, StoreError, unreachable_database};
 pub use queue_expiry::QueueExpired;
+pub use signals::{Signal, SignalAck, SignalTaken, SignalWrite};
 pub use traits::{
-    CheckpointStore, DefinitionStore, LeaseStore, RunReads, RunWrites, ScheduleStore, Store,
-    StoreAdmin,
+    CheckpointStore, DefinitionStore, LeaseStore, RunReads, RunWrites, ScheduleStore, SignalStore,
+    Store, StoreAdmin,
 };
 pub use writes::{
     Checkpoint, CheckpointAck, CreateOutcome, NewRun, OperatorWrite, RunFilter, StoredDefinition,

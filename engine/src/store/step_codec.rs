@@ -48,6 +48,10 @@ struct Out<'a> {
     tn: Option<i64>,
     #[serde(skip_serializing_if = "not")]
     u: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    w: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wu: Option<i64>,
 }
 
 /// A stored time: microseconds (this form) or RFC 3339 text (the long form).
@@ -92,6 +96,10 @@ struct In {
     tn: Option<Time>,
     #[serde(default, alias = "effect_uncertain")]
     u: bool,
+    #[serde(default, alias = "wake_at")]
+    w: Option<Time>,
+    #[serde(default, alias = "wait_until")]
+    wu: Option<Time>,
 }
 
 /// The stored text of `steps`.
@@ -109,6 +117,8 @@ pub(crate) fn encode(steps: &[StepRecord]) -> String {
             t1: s.finished_at.map(|t| t.timestamp_micros()),
             tn: s.next_attempt_at.map(|t| t.timestamp_micros()),
             u: s.effect_uncertain,
+            w: s.wake_at.map(|t| t.timestamp_micros()),
+            wu: s.wait_until.map(|t| t.timestamp_micros()),
         })
         .collect();
     // Serializing plain structs, strings and JSON values cannot fail.
@@ -132,6 +142,8 @@ pub fn decode(text: &str) -> Result<Vec<StepRecord>> {
                 finished_at: Time::get(r.t1)?,
                 next_attempt_at: Time::get(r.tn)?,
                 effect_uncertain: r.u,
+                wake_at: Time::get(r.w)?,
+                wait_until: Time::get(r.wu)?,
             })
         })
         .collect()
@@ -155,6 +167,8 @@ mod tests {
             finished_at: DateTime::from_timestamp_micros(1_763_778_000_124_456),
             next_attempt_at: DateTime::from_timestamp_micros(1_763_778_001_000_000),
             effect_uncertain: true,
+            wake_at: DateTime::from_timestamp_micros(1_763_778_002_000_000),
+            wait_until: DateTime::from_timestamp_micros(1_763_778_003_000_000),
         }
     }
 

@@ -11,7 +11,8 @@ use chrono::{DateTime, Utc};
 
 use super::{
     Backend, Checkpoint, CheckpointAck, CreateOutcome, EventRecord, FireBatch, FireBatchAck,
-    NewRun, OperatorWrite, QueueExpired, Result, RunFilter, RunRecord, ScheduleChange, StoreError,
+    NewRun, OperatorWrite, QueueExpired, Result, RunFilter, RunRecord, ScheduleChange, Signal,
+    SignalAck, SignalWrite, StoreError,
 };
 use crate::definition::{LoadedDefinition, WorkflowDefinition};
 use crate::ids::{LeaseToken, RunId, TenantId};
@@ -145,6 +146,21 @@ pub trait CheckpointStore: Send + Sync + 'static {
     async fn checkpoint_many(&self, cps: &[Checkpoint]) -> Result<Vec<CheckpointAck>>;
 }
 
+/// Signals delivered to runs (`SignalWorkflow`), kept until a waiting step
+/// takes one; the checkpoint that records the step marks it taken.
+#[async_trait]
+pub trait SignalStore: Send + Sync + 'static {
+    /// Stores a signal for a run (see [`SignalWrite`]).
+    async fn signal(&self, w: &SignalWrite) -> Result<SignalAck>;
+
+    /// The run's signals no step has taken yet, oldest first.
+    async fn pending_signals(&self, run: RunId) -> Result<Vec<Signal>>;
+
+    /// Makes a RUNNING run that no executor holds due at `now` (a signal
+    /// for its waiting step arrived); false if it was not such a run.
+    async fn wake_run(&self, run: RunId, now: DateTime<Utc>) -> Result<bool>;
+}
+
 /// Schedules (see `crate::schedule`): their definitions and their fires.
 #[async_trait]
 pub trait ScheduleStore: Send + Sync + 'static {
@@ -187,7 +203,14 @@ pub trait ScheduleStore: Send + Sync + 'static {
 
 /// Everything the engine needs from its database: every concern above.
 pub trait Store:
-    StoreAdmin + DefinitionStore + RunReads + RunWrites + LeaseStore + CheckpointStore + ScheduleStore
+    StoreAdmin
+    + DefinitionStore
+    + RunReads
+    + RunWrites
+    + LeaseStore
+    + CheckpointStore
+    + ScheduleStore
+    + SignalStore
 {
 }
 
@@ -199,6 +222,7 @@ impl<T> Store for T where
         + LeaseStore
         + CheckpointStore
         + ScheduleStore
+        + SignalStore
         + ?Sized
 {
 }

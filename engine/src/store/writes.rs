@@ -118,6 +118,8 @@ pub struct Checkpoint {
     /// The run is terminal: free its concurrency key and wake the next run
     /// queued on it.
     pub release_concurrency_key: bool,
+    /// A step took this signal: marked taken in the same transaction.
+    pub take_signal: Option<super::SignalTaken>,
 }
 
 /// The store's answer to a checkpoint.

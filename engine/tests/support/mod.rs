@@ -78,7 +78,9 @@ pub struct Call {
 /// - `fatal.<step>`: every forward attempt fails (non-retryable) while true;
 /// - `comp_fail.<step>`: the first N compensation attempts fail;
 /// - `hang.<step>`: the first N forward attempts wait until cancelled;
-/// - `sleep_ms.<step>`: each attempt takes this long.
+/// - `sleep_ms.<step>`: each attempt takes this long;
+/// - `not_ready.<step>`: the first N forward calls answer "not ready yet,
+///   look again in 1 s".
 ///
 /// Every call is recorded; `flip` lets a test make fatal steps succeed later.
 #[derive(Clone, Default)]
@@ -125,7 +127,12 @@ impl Script {
         }
         let result = match req.kind {
             CallKind::Forward => {
-                if n <= num("hang") {
+                if n <= num("not_ready") {
+                    Err(StepError::not_ready(
+                        Duration::from_secs(1),
+                        format!("call {n}: not ready yet"),
+                    ))
+                } else if n <= num("hang") {
                     req.cancel.cancelled().await;
                     *self.cancelled_seen.lock().unwrap() += 1;
                     Err(StepError::retryable("cancelled", "hung"))

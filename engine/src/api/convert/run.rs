@@ -58,6 +58,7 @@ pub fn step_state(s: StepState) -> pb::StepState {
         StepState::Compensating => P::Compensating,
         StepState::Compensated => P::Compensated,
         StepState::CompensationFailed => P::CompensationFailed,
+        StepState::Waiting => P::Waiting,
     }
 }
 
@@ -83,9 +84,14 @@ pub fn workflow(run: &RunRecord, def: Option<&WorkflowDefinition>) -> pb::Workfl
                 next_attempt_at: s.next_attempt_at.map(timestamp),
                 handler: sd.map(|d| d.handler.clone()).unwrap_or_default(),
                 compensation_handler: sd.and_then(|d| d.compensation.clone()).unwrap_or_default(),
-                // Steps that wait (signals, timers) are not built yet.
-                waiting_for: String::new(),
-                wake_at: None,
+                waiting_for: sd
+                    .filter(|_| s.state == StepState::Waiting)
+                    .and_then(|d| d.signal.clone())
+                    .unwrap_or_default(),
+                wake_at: s
+                    .wake_at
+                    .filter(|_| s.state == StepState::Waiting)
+                    .map(timestamp),
             }
         })
         .collect();
@@ -141,9 +147,11 @@ pub fn definition(d: &LoadedDefinition) -> pb::WorkflowDefinition {
                 required: s.required,
                 max_attempts: s.retry().max_attempts,
                 timeout_ms: s.timeout().as_millis().min(u32::MAX as u128) as u32,
-                kind: "task".into(),
-                signal_name: String::new(),
-                wait_timeout_ms: 0,
+                kind: s.kind.as_str().into(),
+                signal_name: s.signal.clone().unwrap_or_default(),
+                wait_timeout_ms: s
+                    .wait_timeout_ms
+                    .map_or(0, |ms| ms.min(u64::from(u32::MAX)) as u32),
             })
             .collect(),
         input_schema: Some(json_to_struct(&def.input_schema)),

@@ -237,12 +237,10 @@ impl LeaseStore for PgStore {
 #[async_trait]
 impl CheckpointStore for PgStore {
     async fn checkpoint_many(&self, cps: &[Checkpoint]) -> Result<Vec<CheckpointAck>> {
-        let releasing: Vec<Uuid> = cps
+        let in_tx = cps
             .iter()
-            .filter(|c| c.release_concurrency_key)
-            .map(|c| c.run_id.0)
-            .collect();
-        if releasing.is_empty() {
+            .any(|c| c.release_concurrency_key || c.take_signal.is_some());
+        if !in_tx {
             // The common case: one statement, one round trip, one commit.
             let mut conn = self.hot.acquire().await?;
             return super::checkpoint::checkpoint_batch(&mut conn, cps).await;
@@ -260,6 +258,13 @@ impl CheckpointStore for PgStore {
         if !applied.is_empty() {
             release_keys(&mut tx, &applied, cps[0].now).await?;
         }
+        let taken: Vec<&SignalTaken> = cps
+            .iter()
+            .zip(&acks)
+            .filter(|(_, a)| matches!(a, CheckpointAck::Applied { .. }))
+            .filter_map(|(c, _)| c.take_signal.as_ref())
+            .collect();
+        crate::store::sql::take_signals((&mut *tx).into(), &taken, cps[0].now).await?;
         tx.commit().await?;
         Ok(acks)
     }

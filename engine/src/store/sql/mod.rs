@@ -20,10 +20,12 @@ mod fires;
 mod rows;
 mod runs;
 mod schedules;
+mod signals;
 
 pub(crate) use fires::{FireTx, RunInserted};
 pub(crate) use rows::{event_from_row, run_from_row};
 pub(crate) use runs::{RUN_COLUMNS, find_idempotent, get_run_sql, key_holder, list_runs_query};
+pub(crate) use signals::take_signals;
 
 /// One value per backend: a pool, a connection.
 #[derive(Clone, Copy)]
@@ -84,6 +86,10 @@ pub(crate) trait Dialect {
     /// The condition "the schedule `s` is not paused", as its partial
     /// index is written.
     const UNPAUSED: &'static str;
+
+    /// Appended to a `SELECT` of one row to lock it until the transaction
+    /// ends (SQLite's single writer needs none).
+    const LOCK_ROW: &'static str;
 
     fn id(u: Uuid) -> Self::Id;
     fn ts(t: DateTime<Utc>) -> Self::Ts;

@@ -52,6 +52,9 @@ pub(super) async fn checkpoint_one(
             if cp.release_concurrency_key {
                 release_key(&mut *tx, cp.run_id, cp.now).await?;
             }
+            if let Some(t) = &cp.take_signal {
+                crate::store::sql::take_signals((&mut *tx).into(), &[t], cp.now).await?;
+            }
             return Ok(CheckpointAck::Applied {
                 cancel_request: cancel.as_deref().map(CancelRequest::parse).transpose()?,
             });
