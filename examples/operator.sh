@@ -12,14 +12,14 @@ set -euo pipefail
 sagaflow="${SAGAFLOW:-sagaflow}"
 export SAGAFLOW_TOKEN="${SAGAFLOW_TOKEN:-dev-operator}"
 
-failed=$("$sagaflow" workflow list --state FAILED --limit 1000 | awk 'NR > 1 && $1 ~ /^[0-9a-f-]{36}$/ { print $1 }')
+failed=$("$sagaflow" workflow list --state FAILED --limit 1000 -o json | jq -r '.workflows[].id')
 if [ -z "$failed" ]; then
   echo "no FAILED runs"
   exit 0
 fi
 for id in $failed; do
   echo "== run $id"
-  "$sagaflow" workflow get "$id" | sed -n '1,6p'
+  "$sagaflow" workflow get "$id" -o json | jq -r '"   \(.workflow_name): \(.state), \(.error)"'
   if [ -n "${PATCH:-}" ]; then
     "$sagaflow" workflow retry "$id" --patch "$PATCH" --reason "operator.sh: input corrected" > /dev/null
   else

@@ -73,3 +73,27 @@ fn crm_client_and_operator_script_work_against_dev() {
             .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("no FAILED runs"));
 }
+
+#[test]
+fn curl_example_provisions_polls_and_retries_over_http() {
+    let dev = DevProcess::start();
+    let out = std::process::Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/curl/provision.sh"
+    ))
+    .env("SAGAFLOW_HTTP", &dev.http)
+    .env("ORDER", "order-42")
+    .output()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("order order-42: run"), "{stdout}");
+    assert!(stdout.contains("created=false, same run"), "{stdout}");
+    assert!(stdout.contains(": COMPLETED"), "{stdout}");
+    assert!(stdout.contains("FAILED at bill"), "{stdout}");
+    assert!(stdout.contains("retried: COMPLETED"), "{stdout}");
+}

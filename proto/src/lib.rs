@@ -9,7 +9,7 @@ pub mod v1 {
 
 pub mod codec;
 pub mod json;
-pub mod proto_json;
+pub mod mapping;
 
 /// The encoded file descriptor set, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -317,7 +317,7 @@ async fn serve(c: Config, dev: bool) -> Result<(), ClientError> {
     );
     eprintln!("  gRPC  {}", server.grpc_addr);
     eprintln!(
-        "  HTTP  http://{} (/healthz, /readyz, /metrics)",
+        "  HTTP  http://{} (JSON API /v1/…, /v1/openapi.json, /healthz, /readyz, /metrics)",
         server.http_addr
     );
     if names.is_empty() {

@@ -7,24 +7,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use sagaflow_engine::Engine;
-use sagaflow_engine::api::auth::Authenticator;
-use sagaflow_engine::api::{ApiOptions, ScheduleApi, WorkflowApi};
 use sagaflow_engine::store::Store;
+use sagaflow_proto::v1 as pb;
 use tokio_util::sync::CancellationToken;
 
+use super::apis::Apis;
 use crate::config::Config;
-use crate::lifecycle_api::LifecycleApi;
 use crate::telemetry;
 
 /// Binds `grpc.addr` and serves the API until `stop`; pushes the server's
 /// task and the health task onto `tasks`. Returns the bound address.
 pub(super) async fn serve(
     config: &Config,
-    engine: &Engine,
+    apis: &Apis,
     store: &Arc<dyn Store>,
-    auth: &Arc<Authenticator>,
-    domain_db: Option<sagaflow_steps::DomainDb>,
     stop: &CancellationToken,
     tasks: &mut Vec<tokio::task::JoinHandle<()>>,
 ) -> anyhow::Result<SocketAddr> {
@@ -33,19 +29,18 @@ pub(super) async fn serve(
         .with_context(|| format!("cannot listen on grpc.addr {}", config.grpc.addr))?;
     let grpc_addr = grpc_listener.local_addr()?;
     let (health, health_service) = tonic_health::server::health_reporter();
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(sagaflow_proto::FILE_DESCRIPTOR_SET)
+    // Reflection in both versions: v1, and v1alpha for the clients that
+    // only speak it (older grpcurl, Postman, Kreya).
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(sagaflow_proto::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection()
         .build_v1()
         .context("building the reflection service")?;
-    let api = WorkflowApi::new(
-        engine.clone(),
-        auth.clone(),
-        ApiOptions {
-            max_payload_bytes: config.grpc.max_payload_bytes,
-            max_watches: config.grpc.max_watch_streams,
-            watch_poll: Duration::from_millis(config.grpc.watch_poll_ms),
-        },
-    );
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .context("building the v1alpha reflection service")?;
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &config.grpc.tls {
         let cert = std::fs::read(&tls.cert)
@@ -61,14 +56,14 @@ pub(super) async fn serve(
         }
         builder = builder.tls_config(t).context("grpc.tls")?;
     }
-    let schedules = ScheduleApi::new(engine.clone(), auth.clone(), config.grpc.max_payload_bytes);
-    let lifecycle = domain_db.map(|db| LifecycleApi::new(db, auth.clone()).into_service());
+    let lifecycle = apis.lifecycle.clone().map(|l| l.into_service());
     let router = builder
         .layer(telemetry::GrpcTelemetryLayer::default())
         .add_service(health_service)
-        .add_service(reflection)
-        .add_service(api.into_service())
-        .add_service(schedules.into_service())
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(apis.workflows.clone().into_service())
+        .add_service(apis.schedules.clone().into_service())
         .add_optional_service(lifecycle);
     let s = stop.clone();
     tasks.push(tokio::spawn(async move {
@@ -84,13 +79,22 @@ pub(super) async fn serve(
         }
     }));
 
-    // Health: SERVING only while the store answers and is migrated.
+    // Health, for the server ("") and each service it serves: SERVING only
+    // while the store answers and is migrated.
+    let mut services = vec![
+        "",
+        pb::workflow_service_server::SERVICE_NAME,
+        pb::schedule_service_server::SERVICE_NAME,
+    ];
+    if apis.lifecycle.is_some() {
+        services.push(pb::lifecycle_service_server::SERVICE_NAME);
+    }
     let s = stop.clone();
     let st = store.clone();
     tasks.push(tokio::spawn(async move {
         loop {
             let ok = matches!(st.ready().await, Ok(true));
-            for svc in ["", "sagaflow.v1.WorkflowService"] {
+            for svc in &services {
                 let status = if ok {
                     tonic_health::ServingStatus::Serving
                 } else {

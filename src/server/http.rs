@@ -1,5 +1,6 @@
 //! The HTTP side of the server: `/healthz`, `/readyz`, `/metrics` (the
-//! process-wide Prometheus recorder) and the gauge refresh loop.
+//! process-wide Prometheus recorder), the gauge refresh loop, and the
+//! JSON/HTTP API of `super::rest` beside them.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -54,14 +55,22 @@ pub struct Readiness {
     pub scheduler: Option<sagaflow_engine::schedule::scheduler::Running>,
 }
 
-/// Binds `http.addr` and serves the endpoints until `stop`; pushes the
-/// gauge loop's task and the server's task onto `tasks`. Returns the bound
-/// address.
+impl Readiness {
+    /// The readiness of a replica with `scheduler` (if it runs one).
+    pub fn of(scheduler: Option<&SchedulerHandle>) -> Self {
+        Self {
+            scheduler: scheduler.map(SchedulerHandle::running),
+        }
+    }
+}
+
+/// Binds `http.addr` and serves `app` (the endpoints of [`http_router`] and
+/// the JSON/HTTP API) until `stop`; pushes the gauge loop's task and the
+/// server's task onto `tasks`. Returns the bound address.
 pub(super) async fn serve(
     config: &Config,
+    app: axum::Router,
     store: Arc<dyn Store>,
-    metrics: PrometheusHandle,
-    scheduler: Option<&SchedulerHandle>,
     pool_stats: Option<telemetry::PoolStats>,
     stop: &CancellationToken,
     tasks: &mut Vec<tokio::task::JoinHandle<()>>,
@@ -70,18 +79,12 @@ pub(super) async fn serve(
         .await
         .with_context(|| format!("cannot listen on http.addr {}", config.http.addr))?;
     let http_addr = http_listener.local_addr()?;
-    let readiness = Readiness {
-        scheduler: scheduler.map(SchedulerHandle::running),
-    };
-    let s = stop.clone();
-    let st = store.clone();
     tasks.push(tokio::spawn(telemetry::gauge_loop(
-        st,
+        store,
         pool_stats,
         Duration::from_millis(config.http.gauge_refresh_ms),
-        s,
+        stop.clone(),
     )));
-    let app = http_router(store, metrics, readiness);
     let s = stop.clone();
     tasks.push(tokio::spawn(async move {
         let serve = axum::serve(http_listener, app)

@@ -1,11 +1,14 @@
 //! The server: store, engine, executor and scheduler, assembled here; the
-//! ISP domain (`domain.rs`), the gRPC API with health and reflection
-//! (`grpc.rs`) and the HTTP endpoints `/healthz`, `/readyz`, `/metrics`
-//! (`http.rs`) beside it.
+//! ISP domain (`domain.rs`), the service implementations (`apis.rs`) served
+//! by the gRPC API with health and reflection (`grpc.rs`) and by the
+//! JSON/HTTP API (`rest/`), and the HTTP endpoints `/healthz`, `/readyz`,
+//! `/metrics` (`http.rs`) beside it.
 
+pub mod apis;
 mod domain;
 mod grpc;
 mod http;
+pub mod rest;
 
 pub use http::{HISTOGRAM_BUCKETS, Readiness, http_router, metrics_handle};
 
@@ -125,18 +128,11 @@ impl Server {
         let stop = CancellationToken::new();
         let mut tasks = Vec::new();
 
-        let grpc_addr =
-            grpc::serve(config, &engine, &store, &auth, domain_db, &stop, &mut tasks).await?;
-        let http_addr = http::serve(
-            config,
-            store,
-            metrics,
-            scheduler.as_ref(),
-            pool_stats,
-            &stop,
-            &mut tasks,
-        )
-        .await?;
+        let apis = apis::Apis::new(config, &engine, &auth, domain_db);
+        let grpc_addr = grpc::serve(config, &apis, &store, &stop, &mut tasks).await?;
+        let app = http_router(store.clone(), metrics, Readiness::of(scheduler.as_ref()))
+            .merge(rest::router(apis));
+        let http_addr = http::serve(config, app, store, pool_stats, &stop, &mut tasks).await?;
 
         Ok(Self {
             engine,

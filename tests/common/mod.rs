@@ -2,6 +2,9 @@
 //! against a fresh PostgreSQL database, and gRPC helpers.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod corpus;
+pub mod http;
+
 use std::time::{Duration, Instant};
 
 use sagaflow::config::Config;
@@ -162,11 +165,20 @@ pub async fn start_run(
 /// Starts a demo saga whose `configure` step fails and waits until the run
 /// is FAILED (waiting for an operator); returns its id.
 pub async fn failed_run(c: &mut WorkflowServiceClient<Channel>, token: &str) -> String {
+    failed_run_at(c, token, "configure").await
+}
+
+/// [`failed_run`], failing at `step`.
+pub async fn failed_run_at(
+    c: &mut WorkflowServiceClient<Channel>,
+    token: &str,
+    step: &str,
+) -> String {
     let id = start_run(
         c,
         token,
         "demo_saga",
-        serde_json::json!({"demo": {"fail_step": "configure"}}),
+        serde_json::json!({"demo": {"fail_step": step}}),
         "",
     )
     .await
@@ -194,6 +206,8 @@ pub async fn count_rows(pool: &PgPool) -> (i64, i64) {
 pub struct DevProcess {
     pub child: std::process::Child,
     pub server: String,
+    /// The HTTP address, `http://host:port`.
+    pub http: String,
     pub dir: tempfile::TempDir,
 }
 
@@ -238,17 +252,30 @@ impl DevProcess {
                 .lines()
                 .map_while(Result::ok)
             {
-                if let Some(addr) = line.trim().strip_prefix("gRPC") {
-                    let _ = tx.send(addr.trim().to_owned());
+                let line = line.trim();
+                if let Some(addr) = line.strip_prefix("gRPC") {
+                    let _ = tx.send((true, addr.trim().to_owned()));
+                } else if let Some(rest) = line.strip_prefix("HTTP") {
+                    let url = rest.split_whitespace().next().unwrap_or_default();
+                    let _ = tx.send((false, url.to_owned()));
                 }
             }
         });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("sagaflow dev printed its gRPC address");
+        let (mut grpc, mut http) = (None, None);
+        while grpc.is_none() || http.is_none() {
+            let (is_grpc, addr) = rx
+                .recv_timeout(Duration::from_secs(60))
+                .expect("sagaflow dev printed its gRPC and HTTP addresses");
+            if is_grpc {
+                grpc = Some(addr);
+            } else {
+                http = Some(addr);
+            }
+        }
         Self {
             child,
-            server: format!("http://{addr}"),
+            server: format!("http://{}", grpc.unwrap()),
+            http: http.unwrap(),
             dir,
         }
     }

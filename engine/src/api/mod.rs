@@ -23,6 +23,14 @@ pub struct ApiOptions {
     pub max_watches: usize,
 }
 
+impl ApiOptions {
+    /// The largest request either transport accepts, in bytes: the payload
+    /// limit with room for the rest of the message (at least 4 MiB).
+    pub fn max_request_bytes(&self) -> usize {
+        self.max_payload_bytes.saturating_mul(4).max(4 << 20)
+    }
+}
+
 impl Default for ApiOptions {
     fn default() -> Self {
         Self {

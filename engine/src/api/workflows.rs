@@ -42,9 +42,14 @@ impl WorkflowApi {
 
     /// The tonic service, with the payload limit applied to decoding.
     pub fn into_service(self) -> pb::workflow_service_server::WorkflowServiceServer<Self> {
-        let limit = self.opts.max_payload_bytes.saturating_mul(4).max(4 << 20);
+        let limit = self.opts.max_request_bytes();
         pb::workflow_service_server::WorkflowServiceServer::new(self)
             .max_decoding_message_size(limit)
+    }
+
+    /// The limits this service enforces.
+    pub fn options(&self) -> &ApiOptions {
+        &self.opts
     }
 
     fn principal<T>(&self, req: &Request<T>, need: Role) -> Result<Principal, Status> {

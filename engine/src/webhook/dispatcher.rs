@@ -207,7 +207,7 @@ async fn body(engine: &Engine, d: &Delivery) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("cannot read run {}: {e}", d.run_id))?;
     let def = engine.definition_of(&run).await.ok();
     let workflow = crate::api::convert::workflow(&run, def.as_deref());
-    let workflow = sagaflow_proto::proto_json::workflow(&workflow).map_err(|e| e.to_string())?;
+    let workflow = sagaflow_proto::mapping::workflow(&workflow)?;
     let body = serde_json::json!({
         "delivery_id": d.id.to_string(),
         "event": d.event.as_str(),

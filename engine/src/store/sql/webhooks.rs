@@ -44,12 +44,7 @@ pub(crate) fn delivery_from_row(row: &impl ReadRow) -> Result<Delivery> {
 /// Records a try of a delivery leased to `token` and gives the lease back;
 /// giving up also disables its webhook, in the same transaction. False
 /// when the lease was lost.
-async fn record_try(
-    db: Db<'_>,
-    id: Uuid,
-    token: Uuid,
-    outcome: &TryOutcome,
-) -> Result<bool> {
+async fn record_try(db: Db<'_>, id: Uuid, token: Uuid, outcome: &TryOutcome) -> Result<bool> {
     let (state, delivered_at, failed_at, error, retry_at) = match outcome {
         TryOutcome::Delivered { at } => ("delivered", Some(*at), None, None, None),
         TryOutcome::Failed {

@@ -1,0 +1,47 @@
+//! The service implementations, built once and served by both transports:
+//! the gRPC server and the JSON/HTTP API call the very same values.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sagaflow_engine::Engine;
+use sagaflow_engine::api::auth::Authenticator;
+use sagaflow_engine::api::{ApiOptions, ScheduleApi, WorkflowApi};
+
+use crate::config::Config;
+use crate::lifecycle_api::LifecycleApi;
+
+/// The API's services.
+#[derive(Clone)]
+pub struct Apis {
+    pub workflows: WorkflowApi,
+    pub schedules: ScheduleApi,
+    /// Only when the store has a domain database.
+    pub lifecycle: Option<LifecycleApi>,
+}
+
+impl Apis {
+    pub fn new(
+        config: &Config,
+        engine: &Engine,
+        auth: &Arc<Authenticator>,
+        domain_db: Option<sagaflow_steps::DomainDb>,
+    ) -> Self {
+        let workflows = WorkflowApi::new(
+            engine.clone(),
+            auth.clone(),
+            ApiOptions {
+                max_payload_bytes: config.grpc.max_payload_bytes,
+                max_watches: config.grpc.max_watch_streams,
+                watch_poll: Duration::from_millis(config.grpc.watch_poll_ms),
+            },
+        );
+        let schedules =
+            ScheduleApi::new(engine.clone(), auth.clone(), config.grpc.max_payload_bytes);
+        Self {
+            workflows,
+            schedules,
+            lifecycle: domain_db.map(|db| LifecycleApi::new(db, auth.clone())),
+        }
+    }
+}
