@@ -66,6 +66,8 @@ fn spawn_engine(url: &str, workflows: &Path, owner: &str) -> EngineProcess {
             ])
             .env("RUST_LOG", "warn")
             .env("SAGAFLOW_RADIUS_SECRET", "timer-failover-secret")
+            // No ONU/CPE/billing to talk to: the simulators, asked for.
+            .env("SAGAFLOW_SIMULATORS", "true")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

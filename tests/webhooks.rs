@@ -56,6 +56,8 @@ fn replica(url: &str, dir: &std::path::Path, n: u32) -> Replica {
             .arg(format!("replica-{n}"))
             .env("RUST_LOG", "warn")
             .env("SAGAFLOW_RADIUS_SECRET", "webhook-test-radius-secret")
+            // No ONU/CPE/billing to talk to: the simulators, asked for.
+            .env("SAGAFLOW_SIMULATORS", "true")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

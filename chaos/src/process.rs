@@ -35,11 +35,19 @@ pub struct EngineConfig {
     pub domain: sagaflow_steps::DomainConfig,
 }
 
-/// The file's text: `config` without `domain.simulators`.
+/// The file's text: `config` without the simulators' own settings. A
+/// scenario that calls no ONU/CPE/billing system sets no endpoints; its
+/// engine then asks for the built-in simulators explicitly, as `serve`
+/// requires.
 fn render(config: &EngineConfig) -> Result<String, toml::ser::Error> {
     let mut value = toml::Table::try_from(config)?;
     if let Some(toml::Value::Table(d)) = value.get_mut("domain") {
         d.remove("simulators");
+        if !d.contains_key("onu") {
+            let mut on = toml::Table::new();
+            on.insert("enabled".into(), true.into());
+            d.insert("simulators".into(), on.into());
+        }
     }
     toml::to_string(&value)
 }

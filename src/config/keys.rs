@@ -533,7 +533,7 @@ mod tests {
         }
         let secrets = KEYS.iter().filter(|k| k.hide().is_some()).count();
         assert_eq!(
-            secrets, 14,
+            secrets, 15,
             "database, endpoints, simulators, notify, radius, webhooks"
         );
 
@@ -567,7 +567,12 @@ mod tests {
 
     #[test]
     fn every_secret_comes_from_a_variable_or_a_file() {
-        for key in KEYS.iter().filter(|k| k.hide().is_some()) {
+        // Per-entry secrets of a list (`[[webhooks]]`) have no single
+        // variable: they come from the configuration file.
+        for key in KEYS
+            .iter()
+            .filter(|k| k.hide().is_some() && !k.name.starts_with("webhooks."))
+        {
             assert!(key.env.is_some(), "{} has no variable", key.name);
         }
         let dir = tempfile::tempdir().unwrap();
