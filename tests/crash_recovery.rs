@@ -4,9 +4,10 @@
 //! idempotency key may have its effect applied more than once.
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,60 +38,15 @@ fn workflow() -> String {
     t
 }
 
-fn database_url(pool: &PgPool) -> String {
-    let o = pool.connect_options();
-    format!(
-        "postgres://{}@{}:{}/{}",
-        o.get_username(),
-        o.get_host(),
-        o.get_port(),
-        o.get_database().unwrap_or("postgres")
-    )
-}
-
-/// Kills the engine process when the test ends, however it ends.
-struct EngineProcess(Child);
-
-impl Drop for EngineProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_engine(url: &str, workflows: &Path, n: u32) -> EngineProcess {
-    EngineProcess(
-        Command::new(env!("CARGO_BIN_EXE_sagaflow"))
-            .args(["serve", "--database-url", url, "--workflows"])
-            .arg(workflows)
-            .args([
-                "--lease-ms",
-                "1000",
-                "--poll-ms",
-                "50",
-                "--grpc-addr",
-                "127.0.0.1:0",
-                "--http-addr",
-                "127.0.0.1:0",
-                "--owner",
-            ])
-            .arg(format!("crash-{n}"))
-            .env("RUST_LOG", "warn")
-            .env("SAGAFLOW_RADIUS_SECRET", "crash-recovery-secret")
-            // No ONU/CPE/billing to talk to: the simulators, asked for.
-            .env("SAGAFLOW_SIMULATORS", "true")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the sagaflow binary"),
-    )
+fn spawn_engine(url: &str, workflows: &Path, n: u32) -> common::serve::ServeProcess {
+    common::serve::spawn_serve(url, workflows, &format!("crash-{n}"), None)
 }
 
 #[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn sigkilled_engine_loses_nothing_and_applies_each_effect_once(pool: PgPool) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("ledger_saga.toml"), workflow()).unwrap();
-    let url = database_url(&pool);
+    let url = common::database_url(&pool);
 
     // The test starts runs through the library (no executor here).
     let deps = sagaflow_steps::Deps {

@@ -5,8 +5,8 @@
 //! exactly once per run.
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,55 +26,6 @@ const WORKFLOW: &str = "name = \"nap_saga\"\nversion = 1\n\
     [[steps]]\nname = \"nap\"\nkind = \"sleep\"\nduration_ms = 4000\n\
     [[steps]]\nname = \"after\"\nhandler = \"ledger.apply\"\n";
 
-fn database_url(pool: &PgPool) -> String {
-    let o = pool.connect_options();
-    format!(
-        "postgres://{}@{}:{}/{}",
-        o.get_username(),
-        o.get_host(),
-        o.get_port(),
-        o.get_database().unwrap_or("postgres")
-    )
-}
-
-/// Kills the engine process when the test ends, however it ends.
-struct EngineProcess(Child);
-
-impl Drop for EngineProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_engine(url: &str, workflows: &Path, owner: &str) -> EngineProcess {
-    EngineProcess(
-        Command::new(env!("CARGO_BIN_EXE_sagaflow"))
-            .args(["serve", "--database-url", url, "--workflows"])
-            .arg(workflows)
-            .args([
-                "--lease-ms",
-                "1000",
-                "--poll-ms",
-                "50",
-                "--grpc-addr",
-                "127.0.0.1:0",
-                "--http-addr",
-                "127.0.0.1:0",
-                "--owner",
-                owner,
-            ])
-            .env("RUST_LOG", "warn")
-            .env("SAGAFLOW_RADIUS_SECRET", "timer-failover-secret")
-            // No ONU/CPE/billing to talk to: the simulators, asked for.
-            .env("SAGAFLOW_SIMULATORS", "true")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the sagaflow binary"),
-    )
-}
-
 async fn all_runs(engine: &Engine, ids: &[RunId]) -> Vec<RunRecord> {
     let tenant = TenantId::new("timers");
     let mut out = Vec::new();
@@ -88,7 +39,7 @@ async fn all_runs(engine: &Engine, ids: &[RunId]) -> Vec<RunRecord> {
 async fn timers_fire_once_on_the_other_replica_after_a_sigkill(pool: PgPool) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("nap_saga.toml"), WORKFLOW).unwrap();
-    let url = database_url(&pool);
+    let url = common::database_url(&pool);
     let deps = sagaflow_steps::Deps {
         postgres: Some(pool.clone()),
         ..Default::default()
@@ -100,7 +51,7 @@ async fn timers_fire_once_on_the_other_replica_after_a_sigkill(pool: PgPool) {
         .await
         .unwrap();
 
-    let a = spawn_engine(&url, dir.path(), "timers-a");
+    let a = common::serve::spawn_serve(&url, dir.path(), "timers-a", None);
     let mut ids = Vec::new();
     for i in 0..20 {
         let s = engine
@@ -131,7 +82,7 @@ async fn timers_fire_once_on_the_other_replica_after_a_sigkill(pool: PgPool) {
     let mut a = a;
     a.0.kill().expect("SIGKILL");
     a.0.wait().unwrap();
-    let _b = spawn_engine(&url, dir.path(), "timers-b");
+    let _b = common::serve::spawn_serve(&url, dir.path(), "timers-b", None);
 
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

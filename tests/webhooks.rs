@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,43 +25,12 @@ use sqlx::PgPool;
 
 const SECRET: &str = "crash-webhook-secret-0123";
 
-/// Kills the replica when the test ends, however it ends.
-struct Replica(Child);
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn replica(url: &str, dir: &std::path::Path, n: u32) -> Replica {
-    Replica(
-        Command::new(env!("CARGO_BIN_EXE_sagaflow"))
-            .arg("--config")
-            .arg(dir.join("sagaflow.toml"))
-            .args(["serve", "--database-url", url, "--workflows"])
-            .arg(dir.join("workflows"))
-            .args([
-                "--lease-ms",
-                "1000",
-                "--poll-ms",
-                "50",
-                "--grpc-addr",
-                "127.0.0.1:0",
-                "--http-addr",
-                "127.0.0.1:0",
-                "--owner",
-            ])
-            .arg(format!("replica-{n}"))
-            .env("RUST_LOG", "warn")
-            .env("SAGAFLOW_RADIUS_SECRET", "webhook-test-radius-secret")
-            // No ONU/CPE/billing to talk to: the simulators, asked for.
-            .env("SAGAFLOW_SIMULATORS", "true")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the sagaflow binary"),
+fn replica(url: &str, dir: &std::path::Path, n: u32) -> common::serve::ServeProcess {
+    common::serve::spawn_serve(
+        url,
+        &dir.join("workflows"),
+        &format!("replica-{n}"),
+        Some(&dir.join("sagaflow.toml")),
     )
 }
 

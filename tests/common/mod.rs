@@ -4,6 +4,7 @@
 
 pub mod corpus;
 pub mod http;
+pub mod serve;
 
 use std::time::{Duration, Instant};
 
