@@ -1,14 +1,15 @@
 //! The server: store, engine, executor and scheduler, assembled here; the
 //! ISP domain (`domain.rs`), the service implementations (`apis.rs`) served
 //! by the gRPC API with health and reflection (`grpc.rs`) and by the
-//! JSON/HTTP API (`rest/`), and the HTTP endpoints `/healthz`, `/readyz`,
-//! `/metrics` (`http.rs`) beside it.
+//! JSON/HTTP API (`rest/`), the operator console at `/ui` (`ui/`), and the
+//! HTTP endpoints `/healthz`, `/readyz`, `/metrics` (`http.rs`) beside it.
 
 pub mod apis;
 mod domain;
 mod grpc;
 mod http;
 pub mod rest;
+pub mod ui;
 
 pub use http::{HISTOGRAM_BUCKETS, Readiness, http_router, metrics_handle};
 
@@ -131,6 +132,7 @@ impl Server {
         let apis = apis::Apis::new(config, &engine, &auth, domain_db);
         let grpc_addr = grpc::serve(config, &apis, &store, &stop, &mut tasks).await?;
         let app = http_router(store.clone(), metrics, Readiness::of(scheduler.as_ref()))
+            .merge(ui::router(apis.clone(), auth.clone()))
             .merge(rest::router(apis));
         let http_addr = http::serve(config, app, store, pool_stats, &stop, &mut tasks).await?;
 

@@ -2,6 +2,7 @@
 //! against a fresh PostgreSQL database, and gRPC helpers.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod console;
 pub mod corpus;
 pub mod http;
 pub mod serve;
@@ -350,4 +351,39 @@ pub fn serve_unreachable() -> std::process::Command {
     }
     cmd.env("RUST_LOG", "off");
     cmd
+}
+
+/// Starts a run of `workflow` with `input` and waits until it is in
+/// `want`; returns its id.
+pub async fn run_until(
+    c: &mut WorkflowServiceClient<Channel>,
+    token: &str,
+    workflow: &str,
+    input: Value,
+    want: pb::WorkflowState,
+) -> String {
+    let started = start_run(c, token, workflow, input, "").await.unwrap();
+    let id = started.workflow.unwrap().id;
+    wait_state(c, token, &id, want).await;
+    id
+}
+
+/// The run `id` as GetWorkflow answers it.
+pub async fn get_run(
+    c: &mut WorkflowServiceClient<Channel>,
+    token: &str,
+    id: &str,
+) -> pb::Workflow {
+    let r = req(pb::GetWorkflowRequest { id: id.into() }, token);
+    c.get_workflow(r).await.unwrap().into_inner()
+}
+
+/// The history of run `id`.
+pub async fn history_of(
+    c: &mut WorkflowServiceClient<Channel>,
+    token: &str,
+    id: &str,
+) -> Vec<pb::WorkflowEvent> {
+    let r = req(pb::GetWorkflowHistoryRequest { id: id.into() }, token);
+    c.get_workflow_history(r).await.unwrap().into_inner().events
 }
