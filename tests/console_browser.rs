@@ -88,7 +88,14 @@ fn searchable_demo() -> String {
 }
 
 async fn server(pool: &sqlx::PgPool) -> TestServer {
-    start_with(pool, &[("demo.toml", searchable_demo())], |c| {
+    let schedules = "[[schedule]]\nname = \"nightly_demo\"\nworkflow = \"demo_saga\"\n\
+                     cron = \"0 2 * * *\"\ntimezone = \"Europe/Berlin\"\n\n\
+                     [[schedule]]\nname = \"hourly_demo\"\nworkflow = \"demo_saga\"\ncron = \"0 * * * *\"\n";
+    let files = [
+        ("demo.toml", searchable_demo()),
+        ("schedules.toml", schedules.to_owned()),
+    ];
+    start_with(pool, &files, |c| {
         c.domain.pools = sagaflow_steps::DomainConfig::dev("a").pools;
         c.schedules.tenant = "a".into();
     })
@@ -393,5 +400,21 @@ async fn a_crm_token_sees_no_action_and_forged_or_csrf_less_posts_are_refused(po
     c.goto(&format!("{base}/ui/schedules")).await.unwrap();
     wait_css(&c, "tr[data-schedule]").await;
     shot(&c, "schedules").await;
+    let row = wait_css(&c, "tr[data-schedule=nightly_demo]").await;
+    let reason = row.find(Locator::Css("input[name=reason]")).await.unwrap();
+    reason.send_keys("maintenance window").await.unwrap();
+    let pause = row
+        .find(Locator::Css("button[data-verb=pause]"))
+        .await
+        .unwrap();
+    pause.click().await.unwrap();
+    wait_css(&c, "tr[data-schedule=nightly_demo] .s-paused").await;
+    let row = wait_css(&c, "tr[data-schedule=hourly_demo]").await;
+    let trigger = row
+        .find(Locator::Css("button[data-verb=trigger]"))
+        .await
+        .unwrap();
+    trigger.click().await.unwrap();
+    wait_css(&c, "tr[data-schedule=hourly_demo] a[href^='/ui/runs/']").await;
     c.close().await.unwrap();
 }
