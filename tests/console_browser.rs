@@ -104,7 +104,18 @@ async fn server(pool: &sqlx::PgPool) -> TestServer {
 
 async fn shot(c: &Client, name: &str) {
     if let Ok(dir) = std::env::var("SAGAFLOW_CONSOLE_SCREENSHOTS") {
+        // The whole page, up to 2,400 pixels high.
+        let height = c
+            .execute("return document.documentElement.scrollHeight;", vec![])
+            .await
+            .unwrap()
+            .as_u64()
+            .unwrap_or(900)
+            .clamp(600, 2400) as u32;
+        c.set_window_size(1280, height).await.unwrap();
+        c.execute("window.scrollTo(0, 0);", vec![]).await.unwrap();
         let png = c.screenshot().await.unwrap();
+        c.set_window_size(1280, 900).await.unwrap();
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(std::path::Path::new(&dir).join(format!("{name}.png")), png).unwrap();
     }
@@ -170,22 +181,24 @@ async fn an_operator_finds_a_failed_run_and_retries_it_live(pool: sqlx::PgPool) 
         .click()
         .await
         .unwrap();
+    // htmx puts the filter in the address; that address reproduces the list.
+    let end = Instant::now() + Duration::from_secs(20);
+    let url = loop {
+        let url = c.current_url().await.unwrap();
+        if url.as_str().contains("search=subscriber_id") {
+            break url;
+        }
+        assert!(
+            Instant::now() < end,
+            "the address never showed the filter: {url}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await; // poll interval
+    };
+    c.goto(url.as_str()).await.unwrap();
     let row = wait_css(&c, &format!("tr[data-run=\"{id}\"]")).await;
     wait_css(&c, ".counts a[data-state=FAILED]").await;
-    assert_eq!(
-        c.find_all(Locator::Css("tr[data-run]"))
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
-    assert!(
-        c.current_url()
-            .await
-            .unwrap()
-            .as_str()
-            .contains("search=subscriber_id")
-    );
+    let rows = c.find_all(Locator::Css("tr[data-run]")).await.unwrap();
+    assert_eq!(rows.len(), 1);
     shot(&c, "runs").await;
 
     row.find(Locator::Css("a"))
