@@ -303,6 +303,16 @@ async fn the_sections_render_for_the_roles_that_may_read_them(pool: sqlx::PgPool
             .unwrap()
             .contains("immutable")
     );
+    // reqwest was built without gzip: the plain file. A browser gets it gzipped.
+    assert_eq!(js.text.len(), 52182);
+    let gz = Console::new(addr)
+        .get_with(
+            "/ui/assets/htmx-2.0.11.min.js",
+            &[("accept-encoding", "gzip")],
+        )
+        .await;
+    assert_eq!(gz.headers["content-encoding"], "gzip");
+    assert_eq!(gz.headers["content-length"], "16885");
     assert_eq!(
         Console::new(addr).get("/ui/assets/nope.js").await.status,
         404

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::Path;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use sagaflow_engine::api::auth::Authenticator;
@@ -110,17 +110,32 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ),
 ];
 
-async fn asset(Path(name): Path<String>) -> Response {
-    match ASSETS.iter().find(|(n, _, _)| *n == name) {
-        Some((_, mime, body)) => (
-            [
-                (header::CONTENT_TYPE, *mime),
-                (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
-                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-            ],
-            *body,
-        )
-            .into_response(),
-        None => (StatusCode::NOT_FOUND, "no such asset\n").into_response(),
+/// htmx as the package ships it gzipped (16 kB instead of 52 kB), for
+/// browsers that accept gzip.
+const HTMX_GZIP: &[u8] = include_bytes!("assets/htmx-2.0.11.min.js.gz");
+
+async fn asset(Path(name): Path<String>, headers: HeaderMap) -> Response {
+    let Some((_, mime, body)) = ASSETS.iter().find(|(n, _, _)| *n == name) else {
+        return (StatusCode::NOT_FOUND, "no such asset\n").into_response();
+    };
+    let gzip = name.starts_with("htmx-")
+        && headers
+            .get(header::ACCEPT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+    let mut resp = (
+        [
+            (header::CONTENT_TYPE, *mime),
+            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::VARY, "accept-encoding"),
+        ],
+        if gzip { HTMX_GZIP } else { *body },
+    )
+        .into_response();
+    if gzip {
+        resp.headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
+    resp
 }
