@@ -318,3 +318,48 @@ async fn the_sections_render_for_the_roles_that_may_read_them(pool: sqlx::PgPool
         404
     );
 }
+
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
+async fn a_waiting_run_takes_its_signal_from_the_console(pool: sqlx::PgPool) {
+    let wait = include_str!("../workflows/demo_wait.v1.toml");
+    let mut t = start(&pool, &[("demo_wait.v1.toml", wait.to_owned())]).await;
+    let started = start_run(
+        &mut t.client,
+        "crm-a",
+        "demo_wait",
+        serde_json::json!({}),
+        "",
+    )
+    .await
+    .unwrap();
+    let id = started.workflow.unwrap().id;
+    // A crm token may signal: the form shows once the step waits.
+    let crm = Console::sign_in(t.server.http_addr, "crm-a").await;
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let page = loop {
+        let page = crm.get(&format!("/ui/runs/{id}")).await;
+        if page.text.contains("data-action=\"signal\"") {
+            break page;
+        }
+        assert!(std::time::Instant::now() < end, "{}", page.text);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await; // poll interval
+    };
+    assert!(page.text.contains("Waiting for signal"), "{}", page.text);
+    let fields = [
+        ("csrf", page.csrf()),
+        ("action", "signal".into()),
+        ("signal_name", "approve".into()),
+        ("payload", r#"{"by": "alice"}"#.into()),
+        ("reason", "customer approved".into()),
+        ("confirm", "yes".into()),
+    ];
+    let fields: Vec<(String, String)> = fields.into_iter().map(|(k, v)| (k.into(), v)).collect();
+    let p = crm
+        .post_owned(&format!("/ui/runs/{id}/action"), fields)
+        .await;
+    assert_eq!(p.status, 303, "{}", p.text);
+    let w = wait_state(&mut t.client, "crm-a", &id, pb::WorkflowState::Completed).await;
+    let approve = w.steps.iter().find(|s| s.name == "approve").unwrap();
+    let output = sagaflow_proto::json::struct_to_json(approve.output.as_ref().unwrap()).unwrap();
+    assert_eq!(output["approval"]["by"], "alice", "{output}");
+}

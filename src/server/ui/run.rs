@@ -2,7 +2,9 @@
 //! attempts, errors, outputs, what a waiting step waits for and when it
 //! wakes), its history, the actions the role may take, and live updates:
 //! while the run has not ended the page listens to `/events` (the API's
-//! WatchWorkflow as Server-Sent Events) and reloads `/live` on each event.
+//! WatchWorkflow as Server-Sent Events) and reloads `/live` on each event;
+//! when the run stops for an operator (FAILED, COMPENSATION_FAILED) the
+//! whole page reloads so that its actions fit the new state.
 
 use std::convert::Infallible;
 
@@ -51,7 +53,7 @@ pub async fn page(
     let body = html! {
         p.crumbs { a href="/ui/runs" { "Runs" } " / " span.mono { (run.id) } }
         @if live {
-            div #live-source hidden
+            div #live-source hidden data-state=(run_state(run.state))
                 data-events={ "/ui/runs/" (run.id) "/events" }
                 data-fragment={ "/ui/runs/" (run.id) "/live" } {}
         }
