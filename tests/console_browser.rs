@@ -103,8 +103,14 @@ async fn server(pool: &sqlx::PgPool) -> TestServer {
 }
 
 async fn shot(c: &Client, name: &str) {
+    shot_at(c, name, 1280).await;
+}
+
+/// [`shot`] at `width` pixels (820: a tablet held upright).
+async fn shot_at(c: &Client, name: &str, width: u32) {
     if let Ok(dir) = std::env::var("SAGAFLOW_CONSOLE_SCREENSHOTS") {
-        // The whole page, up to 2,400 pixels high.
+        // The whole page at that width, up to 2,400 pixels high.
+        c.set_window_size(width, 900).await.unwrap();
         let height = c
             .execute("return document.documentElement.scrollHeight;", vec![])
             .await
@@ -112,7 +118,7 @@ async fn shot(c: &Client, name: &str) {
             .as_u64()
             .unwrap_or(900)
             .clamp(600, 2400) as u32;
-        c.set_window_size(1280, height).await.unwrap();
+        c.set_window_size(width, height).await.unwrap();
         c.execute("window.scrollTo(0, 0);", vec![]).await.unwrap();
         let png = c.screenshot().await.unwrap();
         c.set_window_size(1280, 900).await.unwrap();
@@ -200,6 +206,7 @@ async fn an_operator_finds_a_failed_run_and_retries_it_live(pool: sqlx::PgPool) 
     let rows = c.find_all(Locator::Css("tr[data-run]")).await.unwrap();
     assert_eq!(rows.len(), 1);
     shot(&c, "runs").await;
+    shot_at(&c, "runs-tablet", 820).await;
 
     row.find(Locator::Css("a"))
         .await
