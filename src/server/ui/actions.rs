@@ -278,6 +278,10 @@ pub async fn bulk(State(state): State<UiState>, Posted { session, fields: f }: P
             "a reason is required: say why, for the audit trail",
         );
     }
+    let patch = match json_field("the context patch", f.get("patch")) {
+        Ok(p) => p,
+        Err(e) => return bad_form(&session, &e),
+    };
     let filter = Filter::from_pairs(f.pairs());
     let mut list = match filter.request() {
         Ok(r) => r,
@@ -295,7 +299,7 @@ pub async fn bulk(State(state): State<UiState>, Posted { session, fields: f }: P
             dry_run: !confirmed,
             max_runs: 0,
             reason: f.get("reason").to_owned(),
-            context_patch: None,
+            context_patch: patch,
         }))
         .await;
     let answer = match answer {
@@ -325,6 +329,9 @@ pub async fn bulk(State(state): State<UiState>, Posted { session, fields: f }: P
         let mut facts = vec![("Action", verb.to_owned())];
         for (k, v) in filter.hidden_pairs() {
             facts.push((k, v));
+        }
+        if !f.get("patch").is_empty() {
+            facts.push(("Context patch", f.get("patch").to_owned()));
         }
         facts.push(("Reason", f.get("reason").to_owned()));
         facts.push(("Runs matched (dry run)", answer.matched.to_string()));

@@ -314,6 +314,7 @@ fn bulk_form(session: &Session, filter: &Filter) -> Markup {
                         option value="cancel" { "cancel" }
                     }
                 }
+                label.wide { "Context patch for a retry (JSON object, optional)" textarea name="patch" rows="1" {} }
                 label.wide { "Reason (kept in the audit trail)" input name="reason" required; }
                 button type="submit" { "Count the runs (dry run)…" }
             }
