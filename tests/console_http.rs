@@ -363,3 +363,77 @@ async fn a_waiting_run_takes_its_signal_from_the_console(pool: sqlx::PgPool) {
     let output = sagaflow_proto::json::struct_to_json(approve.output.as_ref().unwrap()).unwrap();
     assert_eq!(output["approval"]["by"], "alice", "{output}");
 }
+
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
+async fn bulk_actions_show_their_dry_run_first_and_rewind_goes_through_the_api(pool: sqlx::PgPool) {
+    let mut t = start(&pool, &[("demo.toml", DEMO.to_string())]).await;
+    let addr = t.server.http_addr;
+    let a = failed_run_at(&mut t.client, "crm-a", "configure").await;
+    let b = failed_run_at(&mut t.client, "crm-a", "configure").await;
+    let other = failed_run_at(&mut t.client, "crm-a", "reserve").await;
+    let op = Console::sign_in(addr, "operator-a").await;
+    let csrf = op.csrf().await;
+    let bulk = |confirm: &str| {
+        [
+            ("csrf", csrf.as_str()),
+            ("action", "compensate"),
+            ("reason", "OLT outage"),
+            ("state", "FAILED"),
+            ("failed_step", "configure"),
+            ("confirm", confirm),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .to_vec()
+    };
+    // The dry run: the count and the runs, nothing changed.
+    let p = op.post_owned("/ui/bulk", bulk("")).await;
+    if p.status == 501 {
+        // A build whose API does not serve BulkOperate yet: the console
+        // shows the API's UNIMPLEMENTED and nothing changes. (Remove this
+        // branch once BulkOperate and RewindWorkflow are in the API.)
+        assert!(p.text.contains("UNIMPLEMENTED"), "{}", p.text);
+        let w = get_run(&mut t.client, "crm-a", &a).await;
+        assert_eq!(state(&w), pb::WorkflowState::Failed);
+        return;
+    }
+    assert_eq!(p.status, 200, "{}", p.text);
+    assert!(p.text.contains("data-matched=\"2\""), "{}", p.text);
+    assert!(p.text.contains(&a) && p.text.contains(&b) && !p.text.contains(&other));
+    assert_eq!(
+        state(&get_run(&mut t.client, "crm-a", &a).await),
+        pb::WorkflowState::Failed
+    );
+    // A crm session's bulk is the API's PERMISSION_DENIED.
+    let crm = Console::sign_in(addr, "crm-a").await;
+    let mut forged = bulk("yes");
+    forged[0].1 = crm.csrf().await;
+    assert_eq!(crm.post_owned("/ui/bulk", forged).await.status, 403);
+    // Confirmed.
+    let p = op.post_owned("/ui/bulk", bulk("yes")).await;
+    assert_eq!(p.status, 200, "{}", p.text);
+    assert!(p.text.contains("data-applied=\"2\""), "{}", p.text);
+    for id in [&a, &b] {
+        wait_state(&mut t.client, "crm-a", id, pb::WorkflowState::Compensated).await;
+    }
+    assert_eq!(
+        state(&get_run(&mut t.client, "crm-a", &other).await),
+        pb::WorkflowState::Failed
+    );
+
+    // Rewind the other run to reserve with its input corrected.
+    let fields = [
+        ("csrf", csrf.as_str()),
+        ("action", "rewind"),
+        ("to_step", "reserve"),
+        ("patch", r#"{"demo": {}}"#),
+        ("reason", "wrong pool chosen"),
+        ("confirm", "yes"),
+    ]
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .to_vec();
+    let p = op
+        .post_owned(&format!("/ui/runs/{other}/action"), fields)
+        .await;
+    assert_eq!(p.status, 303, "{}", p.text);
+    wait_state(&mut t.client, "crm-a", &other, pb::WorkflowState::Completed).await;
+}
