@@ -178,6 +178,7 @@ pub const KEYS: &[Key] = &[
         .text(number!(grpc.max_payload_bytes)),
     k("grpc.max_watch_streams"),
     k("grpc.watch_poll_ms"),
+    k("grpc.bulk_actions_per_second"),
     k("grpc.tls.cert"),
     k("grpc.tls.key"),
     k("grpc.tls.client_ca"),

@@ -34,6 +34,7 @@ impl Apis {
                 max_payload_bytes: config.grpc.max_payload_bytes,
                 max_watches: config.grpc.max_watch_streams,
                 watch_poll: Duration::from_millis(config.grpc.watch_poll_ms),
+                bulk_per_second: config.grpc.bulk_actions_per_second,
             },
         );
         let schedules =

@@ -39,6 +39,14 @@ pub trait DefinitionStore: Send + Sync + 'static {
     async fn put_definition(&self, def: &LoadedDefinition) -> Result<()>;
 
     async fn get_definition(&self, id: &str) -> Result<Option<WorkflowDefinition>>;
+
+    /// Every stored snapshot, `(id, definition)`, of the workflow `name`
+    /// (every workflow when `None`): runs may be pinned to ones no longer
+    /// loaded.
+    async fn stored_definitions(
+        &self,
+        name: Option<&str>,
+    ) -> Result<Vec<(String, WorkflowDefinition)>>;
 }
 
 /// Reading runs: one, a tenant's listing, a run's events, counts by state.
