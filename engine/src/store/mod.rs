@@ -33,7 +33,8 @@ pub use writes::{
 };
 
 pub use webhooks::{
-    Delivery, DeliveryFilter, DeliveryState, DisabledWebhook, NewDelivery, TryOutcome, WebhookStore,
+    Delivery, DeliveryFilter, DeliveryState, DisabledWebhook, NewDelivery, Reenable, Reenabled,
+    TryOutcome, WebhookStore,
 };
 
 pub use schedules::{AppliedFire, FireBatch, FireBatchAck, FireWrite, ScheduleChange};

@@ -19,6 +19,7 @@ use crate::definition::{LoadedDefinition, WorkflowDefinition};
 use crate::ids::{LeaseToken, RunId, TenantId};
 use crate::run::state::RunState;
 use crate::schedule::model::{FireRecord, Schedule, ScheduleId};
+use crate::webhook::Webhooks;
 
 /// The database itself: which backend it is, its schema, whether it answers.
 #[async_trait]
@@ -82,8 +83,14 @@ pub trait RunWrites: Send + Sync + 'static {
     async fn operator_write(&self, w: &OperatorWrite) -> Result<bool>;
 
     /// Ends up to `limit` runs still queued (PENDING, not due) whose queue
-    /// time is up at `now`: CANCELLED, with a `run_queue_expired` event.
-    async fn expire_queued(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<QueueExpired>>;
+    /// time is up at `now`: CANCELLED, with a `run_queue_expired` event and
+    /// the `run_cancelled` deliveries `webhooks` hear, in one transaction.
+    async fn expire_queued(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        webhooks: &Webhooks,
+    ) -> Result<Vec<QueueExpired>>;
 }
 
 /// Leases: who drives a run (claim, renew, release), the hand-over of
