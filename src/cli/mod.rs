@@ -8,6 +8,7 @@ pub mod addresses;
 pub mod bench;
 pub mod client;
 pub mod filter;
+pub mod pools;
 pub mod render;
 pub mod schedule;
 pub mod webhooks;
@@ -74,10 +75,13 @@ pub enum Command {
         conn: ClientArgs,
         subscriber: String,
     },
-    /// Address pools and their utilization.
+    /// Address pools, their utilization and forecast; create, grow,
+    /// re-threshold and retire them (admin role).
     Pools {
         #[command(flatten)]
         conn: ClientArgs,
+        #[command(subcommand)]
+        command: Option<pools::PoolsCommand>,
     },
     /// Measure throughput and latency (see docs/performance.md).
     Bench(bench::BenchArgs),
@@ -303,9 +307,9 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             let mut c = conn.connect().await?;
             addresses::addresses(&mut c, subscriber, conn.output).await
         }
-        Command::Pools { conn } => {
+        Command::Pools { conn, command } => {
             let mut c = conn.connect().await?;
-            addresses::pools(&mut c, conn.output).await
+            pools::pools(&mut c, command, conn.output).await
         }
         Command::Bench(args) => bench::run(args).await.map_err(ClientError::Other),
         Command::Definitions { conn } => {

@@ -7,6 +7,7 @@
 use super::{Config, ConfigError, invalid};
 use crate::app::redact;
 use sagaflow_steps::adapters::EndpointConfig;
+use sagaflow_steps::ipam::NetBoxConfig;
 
 /// Writes a key from text; gets the key's name for the error message.
 type Setter = fn(&mut Config, &str, &str) -> Result<(), ConfigError>;
@@ -276,6 +277,35 @@ pub const KEYS: &[Key] = &[
             c.domain.billing.as_mut().and_then(|e| e.token.as_mut())
         }),
     k("domain.billing.timeout_ms"),
+    k("domain.ipam.backend"),
+    k("domain.ipam.tenants"),
+    k("domain.ipam.netbox.base_url")
+        .env("SAGAFLOW_NETBOX_URL")
+        .text(|c, _, v| {
+            match &mut c.domain.ipam.netbox {
+                Some(n) => n.base_url = v.into(),
+                None => c.domain.ipam.netbox = Some(NetBoxConfig::new(v, "")),
+            }
+            Ok(())
+        }),
+    k("domain.ipam.netbox.token")
+        .env("SAGAFLOW_NETBOX_TOKEN")
+        .text(|c, key, v| match &mut c.domain.ipam.netbox {
+            Some(n) => {
+                n.token = v.into();
+                Ok(())
+            }
+            None => Err(invalid(
+                key,
+                "a token without a URL: set domain.ipam.netbox.base_url too",
+            )),
+        })
+        .secret(Hide::Whole, |c| {
+            c.domain.ipam.netbox.as_mut().map(|n| &mut n.token)
+        }),
+    k("domain.ipam.netbox.timeout_ms"),
+    k("domain.ipam.netbox.ca_file"),
+    k("domain.ipam.netbox.status"),
     k("domain.simulators.enabled")
         .env("SAGAFLOW_SIMULATORS")
         .text(|c, key, v| {
@@ -299,6 +329,7 @@ pub const KEYS: &[Key] = &[
     k("domain.maintenance.leak_report_limit"),
     k("domain.maintenance.warning_percent"),
     k("domain.maintenance.critical_percent"),
+    k("domain.maintenance.exhaustion_horizon_days"),
     k("domain.notify.webhook_url")
         .env("SAGAFLOW_NOTIFY_WEBHOOK_URL")
         .text(|c, _, v| {
@@ -516,6 +547,7 @@ mod tests {
             "webhook-signing-key",
             "crm-hook-secret-1",
             "crm-hook-secret-2",
+            "nbt_abc123.secret",
         ] {
             assert!(plain.contains(secret), "the example sets {secret}");
         }
@@ -529,13 +561,14 @@ mod tests {
             "crm-hook-secret-1",
             "crm-hook-secret-2",
             "crm-url-password",
+            "nbt_abc123.secret",
         ] {
             assert!(!printed.contains(secret), "{secret} printed:\n{printed}");
         }
         let secrets = KEYS.iter().filter(|k| k.hide().is_some()).count();
         assert_eq!(
-            secrets, 15,
-            "database, endpoints, simulators, notify, radius, webhooks"
+            secrets, 16,
+            "database, endpoints, simulators, notify, radius, webhooks, netbox"
         );
 
         for key in KEYS.iter().filter(|k| k.settable()) {

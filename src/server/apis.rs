@@ -42,7 +42,15 @@ impl Apis {
         Self {
             workflows,
             schedules,
-            lifecycle: domain_db.map(|db| LifecycleApi::new(db, auth.clone())),
+            lifecycle: domain_db.map(|db| {
+                LifecycleApi::new(db, auth.clone()).with_domain(
+                    config.domain.ipam.clone(),
+                    (
+                        config.domain.maintenance.warning_percent,
+                        config.domain.maintenance.critical_percent,
+                    ),
+                )
+            }),
         }
     }
 }

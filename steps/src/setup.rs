@@ -12,7 +12,7 @@ use crate::billing::HttpBilling;
 use crate::cpe::HttpCpe;
 use crate::db::DomainDb;
 use crate::deps::DomainDeps;
-use crate::ipam::{IpamError, Pool, PoolConfig, repo as ipam};
+use crate::ipam::{IpamBackends, IpamConfig, IpamError, Pool, PoolConfig, repo as ipam};
 use crate::maintenance::MaintenanceConfig;
 use crate::notify::{NotifyConfig, NotifyError};
 use crate::onu::HttpOnu;
@@ -24,6 +24,8 @@ use crate::sim::{SimConfig, SimHandle, Simulators};
 pub struct DomainConfig {
     /// Address pools, created (or their thresholds updated) at start.
     pub pools: Vec<PoolConfig>,
+    /// Which IPAM backend each tenant uses, and NetBox.
+    pub ipam: IpamConfig,
     /// The ONU/OLT gateway; the simulator when unset.
     pub onu: Option<EndpointConfig>,
     /// The TR-069 ACS; the simulator when unset.
@@ -98,6 +100,7 @@ impl DomainRuntime {
             .validate()
             .map_err(SetupError::Maintenance)?;
         let notifier = cfg.notify.notifier()?;
+        let backends = IpamBackends::new(&cfg.ipam)?;
         // Pools without their own thresholds take the maintenance defaults.
         let pool_configs: Vec<PoolConfig> = cfg
             .pools
@@ -133,6 +136,7 @@ impl DomainRuntime {
             clock,
             maintenance: cfg.maintenance.clone(),
             notifier,
+            ipam: Arc::new(backends),
         };
         Ok(Self {
             deps,

@@ -29,6 +29,10 @@ pub struct MaintenanceConfig {
     pub warning_percent: u8,
     /// The critical threshold (percent) of pools that set none.
     pub critical_percent: u8,
+    /// A pool projected to be full within this many days (at the last 30
+    /// days' growth) is flagged: the `sagaflow_pool_exhaustion_horizon_days`
+    /// gauge the exhaustion alert compares with.
+    pub exhaustion_horizon_days: u32,
 }
 
 impl Default for MaintenanceConfig {
@@ -41,6 +45,7 @@ impl Default for MaintenanceConfig {
             leak_report_limit: 1000,
             warning_percent: 80,
             critical_percent: 100,
+            exhaustion_horizon_days: 60,
         }
     }
 }

@@ -20,7 +20,7 @@ use sagaflow_engine::state::RunState;
 use sagaflow_engine::store::postgres::PgStore;
 use sagaflow_engine::store::sqlite::SqliteStore;
 use sagaflow_engine::store::{RunRecord, Store};
-use sagaflow_steps::ipam::{PoolConfig, repo as ipam};
+use sagaflow_steps::ipam::{IpamConfig, PoolConfig, repo as ipam};
 use sagaflow_steps::lifecycle::AddressState;
 use sagaflow_steps::lifecycle::repo as lifecycle;
 use sagaflow_steps::maintenance::MaintenanceConfig;
@@ -31,6 +31,7 @@ use sagaflow_steps::{Deps, DomainConfig, DomainDb, DomainRuntime};
 use serde_json::{Value, json};
 
 pub mod sims;
+pub mod undo;
 
 pub const TENANT: &str = "t1";
 /// A second tenant with pools of its own, for isolation tests.
@@ -198,6 +199,9 @@ pub struct Options {
     /// Forward attempts per step.
     pub max_attempts: u32,
     pub v4_cidr: String,
+    pub v6_cidr: String,
+    /// Which IPAM backend each tenant uses.
+    pub ipam: IpamConfig,
     pub max_in_flight: usize,
     /// The limit of one step attempt.
     pub step_timeout_ms: u64,
@@ -215,6 +219,8 @@ impl Default for Options {
         Self {
             max_attempts: 3,
             v4_cidr: "10.20.0.0/24".into(),
+            v6_cidr: "2001:db8:1000::/40".into(),
+            ipam: IpamConfig::default(),
             max_in_flight: 64,
             step_timeout_ms: 10_000,
             maintenance: MaintenanceConfig::default(),
@@ -311,6 +317,7 @@ impl World {
         let mut cfg = DomainConfig {
             maintenance: opts.maintenance.clone(),
             notify: opts.notify.clone(),
+            ipam: opts.ipam.clone(),
             ..DomainConfig::default()
         };
         cfg.pools = Vec::new();
@@ -321,7 +328,7 @@ impl World {
             }
         }
         for tenant in tenants {
-            let mut v6 = PoolConfig::new(tenant, V6_POOL, "2001:db8:1000::/40".parse().unwrap());
+            let mut v6 = PoolConfig::new(tenant, V6_POOL, opts.v6_cidr.parse().unwrap());
             v6.prefix_length = Some(56);
             cfg.pools.push(PoolConfig::new(
                 tenant,
