@@ -330,6 +330,12 @@ pub const KEYS: &[Key] = &[
     k("domain.maintenance.warning_percent"),
     k("domain.maintenance.critical_percent"),
     k("domain.maintenance.exhaustion_horizon_days"),
+    k("domain.maintenance.retention.runs_days"),
+    k("domain.maintenance.retention.fires_days"),
+    k("domain.maintenance.retention.snapshots_days"),
+    k("domain.maintenance.retention.address_audit_days"),
+    k("domain.maintenance.retention.progress_days"),
+    k("domain.maintenance.retention.runs"),
     k("domain.notify.webhook_url")
         .env("SAGAFLOW_NOTIFY_WEBHOOK_URL")
         .text(|c, _, v| {

@@ -222,6 +222,11 @@ pub const HANDLERS: &[Handler] = &[
         Maintenance,
         Run::Maintenance(Job::Reservations),
     ),
+    h(
+        "maintenance.run_retention",
+        Maintenance,
+        Run::Maintenance(Job::Retention),
+    ),
     #[cfg(feature = "test-ledger")]
     h("ledger.apply", Ledger, Run::Ledger),
     #[cfg(feature = "test-ledger")]

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use super::retention::RetentionStore;
 use super::webhooks::WebhookStore;
 use super::{
     Backend, Checkpoint, CheckpointAck, CreateOutcome, EventRecord, FireBatch, FireBatchAck,
@@ -228,6 +229,7 @@ pub trait Store:
     + ScheduleStore
     + SignalStore
     + WebhookStore
+    + RetentionStore
 {
 }
 
@@ -241,6 +243,7 @@ impl<T> Store for T where
         + ScheduleStore
         + SignalStore
         + WebhookStore
+        + RetentionStore
         + ?Sized
 {
 }

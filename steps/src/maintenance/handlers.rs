@@ -10,6 +10,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use sagaflow_engine::handler::{Registry, StepError, StepHandler, StepOutput, StepRequest};
+use sagaflow_engine::store::RetentionStore;
 use serde_json::{Value, json};
 
 use super::{CleanupCounts, MaintenanceConfig, MaintenanceError, Result, repo};
@@ -24,9 +25,11 @@ use crate::lifecycle::repo as lifecycle;
 use crate::lifecycle::{AddressState, Family};
 use crate::notify::{Notification, NotificationKind};
 
-struct Maintenance {
-    db: DomainDb,
+pub(super) struct Maintenance {
+    pub(super) db: DomainDb,
     deps: DomainDeps,
+    /// The engine's store, for the runs and fires retention deletes.
+    pub(super) runs: Option<Arc<dyn RetentionStore>>,
 }
 
 fn hours(h: u32) -> Duration {
@@ -88,11 +91,11 @@ impl Maintenance {
         }
     }
 
-    fn cfg(&self) -> &MaintenanceConfig {
+    pub(super) fn cfg(&self) -> &MaintenanceConfig {
         &self.deps.maintenance
     }
 
-    fn now(&self) -> DateTime<Utc> {
+    pub(super) fn now(&self) -> DateTime<Utc> {
         self.deps.clock.now()
     }
 
@@ -412,6 +415,7 @@ pub(crate) enum Job {
     Metrics,
     Capacity,
     Reservations,
+    Retention,
 }
 
 struct JobHandler {
@@ -432,15 +436,25 @@ impl StepHandler for JobHandler {
             Job::Metrics => m.metrics(&req).await,
             Job::Capacity => m.capacity(&req).await,
             Job::Reservations => m.reservations(&req).await,
+            Job::Retention => m
+                .retention(&req)
+                .await
+                .and_then(|c| Ok(serde_json::to_value(c)?)),
         }?;
         Ok(output(v))
     }
 }
 
 /// Registers the maintenance handlers (those of [`HANDLERS`] that run a
-/// [`Job`]).
-pub fn register(registry: &mut Registry, db: DomainDb, deps: DomainDeps) {
-    let m = Arc::new(Maintenance { db, deps });
+/// [`Job`]); `runs` is the engine's store, which `run_retention` deletes
+/// runs and fires through.
+pub fn register(
+    registry: &mut Registry,
+    db: DomainDb,
+    deps: DomainDeps,
+    runs: Option<Arc<dyn RetentionStore>>,
+) {
+    let m = Arc::new(Maintenance { db, deps, runs });
     for handler in HANDLERS {
         if let Run::Maintenance(job) = handler.run {
             registry.register(handler.name, Arc::new(JobHandler { m: m.clone(), job }));

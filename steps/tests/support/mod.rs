@@ -266,6 +266,7 @@ pub fn definitions(registry: &Registry, max_attempts: u32, timeout_ms: u64) -> D
         "lifecycle_metrics",
         "capacity_check",
         "reservation_expiry",
+        "run_retention",
     ] {
         let path = dir.join(format!("{name}.v1.toml"));
         let text = std::fs::read_to_string(&path).unwrap();
@@ -341,6 +342,8 @@ impl World {
             .await
             .unwrap();
         deps.domain = Some(domain.deps.clone());
+        let runs: Arc<dyn sagaflow_engine::store::RetentionStore> = store.clone();
+        deps.runs = Some(runs);
         let mut registry = Registry::new().with_builtins();
         sagaflow_steps::register(&mut registry, &deps);
         let radius = Radius::default();
