@@ -26,6 +26,8 @@ pub struct DomainDeps {
     pub maintenance: MaintenanceConfig,
     /// Where the maintenance jobs send notifications.
     pub notifier: Arc<dyn Notifier>,
+    /// How long `onu.await_online` waits before it looks again.
+    pub onu_online_poll: std::time::Duration,
 }
 
 impl std::fmt::Debug for DomainDeps {
