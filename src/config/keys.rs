@@ -322,6 +322,12 @@ pub const KEYS: &[Key] = &[
         .secret(Hide::Whole, |c| c.domain.simulators.token.as_mut()),
     k("domain.simulators.default_fault"),
     k("domain.simulators.faults"),
+    k("domain.simulators.devices"),
+    k("domain.simulators.inform_url"),
+    k("domain.simulators.inform_tokens").secret_each(Hide::Whole, |c| {
+        c.domain.simulators.inform_tokens.values_mut().collect()
+    }),
+    k("domain.onu_online_poll_ms"),
     k("domain.maintenance.revoked_retention_days"),
     k("domain.maintenance.allocated_stale_hours"),
     k("domain.maintenance.revoking_stuck_hours"),
@@ -573,8 +579,8 @@ mod tests {
         }
         let secrets = KEYS.iter().filter(|k| k.hide().is_some()).count();
         assert_eq!(
-            secrets, 16,
-            "database, endpoints, simulators, notify, radius, webhooks, netbox"
+            secrets, 17,
+            "database, endpoints, simulators (token, inform tokens), notify, radius, webhooks, netbox"
         );
 
         for key in KEYS.iter().filter(|k| k.settable()) {
@@ -607,12 +613,14 @@ mod tests {
 
     #[test]
     fn every_secret_comes_from_a_variable_or_a_file() {
-        // Per-entry secrets of a list (`[[webhooks]]`) have no single
-        // variable: they come from the configuration file.
-        for key in KEYS
-            .iter()
-            .filter(|k| k.hide().is_some() && !k.name.starts_with("webhooks."))
-        {
+        // Per-entry secrets of a list (`[[webhooks]]`) or a table (the
+        // simulators' inform tokens) have no single variable: they come
+        // from the configuration file.
+        for key in KEYS.iter().filter(|k| {
+            k.hide().is_some()
+                && !k.name.starts_with("webhooks.")
+                && k.name != "domain.simulators.inform_tokens"
+        }) {
             assert!(key.env.is_some(), "{} has no variable", key.name);
         }
         let dir = tempfile::tempdir().unwrap();

@@ -29,6 +29,8 @@ pub struct DomainDeps {
     pub notifier: Arc<dyn Notifier>,
     /// Each tenant's IPAM backend.
     pub ipam: Arc<IpamBackends>,
+    /// How long `onu.await_online` waits before it looks again.
+    pub onu_online_poll: std::time::Duration,
 }
 
 impl std::fmt::Debug for DomainDeps {

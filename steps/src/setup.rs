@@ -19,7 +19,7 @@ use crate::onu::HttpOnu;
 use crate::sim::{SimConfig, SimHandle, Simulators};
 
 /// What the ISP domain is configured with.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DomainConfig {
     /// Address pools, created (or their thresholds updated) at start.
@@ -38,6 +38,23 @@ pub struct DomainConfig {
     pub maintenance: MaintenanceConfig,
     /// Where notifications go: a webhook, or the log.
     pub notify: NotifyConfig,
+    /// How often `onu.await_online` asks the OLT whether the ONU ranged.
+    pub onu_online_poll_ms: u64,
+}
+
+impl Default for DomainConfig {
+    fn default() -> Self {
+        Self {
+            pools: Vec::new(),
+            onu: None,
+            cpe: None,
+            billing: None,
+            simulators: SimConfig::default(),
+            maintenance: MaintenanceConfig::default(),
+            notify: NotifyConfig::default(),
+            onu_online_poll_ms: 1000,
+        }
+    }
 }
 
 impl DomainConfig {
@@ -137,6 +154,7 @@ impl DomainRuntime {
             maintenance: cfg.maintenance.clone(),
             notifier,
             ipam: Arc::new(backends),
+            onu_online_poll: std::time::Duration::from_millis(cfg.onu_online_poll_ms),
         };
         Ok(Self {
             deps,

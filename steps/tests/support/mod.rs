@@ -25,7 +25,7 @@ use sagaflow_steps::lifecycle::AddressState;
 use sagaflow_steps::lifecycle::repo as lifecycle;
 use sagaflow_steps::maintenance::MaintenanceConfig;
 use sagaflow_steps::notify::NotifyConfig;
-use sagaflow_steps::sim::{SimHandle, SimSnapshot};
+use sagaflow_steps::sim::{Devices, EngineInform, SimHandle, SimSnapshot};
 use sagaflow_steps::subscriber::{SubscriberState, repo as subscribers};
 use sagaflow_steps::{Deps, DomainConfig, DomainDb, DomainRuntime};
 use serde_json::{Value, json};
@@ -212,6 +212,10 @@ pub struct Options {
     /// The real `radius.*` handlers on the engine's database instead of the
     /// in-memory stand-ins.
     pub real_radius: bool,
+    /// How the simulated ONUs and CPEs behave (quick ranging and informs).
+    pub devices: Devices,
+    /// Replaces the `wait_timeout_ms` of every step that has one.
+    pub wait_timeout_ms: Option<u64>,
 }
 
 impl Default for Options {
@@ -227,6 +231,12 @@ impl Default for Options {
             notify: NotifyConfig::default(),
             other_tenants: Vec::new(),
             real_radius: false,
+            devices: Devices {
+                onu_ranging_ms: 50,
+                cpe_inform_delay_ms: 10,
+                ..Devices::default()
+            },
+            wait_timeout_ms: None,
         }
     }
 }
@@ -255,6 +265,17 @@ fn fast(max_attempts: u32, non_retryable: Vec<String>) -> RetryPolicy {
 
 /// The workflows of `workflows/`, with fast retries.
 pub fn definitions(registry: &Registry, max_attempts: u32, timeout_ms: u64) -> Definitions {
+    definitions_with(registry, max_attempts, timeout_ms, None)
+}
+
+/// [`definitions`], with every step's `wait_timeout_ms` replaced when
+/// `wait_timeout_ms` is set.
+pub fn definitions_with(
+    registry: &Registry,
+    max_attempts: u32,
+    timeout_ms: u64,
+    wait_timeout_ms: Option<u64>,
+) -> Definitions {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../workflows");
     let mut defs = Definitions::default();
     for name in [
@@ -279,6 +300,9 @@ pub fn definitions(registry: &Registry, max_attempts: u32, timeout_ms: u64) -> D
                 s.retry.is_none(),
                 "{name}: step policies would override the test's"
             );
+            if let Some(t) = wait_timeout_ms {
+                s.wait_timeout_ms = s.wait_timeout_ms.map(|_| t);
+            }
         }
         defs.add(def, name, registry)
             .unwrap_or_else(|e| panic!("{e}"));
@@ -319,8 +343,10 @@ impl World {
             maintenance: opts.maintenance.clone(),
             notify: opts.notify.clone(),
             ipam: opts.ipam.clone(),
+            onu_online_poll_ms: 100,
             ..DomainConfig::default()
         };
+        cfg.simulators.devices = opts.devices.clone();
         cfg.pools = Vec::new();
         let mut tenants = vec![TENANT, OTHER_TENANT];
         for t in &opts.other_tenants {
@@ -370,10 +396,19 @@ impl World {
             });
         }
         let registry = wrapped;
-        let defs = definitions(&registry, opts.max_attempts, opts.step_timeout_ms);
+        let defs = definitions_with(
+            &registry,
+            opts.max_attempts,
+            opts.step_timeout_ms,
+            opts.wait_timeout_ms,
+        );
         let engine = Engine::new(store, Arc::new(registry), defs, Arc::new(SystemClock))
             .await
             .unwrap();
+        // The ACS simulator signals CPE informs to this engine.
+        if let Some(sims) = &domain.simulators {
+            sims.set_inform_hook(Arc::new(EngineInform(engine.clone())));
+        }
         let executor = Some(engine.start_executor(ExecutorOptions {
             owner: "test".into(),
             poll_interval: Duration::from_millis(20),
@@ -513,6 +548,7 @@ fn strip(mut s: SimSnapshot) -> SimSnapshot {
     s.stalls.clear();
     s.lost_acks.clear();
     s.effects.clear();
+    s.informs.clear();
     s
 }
 
