@@ -51,6 +51,8 @@ pub async fn open_store_with(
             );
         };
     store.migrate().await.context("applying migrations")?;
+    let runs: Arc<dyn sagaflow_engine::store::RetentionStore> = store.clone();
+    deps.runs = Some(runs);
     sagaflow_steps::migrations::migrate(&deps)
         .await
         .context("applying the domain's migrations")?;

@@ -1,6 +1,8 @@
-//! `sagaflow.v1.LifecycleService`: the read side of address lifecycles and
-//! pools. It lives in the binary because it joins the engine's API (auth,
-//! conversions) with the ISP domain's repositories.
+//! `sagaflow.v1.LifecycleService`: address lifecycles, pools (listed with
+//! their forecast; created, grown, re-thresholded and retired at run time,
+//! audited under the caller's name) and reservations. It lives in the binary
+//! because it joins the engine's API (auth, conversions) with the ISP
+//! domain's repositories.
 
 use std::sync::Arc;
 
@@ -10,8 +12,12 @@ use sagaflow_engine::store::unreachable_database;
 use sagaflow_proto::v1 as pb;
 use sagaflow_proto::v1::lifecycle_service_server::LifecycleService;
 use sagaflow_steps::db::DomainDb;
-use sagaflow_steps::ipam::IpamError;
+use sagaflow_steps::ipam::forecast::{self, Forecast};
+use sagaflow_steps::ipam::pools::{self, PoolUpdate};
 use sagaflow_steps::ipam::repo as ipam;
+use sagaflow_steps::ipam::reservations::{self, ReserveRequest};
+use sagaflow_steps::ipam::{IpamConfig, IpamError, PoolConfig, PoolUsage};
+use sagaflow_steps::lifecycle::repo::AddressRecord;
 use sagaflow_steps::lifecycle::repo::{self as lifecycle, LifecycleError};
 use sagaflow_steps::lifecycle::{AddressState, Family};
 use tonic::{Request, Response, Status};
@@ -21,11 +27,66 @@ use tonic::{Request, Response, Status};
 pub struct LifecycleApi {
     db: DomainDb,
     auth: Arc<Authenticator>,
+    /// Which backend each tenant's pools use.
+    ipam: IpamConfig,
+    /// The thresholds of a pool created without its own.
+    default_thresholds: (u8, u8),
 }
 
 impl LifecycleApi {
     pub fn new(db: DomainDb, auth: Arc<Authenticator>) -> Self {
-        Self { db, auth }
+        Self {
+            db,
+            auth,
+            ipam: IpamConfig::default(),
+            default_thresholds: (80, 100),
+        }
+    }
+
+    /// With the IPAM backends and default thresholds of the configuration.
+    pub fn with_domain(mut self, ipam: IpamConfig, thresholds: (u8, u8)) -> Self {
+        self.ipam = ipam;
+        self.default_thresholds = thresholds;
+        self
+    }
+
+    fn pool_pb(&self, tenant: &str, u: &PoolUsage, f: &Forecast) -> pb::Pool {
+        pb::Pool {
+            id: u.pool.id.to_string(),
+            name: u.pool.name.clone(),
+            family: family(u.pool.family) as i32,
+            cidr: u.pool.cidr.to_string(),
+            prefix_length: u32::from(u.pool.prefix_length),
+            capacity: u.capacity().max(0) as u64,
+            in_use: u.in_use.max(0) as u64,
+            utilization_percent: u.percent(),
+            warning_threshold_percent: u32::from(u.pool.warning_percent),
+            critical_threshold_percent: u32::from(u.pool.critical_percent),
+            retired: u.pool.retired_at.is_some(),
+            growth_per_day: f.growth_per_day,
+            exhaustion_forecast: f.exhaustion_at.map(convert::timestamp),
+            backend: self.ipam.kind_for(tenant).as_str().into(),
+        }
+    }
+
+    /// A tenant's pool as the API shows it, by name.
+    async fn pool_named(&self, tenant: &str, name: &str) -> Result<pb::Pool, Status> {
+        let usage = ipam::utilization(&self.db, Some(tenant))
+            .await
+            .map_err(ipam_failed)?;
+        let u = usage
+            .iter()
+            .find(|u| u.pool.name == name)
+            .ok_or_else(|| Status::not_found(format!("pool {name:?} does not exist")))?;
+        let f = forecast::forecasts(
+            &self.db,
+            tenant,
+            std::slice::from_ref(u),
+            chrono::Utc::now(),
+        )
+        .await
+        .map_err(ipam_failed)?;
+        Ok(self.pool_pb(tenant, u, f.get(&u.pool.id).unwrap_or(&Forecast::NONE)))
     }
 
     pub fn into_service(self) -> pb::lifecycle_service_server::LifecycleServiceServer<Self> {
@@ -57,11 +118,48 @@ fn lifecycle_failed(e: LifecycleError) -> Status {
 }
 
 fn ipam_failed(e: IpamError) -> Status {
+    match &e {
+        IpamError::PoolExists { .. } => return Status::already_exists(e.to_string()),
+        IpamError::UnknownPool { .. } | IpamError::NoPool { .. } => {
+            return Status::not_found(e.to_string());
+        }
+        IpamError::InvalidPool { .. }
+        | IpamError::PoolChanged { .. }
+        | IpamError::NotInPool { .. } => return Status::invalid_argument(e.to_string()),
+        IpamError::Retired { .. } | IpamError::Exhausted { .. } | IpamError::Taken { .. } => {
+            return Status::failed_precondition(e.to_string());
+        }
+        _ => {}
+    }
     let db = match &e {
         IpamError::Database(d) | IpamError::Lifecycle(LifecycleError::Database(d)) => Some(d),
         _ => None,
     };
     query_failed(&e, db)
+}
+
+fn reservation(r: &AddressRecord) -> pb::Reservation {
+    pb::Reservation {
+        id: r.id.to_string(),
+        pool_id: r.pool_id.to_string(),
+        family: family(r.family) as i32,
+        address: r.address.clone(),
+        subscriber_id: r.subscriber_id.clone(),
+        reason: r.metadata["reason"].as_str().unwrap_or_default().to_owned(),
+        created_at: r.pending_at.map(convert::timestamp),
+        expires_at: r.reserved_until.map(convert::timestamp),
+        released: r.state != AddressState::Pending,
+    }
+}
+
+/// A `uint32` field that must fit a `u8` (0: unset).
+fn narrow(field: &str, v: u32) -> Result<Option<u8>, Status> {
+    if v == 0 {
+        return Ok(None);
+    }
+    u8::try_from(v)
+        .map(Some)
+        .map_err(|_| Status::invalid_argument(format!("{field} {v} is out of range")))
 }
 
 pub fn family(f: Family) -> pb::AddressFamily {
@@ -129,26 +227,16 @@ impl LifecycleService for LifecycleApi {
         let usage = ipam::utilization(&self.db, Some(p.tenant.as_str()))
             .await
             .map_err(ipam_failed)?;
+        let tenant = p.tenant.as_str();
+        let forecasts = forecast::forecasts(&self.db, tenant, &usage, chrono::Utc::now())
+            .await
+            .map_err(ipam_failed)?;
         Ok(Response::new(pb::ListPoolsResponse {
             pools: usage
                 .iter()
-                .map(|u| pb::Pool {
-                    id: u.pool.id.to_string(),
-                    name: u.pool.name.clone(),
-                    family: family(u.pool.family) as i32,
-                    cidr: u.pool.cidr.to_string(),
-                    prefix_length: u32::from(u.pool.prefix_length),
-                    capacity: u.capacity().max(0) as u64,
-                    in_use: u.in_use.max(0) as u64,
-                    utilization_percent: u.percent(),
-                    warning_threshold_percent: u32::from(u.pool.warning_percent),
-                    critical_threshold_percent: u32::from(u.pool.critical_percent),
-                    // Pools come from the configuration and the built-in
-                    // IPAM; retiring and forecasts are not built yet.
-                    retired: false,
-                    growth_per_day: 0.0,
-                    exhaustion_forecast: None,
-                    backend: "builtin".into(),
+                .map(|u| {
+                    let f = forecasts.get(&u.pool.id).unwrap_or(&Forecast::NONE);
+                    self.pool_pb(tenant, u, f)
                 })
                 .collect(),
         }))
@@ -178,47 +266,138 @@ impl LifecycleService for LifecycleApi {
         &self,
         request: Request<pb::CreatePoolRequest>,
     ) -> Result<Response<pb::Pool>, Status> {
-        self.auth.authorize(request.metadata(), Role::Admin)?;
-        Err(convert::not_yet("CreatePool"))
+        let p = self.auth.authorize(request.metadata(), Role::Admin)?;
+        let r = request.into_inner();
+        let tenant = p.tenant.as_str();
+        let cidr = r.cidr.parse().map_err(|_| {
+            Status::invalid_argument(format!(
+                "cidr {:?} is not a range such as 100.64.0.0/16 or 2001:db8::/40",
+                r.cidr
+            ))
+        })?;
+        if r.name.trim().is_empty() {
+            return Err(Status::invalid_argument("name must not be empty"));
+        }
+        let mut c = PoolConfig::new(tenant, &r.name, cidr);
+        c.prefix_length = narrow("prefix_length", r.prefix_length)?;
+        c.warning_percent = narrow("warning_threshold_percent", r.warning_threshold_percent)?
+            .or(Some(self.default_thresholds.0));
+        c.critical_percent = narrow("critical_threshold_percent", r.critical_threshold_percent)?
+            .or(Some(self.default_thresholds.1));
+        pools::create_pool(&self.db, &c, &p.name, chrono::Utc::now())
+            .await
+            .map_err(ipam_failed)?;
+        Ok(Response::new(self.pool_named(tenant, &r.name).await?))
     }
 
     async fn update_pool(
         &self,
         request: Request<pb::UpdatePoolRequest>,
     ) -> Result<Response<pb::Pool>, Status> {
-        self.auth.authorize(request.metadata(), Role::Admin)?;
-        Err(convert::not_yet("UpdatePool"))
+        let p = self.auth.authorize(request.metadata(), Role::Admin)?;
+        let r = request.into_inner();
+        let tenant = p.tenant.as_str();
+        let cidr = if r.cidr.is_empty() {
+            None
+        } else {
+            Some(r.cidr.parse().map_err(|_| {
+                Status::invalid_argument(format!("cidr {:?} is not a range", r.cidr))
+            })?)
+        };
+        let change = PoolUpdate {
+            cidr,
+            warning_percent: narrow("warning_threshold_percent", r.warning_threshold_percent)?,
+            critical_percent: narrow("critical_threshold_percent", r.critical_threshold_percent)?,
+        };
+        pools::update_pool(
+            &self.db,
+            tenant,
+            &r.name,
+            &change,
+            &p.name,
+            chrono::Utc::now(),
+        )
+        .await
+        .map_err(ipam_failed)?;
+        Ok(Response::new(self.pool_named(tenant, &r.name).await?))
     }
 
     async fn retire_pool(
         &self,
         request: Request<pb::RetirePoolRequest>,
     ) -> Result<Response<pb::Pool>, Status> {
-        self.auth.authorize(request.metadata(), Role::Admin)?;
-        Err(convert::not_yet("RetirePool"))
+        let p = self.auth.authorize(request.metadata(), Role::Admin)?;
+        let r = request.into_inner();
+        let tenant = p.tenant.as_str();
+        pools::retire_pool(&self.db, tenant, &r.name, &p.name, chrono::Utc::now())
+            .await
+            .map_err(ipam_failed)?;
+        Ok(Response::new(self.pool_named(tenant, &r.name).await?))
     }
 
     async fn reserve_address(
         &self,
         request: Request<pb::ReserveAddressRequest>,
     ) -> Result<Response<pb::Reservation>, Status> {
-        self.auth.authorize(request.metadata(), Role::Operator)?;
-        Err(convert::not_yet("ReserveAddress"))
+        let p = self.auth.authorize(request.metadata(), Role::Operator)?;
+        let r = request.into_inner();
+        if r.subscriber_id.is_empty() {
+            return Err(Status::invalid_argument("subscriber_id must not be empty"));
+        }
+        let fam = match pb::AddressFamily::try_from(r.family) {
+            Ok(pb::AddressFamily::Ipv4) => Family::Ipv4,
+            Ok(pb::AddressFamily::Ipv6) => Family::Ipv6,
+            _ => return Err(Status::invalid_argument("family must be IPV4 or IPV6")),
+        };
+        let req = ReserveRequest {
+            tenant: p.tenant.as_str(),
+            subscriber_id: &r.subscriber_id,
+            pool: Some(r.pool.as_str()).filter(|s| !s.is_empty()),
+            family: fam,
+            address: Some(r.address.as_str()).filter(|s| !s.is_empty()),
+            expires_in_days: r.expires_in_days,
+            reason: &r.reason,
+            owner: &p.name,
+        };
+        let rec = reservations::reserve(&self.db, &req, chrono::Utc::now())
+            .await
+            .map_err(ipam_failed)?;
+        Ok(Response::new(reservation(&rec)))
     }
 
     async fn list_reservations(
         &self,
         request: Request<pb::ListReservationsRequest>,
     ) -> Result<Response<pb::ListReservationsResponse>, Status> {
-        self.auth.authorize(request.metadata(), Role::Operator)?;
-        Err(convert::not_yet("ListReservations"))
+        let p = self.auth.authorize(request.metadata(), Role::Operator)?;
+        let r = request.into_inner();
+        let subscriber = Some(r.subscriber_id.as_str()).filter(|s| !s.is_empty());
+        let all = reservations::list(&self.db, p.tenant.as_str(), subscriber)
+            .await
+            .map_err(ipam_failed)?;
+        Ok(Response::new(pb::ListReservationsResponse {
+            reservations: all.iter().map(reservation).collect(),
+        }))
     }
 
     async fn release_reservation(
         &self,
         request: Request<pb::ReleaseReservationRequest>,
     ) -> Result<Response<pb::Reservation>, Status> {
-        self.auth.authorize(request.metadata(), Role::Operator)?;
-        Err(convert::not_yet("ReleaseReservation"))
+        let p = self.auth.authorize(request.metadata(), Role::Operator)?;
+        let r = request.into_inner();
+        let id: i64 = r.id.parse().map_err(|_| {
+            Status::invalid_argument(format!("id {:?} is not a reservation id", r.id))
+        })?;
+        let rec =
+            reservations::release(&self.db, p.tenant.as_str(), id, &p.name, chrono::Utc::now())
+                .await
+                .map_err(|e| match e {
+                    IpamError::Lifecycle(LifecycleError::NotFound(_)) => {
+                        Status::not_found(format!("reservation {id} does not exist"))
+                    }
+                    e => ipam_failed(e),
+                })?;
+        Ok(Response::new(reservation(&rec)))
     }
 }

@@ -18,6 +18,8 @@ const PROVISION: &str = include_str!("../workflows/provision_subscriber.v1.toml"
 async fn lifecycle_service_shows_a_provisioned_subscriber(pool: sqlx::PgPool) {
     let t = start_with(&pool, &[("provision.toml", PROVISION.to_string())], |c| {
         c.domain.pools = sagaflow_steps::DomainConfig::dev("a").pools;
+        // The ACS simulator signals the CPE's inform as tenant a's crm.
+        c.domain.simulators.inform_tokens = [("a".to_owned(), "crm-a".to_owned())].into();
     })
     .await;
     let mut c = t.client.clone();

@@ -192,3 +192,96 @@ async fn a_replica_killed_mid_delivery_leaves_it_to_another_with_the_same_id(poo
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("pending, delivered, failed"));
 }
+
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
+async fn an_operator_enables_a_disabled_webhook_again_with_a_reason(pool: PgPool) {
+    let url = common::database_url(&pool);
+    let hook = "http://crm.example/hook";
+    let delivery = uuid::Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO webhook_deliveries (id, tenant_id, run_id, url, event, occurred_at, state, \
+            attempts, first_failed_at, last_error) \
+         VALUES ($1, 'crm', $2, $3, 'run_completed', now(), 'failed', 30, now(), 'HTTP 500')",
+    )
+    .bind(delivery)
+    .bind(uuid::Uuid::now_v7())
+    .bind(hook)
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO webhooks_disabled (tenant_id, url, disabled_at, reason) \
+         VALUES ('crm', $1, now(), 'HTTP 500 Internal Server Error')",
+    )
+    .bind(hook)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let sagaflow = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_sagaflow"))
+            .args(["webhooks", "--database-url", &url])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+
+    // A reason is required; nothing changes without one.
+    let no_reason = sagaflow(&["enable", hook, "--reason", " "]);
+    assert_eq!(no_reason.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&no_reason.stderr).contains("--reason"));
+    let disabled: Value =
+        serde_json::from_slice(&sagaflow(&["disabled", "-o", "json"]).stdout).unwrap();
+    assert_eq!(disabled[0]["url"], hook);
+
+    let out = sagaflow(&[
+        "enable",
+        hook,
+        "--tenant",
+        "crm",
+        "--reason",
+        "receiver fixed",
+        "--actor",
+        "alice",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 deliveries queued again"));
+    let disabled: Value =
+        serde_json::from_slice(&sagaflow(&["disabled", "-o", "json"]).stdout).unwrap();
+    assert_eq!(disabled, json!([]));
+    let (state, first_failed, next): (
+        String,
+        Option<chrono::DateTime<chrono::Utc>>,
+        Option<chrono::DateTime<chrono::Utc>>,
+    ) = sqlx::query_as(
+        "SELECT state, first_failed_at, next_attempt_at FROM webhook_deliveries WHERE id = $1",
+    )
+    .bind(delivery)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(state, "pending", "the delivery that gave up is tried again");
+    assert!(first_failed.is_none() && next.is_some());
+    let audit: (String, String, String, i64) =
+        sqlx::query_as("SELECT tenant_id, enabled_by, reason, requeued FROM webhook_reenables")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        audit,
+        ("crm".into(), "alice".into(), "receiver fixed".into(), 1)
+    );
+
+    // Enabling what is not disabled is refused and records nothing.
+    let again = sagaflow(&["enable", hook, "--reason", "again"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("no disabled webhook"));
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_reenables")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+}

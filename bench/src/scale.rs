@@ -178,6 +178,52 @@ pub(crate) async fn scale(
                 ..Default::default()
             },
         ),
+        (
+            "list_by_search_attribute",
+            pb::ListWorkflowsRequest {
+                search: [("subscriber_id".to_owned(), "subscriber-4240".to_owned())].into(),
+                ..Default::default()
+            },
+            RunFilter {
+                search: vec![("subscriber_id".into(), "subscriber-4240".into())],
+                ..Default::default()
+            },
+        ),
+        (
+            "list_by_idempotency_key",
+            pb::ListWorkflowsRequest {
+                idempotency_key: "order-424242".into(),
+                ..Default::default()
+            },
+            RunFilter {
+                idempotency_key: Some("order-424242".into()),
+                ..Default::default()
+            },
+        ),
+        (
+            "list_by_failed_step",
+            pb::ListWorkflowsRequest {
+                failed_step: "step7".into(),
+                ..Default::default()
+            },
+            RunFilter {
+                failed_at: Some(vec![(def.id.clone(), 6)]),
+                ..Default::default()
+            },
+        ),
+        (
+            "list_by_failed_step_in_window",
+            pb::ListWorkflowsRequest {
+                failed_step: "step7".into(),
+                created_after: Some(timestamp(chrono::Utc::now() - chrono::Duration::days(2))),
+                ..Default::default()
+            },
+            RunFilter {
+                failed_at: Some(vec![(def.id.clone(), 6)]),
+                created_after: Some(chrono::Utc::now() - chrono::Duration::days(2)),
+                ..Default::default()
+            },
+        ),
     ];
     let mut plans = serde_json::Map::new();
     for (name, req, filter) in filters {

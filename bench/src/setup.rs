@@ -19,6 +19,7 @@ use crate::{Host, Options};
 pub fn bench_definition() -> String {
     let mut t = String::from(
         "name = \"bench_noop\"\nversion = 1\ndescription = \"Ten no-op steps\"\n\
+         search_attributes = [\"subscriber_id\"]\n\
          [defaults]\ntimeout_ms = 10000\n[defaults.retry]\nmax_attempts = 3\ninitial_interval_ms = 10\nmax_interval_ms = 100\n",
     );
     for i in 1..=10 {

@@ -382,7 +382,10 @@ async fn a_key_freed_after_the_ttl_is_not_handed_to_the_expired_run(store: Arc<d
     assert_eq!(store.promote_queued(clock.now()).await.unwrap(), 0);
     assert!(h.get(queued.id).await.next_run_at.is_none());
 
-    let expired = store.expire_queued(clock.now(), 10).await.unwrap();
+    let expired = store
+        .expire_queued(clock.now(), 10, &Default::default())
+        .await
+        .unwrap();
     assert_eq!(
         expired
             .iter()
@@ -398,7 +401,7 @@ async fn a_key_freed_after_the_ttl_is_not_handed_to_the_expired_run(store: Arc<d
     );
     assert!(
         store
-            .expire_queued(clock.now(), 10)
+            .expire_queued(clock.now(), 10, &Default::default())
             .await
             .unwrap()
             .is_empty(),

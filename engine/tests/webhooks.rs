@@ -1,27 +1,28 @@
 //! Run-outcome webhooks against a local receiver, on both backends: each
 //! outcome delivered once with a valid signature; a receiver down for a
 //! while gets the same delivery id when it is back; a receiver failing for
-//! 24 h of injected time gets its webhook disabled.
+//! 24 h of injected time gets its webhook disabled, and enabled again gets
+//! what was held; a step waiting for a signal is heard (a timer is not); a
+//! run cancelled for waiting too long in its queue is heard.
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 #[macro_use]
 mod support;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::http::{HeaderMap, StatusCode};
 use chrono::Utc;
 use sagaflow_engine::clock::{Clock, ManualClock};
 use sagaflow_engine::saga::OperatorAction;
 use sagaflow_engine::state::RunState;
-use sagaflow_engine::store::{DeliveryFilter, DeliveryState, Store};
+use sagaflow_engine::store::{DeliveryState, Reenable, Store};
 use sagaflow_engine::webhook::signature::verify_signature;
-use sagaflow_engine::webhook::{DispatcherOptions, Webhook, WebhookEvent, Webhooks};
+use sagaflow_engine::webhook::{Webhook, WebhookEvent, Webhooks};
 use serde_json::{Value, json};
+use support::receiver::*;
 use support::*;
 
 on_both_backends!(
@@ -29,108 +30,15 @@ on_both_backends!(
     a_receiver_down_for_a_while_gets_the_same_delivery_later,
     a_receiver_failing_for_a_day_gets_its_webhook_disabled,
     operator_cancels_are_delivered_and_unheard_events_are_not,
+    a_step_waiting_for_a_signal_is_heard_and_a_timer_is_not,
+    a_run_expired_in_its_queue_is_heard_cancelled,
 );
-
-const SECRET: &str = "crm-signing-secret-0123";
-
-/// One POST the receiver saw.
-#[derive(Debug, Clone)]
-struct Seen {
-    delivery: String,
-    event: String,
-    signature: String,
-    body: Vec<u8>,
-}
-
-/// A local HTTP receiver answering `status` (changeable) and recording
-/// every POST.
-#[derive(Clone)]
-struct Receiver {
-    url: String,
-    status: Arc<AtomicU16>,
-    seen: Arc<Mutex<Vec<Seen>>>,
-}
-
-impl Receiver {
-    async fn start(status: u16) -> Self {
-        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
-        let code = Arc::new(AtomicU16::new(status));
-        let (s, c) = (seen.clone(), code.clone());
-        let app = axum::Router::new().route(
-            "/hook",
-            axum::routing::post(move |headers: HeaderMap, body: Bytes| {
-                let (s, c) = (s.clone(), c.clone());
-                async move {
-                    let h = |n: &str| {
-                        headers
-                            .get(n)
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or_default()
-                            .to_owned()
-                    };
-                    s.lock().unwrap().push(Seen {
-                        delivery: h("x-sagaflow-delivery"),
-                        event: h("x-sagaflow-event"),
-                        signature: h("x-sagaflow-signature"),
-                        body: body.to_vec(),
-                    });
-                    StatusCode::from_u16(c.load(Ordering::SeqCst)).unwrap()
-                }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Self {
-            url: format!("http://{addr}/hook"),
-            status: code,
-            seen,
-        }
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
-    }
-
-    fn webhooks(&self) -> Webhooks {
-        Webhooks::new(vec![Webhook {
-            tenant: TENANT.into(),
-            url: self.url.clone(),
-            secret: SECRET.into(),
-            events: WebhookEvent::ALL.to_vec(),
-            workflows: None,
-        }])
-    }
-}
 
 fn tomls() -> Vec<String> {
     vec![
         saga_toml("wh", 1, 2, ""),
         saga_toml("wh_pause", 1, 2, "on_failure = \"pause\""),
     ]
-}
-
-fn fast_dispatch() -> DispatcherOptions {
-    DispatcherOptions {
-        poll: Duration::from_millis(20),
-        lease: Duration::from_secs(10),
-        batch: 8,
-        timeout: Duration::from_secs(5),
-    }
-}
-
-async fn deliveries(
-    store: &Arc<dyn Store>,
-    state: Option<DeliveryState>,
-) -> Vec<sagaflow_engine::store::Delivery> {
-    store
-        .deliveries(&DeliveryFilter {
-            state,
-            limit: 100,
-            ..DeliveryFilter::default()
-        })
-        .await
-        .unwrap()
 }
 
 async fn outcomes_are_delivered_once_and_signed(store: Arc<dyn Store>) {
@@ -150,18 +58,7 @@ async fn outcomes_are_delivered_once_and_signed(store: Arc<dyn Store>) {
     h.wait_state(compensated, RunState::Compensated).await;
     h.wait_state(failed, RunState::Failed).await;
 
-    let stored = poll(
-        "three deliveries acknowledged",
-        Duration::from_secs(10),
-        || {
-            let store = store.clone();
-            async move {
-                let d = deliveries(&store, Some(DeliveryState::Delivered)).await;
-                (d.len() == 3).then_some(d)
-            }
-        },
-    )
-    .await;
+    let stored = delivered(&store, 3).await;
     dispatcher.shutdown().await;
 
     let seen = rx.seen();
@@ -205,24 +102,6 @@ async fn outcomes_are_delivered_once_and_signed(store: Arc<dyn Store>) {
         ("run_failed".into(), json!("WORKFLOW_STATE_FAILED"))
     );
     h.shutdown().await;
-}
-
-/// Polls until the delivery of `run` has been tried `n` times.
-async fn tried(store: &Arc<dyn Store>, n: u32) -> sagaflow_engine::store::Delivery {
-    poll(
-        &format!("a delivery tried {n} times"),
-        Duration::from_secs(10),
-        || {
-            let store = store.clone();
-            async move {
-                deliveries(&store, None)
-                    .await
-                    .into_iter()
-                    .find(|d| d.attempts >= n)
-            }
-        },
-    )
-    .await
 }
 
 async fn a_receiver_down_for_a_while_gets_the_same_delivery_later(store: Arc<dyn Store>) {
@@ -316,8 +195,55 @@ async fn a_receiver_failing_for_a_day_gets_its_webhook_disabled(store: Arc<dyn S
     })
     .await;
     clock.advance(Duration::from_secs(3600));
-    dispatcher.shutdown().await;
     assert_eq!(rx.seen().len(), tries);
+
+    // Enabled again once the receiver is fixed: the delivery that gave up
+    // (same id) and the one held are both delivered.
+    rx.status.store(200, Ordering::SeqCst);
+    let gave_up = deliveries(&store, Some(DeliveryState::Failed)).await;
+    assert_eq!(gave_up.len(), 1);
+    let enable = |tenant: &str| Reenable {
+        tenant: Some(sagaflow_engine::ids::TenantId::new(tenant)),
+        url: rx.url.clone(),
+        at: clock.now(),
+        actor: "ops".into(),
+        reason: "receiver fixed".into(),
+    };
+    assert!(
+        store
+            .enable_webhooks(&enable("other"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "another tenant's webhook at the URL is not this one"
+    );
+    let enabled = store.enable_webhooks(&enable(TENANT)).await.unwrap();
+    assert_eq!(enabled.len(), 1);
+    assert_eq!(enabled[0].webhook.url, rx.url);
+    assert_eq!(enabled[0].requeued, 1);
+    assert!(store.disabled_webhooks().await.unwrap().is_empty());
+    assert!(
+        store
+            .enable_webhooks(&enable(TENANT))
+            .await
+            .unwrap()
+            .is_empty(),
+        "enabled once"
+    );
+    delivered(&store, 2).await;
+    dispatcher.shutdown().await;
+    let after: Vec<_> = rx.seen().into_iter().skip(tries).collect();
+    assert_eq!(after.len(), 2, "{after:#?}");
+    assert!(
+        after
+            .iter()
+            .any(|s| s.delivery == gave_up[0].id.to_string())
+    );
+    assert!(
+        after
+            .iter()
+            .all(|s| verify_signature(SECRET.as_bytes(), &s.body, &s.signature))
+    );
     h.shutdown().await;
 }
 
@@ -349,21 +275,7 @@ async fn operator_cancels_are_delivered_and_unheard_events_are_not(store: Arc<dy
     act(cancelled, true).await.unwrap();
     act(terminated, false).await.unwrap();
     h.wait_state(cancelled, RunState::Cancelled).await;
-    poll(
-        "two deliveries acknowledged",
-        Duration::from_secs(10),
-        || {
-            let store = store.clone();
-            async move {
-                (deliveries(&store, Some(DeliveryState::Delivered))
-                    .await
-                    .len()
-                    == 2)
-                    .then_some(())
-            }
-        },
-    )
-    .await;
+    delivered(&store, 2).await;
     dispatcher.shutdown().await;
     // run_failed is not heard: only the two operator endings were recorded.
     let all = deliveries(&store, None).await;
@@ -372,5 +284,128 @@ async fn operator_cancels_are_delivered_and_unheard_events_are_not(store: Arc<dy
     assert_eq!(event_of(cancelled), WebhookEvent::RunCancelled);
     assert_eq!(event_of(terminated), WebhookEvent::RunTerminated);
     assert_eq!(rx.seen().len(), 2);
+    h.shutdown().await;
+}
+
+/// The run's deliveries once `n` of them are delivered.
+async fn delivered_of(
+    store: &Arc<dyn Store>,
+    run: sagaflow_engine::ids::RunId,
+    n: usize,
+) -> Vec<sagaflow_engine::store::Delivery> {
+    poll(
+        &format!("{n} deliveries of {run}"),
+        Duration::from_secs(10),
+        || {
+            let store = store.clone();
+            async move {
+                let d: Vec<_> = deliveries(&store, Some(DeliveryState::Delivered))
+                    .await
+                    .into_iter()
+                    .filter(|d| d.run_id == run)
+                    .collect();
+                (d.len() == n).then_some(d)
+            }
+        },
+    )
+    .await
+}
+
+/// The receiver's requests about `run`, their bodies parsed; each signed.
+fn seen_of(rx: &Receiver, run: sagaflow_engine::ids::RunId) -> Vec<(Seen, Value)> {
+    rx.seen()
+        .into_iter()
+        .map(|s| {
+            assert!(verify_signature(SECRET.as_bytes(), &s.body, &s.signature));
+            let body: Value = serde_json::from_slice(&s.body).unwrap();
+            (s, body)
+        })
+        .filter(|(_, b)| b["workflow"]["id"] == run.to_string())
+        .collect()
+}
+
+async fn a_step_waiting_for_a_signal_is_heard_and_a_timer_is_not(store: Arc<dyn Store>) {
+    let rx = Receiver::start(200).await;
+    let wait = |name: &str, step: &str| {
+        format!(
+            "name = \"{name}\"\nversion = 1\n[[steps]]\nname = \"first\"\nhandler = \"test.do\"\n\
+             [[steps]]\nname = \"wait\"\n{step}\n[[steps]]\nname = \"last\"\nhandler = \"test.do\"\n"
+        )
+    };
+    let tomls = [
+        wait("approval", "kind = \"signal\"\nsignal = \"approve\""),
+        wait("nap", "kind = \"sleep\"\nduration_ms = 3600000"),
+    ];
+    let h = Harness::new(store.clone(), &tomls).await;
+    h.engine.set_webhooks(rx.webhooks());
+    let dispatcher = h.engine.start_webhook_dispatcher(fast_dispatch());
+    let napping = h.start("nap", json!({})).await.run.id;
+    let approval = h.start("approval", json!({})).await.run.id;
+
+    let waiting = delivered_of(&store, approval, 1).await;
+    assert_eq!(waiting[0].event, WebhookEvent::StepWaiting);
+    let seen = seen_of(&rx, approval);
+    assert_eq!(seen.len(), 1, "once");
+    assert_eq!(seen[0].0.event, "step_waiting");
+    assert_eq!(seen[0].0.delivery, waiting[0].id.to_string());
+    let steps = seen[0].1["workflow"]["steps"].as_array().unwrap();
+    assert_eq!(steps[1]["state"], "STEP_STATE_WAITING");
+    assert_eq!(steps[1]["waiting_for"], "approve");
+
+    let signalled = h
+        .engine
+        .signal(sagaflow_engine::engine::SignalRequest {
+            tenant_id: tenant(),
+            run_id: approval,
+            name: "approve".into(),
+            payload: json!({"by": "crm"}),
+            idempotency_key: String::new(),
+            actor: "crm".into(),
+        })
+        .await
+        .unwrap();
+    assert!(signalled.delivered);
+    h.wait_state(approval, RunState::Completed).await;
+    let all = delivered_of(&store, approval, 2).await;
+    assert!(all.iter().any(|d| d.event == WebhookEvent::RunCompleted));
+    dispatcher.shutdown().await;
+
+    // The sleeping run waits too, on a timer: nothing is sent for it.
+    assert!(
+        h.get(napping)
+            .await
+            .steps
+            .iter()
+            .any(|s| s.state == sagaflow_engine::state::StepState::Waiting)
+    );
+    let all = deliveries(&store, None).await;
+    assert!(all.iter().all(|d| d.run_id != napping), "{all:#?}");
+    assert_eq!(seen_of(&rx, approval).len(), 2);
+    assert!(seen_of(&rx, napping).is_empty());
+    h.shutdown().await;
+}
+
+async fn a_run_expired_in_its_queue_is_heard_cancelled(store: Arc<dyn Store>) {
+    let rx = Receiver::start(200).await;
+    let (h, clock, _holder) = key_held_with_queue_ttl(store.clone(), "ttl", 1, 1500, "bob").await;
+    h.engine.set_webhooks(rx.webhooks());
+    let dispatcher = h.engine.start_webhook_dispatcher(fast_dispatch());
+    let queued = h.start("ttl", json!({"subscriber_id": "bob"})).await.run.id;
+    clock.advance(Duration::from_millis(2000));
+    let run = h.wait_state(queued, RunState::Cancelled).await;
+    assert!(run.error.unwrap().starts_with("queued longer than"));
+
+    let d = delivered_of(&store, queued, 1).await;
+    assert_eq!(d[0].event, WebhookEvent::RunCancelled);
+    dispatcher.shutdown().await;
+    let seen = seen_of(&rx, queued);
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].0.event, "run_cancelled");
+    assert_eq!(seen[0].1["workflow"]["state"], "WORKFLOW_STATE_CANCELLED");
+    assert_eq!(
+        deliveries(&store, None).await.len(),
+        1,
+        "the holder's FAILED was before the webhook"
+    );
     h.shutdown().await;
 }

@@ -59,7 +59,7 @@ wait_for() {
 input=$(jq -n --arg order "$order" '{
   subscriber_id: ("sub-" + $order), plan: "fiber-300", enable_ipv6: true,
   customer: {id: ("c-" + $order), name: "Ada Lovelace", email: "ada@example.net"},
-  nas: {ip: "127.0.0.1"}, onu_serial: "ALCL0001", cpe_serial: "CPE0001"}')
+  nas: {ip: "127.0.0.1"}, onu_serial: ("ONU-" + $order), cpe_serial: ("CPE-" + $order)}')
 started=$(call POST /v1/workflows "$crm" \
   "$(jq -n --argjson input "$input" '{workflow_name: "provision_subscriber", input: $input}')" \
   -H "Idempotency-Key: $order")
@@ -74,6 +74,10 @@ echo "order $order sent again: created=$(jq .created <<<"$again"), same run: $(j
 final=$(wait_for "$id" COMPLETED COMPENSATED FAILED COMPENSATION_FAILED CANCELLED TERMINATED)
 echo "run $id: $final"
 call GET "/v1/workflows/$id/history" "$crm" | jq -r '.events[] | "  \(.sequence) \(.type) \(.step)"'
+if [ "$final" != COMPLETED ]; then
+  echo "order $order was not provisioned: run $id ended $final" >&2
+  exit 1
+fi
 
 # 3. A run that fails at a step and waits for an operator (the demo saga
 #    fails where its input says), then the operator's retry with the input
@@ -85,4 +89,6 @@ call GET "/v1/workflows?state=WORKFLOW_STATE_FAILED&workflow_name=demo_saga" "$c
   | jq -r '.workflows[] | "  failed: \(.id) \(.error)"'
 call POST "/v1/workflows/$fid:retry" "$operator" \
   '{"reason": "provision.sh: input corrected", "context_patch": {"demo": {}}}' > /dev/null
-echo "run $fid retried: $(wait_for "$fid" COMPLETED)"
+retried=$(wait_for "$fid" COMPLETED COMPENSATED FAILED COMPENSATION_FAILED CANCELLED TERMINATED)
+echo "run $fid retried: $retried"
+[ "$retried" = COMPLETED ] || { echo "run $fid did not complete after the retry" >&2; exit 1; }

@@ -1,5 +1,5 @@
-//! `sagaflow addresses <subscriber>` and `sagaflow pools`: the lifecycle
-//! service's views of address assignments and pools.
+//! `sagaflow addresses <subscriber>`: the lifecycle service's view of a
+//! subscriber's address assignments (pools are in `pools.rs`).
 
 use sagaflow_proto::v1 as pb;
 use serde_json::{Value, json};
@@ -54,43 +54,6 @@ pub async fn addresses(c: &mut Client, subscriber: String, out: Output) -> Resul
                 st(a.state),
                 ts_str(&a.activated_at),
                 a.workflow_id
-            );
-        }
-    }
-    Ok(())
-}
-
-/// `sagaflow pools`.
-pub async fn pools(c: &mut Client, out: Output) -> Result<(), ClientError> {
-    use sagaflow_proto::v1::lifecycle_service_client::LifecycleServiceClient;
-    let mut l = LifecycleServiceClient::new(c.channel.clone());
-    let all = l
-        .list_pools(c.req(pb::ListPoolsRequest {}))
-        .await?
-        .into_inner()
-        .pools;
-    if out == Output::Json {
-        let v: Vec<Value> = all
-            .iter()
-            .map(|p| {
-                json!({
-                    "id": p.id, "name": p.name, "cidr": p.cidr, "prefix_length": p.prefix_length,
-                    "capacity": p.capacity, "in_use": p.in_use, "utilization_percent": p.utilization_percent,
-                    "warning_threshold_percent": p.warning_threshold_percent,
-                    "critical_threshold_percent": p.critical_threshold_percent,
-                })
-            })
-            .collect();
-        print_json(&Value::Array(v));
-    } else {
-        println!(
-            "{:<16} {:<22} {:>4} {:>12} {:>10} {:>7}",
-            "POOL", "CIDR", "LEN", "CAPACITY", "IN USE", "USED %"
-        );
-        for p in &all {
-            println!(
-                "{:<16} {:<22} {:>4} {:>12} {:>10} {:>6.1}%",
-                p.name, p.cidr, p.prefix_length, p.capacity, p.in_use, p.utilization_percent
             );
         }
     }

@@ -26,6 +26,10 @@ pub enum ClientError {
     /// The server could not be reached (exit code 1).
     #[error("{0:#}")]
     Other(#[from] anyhow::Error),
+    /// The run ended (or stopped for an operator) other than COMPLETED
+    /// (exit code 3): `workflow watch`, `workflow start --wait`.
+    #[error("the run ended {0}")]
+    Outcome(String),
 }
 
 impl From<tonic::Status> for ClientError {
@@ -38,6 +42,7 @@ impl ClientError {
     pub fn exit_code(&self) -> u8 {
         match self {
             ClientError::Usage(_) => 2,
+            ClientError::Outcome(_) => 3,
             _ => 1,
         }
     }
@@ -56,8 +61,23 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(server: &str, token: &str) -> Result<Self, ClientError> {
-        let channel = Channel::from_shared(server.to_owned())
-            .map_err(|e| ClientError::Usage(format!("--server {server:?}: {e}")))?
+        Self::connect_tls(server, token, &TlsFiles::default()).await
+    }
+
+    /// Connects over TLS when `tls` names files (or the server is `https://`).
+    pub async fn connect_tls(
+        server: &str,
+        token: &str,
+        tls: &TlsFiles,
+    ) -> Result<Self, ClientError> {
+        let mut endpoint = Channel::from_shared(server.to_owned())
+            .map_err(|e| ClientError::Usage(format!("--server {server:?}: {e}")))?;
+        if let Some(config) = tls.config()? {
+            endpoint = endpoint
+                .tls_config(config)
+                .map_err(|e| ClientError::Usage(format!("TLS: {e}")))?;
+        }
+        let channel = endpoint
             .connect()
             .await
             .with_context(|| format!("cannot reach the sagaflow server at {server}"))?;
@@ -94,4 +114,47 @@ pub fn json_object(arg: &str, what: &str) -> Result<prost_types::Struct, ClientE
         return Err(ClientError::Usage(format!("{what} must be a JSON object")));
     }
     Ok(json::json_to_struct(&v))
+}
+
+/// The client's TLS files: the CA that signed the server's certificate, and
+/// the client's own certificate and key when the server asks for one.
+#[derive(Debug, Clone, Default)]
+pub struct TlsFiles {
+    pub ca_cert: Option<std::path::PathBuf>,
+    pub client_cert: Option<std::path::PathBuf>,
+    pub client_key: Option<std::path::PathBuf>,
+}
+
+impl TlsFiles {
+    /// The tonic TLS configuration; none when no file is named.
+    fn config(&self) -> Result<Option<tonic::transport::ClientTlsConfig>, ClientError> {
+        use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+        let read = |p: &std::path::Path, flag: &str| {
+            std::fs::read(p).map_err(|e| {
+                ClientError::Usage(format!("{flag}: cannot read {}: {e}", p.display()))
+            })
+        };
+        if self.ca_cert.is_none() && self.client_cert.is_none() && self.client_key.is_none() {
+            return Ok(None);
+        }
+        let mut config = ClientTlsConfig::new();
+        if let Some(ca) = &self.ca_cert {
+            config = config.ca_certificate(Certificate::from_pem(read(ca, "--ca-cert")?));
+        }
+        match (&self.client_cert, &self.client_key) {
+            (Some(cert), Some(key)) => {
+                config = config.identity(Identity::from_pem(
+                    read(cert, "--client-cert")?,
+                    read(key, "--client-key")?,
+                ));
+            }
+            (None, None) => {}
+            _ => {
+                return Err(ClientError::Usage(
+                    "--client-cert and --client-key go together".into(),
+                ));
+            }
+        }
+        Ok(Some(config))
+    }
 }

@@ -7,6 +7,8 @@
 pub mod addresses;
 pub mod bench;
 pub mod client;
+pub mod filter;
+pub mod pools;
 pub mod render;
 pub mod schedule;
 pub mod webhooks;
@@ -73,10 +75,13 @@ pub enum Command {
         conn: ClientArgs,
         subscriber: String,
     },
-    /// Address pools and their utilization.
+    /// Address pools, their utilization and forecast; create, grow,
+    /// re-threshold and retire them (admin role).
     Pools {
         #[command(flatten)]
         conn: ClientArgs,
+        #[command(subcommand)]
+        command: Option<pools::PoolsCommand>,
     },
     /// Measure throughput and latency (see docs/performance.md).
     Bench(bench::BenchArgs),
@@ -184,6 +189,39 @@ pub struct ClientArgs {
     /// `table` for people, `json` for scripts.
     #[arg(long, short = 'o', global = true, default_value = "table")]
     pub output: Output,
+    /// PEM file of the CA that signed the server's certificate (TLS; use an
+    /// https:// --server).
+    #[arg(long, global = true, env = "SAGAFLOW_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+    /// PEM file of this client's certificate, for a server that asks for
+    /// one (mutual TLS); needs --client-key.
+    #[arg(
+        long,
+        global = true,
+        env = "SAGAFLOW_CLIENT_CERT",
+        requires = "client_key"
+    )]
+    pub client_cert: Option<PathBuf>,
+    /// PEM file of this client's private key; needs --client-cert.
+    #[arg(
+        long,
+        global = true,
+        env = "SAGAFLOW_CLIENT_KEY",
+        requires = "client_cert"
+    )]
+    pub client_key: Option<PathBuf>,
+}
+
+impl ClientArgs {
+    /// Connects to the server these flags name.
+    pub async fn connect(&self) -> Result<Client, ClientError> {
+        let tls = client::TlsFiles {
+            ca_cert: self.ca_cert.clone(),
+            client_cert: self.client_cert.clone(),
+            client_key: self.client_key.clone(),
+        };
+        Client::connect_tls(&self.server, &self.token, &tls).await
+    }
 }
 
 fn init_tracing(format: &str) -> Result<crate::telemetry::TelemetryGuard, ClientError> {
@@ -258,24 +296,24 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             Ok(())
         }
         Command::Workflow { conn, command } => {
-            let mut c = Client::connect(&conn.server, &conn.token).await?;
+            let mut c = conn.connect().await?;
             workflow::workflow(&mut c, command, conn.output).await
         }
         Command::Schedule { conn, command } => {
-            let mut c = Client::connect(&conn.server, &conn.token).await?;
+            let mut c = conn.connect().await?;
             schedule::schedule(&mut c, command, conn.output).await
         }
         Command::Addresses { conn, subscriber } => {
-            let mut c = Client::connect(&conn.server, &conn.token).await?;
+            let mut c = conn.connect().await?;
             addresses::addresses(&mut c, subscriber, conn.output).await
         }
-        Command::Pools { conn } => {
-            let mut c = Client::connect(&conn.server, &conn.token).await?;
-            addresses::pools(&mut c, conn.output).await
+        Command::Pools { conn, command } => {
+            let mut c = conn.connect().await?;
+            pools::pools(&mut c, command, conn.output).await
         }
         Command::Bench(args) => bench::run(args).await.map_err(ClientError::Other),
         Command::Definitions { conn } => {
-            let mut c = Client::connect(&conn.server, &conn.token).await?;
+            let mut c = conn.connect().await?;
             workflow::definitions(&mut c, conn.output).await
         }
         Command::Webhooks {

@@ -65,6 +65,7 @@ pub fn workflow_json(w: &pb::Workflow) -> Value {
             "compensation_handler": s.compensation_handler,
         })).collect::<Vec<_>>(),
         "current_step": w.current_step,
+        "search_attributes": w.search_attributes,
         "error": w.error,
         "idempotency_key": w.idempotency_key,
         "concurrency_key": w.concurrency_key,

@@ -1,12 +1,15 @@
 //! `sagaflow webhooks`: the delivery log and the disabled webhooks, read
 //! from the database like `sagaflow migrate` (an operator's view of the
 //! outbox across tenants, next to the configuration that names the
-//! webhooks; no RPC exposes it).
+//! webhooks; no RPC exposes it), and enabling a disabled webhook again
+//! (recorded in the database with who and why).
 
 use chrono::SecondsFormat;
 use clap::Subcommand;
 use sagaflow_engine::ids::{RunId, TenantId};
-use sagaflow_engine::store::{Delivery, DeliveryFilter, DeliveryState, DisabledWebhook};
+use sagaflow_engine::store::{
+    Delivery, DeliveryFilter, DeliveryState, DisabledWebhook, Reenable, Reenabled,
+};
 use serde_json::{Value, json};
 
 use super::client::{ClientError, Output};
@@ -31,6 +34,23 @@ pub enum WebhooksCommand {
     },
     /// Webhooks disabled after failing for 24 h.
     Disabled,
+    /// Enable a disabled webhook again (once the receiver is fixed): its
+    /// deliveries that gave up are tried again at once, with the same
+    /// delivery ids. Recorded with who and why.
+    Enable {
+        /// The webhook's URL, as `sagaflow webhooks disabled -o json` shows
+        /// it (`url`) and the configuration names it.
+        url: String,
+        /// Only this tenant's webhook at the URL (default: every tenant's).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Why (kept with the record).
+        #[arg(long)]
+        reason: String,
+        /// Who (default: $USER).
+        #[arg(long, env = "USER", default_value = "operator")]
+        actor: String,
+    },
 }
 
 fn usage(m: String) -> ClientError {
@@ -67,15 +87,87 @@ pub async fn webhooks(url: &str, cmd: WebhooksCommand, out: Output) -> Result<()
             tenant: tenant.as_deref().map(TenantId::new),
             limit: (*limit).clamp(1, 10_000),
         }),
-        WebhooksCommand::Disabled => None,
+        WebhooksCommand::Disabled | WebhooksCommand::Enable { .. } => None,
+    };
+    let enable = match cmd {
+        WebhooksCommand::Enable {
+            url,
+            tenant,
+            reason,
+            actor,
+        } => Some(reenable(url, tenant, reason, actor)?),
+        _ => None,
     };
     let (store, _) = app::open_store(url, 2).await?;
     let failed = |e: sagaflow_engine::store::StoreError| ClientError::Other(e.into());
-    match filter {
-        Some(f) => print_deliveries(&store.deliveries(&f).await.map_err(failed)?, out),
-        None => print_disabled(&store.disabled_webhooks().await.map_err(failed)?, out),
+    match (filter, enable) {
+        (Some(f), _) => print_deliveries(&store.deliveries(&f).await.map_err(failed)?, out),
+        (None, Some(r)) => {
+            let done = store.enable_webhooks(&r).await.map_err(failed)?;
+            if done.is_empty() {
+                return Err(ClientError::Refused(tonic::Status::not_found(format!(
+                    "no disabled webhook at {}{} (`sagaflow webhooks disabled` lists them)",
+                    app::redact(&r.url),
+                    r.tenant
+                        .as_ref()
+                        .map(|t| format!(" of tenant {t}"))
+                        .unwrap_or_default()
+                ))));
+            }
+            print_enabled(&done, out);
+        }
+        (None, None) => print_disabled(&store.disabled_webhooks().await.map_err(failed)?, out),
     }
     Ok(())
+}
+
+/// The re-enable an `enable` command asks for, checked.
+fn reenable(
+    url: String,
+    tenant: Option<String>,
+    reason: String,
+    actor: String,
+) -> Result<Reenable, ClientError> {
+    if reason.trim().is_empty() {
+        return Err(usage(
+            "--reason: say why the webhook is enabled again".into(),
+        ));
+    }
+    if url.is_empty() {
+        return Err(usage("the webhook's URL must not be empty".into()));
+    }
+    Ok(Reenable {
+        tenant: tenant.map(TenantId::new),
+        url,
+        at: chrono::Utc::now(),
+        actor,
+        reason,
+    })
+}
+
+fn print_enabled(all: &[Reenabled], out: Output) {
+    if out == Output::Json {
+        let v = all
+            .iter()
+            .map(|r| {
+                json!({
+                    "tenant_id": r.webhook.tenant_id.as_str(),
+                    "url": app::redact(&r.webhook.url),
+                    "disabled_at": time(Some(r.webhook.disabled_at)),
+                    "requeued": r.requeued,
+                })
+            })
+            .collect();
+        return print_json(&Value::Array(v));
+    }
+    for r in all {
+        println!(
+            "enabled {} of tenant {} again; {} deliveries queued again",
+            app::redact(&r.webhook.url),
+            r.webhook.tenant_id.as_str(),
+            r.requeued
+        );
+    }
 }
 
 fn time(t: Option<chrono::DateTime<chrono::Utc>>) -> Value {

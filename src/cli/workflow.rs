@@ -4,6 +4,7 @@ use sagaflow_proto::v1 as pb;
 use serde_json::{Value, json};
 
 use super::client::{Client, ClientError, Output, json_object};
+use super::filter::{BulkArgs, FilterArgs, bulk};
 use super::render::*;
 
 /// `sagaflow workflow …` subcommands.
@@ -21,24 +22,26 @@ pub enum WorkflowCommand {
         /// Pin a definition version (0: latest).
         #[arg(long, default_value_t = 0)]
         version: u32,
+        /// Wait until the run ends (or stops for an operator) and exit by its
+        /// outcome: 0 COMPLETED, 3 anything else.
+        #[arg(long)]
+        wait: bool,
     },
     /// Show one run with its steps.
     Get { id: String },
     /// List runs, newest first.
     List {
-        #[arg(long, default_value = "")]
-        workflow: String,
-        /// Filter by state (repeatable), e.g. --state FAILED.
-        #[arg(long = "state")]
-        states: Vec<String>,
-        #[arg(long, default_value = "")]
-        concurrency_key: String,
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Runs per page (at most 1000).
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        /// The next page: the token the previous page printed.
         #[arg(long, default_value = "")]
         page_token: String,
     },
-    /// Follow a run's events until it ends.
+    /// Follow a run's events until it ends (or stops for an operator); exits
+    /// 0 when it COMPLETED, 3 otherwise (FAILED, COMPENSATED, CANCELLED, …).
     Watch { id: String },
     /// Show a run's full history.
     History { id: String },
@@ -53,6 +56,26 @@ pub enum WorkflowCommand {
         #[arg(long, default_value = "")]
         reason: String,
     },
+    /// Take a FAILED run, or one waiting for a signal or a timer, back to a
+    /// step: the completed steps from it on are compensated in reverse, the
+    /// patch is merged into the context, and the run goes forward again
+    /// from that step.
+    Rewind {
+        id: String,
+        /// The step to go back to (it is compensated and run again).
+        #[arg(long)]
+        to_step: String,
+        /// Why (required; kept in the history and the audit trail).
+        #[arg(long)]
+        reason: String,
+        /// A JSON object merged into the run's context (or @file).
+        #[arg(long)]
+        patch: Option<String>,
+    },
+    /// Retry, compensate or cancel every run a filter matches (after an
+    /// outage: `bulk retry --failed-step activate_onu --state FAILED`).
+    /// Shows the count and asks first; --dry-run only lists.
+    Bulk(BulkArgs),
     /// Roll a FAILED run back.
     Compensate {
         id: String,
@@ -106,11 +129,33 @@ pub enum WorkflowCommand {
     },
 }
 
-fn state_number(s: &str) -> Result<i32, ClientError> {
-    let name = format!("WORKFLOW_STATE_{}", s.to_ascii_uppercase());
-    pb::WorkflowState::from_str_name(&name)
-        .map(|s| s as i32)
-        .ok_or_else(|| ClientError::Usage(format!("unknown state {s:?}")))
+/// Follows run `id` until it ends or stops for an operator (FAILED,
+/// COMPENSATION_FAILED), printing its events when `print` says how; its
+/// outcome as the command's: Ok for COMPLETED.
+async fn follow(c: &mut Client, id: &str, print: Option<Output>) -> Result<(), ClientError> {
+    use pb::WorkflowState as W;
+    let r = c.req(pb::WatchWorkflowRequest { id: id.to_owned() });
+    let mut stream = c.inner.watch_workflow(r).await?.into_inner();
+    let mut last = W::Unspecified as i32;
+    while let Some(e) = stream.message().await? {
+        if let Some(out) = print {
+            print_event(&e, out);
+        }
+        last = e.workflow_state;
+        if last == W::Failed as i32 || last == W::CompensationFailed as i32 {
+            // History replays old events too: stop only if it still is.
+            let now = c.req(pb::GetWorkflowRequest { id: id.to_owned() });
+            let state = c.inner.get_workflow(now).await?.into_inner().state;
+            if state == last {
+                break;
+            }
+        }
+    }
+    if last == W::Completed as i32 {
+        Ok(())
+    } else {
+        Err(ClientError::Outcome(state_name(last)))
+    }
 }
 
 pub async fn workflow(
@@ -124,6 +169,7 @@ pub async fn workflow(
             input,
             idempotency_key,
             version,
+            wait,
         } => {
             let input = json_object(&input, "--input")?;
             let r = c.req(pb::StartWorkflowRequest {
@@ -144,29 +190,32 @@ pub async fn workflow(
                 );
                 print_workflow(&w, out);
             }
+            if wait {
+                let outcome = follow(c, &w.id, None).await;
+                let r = c.req(pb::GetWorkflowRequest { id: w.id.clone() });
+                print_workflow(&c.inner.get_workflow(r).await?.into_inner(), out);
+                return outcome;
+            }
         }
         WorkflowCommand::Get { id } => {
             let r = c.req(pb::GetWorkflowRequest { id });
             print_workflow(&c.inner.get_workflow(r).await?.into_inner(), out);
         }
         WorkflowCommand::List {
-            workflow,
-            states,
-            concurrency_key,
+            filter,
             limit,
             page_token,
         } => {
-            let states = states
-                .iter()
-                .map(|s| state_number(s))
-                .collect::<Result<_, _>>()?;
+            let view = if out == Output::Json {
+                pb::WorkflowView::Full
+            } else {
+                pb::WorkflowView::Basic
+            };
             let r = c.req(pb::ListWorkflowsRequest {
-                workflow_name: workflow,
-                states,
-                concurrency_key,
                 page_size: limit,
                 page_token,
-                ..Default::default()
+                view: view as i32,
+                ..filter.request()?
             });
             let resp = c.inner.list_workflows(r).await?.into_inner();
             if out == Output::Json {
@@ -194,13 +243,23 @@ pub async fn workflow(
                 }
             }
         }
-        WorkflowCommand::Watch { id } => {
-            let r = c.req(pb::WatchWorkflowRequest { id });
-            let mut stream = c.inner.watch_workflow(r).await?.into_inner();
-            while let Some(e) = stream.message().await? {
-                print_event(&e, out);
-            }
+        WorkflowCommand::Watch { id } => return follow(c, &id, Some(out)).await,
+        WorkflowCommand::Rewind {
+            id,
+            to_step,
+            reason,
+            patch,
+        } => {
+            let context_patch = patch.map(|p| json_object(&p, "--patch")).transpose()?;
+            let r = c.req(pb::RewindWorkflowRequest {
+                id,
+                to_step,
+                context_patch,
+                reason,
+            });
+            print_workflow(&c.inner.rewind_workflow(r).await?.into_inner(), out);
         }
+        WorkflowCommand::Bulk(args) => return bulk(c, args, out).await,
         WorkflowCommand::History { id } => {
             let r = c.req(pb::GetWorkflowHistoryRequest { id });
             let events = c.inner.get_workflow_history(r).await?.into_inner().events;

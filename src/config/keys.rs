@@ -7,6 +7,7 @@
 use super::{Config, ConfigError, invalid};
 use crate::app::redact;
 use sagaflow_steps::adapters::EndpointConfig;
+use sagaflow_steps::ipam::NetBoxConfig;
 
 /// Writes a key from text; gets the key's name for the error message.
 type Setter = fn(&mut Config, &str, &str) -> Result<(), ConfigError>;
@@ -178,6 +179,7 @@ pub const KEYS: &[Key] = &[
         .text(number!(grpc.max_payload_bytes)),
     k("grpc.max_watch_streams"),
     k("grpc.watch_poll_ms"),
+    k("grpc.bulk_actions_per_second"),
     k("grpc.tls.cert"),
     k("grpc.tls.key"),
     k("grpc.tls.client_ca"),
@@ -275,6 +277,35 @@ pub const KEYS: &[Key] = &[
             c.domain.billing.as_mut().and_then(|e| e.token.as_mut())
         }),
     k("domain.billing.timeout_ms"),
+    k("domain.ipam.backend"),
+    k("domain.ipam.tenants"),
+    k("domain.ipam.netbox.base_url")
+        .env("SAGAFLOW_NETBOX_URL")
+        .text(|c, _, v| {
+            match &mut c.domain.ipam.netbox {
+                Some(n) => n.base_url = v.into(),
+                None => c.domain.ipam.netbox = Some(NetBoxConfig::new(v, "")),
+            }
+            Ok(())
+        }),
+    k("domain.ipam.netbox.token")
+        .env("SAGAFLOW_NETBOX_TOKEN")
+        .text(|c, key, v| match &mut c.domain.ipam.netbox {
+            Some(n) => {
+                n.token = v.into();
+                Ok(())
+            }
+            None => Err(invalid(
+                key,
+                "a token without a URL: set domain.ipam.netbox.base_url too",
+            )),
+        })
+        .secret(Hide::Whole, |c| {
+            c.domain.ipam.netbox.as_mut().map(|n| &mut n.token)
+        }),
+    k("domain.ipam.netbox.timeout_ms"),
+    k("domain.ipam.netbox.ca_file"),
+    k("domain.ipam.netbox.status"),
     k("domain.simulators.enabled")
         .env("SAGAFLOW_SIMULATORS")
         .text(|c, key, v| {
@@ -291,6 +322,12 @@ pub const KEYS: &[Key] = &[
         .secret(Hide::Whole, |c| c.domain.simulators.token.as_mut()),
     k("domain.simulators.default_fault"),
     k("domain.simulators.faults"),
+    k("domain.simulators.devices"),
+    k("domain.simulators.inform_url"),
+    k("domain.simulators.inform_tokens").secret_each(Hide::Whole, |c| {
+        c.domain.simulators.inform_tokens.values_mut().collect()
+    }),
+    k("domain.onu_online_poll_ms"),
     k("domain.maintenance.revoked_retention_days"),
     k("domain.maintenance.allocated_stale_hours"),
     k("domain.maintenance.revoking_stuck_hours"),
@@ -298,6 +335,13 @@ pub const KEYS: &[Key] = &[
     k("domain.maintenance.leak_report_limit"),
     k("domain.maintenance.warning_percent"),
     k("domain.maintenance.critical_percent"),
+    k("domain.maintenance.exhaustion_horizon_days"),
+    k("domain.maintenance.retention.runs_days"),
+    k("domain.maintenance.retention.fires_days"),
+    k("domain.maintenance.retention.snapshots_days"),
+    k("domain.maintenance.retention.address_audit_days"),
+    k("domain.maintenance.retention.progress_days"),
+    k("domain.maintenance.retention.runs"),
     k("domain.notify.webhook_url")
         .env("SAGAFLOW_NOTIFY_WEBHOOK_URL")
         .text(|c, _, v| {
@@ -515,6 +559,7 @@ mod tests {
             "webhook-signing-key",
             "crm-hook-secret-1",
             "crm-hook-secret-2",
+            "nbt_abc123.secret",
         ] {
             assert!(plain.contains(secret), "the example sets {secret}");
         }
@@ -528,13 +573,14 @@ mod tests {
             "crm-hook-secret-1",
             "crm-hook-secret-2",
             "crm-url-password",
+            "nbt_abc123.secret",
         ] {
             assert!(!printed.contains(secret), "{secret} printed:\n{printed}");
         }
         let secrets = KEYS.iter().filter(|k| k.hide().is_some()).count();
         assert_eq!(
-            secrets, 15,
-            "database, endpoints, simulators, notify, radius, webhooks"
+            secrets, 17,
+            "database, endpoints, simulators (token, inform tokens), notify, radius, webhooks, netbox"
         );
 
         for key in KEYS.iter().filter(|k| k.settable()) {
@@ -567,12 +613,14 @@ mod tests {
 
     #[test]
     fn every_secret_comes_from_a_variable_or_a_file() {
-        // Per-entry secrets of a list (`[[webhooks]]`) have no single
-        // variable: they come from the configuration file.
-        for key in KEYS
-            .iter()
-            .filter(|k| k.hide().is_some() && !k.name.starts_with("webhooks."))
-        {
+        // Per-entry secrets of a list (`[[webhooks]]`) or a table (the
+        // simulators' inform tokens) have no single variable: they come
+        // from the configuration file.
+        for key in KEYS.iter().filter(|k| {
+            k.hide().is_some()
+                && !k.name.starts_with("webhooks.")
+                && k.name != "domain.simulators.inform_tokens"
+        }) {
             assert!(key.env.is_some(), "{} has no variable", key.name);
         }
         let dir = tempfile::tempdir().unwrap();

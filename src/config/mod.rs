@@ -129,6 +129,9 @@ pub struct GrpcConfig {
     pub max_watch_streams: usize,
     /// How often each watch polls for events written by other replicas.
     pub watch_poll_ms: u64,
+    /// How many runs a BulkOperate call acts on per second (so a bulk
+    /// retry after an outage does not crowd out new starts).
+    pub bulk_actions_per_second: u32,
     pub tls: Option<TlsConfig>,
 }
 
@@ -139,6 +142,7 @@ impl Default for GrpcConfig {
             max_payload_bytes: 256 * 1024,
             max_watch_streams: 1000,
             watch_poll_ms: 250,
+            bulk_actions_per_second: 50,
             tls: None,
         }
     }
@@ -379,6 +383,12 @@ impl Config {
         }
         if self.grpc.watch_poll_ms < 10 {
             return Err(invalid("grpc.watch_poll_ms", "must be at least 10"));
+        }
+        if !(1..=100_000).contains(&self.grpc.bulk_actions_per_second) {
+            return Err(invalid(
+                "grpc.bulk_actions_per_second",
+                "must be between 1 and 100000",
+            ));
         }
         if self.http.gauge_refresh_ms < 10 {
             return Err(invalid("http.gauge_refresh_ms", "must be at least 10"));

@@ -34,6 +34,7 @@ impl Apis {
                 max_payload_bytes: config.grpc.max_payload_bytes,
                 max_watches: config.grpc.max_watch_streams,
                 watch_poll: Duration::from_millis(config.grpc.watch_poll_ms),
+                bulk_per_second: config.grpc.bulk_actions_per_second,
             },
         );
         let schedules =
@@ -41,7 +42,15 @@ impl Apis {
         Self {
             workflows,
             schedules,
-            lifecycle: domain_db.map(|db| LifecycleApi::new(db, auth.clone())),
+            lifecycle: domain_db.map(|db| {
+                LifecycleApi::new(db, auth.clone()).with_domain(
+                    config.domain.ipam.clone(),
+                    (
+                        config.domain.maintenance.warning_percent,
+                        config.domain.maintenance.critical_percent,
+                    ),
+                )
+            }),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The server: store, engine, executor and scheduler, assembled here; the
-//! ISP domain (`domain.rs`), the service implementations (`apis.rs`) served
+//! ISP domain (`domain.rs`) with the simulators' inform hook (`inform.rs`),
+//! the service implementations (`apis.rs`) served
 //! by the gRPC API with health and reflection (`grpc.rs`) and by the
 //! JSON/HTTP API (`rest/`), the operator console at `/ui` (`ui/`), and the
 //! HTTP endpoints `/healthz`, `/readyz`, `/metrics` (`http.rs`) beside it.
@@ -8,6 +9,7 @@ pub mod apis;
 mod domain;
 mod grpc;
 mod http;
+mod inform;
 pub mod rest;
 pub mod ui;
 
@@ -131,6 +133,9 @@ impl Server {
 
         let apis = apis::Apis::new(config, &engine, &auth, domain_db);
         let grpc_addr = grpc::serve(config, &apis, &store, &stop, &mut tasks).await?;
+        if let Some(sims) = domain.as_ref().and_then(|d| d.simulators.as_ref()) {
+            inform::install(sims, config, dev, grpc_addr)?;
+        }
         let app = http_router(store.clone(), metrics, Readiness::of(scheduler.as_ref()))
             .merge(ui::router(apis.clone(), auth.clone()))
             .merge(rest::router(apis));

@@ -223,34 +223,7 @@ impl HttpEndpoint {
         let message = serde_json::from_str::<ErrorBody>(&text)
             .map(|b| b.error)
             .unwrap_or_else(|_| text.chars().take(200).collect());
-        Err(match status {
-            // A 5xx says the request reached the system (or a gateway in
-            // front of it) and that something went wrong; not that nothing
-            // was applied: a 500 may come after the write, a 504 from a
-            // gateway that gave up waiting.
-            s if s.is_server_error() => AdapterError::Uncertain {
-                system,
-                message: format!("{s}: {message}"),
-            },
-            StatusCode::TOO_MANY_REQUESTS | StatusCode::REQUEST_TIMEOUT => {
-                AdapterError::Throttled {
-                    system,
-                    status: status.as_u16(),
-                    message,
-                    retry_after,
-                }
-            }
-            StatusCode::NOT_FOUND => AdapterError::NotFound {
-                system,
-                what: message,
-            },
-            StatusCode::CONFLICT => AdapterError::Conflict { system, message },
-            s => AdapterError::Rejected {
-                system,
-                status: s.as_u16(),
-                message,
-            },
-        })
+        Err(answer_error(system, status, message, retry_after))
     }
 
     /// Like [`call`](Self::call), for answers that must have a body.
@@ -267,6 +240,42 @@ impl HttpEndpoint {
                 system: self.system,
                 message: "empty answer".into(),
             })
+    }
+}
+
+/// Classifies a non-2xx answer of `system`: what a caller can know from
+/// its status (see the module's comment).
+pub(crate) fn answer_error(
+    system: &'static str,
+    status: StatusCode,
+    message: String,
+    retry_after: Option<Duration>,
+) -> AdapterError {
+    match status {
+        // A 5xx says the request reached the system (or a gateway in
+        // front of it) and that something went wrong; not that nothing
+        // was applied: a 500 may come after the write, a 504 from a
+        // gateway that gave up waiting.
+        s if s.is_server_error() => AdapterError::Uncertain {
+            system,
+            message: format!("{s}: {message}"),
+        },
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::REQUEST_TIMEOUT => AdapterError::Throttled {
+            system,
+            status: status.as_u16(),
+            message,
+            retry_after,
+        },
+        StatusCode::NOT_FOUND => AdapterError::NotFound {
+            system,
+            what: message,
+        },
+        StatusCode::CONFLICT => AdapterError::Conflict { system, message },
+        s => AdapterError::Rejected {
+            system,
+            status: s.as_u16(),
+            message,
+        },
     }
 }
 
@@ -292,7 +301,7 @@ pub fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Opt
 
 /// Classifies a request that got no HTTP answer: only a failure to
 /// connect proves nothing was sent.
-fn transport_error(system: &'static str, e: &reqwest::Error) -> AdapterError {
+pub(crate) fn transport_error(system: &'static str, e: &reqwest::Error) -> AdapterError {
     if e.is_builder() {
         return AdapterError::Config {
             system,

@@ -11,6 +11,7 @@ use sagaflow_engine::clock::Clock;
 use crate::billing::BillingAdapter;
 use crate::cpe::CpeAdapter;
 use crate::db::DomainDb;
+use crate::ipam::{IpamBackend, IpamBackends};
 use crate::maintenance::MaintenanceConfig;
 use crate::notify::Notifier;
 use crate::onu::OnuAdapter;
@@ -26,6 +27,10 @@ pub struct DomainDeps {
     pub maintenance: MaintenanceConfig,
     /// Where the maintenance jobs send notifications.
     pub notifier: Arc<dyn Notifier>,
+    /// Each tenant's IPAM backend.
+    pub ipam: Arc<IpamBackends>,
+    /// How long `onu.await_online` waits before it looks again.
+    pub onu_online_poll: std::time::Duration,
 }
 
 impl std::fmt::Debug for DomainDeps {
@@ -44,5 +49,10 @@ pub(crate) struct Isp {
 impl Isp {
     pub(crate) fn now(&self) -> chrono::DateTime<chrono::Utc> {
         self.deps.clock.now()
+    }
+
+    /// `tenant`'s IPAM backend.
+    pub(crate) fn ipam(&self, tenant: &str) -> &Arc<dyn IpamBackend> {
+        self.deps.ipam.for_tenant(tenant)
     }
 }

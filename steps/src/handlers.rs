@@ -164,6 +164,7 @@ pub const HANDLERS: &[Handler] = &[
         isp!(|i, r| i.resume_addresses(r)),
     ),
     h("onu.activate", Onu, isp!(|i, r| i.onu_activate(r))),
+    h("onu.await_online", Onu, isp!(|i, r| i.onu_await_online(r))),
     h("onu.deactivate", Onu, isp!(|i, r| i.onu_deactivate(r))),
     h("cpe.configure", Cpe, isp!(|i, r| i.cpe_configure(r))),
     h("cpe.unconfigure", Cpe, isp!(|i, r| i.cpe_unconfigure(r))),
@@ -221,6 +222,11 @@ pub const HANDLERS: &[Handler] = &[
         "maintenance.reservation_expiry",
         Maintenance,
         Run::Maintenance(Job::Reservations),
+    ),
+    h(
+        "maintenance.run_retention",
+        Maintenance,
+        Run::Maintenance(Job::Retention),
     ),
     #[cfg(feature = "test-ledger")]
     h("ledger.apply", Ledger, Run::Ledger),

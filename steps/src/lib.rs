@@ -68,6 +68,9 @@ pub struct Deps {
     /// The ISP domain's adapters; without them the ISP handlers are not
     /// registered.
     pub domain: Option<DomainDeps>,
+    /// The engine's store, which `run_retention` deletes finished runs and
+    /// schedule fires through.
+    pub runs: Option<std::sync::Arc<dyn sagaflow_engine::store::RetentionStore>>,
 }
 
 impl Deps {
@@ -89,7 +92,7 @@ pub fn register(registry: &mut Registry, deps: &Deps) {
     }
     if let (Some(db), Some(domain)) = (deps.domain_db(), &deps.domain) {
         handlers::register_isp(registry, db.clone(), domain.clone());
-        maintenance::register(registry, db, domain.clone());
+        maintenance::register(registry, db, domain.clone(), deps.runs.clone());
     }
     radius::register(registry, deps);
 }

@@ -12,18 +12,20 @@ use crate::billing::HttpBilling;
 use crate::cpe::HttpCpe;
 use crate::db::DomainDb;
 use crate::deps::DomainDeps;
-use crate::ipam::{IpamError, Pool, PoolConfig, repo as ipam};
+use crate::ipam::{IpamBackends, IpamConfig, IpamError, Pool, PoolConfig, repo as ipam};
 use crate::maintenance::MaintenanceConfig;
 use crate::notify::{NotifyConfig, NotifyError};
 use crate::onu::HttpOnu;
 use crate::sim::{SimConfig, SimHandle, Simulators};
 
 /// What the ISP domain is configured with.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DomainConfig {
     /// Address pools, created (or their thresholds updated) at start.
     pub pools: Vec<PoolConfig>,
+    /// Which IPAM backend each tenant uses, and NetBox.
+    pub ipam: IpamConfig,
     /// The ONU/OLT gateway; the simulator when unset.
     pub onu: Option<EndpointConfig>,
     /// The TR-069 ACS; the simulator when unset.
@@ -36,6 +38,23 @@ pub struct DomainConfig {
     pub maintenance: MaintenanceConfig,
     /// Where notifications go: a webhook, or the log.
     pub notify: NotifyConfig,
+    /// How often `onu.await_online` asks the OLT whether the ONU ranged.
+    pub onu_online_poll_ms: u64,
+}
+
+impl Default for DomainConfig {
+    fn default() -> Self {
+        Self {
+            pools: Vec::new(),
+            onu: None,
+            cpe: None,
+            billing: None,
+            simulators: SimConfig::default(),
+            maintenance: MaintenanceConfig::default(),
+            notify: NotifyConfig::default(),
+            onu_online_poll_ms: 1000,
+        }
+    }
 }
 
 impl DomainConfig {
@@ -98,6 +117,7 @@ impl DomainRuntime {
             .validate()
             .map_err(SetupError::Maintenance)?;
         let notifier = cfg.notify.notifier()?;
+        let backends = IpamBackends::new(&cfg.ipam)?;
         // Pools without their own thresholds take the maintenance defaults.
         let pool_configs: Vec<PoolConfig> = cfg
             .pools
@@ -133,6 +153,8 @@ impl DomainRuntime {
             clock,
             maintenance: cfg.maintenance.clone(),
             notifier,
+            ipam: Arc::new(backends),
+            onu_online_poll: std::time::Duration::from_millis(cfg.onu_online_poll_ms),
         };
         Ok(Self {
             deps,

@@ -67,6 +67,7 @@ async fn a_503_is_uncertain_and_retryable_even_without_an_effect() {
         plan: "fiber".into(),
         ipv4_address: Some("10.0.0.1".into()),
         ipv6_prefix: None,
+        inform: None,
     };
     s.set_fault("cpe.configure", Fault::always());
     let e = cpe.configure(T, "k", "CPE1", &cfg).await.unwrap_err();
@@ -312,6 +313,7 @@ async fn a_stalled_request_times_out_and_is_applied_all_the_same() {
         plan: "fiber".into(),
         ipv4_address: None,
         ipv6_prefix: None,
+        inform: None,
     };
     s.set_fault(
         "cpe.configure",
@@ -394,6 +396,7 @@ async fn the_same_serials_and_subscriber_are_separate_records_per_tenant() {
         plan: "fiber".into(),
         ipv4_address: None,
         ipv6_prefix: None,
+        inform: None,
     };
     let svc = NewService {
         subscriber_id: "alice".into(),

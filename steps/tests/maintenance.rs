@@ -446,6 +446,7 @@ async fn fill(db: &DomainDb, pool: &Pool, from: usize, n: usize) -> Vec<i64> {
                 key: &key,
                 run_id: "fill",
                 metadata: json!({}),
+                address: None,
             },
             Utc::now(),
         )

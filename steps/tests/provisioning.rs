@@ -7,148 +7,32 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use sagaflow_engine::state::{RunState, StepState};
+use sagaflow_engine::state::RunState;
 use sagaflow_steps::lifecycle::repo as lifecycle;
 use sagaflow_steps::lifecycle::{AddressState, Family};
 use sagaflow_steps::sim::Fault;
 use sagaflow_steps::subscriber::SubscriberState;
 use sagaflow_steps::subscriber::repo as subscribers;
 use serde_json::json;
+use support::undo::{every_failing_step_leaves_the_system_as_it_was, nothing_outside};
 use support::{HELD, OTHER_TENANT, Options, TENANT, V4_POOL, V6_POOL, World, provision_input};
-
-/// How each provisioning step is made to fail for good.
-enum Breaks {
-    /// The handler fails (the records steps).
-    Handler(&'static str),
-    /// The simulator answers every call 503.
-    Simulator(&'static str),
-}
-
-const STEPS: [(&str, Breaks); 9] = [
-    ("create_customer", Breaks::Handler("customer.create")),
-    ("create_subscriber", Breaks::Handler("subscriber.create")),
-    (
-        "create_network_profile",
-        Breaks::Handler("network_profile.create"),
-    ),
-    ("allocate_ip_address", Breaks::Handler("ipam.allocate")),
-    (
-        "create_radius_account",
-        Breaks::Handler("radius.create_account"),
-    ),
-    (
-        "activate_ipv4_lifecycle",
-        Breaks::Handler("lifecycle.activate_ipv4"),
-    ),
-    ("activate_onu", Breaks::Simulator("onu.activate")),
-    ("configure_cpe", Breaks::Simulator("cpe.configure")),
-    (
-        "create_billing_service",
-        Breaks::Simulator("billing.create"),
-    ),
-];
-
-async fn every_failing_step_leaves_the_system_as_it_was(w: World) {
-    // Something already provisioned, so "as before" is not just "empty".
-    let base = w
-        .run("provision_subscriber", provision_input("base", true))
-        .await;
-    assert_eq!(base.state, RunState::Completed, "{:?}", base.error);
-    let before = w.state().await;
-    assert_eq!(before.held.len(), 2);
-
-    for (i, (step, breaks)) in STEPS.iter().enumerate() {
-        match breaks {
-            Breaks::Handler(h) => w.set_broken(h, true),
-            Breaks::Simulator(op) => w.sims().set_fault(op, Fault::always()),
-        }
-        let sub = format!("sub-{i}");
-        let run = w
-            .run("provision_subscriber", provision_input(&sub, true))
-            .await;
-        assert_eq!(run.state, RunState::Compensated, "{step}: {:?}", run.error);
-        let failed: Vec<&str> = run
-            .steps
-            .iter()
-            .filter(|s| s.state == StepState::Failed)
-            .map(|s| s.name.as_str())
-            .collect();
-        match breaks {
-            Breaks::Handler(_) => assert_eq!(failed, vec![*step]),
-            // Every answer a 503: the outcome is unknown, so the step that
-            // gave up is compensated too.
-            Breaks::Simulator(_) => {
-                assert!(failed.is_empty(), "{step}: {failed:?}");
-                let s = run.steps.iter().find(|s| s.name == *step).unwrap();
-                assert_eq!(s.state, StepState::Compensated, "{step}");
-                assert!(
-                    run.error.as_deref().unwrap_or("").contains("uncertain"),
-                    "{step}: {:?}",
-                    run.error
-                );
-            }
-        }
-        assert!(
-            run.steps.iter().all(|s| !matches!(
-                s.state,
-                StepState::Succeeded | StepState::CompensationFailed
-            )),
-            "{step}: every completed step was compensated: {:?}",
-            run.steps
-        );
-        let after = w.state().await;
-        assert_eq!(after, before, "{step}: the system changed");
-        let records = lifecycle::for_subscriber(&w.db, TENANT, &sub)
-            .await
-            .unwrap();
-        assert!(
-            records.iter().all(|r| !r.state.holds_address()),
-            "{step}: {records:?}"
-        );
-        match breaks {
-            Breaks::Handler(h) => w.set_broken(h, false),
-            Breaks::Simulator(op) => w.sims().set_fault(op, Fault::default()),
-        }
-    }
-
-    // The optional step: its failure does not fail provisioning; the prefix
-    // stays ALLOCATED (the cleanup job reports it as a leak later).
-    w.set_broken("lifecycle.activate_ipv6", true);
-    let run = w
-        .run("provision_subscriber", provision_input("opt", true))
-        .await;
-    assert_eq!(run.state, RunState::Completed, "{:?}", run.error);
-    let step = run
-        .steps
-        .iter()
-        .find(|s| s.name == "activate_ipv6_lifecycle")
-        .unwrap();
-    assert_eq!(step.state, StepState::FailedNonBlocking);
-    let states: BTreeSet<(Family, AddressState)> = lifecycle::for_subscriber(&w.db, TENANT, "opt")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| (r.family, r.state))
-        .collect();
-    assert_eq!(
-        states,
-        BTreeSet::from([
-            (Family::Ipv4, AddressState::Active),
-            (Family::Ipv6, AddressState::Allocated)
-        ])
-    );
-    w.shutdown().await;
-}
 
 #[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
 async fn every_failing_step_is_undone_postgres(pool: sqlx::PgPool) {
-    every_failing_step_leaves_the_system_as_it_was(World::postgres(pool, Options::default()).await)
-        .await;
+    every_failing_step_leaves_the_system_as_it_was(
+        World::postgres(pool, Options::default()).await,
+        nothing_outside,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn every_failing_step_is_undone_sqlite() {
-    every_failing_step_leaves_the_system_as_it_was(World::sqlite(Options::default()).await).await;
+    every_failing_step_leaves_the_system_as_it_was(
+        World::sqlite(Options::default()).await,
+        nothing_outside,
+    )
+    .await;
 }
 
 async fn round_trip(w: World) {

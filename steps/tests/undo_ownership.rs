@@ -47,6 +47,7 @@ impl Device {
                     plan: "fiber".into(),
                     ipv4_address: None,
                     ipv6_prefix: None,
+                    inform: None,
                 };
                 HttpCpe::new(&ep)
                     .unwrap()

@@ -59,6 +59,7 @@ pub async fn run(opts: &Options) -> Result<Report> {
     cfg.domain = domain(&sims, TIMEOUT_MS)?;
     let config = cfg.write(&st.dir, "engine")?;
     let mut engine = Engine::start(&opts.bin, &config, "faults", &st.log("faults")).await?;
+    super::informs_to(&sims, &engine.grpc)?;
     let api = Api::new(&engine.grpc, "chaos-crm", st.codes.clone())?;
     let inputs: Vec<_> = (0..n).map(|i| subscriber(TAG, i)).collect();
     start_all(&api, "provision_subscriber", &inputs).await?;

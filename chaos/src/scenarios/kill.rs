@@ -40,6 +40,7 @@ pub async fn run(opts: &Options) -> Result<Report> {
         async move { Engine::start(&opts.bin, &config, &format!("kill-{k}"), &log).await }
     };
     let mut engine = start(0).await?;
+    let informs = super::informs_to(&sims, &engine.grpc)?;
 
     // Every fifth subscriber already has a billing service: its run's last
     // step meets a conflict and the run compensates.
@@ -89,6 +90,7 @@ pub async fn run(opts: &Options) -> Result<Report> {
         super::random_pause(0, 1_000).await; // the restart delay
         engine = start(k).await?;
         *current.lock().unwrap_or_else(|e| e.into_inner()) = engine.grpc.clone();
+        informs.set_url(&engine.grpc).map_err(ChaosError::Setup)?;
         // Recovery: from the kill to the first new event in the history
         // (no sample when there was nothing left to do).
         let r = db::poll(

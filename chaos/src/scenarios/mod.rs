@@ -9,13 +9,14 @@ pub mod pg_restart;
 pub mod poison;
 pub mod races;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sagaflow_steps::DomainConfig;
 use sagaflow_steps::ipam::PoolConfig;
-use sagaflow_steps::sim::{SimHandle, SimSnapshot};
+use sagaflow_steps::sim::{GrpcInform, SimHandle, SimSnapshot};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
@@ -112,8 +113,18 @@ pub fn domain(sims: &SimHandle, timeout_ms: u64) -> Result<DomainConfig> {
         onu: Some(onu),
         cpe: Some(cpe),
         billing: Some(billing),
+        onu_online_poll_ms: 200,
         ..DomainConfig::default()
     })
+}
+
+/// Makes the ACS simulator signal CPE informs to the engine at `grpc`, as
+/// the harness's crm; the hook follows a restarted engine (`set_url`).
+pub fn informs_to(sims: &SimHandle, grpc: &str) -> Result<Arc<GrpcInform>> {
+    let tokens = BTreeMap::from([(TENANT.to_owned(), "chaos-crm".to_owned())]);
+    let hook = Arc::new(GrpcInform::new(grpc, tokens).map_err(ChaosError::Setup)?);
+    sims.set_inform_hook(hook.clone());
+    Ok(hook)
 }
 
 /// Gives subscriber `sub` a billing service before its run starts, so that

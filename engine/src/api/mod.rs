@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod auth;
 pub mod convert;
+mod listing;
 mod schedules;
 mod workflows;
 
@@ -21,6 +22,8 @@ pub struct ApiOptions {
     /// How many WatchWorkflow streams may be open at once in this process;
     /// past it a new watch is refused with RESOURCE_EXHAUSTED.
     pub max_watches: usize,
+    /// How many runs BulkOperate acts on per second.
+    pub bulk_per_second: u32,
 }
 
 impl ApiOptions {
@@ -37,6 +40,7 @@ impl Default for ApiOptions {
             max_payload_bytes: 256 * 1024,
             watch_poll: std::time::Duration::from_millis(250),
             max_watches: 1000,
+            bulk_per_second: 50,
         }
     }
 }

@@ -3,21 +3,22 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use chrono::DateTime;
 use futures::Stream;
 use prost::Message;
 use sagaflow_proto::v1 as pb;
 use sagaflow_proto::v1::workflow_service_server::WorkflowService;
 use tonic::{Request, Response, Status};
 
+mod bulk;
+
 use super::audit::Audit;
 use super::auth::{Authenticator, Principal, Role};
-use super::{ApiOptions, check_text, convert, run_id};
+use super::{ApiOptions, check_text, convert, listing, run_id};
 use crate::Engine;
 use crate::ids::RunId;
 use crate::run::OperatorAction;
 use crate::runtime::engine::{SignalRequest, StartRequest};
-use crate::store::{RunFilter, RunRecord};
+use crate::store::RunRecord;
 
 /// The WorkflowService implementation.
 #[derive(Clone)]
@@ -94,29 +95,6 @@ impl WorkflowApi {
     }
 }
 
-/// Keyset page tokens: opaque to clients, `(created_at, id)` inside.
-fn encode_page_token(run: &RunRecord) -> String {
-    let raw = format!("{}:{}", run.created_at.timestamp_micros(), run.id);
-    raw.bytes().map(|b| format!("{b:02x}")).collect()
-}
-
-fn decode_page_token(token: &str) -> Result<(DateTime<chrono::Utc>, RunId), Status> {
-    let bad = || Status::invalid_argument("page_token is not a token this server gave out");
-    if token.len() > 200 || !token.len().is_multiple_of(2) {
-        return Err(bad());
-    }
-    let bytes: Vec<u8> = (0..token.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(token.get(i..i + 2).unwrap_or("zz"), 16))
-        .collect::<Result<_, _>>()
-        .map_err(|_| bad())?;
-    let raw = String::from_utf8(bytes).map_err(|_| bad())?;
-    let (micros, id) = raw.split_once(':').ok_or_else(bad)?;
-    let micros: i64 = micros.parse().map_err(|_| bad())?;
-    let at = DateTime::from_timestamp_micros(micros).ok_or_else(bad)?;
-    Ok((at, id.parse().map_err(|_| bad())?))
-}
-
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::WorkflowEvent, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -181,8 +159,6 @@ impl WorkflowService for WorkflowApi {
     ) -> Result<Response<pb::ListWorkflowsResponse>, Status> {
         let p = self.principal(&request, Role::Crm)?;
         let r = request.into_inner();
-        check_text("workflow_name", &r.workflow_name, 100)?;
-        check_text("concurrency_key", &r.concurrency_key, 256)?;
         if r.page_size > 1000 {
             return Err(Status::invalid_argument(format!(
                 "page_size must be at most 1000 (0 means 50), not {}",
@@ -190,32 +166,8 @@ impl WorkflowService for WorkflowApi {
             )));
         }
         let limit = if r.page_size == 0 { 50 } else { r.page_size };
-        let states = r
-            .states
-            .iter()
-            .map(|s| convert::run_state_from(*s))
-            .collect::<Result<Vec<_>, _>>()?;
-        let filter = RunFilter {
-            workflow_name: (!r.workflow_name.is_empty()).then_some(r.workflow_name),
-            states,
-            concurrency_key: (!r.concurrency_key.is_empty()).then_some(r.concurrency_key),
-            created_after: r
-                .created_after
-                .as_ref()
-                .map(convert::from_timestamp)
-                .transpose()?,
-            created_before: r
-                .created_before
-                .as_ref()
-                .map(convert::from_timestamp)
-                .transpose()?,
-            before: if r.page_token.is_empty() {
-                None
-            } else {
-                Some(decode_page_token(&r.page_token)?)
-            },
-            limit: limit + 1,
-        };
+        let full = listing::full_view(&r)?;
+        let filter = listing::run_filter(&self.engine, &r, limit + 1).await?;
         let mut runs = self
             .engine
             .list(&p.tenant, &filter)
@@ -224,12 +176,14 @@ impl WorkflowService for WorkflowApi {
         let more = runs.len() > limit as usize;
         runs.truncate(limit as usize);
         let next_page_token = if more {
-            runs.last().map(encode_page_token).unwrap_or_default()
+            runs.last()
+                .map(listing::encode_page_token)
+                .unwrap_or_default()
         } else {
             String::new()
         };
         Ok(Response::new(pb::ListWorkflowsResponse {
-            workflows: runs.iter().map(|r| convert::workflow(r, None)).collect(),
+            workflows: listing::workflows(&self.engine, &runs, full).await,
             next_page_token,
         }))
     }
@@ -441,16 +395,46 @@ impl WorkflowService for WorkflowApi {
         &self,
         request: Request<pb::RewindWorkflowRequest>,
     ) -> Result<Response<pb::Workflow>, Status> {
-        self.principal(&request, Role::Operator)?;
-        Err(convert::not_yet("RewindWorkflow"))
+        let audit = Audit::begin(
+            &self.auth,
+            request.metadata(),
+            "rewind_workflow",
+            &request.get_ref().id,
+        )
+        .with_reason(&request.get_ref().reason);
+        let result = async {
+            let p = self.principal(&request, Role::Operator)?;
+            let r = request.into_inner();
+            let id = run_id("id", &r.id)?;
+            check_text("to_step", &r.to_step, 100)?;
+            if r.to_step.is_empty() {
+                return Err(Status::invalid_argument(
+                    "to_step is required: name the step to go back to",
+                ));
+            }
+            if r.reason.trim().is_empty() {
+                return Err(Status::invalid_argument(
+                    "reason is required: say why the run goes back (e.g. the ticket)",
+                ));
+            }
+            let patch = self
+                .payload("context_patch", r.context_patch.as_ref())?
+                .and_then(|v| v.as_object().cloned());
+            let action = OperatorAction::Rewind {
+                to_step: r.to_step,
+                context_patch: patch,
+            };
+            self.act(&p, id, action, &r.reason).await
+        }
+        .await;
+        audit.finish(result)
     }
 
     async fn bulk_operate(
         &self,
         request: Request<pb::BulkOperateRequest>,
     ) -> Result<Response<pb::BulkOperateResponse>, Status> {
-        self.principal(&request, Role::Operator)?;
-        Err(convert::not_yet("BulkOperate"))
+        self.bulk(request).await
     }
 
     async fn skip_step(
@@ -505,25 +489,5 @@ impl WorkflowService for WorkflowApi {
                 .map(|d| convert::definition(d))
                 .collect(),
         }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn page_tokens_round_trip_and_garbage_is_refused() {
-        let run_created = DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap();
-        let id = RunId::new();
-        let raw = format!("{}:{}", run_created.timestamp_micros(), id);
-        let token: String = raw.bytes().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(decode_page_token(&token).unwrap(), (run_created, id));
-        for bad in ["x", "zz", "abc", "3a3a", &"a".repeat(300)] {
-            assert_eq!(
-                decode_page_token(bad).unwrap_err().code(),
-                tonic::Code::InvalidArgument
-            );
-        }
     }
 }

@@ -12,6 +12,7 @@ mod kinds;
 pub mod model;
 mod parse;
 pub mod registry;
+pub mod search;
 mod validate;
 
 pub use model::*;

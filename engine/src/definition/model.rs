@@ -31,6 +31,10 @@ pub struct WorkflowDefinition {
     /// Values every step inherits unless it sets its own.
     #[serde(default)]
     pub defaults: StepDefaults,
+    /// Input fields (dotted paths, e.g. `customer.id`) runs can be listed
+    /// by; their values are indexed when a run starts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub search_attributes: Vec<String>,
     pub steps: Vec<StepDefinition>,
 }
 

@@ -77,6 +77,9 @@ pub fn validate(
     if let Err(m) = super::kinds::check_deadline(def) {
         return err(None, m);
     }
+    if let Err(m) = super::search::check(def) {
+        return err(None, m);
+    }
     if def.steps.is_empty() {
         return err(None, "a workflow needs at least one [[steps]] entry".into());
     }

@@ -54,21 +54,28 @@ pub(super) fn drive_compensation(
     let now = rec.now;
     // Strict reverse order: the highest step that succeeded and has a
     // compensation handler goes first.
-    let target = (0..def.steps.len()).rev().find(|&i| {
-        let step = &run.steps[i];
-        let has_effect = match step.state {
-            StepState::Succeeded => true,
-            // Gave up, or waits for a retry (a cancellation came first), or
-            // was reset by an operator's retry, after an attempt whose
-            // effect may exist.
-            StepState::Failed | StepState::FailedNonBlocking | StepState::Pending => {
-                step.effect_uncertain
-            }
-            _ => false,
-        };
-        step.state == StepState::Compensating || (has_effect && def.steps[i].compensation.is_some())
-    });
+    // A rewind undoes only the steps from its target on.
+    let target = (super::rewind::floor(run)..def.steps.len())
+        .rev()
+        .find(|&i| {
+            let step = &run.steps[i];
+            let has_effect = match step.state {
+                StepState::Succeeded => true,
+                // Gave up, or waits for a retry (a cancellation came first), or
+                // was reset by an operator's retry, after an attempt whose
+                // effect may exist.
+                StepState::Failed | StepState::FailedNonBlocking | StepState::Pending => {
+                    step.effect_uncertain
+                }
+                _ => false,
+            };
+            step.state == StepState::Compensating
+                || (has_effect && def.steps[i].compensation.is_some())
+        });
     let Some(idx) = target else {
+        if let Some(next) = super::rewind::finish(run, def, rec)? {
+            return Ok(next);
+        }
         let cancelled = run.cancel_request.is_some();
         run_to(run, RunEvent::AllCompensated { cancelled })?;
         let kind = if cancelled {

@@ -10,6 +10,7 @@ pub mod compensation;
 pub mod model;
 pub mod operator;
 mod record;
+pub mod rewind;
 pub mod start;
 pub mod state;
 pub mod wait;

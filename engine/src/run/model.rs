@@ -56,6 +56,10 @@ pub struct StepRecord {
     /// When the current wait times out; none: it never does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait_until: Option<DateTime<Utc>>,
+    /// An operator's rewind goes back to this step: the compensations run
+    /// down to it, then the run goes forward from it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rewind_target: bool,
 }
 
 impl StepRecord {
@@ -73,6 +77,7 @@ impl StepRecord {
             effect_uncertain: false,
             wake_at: None,
             wait_until: None,
+            rewind_target: false,
         }
     }
 }
@@ -181,10 +186,15 @@ pub enum EventKind {
     WaitTimedOut,
     /// The run's deadline passed before it finished.
     RunDeadlineExceeded,
+    /// An operator took the run back to a step (the step is the event's).
+    OperatorRewind,
+    /// A rewind's compensations are done: the run goes forward again from
+    /// the event's step.
+    RunRewound,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 30] = [
+    pub const ALL: [EventKind; 32] = [
         EventKind::RunStarted,
         EventKind::RunQueued,
         EventKind::StepStarted,
@@ -215,6 +225,8 @@ impl EventKind {
         EventKind::StepWoken,
         EventKind::WaitTimedOut,
         EventKind::RunDeadlineExceeded,
+        EventKind::OperatorRewind,
+        EventKind::RunRewound,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -249,6 +261,8 @@ impl EventKind {
             EventKind::StepWoken => "step_woken",
             EventKind::WaitTimedOut => "wait_timed_out",
             EventKind::RunDeadlineExceeded => "run_deadline_exceeded",
+            EventKind::OperatorRewind => "operator_rewind",
+            EventKind::RunRewound => "run_rewound",
         }
     }
 }

@@ -34,6 +34,12 @@ pub enum OperatorAction {
     Cancel {
         compensate: bool,
     },
+    /// Back to `to_step`: compensate the completed steps from it on, merge
+    /// the patch, go forward from it (see [`super::rewind`]).
+    Rewind {
+        to_step: String,
+        context_patch: Option<Map<String, Value>>,
+    },
 }
 
 impl OperatorAction {
@@ -43,6 +49,7 @@ impl OperatorAction {
             OperatorAction::Compensate => "compensate",
             OperatorAction::Skip { .. } => "skip",
             OperatorAction::Cancel { .. } => "cancel",
+            OperatorAction::Rewind { .. } => "rewind",
         }
     }
 }
@@ -224,6 +231,12 @@ pub fn operate(
                 .to;
             run.next_run_at = Some(now);
             rec.push(run, EventKind::OperatorSkip, Some(&step), 0, reason);
+        }
+        OperatorAction::Rewind {
+            to_step,
+            context_patch,
+        } => {
+            super::rewind::start(run, def, &to_step, context_patch.as_ref(), &mut rec, reason)?;
         }
         OperatorAction::Cancel { compensate } => {
             // A state that accepts only an end without compensation.

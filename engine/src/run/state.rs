@@ -148,6 +148,10 @@ impl RunState {
             (S::CompensationFailed, E::OperatorRetry) => (S::Compensating, ExecuteCompensation),
             (S::Failed, E::OperatorSkip) => (S::Running, ExecuteStep),
             (S::Failed, E::OperatorCompensate) => (S::Compensating, ExecuteCompensation),
+            // A rewind undoes the steps from its target on (a FAILED run, or
+            // a RUNNING one whose step waits), then goes forward again.
+            (S::Failed | S::Running, E::OperatorRewind) => (S::Compensating, ExecuteCompensation),
+            (S::Compensating, E::Rewound) => (S::Running, ExecuteStep),
             (S::Pending | S::Running | S::Failed, E::Cancel { compensate: true }) => {
                 (S::Compensating, ExecuteCompensation)
             }
@@ -216,11 +220,15 @@ pub enum RunEvent {
     /// A run queued behind its concurrency key waited longer than the
     /// workflow's `queue_ttl_ms`.
     QueueExpired,
+    /// An operator's rewind that has completed steps to undo.
+    OperatorRewind,
+    /// A rewind's compensations are done.
+    Rewound,
 }
 
 impl RunEvent {
     /// Every event, for exhaustive tests.
-    pub const ALL: [RunEvent; 18] = [
+    pub const ALL: [RunEvent; 20] = [
         RunEvent::Begin,
         RunEvent::StepSucceeded,
         RunEvent::StepRetryScheduled,
@@ -239,6 +247,8 @@ impl RunEvent {
         RunEvent::Cancel { compensate: true },
         RunEvent::Cancel { compensate: false },
         RunEvent::QueueExpired,
+        RunEvent::OperatorRewind,
+        RunEvent::Rewound,
     ];
 }
 
@@ -489,6 +499,8 @@ mod tests {
             (S::Failed, E::OperatorRetry | E::OperatorSkip) => (S::Running, ExecuteStep),
             (S::CompensationFailed, E::OperatorRetry) => (S::Compensating, ExecuteCompensation),
             (S::Failed, E::OperatorCompensate) => (S::Compensating, ExecuteCompensation),
+            (S::Failed | S::Running, E::OperatorRewind) => (S::Compensating, ExecuteCompensation),
+            (S::Compensating, E::Rewound) => (S::Running, ExecuteStep),
             (S::Pending | S::Running | S::Failed, E::Cancel { compensate }) => {
                 if compensate {
                     (S::Compensating, ExecuteCompensation)
@@ -520,7 +532,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(accepted, 24);
+        assert_eq!(accepted, 27);
     }
 
     #[test]

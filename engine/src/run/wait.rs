@@ -17,6 +17,19 @@ use super::state::{InvalidTransition, Next, RunEvent, StepEvent, StepState};
 use crate::definition::{StepKind, WorkflowDefinition};
 use crate::handler::{CallKind, StepError};
 
+/// How the `step_waiting` event of a step that begins to wait for a signal
+/// starts its message (a timer's or a "not ready" handler's does not).
+const SIGNAL_WAIT: &str = "waiting for signal ";
+
+/// Whether `event` is a step beginning to wait for a signal.
+pub fn is_signal_wait(event: &super::model::NewEvent) -> bool {
+    event.kind == EventKind::StepWaiting
+        && event
+            .message
+            .as_deref()
+            .is_some_and(|m| m.starts_with(SIGNAL_WAIT))
+}
+
 /// A signal delivered to a run and not yet taken by a step.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Signal {
@@ -107,8 +120,8 @@ pub(super) fn begin(
             let until = sd.wait_timeout_ms.map(|t| now + ms(t));
             let signal = sd.signal.as_deref().unwrap_or_default();
             let message = match until {
-                Some(u) => format!("waiting for signal {signal} until {}", u.to_rfc3339()),
-                None => format!("waiting for signal {signal}"),
+                Some(u) => format!("{SIGNAL_WAIT}{signal} until {}", u.to_rfc3339()),
+                None => format!("{SIGNAL_WAIT}{signal}"),
             };
             run.steps[idx].wait_until = until;
             (until, message)

@@ -282,6 +282,7 @@ impl Engine {
             .and_then(|tp| tp.split('-').nth(1))
             .filter(|t| t.len() == 32)
             .map(str::to_owned);
+        let search = def.definition.search_values(&req.input);
         Ok(NewRun {
             id: RunId::new(),
             tenant_id: req.tenant_id,
@@ -290,6 +291,7 @@ impl Engine {
             definition: def,
             idempotency_key: req.idempotency_key.filter(|k| !k.is_empty()),
             concurrency,
+            search,
             schedule_id: req.schedule_id,
             traceparent: req.traceparent,
             trace_id,
@@ -308,6 +310,27 @@ impl Engine {
 
     pub async fn list(&self, tenant: &TenantId, filter: &RunFilter) -> Result<Vec<RunRecord>> {
         Ok(self.shared.store.list_runs(tenant, filter).await?)
+    }
+
+    /// The `(definition id, step index)` pairs at which a run of `workflow`
+    /// (any workflow when `None`) stands when `step` failed, from every
+    /// stored snapshot (runs may be pinned to ones no longer loaded).
+    pub async fn failed_at(
+        &self,
+        workflow: Option<&str>,
+        step: &str,
+    ) -> Result<Vec<(String, u32)>> {
+        Ok(self
+            .shared
+            .store
+            .stored_definitions(workflow)
+            .await?
+            .into_iter()
+            .filter_map(|(id, d)| {
+                let i = d.steps.iter().position(|s| s.name == step)?;
+                Some((id, i as u32))
+            })
+            .collect())
     }
 
     /// Events after `after` (0: the whole history).

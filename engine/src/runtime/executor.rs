@@ -281,7 +281,11 @@ async fn expire_queued(exec: &Exec) {
     match exec
         .shared
         .store
-        .expire_queued(exec.shared.clock.now(), EXPIRE_BATCH)
+        .expire_queued(
+            exec.shared.clock.now(),
+            EXPIRE_BATCH,
+            &exec.shared.webhooks(),
+        )
         .await
     {
         Ok(expired) => {

@@ -264,6 +264,15 @@ mod tests {
                     d.1,
                     "t"
                 ),
+                (
+                    "run_retention",
+                    "run_retention",
+                    "30 3 * * *",
+                    "",
+                    d.0,
+                    d.1,
+                    "t"
+                ),
             ]
         );
         assert!(

@@ -10,6 +10,7 @@ mod claimed;
 mod error;
 pub mod postgres;
 mod queue_expiry;
+pub mod retention;
 pub mod schedules;
 mod signals;
 pub(crate) mod sql;
@@ -23,6 +24,7 @@ mod writes;
 pub use claimed::PARK_UNDECODABLE;
 pub use error::{Result, StoreError, unreachable_database};
 pub use queue_expiry::QueueExpired;
+pub use retention::{Purged, RetentionStore, RunPurge, WorkflowScope};
 pub use signals::{Signal, SignalAck, SignalTaken, SignalWrite};
 pub use traits::{
     CheckpointStore, DefinitionStore, LeaseStore, RunReads, RunWrites, ScheduleStore, SignalStore,
@@ -33,7 +35,8 @@ pub use writes::{
 };
 
 pub use webhooks::{
-    Delivery, DeliveryFilter, DeliveryState, DisabledWebhook, NewDelivery, TryOutcome, WebhookStore,
+    Delivery, DeliveryFilter, DeliveryState, DisabledWebhook, NewDelivery, Reenable, Reenabled,
+    TryOutcome, WebhookStore,
 };
 
 pub use schedules::{AppliedFire, FireBatch, FireBatchAck, FireWrite, ScheduleChange};

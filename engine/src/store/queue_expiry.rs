@@ -3,8 +3,10 @@
 //! not due); `create_run` stores when that time ends (`queue_expires_at`).
 //! `expire_queued` of both backends lives here: one set-based pass, fenced
 //! on each run still being queued, that ends every run whose time is up
-//! CANCELLED with `error` and a `run_queue_expired` event. Nothing ran and
-//! the key was never the run's, so nothing is compensated or released.
+//! CANCELLED with `error` and a `run_queue_expired` event (and, in the same
+//! transaction, the `run_cancelled` webhook deliveries of the runs' tenants).
+//! Nothing ran and the key was never the run's, so nothing is compensated or
+//! released.
 //!
 //! Hand-overs pass over runs whose time is up, so with one clock a key never
 //! goes to an expired run. Should a replica whose clock is behind hand the
@@ -22,9 +24,11 @@ use uuid::Uuid;
 
 use super::sql_terms;
 use super::sqlite::{from_micros, micros};
-use super::{EventKind, Result};
+use super::{EventKind, NewDelivery, Result};
 use crate::ids::{RunId, TenantId};
+use crate::run::model::NewEvent;
 use crate::run::state::RunState;
+use crate::webhook::Webhooks;
 
 /// Where `RunEvent::QueueExpired` takes a PENDING run.
 const EXPIRED: RunState = RunState::Cancelled;
@@ -87,6 +91,25 @@ impl Expired {
         )
     }
 
+    /// The webhook deliveries its end causes.
+    fn deliveries(&self, webhooks: &Webhooks, now: DateTime<Utc>) -> Vec<NewDelivery> {
+        let event = NewEvent {
+            kind: EventKind::RunQueueExpired,
+            step: None,
+            attempt: 0,
+            run_state: EXPIRED,
+            message: Some(self.message()),
+            actor: "engine".into(),
+            at: now,
+        };
+        webhooks.deliveries(
+            &TenantId::new(&self.tenant_id),
+            RunId(self.id),
+            &self.workflow_name,
+            &[event],
+        )
+    }
+
     fn into_public(self) -> QueueExpired {
         QueueExpired {
             run_id: RunId(self.id),
@@ -112,10 +135,22 @@ fn ttl_between(created: DateTime<Utc>, expires: DateTime<Utc>) -> Duration {
     (expires - created).to_std().unwrap_or_default()
 }
 
+/// The deliveries of every run in `expired`.
+fn deliveries(expired: &[Expired], webhooks: &Webhooks, now: DateTime<Utc>) -> Vec<NewDelivery> {
+    if webhooks.is_empty() {
+        return Vec::new();
+    }
+    expired
+        .iter()
+        .flat_map(|e| e.deliveries(webhooks, now))
+        .collect()
+}
+
 pub(super) async fn postgres(
     pool: &PgPool,
     now: DateTime<Utc>,
     limit: u32,
+    webhooks: &Webhooks,
 ) -> Result<Vec<QueueExpired>> {
     let mut tx = pool.begin().await?;
     // SKIP LOCKED: a run being handed its key right now is left to that.
@@ -160,6 +195,8 @@ pub(super) async fn postgres(
         .bind(EXPIRED.as_str())
         .execute(&mut *tx)
         .await?;
+        let out = deliveries(&expired, webhooks, now);
+        super::postgres::webhooks::insert_deliveries(&mut tx, out.iter()).await?;
     }
     tx.commit().await?;
     Ok(expired.into_iter().map(Expired::into_public).collect())
@@ -169,6 +206,7 @@ pub(super) async fn sqlite(
     writer: &SqlitePool,
     now: DateTime<Utc>,
     limit: u32,
+    webhooks: &Webhooks,
 ) -> Result<Vec<QueueExpired>> {
     let mut tx = writer.begin().await?;
     let rows = sqlx::query(AssertSqlSafe(format!(
@@ -215,6 +253,8 @@ pub(super) async fn sqlite(
                 .push_bind("engine");
         });
         q.build().execute(&mut *tx).await?;
+        let out = deliveries(&expired, webhooks, now);
+        super::sqlite::webhooks::insert_deliveries(&mut tx, &out).await?;
     }
     tx.commit().await?;
     Ok(expired.into_iter().map(Expired::into_public).collect())

@@ -1,15 +1,27 @@
 //! The run-state rules the SQL of both backends names, written once and
 //! built from the state machine: which runs still carry out a recorded
-//! cancel request, and which runs are queued behind their concurrency key.
+//! cancel request, which runs are queued behind their concurrency key, and
+//! which runs are over (the only ones retention deletes).
 
 use crate::run::state::RunState;
 
 /// The SQL list `('PENDING', ...)` of the states in which a recorded cancel
 /// request is still to be carried out ([`RunState::carries_out_cancel`]).
 pub(crate) fn cancel_carried_out_states() -> String {
+    state_list(RunState::carries_out_cancel)
+}
+
+/// The SQL list `('COMPLETED', ...)` of the terminal states
+/// ([`RunState::is_terminal`]): the only runs retention deletes.
+pub(crate) fn terminal_states() -> String {
+    state_list(RunState::is_terminal)
+}
+
+/// The SQL list of the states `keep` accepts.
+fn state_list(keep: fn(RunState) -> bool) -> String {
     let names: Vec<String> = RunState::ALL
         .into_iter()
-        .filter(|s| s.carries_out_cancel())
+        .filter(|s| keep(*s))
         .map(|s| format!("'{}'", s.as_str()))
         .collect();
     format!("({})", names.join(", "))
@@ -39,6 +51,10 @@ mod tests {
         assert_eq!(
             cancel_carried_out_states(),
             "('PENDING', 'RUNNING', 'FAILED')"
+        );
+        assert_eq!(
+            terminal_states(),
+            "('COMPLETED', 'COMPENSATED', 'CANCELLED', 'TERMINATED')"
         );
         assert_eq!(queued(""), "state = 'PENDING' AND next_run_at IS NULL");
         assert_eq!(queued("q"), "q.state = 'PENDING' AND q.next_run_at IS NULL");

@@ -52,6 +52,8 @@ struct Out<'a> {
     w: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     wu: Option<i64>,
+    #[serde(skip_serializing_if = "not")]
+    rw: bool,
 }
 
 /// A stored time: microseconds (this form) or RFC 3339 text (the long form).
@@ -100,6 +102,8 @@ struct In {
     w: Option<Time>,
     #[serde(default, alias = "wait_until")]
     wu: Option<Time>,
+    #[serde(default, alias = "rewind_target")]
+    rw: bool,
 }
 
 /// The stored text of `steps`.
@@ -119,6 +123,7 @@ pub(crate) fn encode(steps: &[StepRecord]) -> String {
             u: s.effect_uncertain,
             w: s.wake_at.map(|t| t.timestamp_micros()),
             wu: s.wait_until.map(|t| t.timestamp_micros()),
+            rw: s.rewind_target,
         })
         .collect();
     // Serializing plain structs, strings and JSON values cannot fail.
@@ -144,6 +149,7 @@ pub fn decode(text: &str) -> Result<Vec<StepRecord>> {
                 effect_uncertain: r.u,
                 wake_at: Time::get(r.w)?,
                 wait_until: Time::get(r.wu)?,
+                rewind_target: r.rw,
             })
         })
         .collect()
@@ -169,6 +175,7 @@ mod tests {
             effect_uncertain: true,
             wake_at: DateTime::from_timestamp_micros(1_763_778_002_000_000),
             wait_until: DateTime::from_timestamp_micros(1_763_778_003_000_000),
+            rewind_target: true,
         }
     }
 

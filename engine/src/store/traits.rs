@@ -9,6 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use super::retention::RetentionStore;
 use super::webhooks::WebhookStore;
 use super::{
     Backend, Checkpoint, CheckpointAck, CreateOutcome, EventRecord, FireBatch, FireBatchAck,
@@ -19,6 +20,7 @@ use crate::definition::{LoadedDefinition, WorkflowDefinition};
 use crate::ids::{LeaseToken, RunId, TenantId};
 use crate::run::state::RunState;
 use crate::schedule::model::{FireRecord, Schedule, ScheduleId};
+use crate::webhook::Webhooks;
 
 /// The database itself: which backend it is, its schema, whether it answers.
 #[async_trait]
@@ -39,6 +41,14 @@ pub trait DefinitionStore: Send + Sync + 'static {
     async fn put_definition(&self, def: &LoadedDefinition) -> Result<()>;
 
     async fn get_definition(&self, id: &str) -> Result<Option<WorkflowDefinition>>;
+
+    /// Every stored snapshot, `(id, definition)`, of the workflow `name`
+    /// (every workflow when `None`): runs may be pinned to ones no longer
+    /// loaded.
+    async fn stored_definitions(
+        &self,
+        name: Option<&str>,
+    ) -> Result<Vec<(String, WorkflowDefinition)>>;
 }
 
 /// Reading runs: one, a tenant's listing, a run's events, counts by state.
@@ -74,8 +84,14 @@ pub trait RunWrites: Send + Sync + 'static {
     async fn operator_write(&self, w: &OperatorWrite) -> Result<bool>;
 
     /// Ends up to `limit` runs still queued (PENDING, not due) whose queue
-    /// time is up at `now`: CANCELLED, with a `run_queue_expired` event.
-    async fn expire_queued(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<QueueExpired>>;
+    /// time is up at `now`: CANCELLED, with a `run_queue_expired` event and
+    /// the `run_cancelled` deliveries `webhooks` hear, in one transaction.
+    async fn expire_queued(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        webhooks: &Webhooks,
+    ) -> Result<Vec<QueueExpired>>;
 }
 
 /// Leases: who drives a run (claim, renew, release), the hand-over of
@@ -213,6 +229,7 @@ pub trait Store:
     + ScheduleStore
     + SignalStore
     + WebhookStore
+    + RetentionStore
 {
 }
 
@@ -226,6 +243,7 @@ impl<T> Store for T where
         + ScheduleStore
         + SignalStore
         + WebhookStore
+        + RetentionStore
         + ?Sized
 {
 }

@@ -122,6 +122,26 @@ pub struct DisabledWebhook {
     pub reason: String,
 }
 
+/// An operator enabling disabled webhooks again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reenable {
+    /// The webhook's tenant; none: every tenant's webhook at `url`.
+    pub tenant: Option<TenantId>,
+    pub url: String,
+    pub at: DateTime<Utc>,
+    /// Who enabled it (kept with the reason).
+    pub actor: String,
+    pub reason: String,
+}
+
+/// A webhook enabled again, and how many of its failed deliveries were
+/// queued again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reenabled {
+    pub webhook: DisabledWebhook,
+    pub requeued: u64,
+}
+
 /// Filters of the delivery log; every one optional.
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryFilter {
@@ -156,4 +176,10 @@ pub trait WebhookStore: Send + Sync + 'static {
 
     /// Webhooks disabled after failing for 24 h.
     async fn disabled_webhooks(&self) -> Result<Vec<DisabledWebhook>>;
+
+    /// Enables the disabled webhooks `r` names: their deliveries that gave
+    /// up are pending again (due at once, with a new 24 h of tries, the
+    /// same delivery ids), and the operator's action is recorded, all in
+    /// one transaction. Empty when none of them was disabled.
+    async fn enable_webhooks(&self, r: &Reenable) -> Result<Vec<Reenabled>>;
 }

@@ -23,6 +23,8 @@ pub struct NewRun {
     pub input_hash: String,
     pub idempotency_key: Option<String>,
     pub concurrency: Option<(String, ConcurrencyPolicy)>,
+    /// The run's search attributes, `(attribute, value)`, indexed with it.
+    pub search: Vec<(String, String)>,
     pub schedule_id: Option<ScheduleId>,
     pub traceparent: Option<String>,
     pub trace_id: Option<String>,
@@ -167,6 +169,12 @@ pub struct RunFilter {
     pub concurrency_key: Option<String>,
     pub created_after: Option<DateTime<Utc>>,
     pub created_before: Option<DateTime<Utc>>,
+    pub idempotency_key: Option<String>,
+    /// Runs FAILED at a step: the `(definition id, step index)` pairs that
+    /// name it; an empty list matches nothing.
+    pub failed_at: Option<Vec<(String, u32)>>,
+    /// Search attribute = value, all must match.
+    pub search: Vec<(String, String)>,
     /// Keyset cursor: runs strictly older than this (created_at, id).
     pub before: Option<(DateTime<Utc>, RunId)>,
     pub limit: u32,

@@ -51,17 +51,37 @@ impl WebhookEvent {
         Self::ALL.into_iter().find(|e| e.as_str() == s)
     }
 
-    /// The webhook event a run event is, if any.
+    /// The webhook event a run event is, if any. A run that waited too
+    /// long in its queue ended CANCELLED: `run_cancelled`. `step_waiting`
+    /// is only a wait for a signal (see [`WebhookEvent::of_write`]).
     pub fn of(kind: EventKind) -> Option<Self> {
         Some(match kind {
             EventKind::RunCompleted => WebhookEvent::RunCompleted,
             EventKind::RunFailed => WebhookEvent::RunFailed,
             EventKind::RunCompensated => WebhookEvent::RunCompensated,
-            EventKind::RunCancelled => WebhookEvent::RunCancelled,
+            EventKind::RunCancelled | EventKind::RunQueueExpired => WebhookEvent::RunCancelled,
             EventKind::RunTerminated => WebhookEvent::RunTerminated,
             EventKind::RunCompensationFailed => WebhookEvent::RunCompensationFailed,
+            EventKind::StepWaiting => WebhookEvent::StepWaiting,
             _ => return None,
         })
+    }
+
+    /// The webhook event the `i`th of a write's events is, if any: a
+    /// step's wait is one only when it waits for a signal and was not
+    /// ended in the same write (its signal was already there).
+    fn of_write(events: &[NewEvent], i: usize) -> Option<Self> {
+        let e = &events[i];
+        let event = Self::of(e.kind)?;
+        if event == WebhookEvent::StepWaiting {
+            let woken_at_once = events[i + 1..]
+                .iter()
+                .any(|later| later.kind == EventKind::StepWoken && later.step == e.step);
+            if !crate::run::wait::is_signal_wait(e) || woken_at_once {
+                return None;
+            }
+        }
+        Some(event)
     }
 }
 
@@ -159,8 +179,8 @@ impl Webhooks {
             return Vec::new();
         }
         let mut out = Vec::new();
-        for e in events {
-            let Some(event) = WebhookEvent::of(e.kind) else {
+        for (i, e) in events.iter().enumerate() {
+            let Some(event) = WebhookEvent::of_write(events, i) else {
                 continue;
             };
             for hook in self
@@ -238,6 +258,38 @@ mod tests {
             hooks
                 .deliveries(&TenantId::new("acme"), run, "any", &failed)
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn only_a_wait_for_a_signal_that_goes_on_is_step_waiting() {
+        let hooks = Webhooks::new(vec![hook("acme", &WebhookEvent::ALL, None)]);
+        let waiting = |message: &str| NewEvent {
+            step: Some("approve".into()),
+            message: Some(message.into()),
+            ..event(EventKind::StepWaiting)
+        };
+        let woken = NewEvent {
+            step: Some("approve".into()),
+            ..event(EventKind::StepWoken)
+        };
+        let of = |evs: &[NewEvent]| {
+            hooks
+                .deliveries(&TenantId::new("acme"), RunId::new(), "any", evs)
+                .into_iter()
+                .map(|d| d.event)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            of(&[waiting("waiting for signal approve")]),
+            [WebhookEvent::StepWaiting]
+        );
+        assert!(of(&[waiting("waiting for signal approve"), woken]).is_empty());
+        assert!(of(&[waiting("sleeping until 2026-12-02T10:00:00Z")]).is_empty());
+        assert!(of(&[waiting("not ready: modem offline; looking again at …")]).is_empty());
+        assert_eq!(
+            of(&[event(EventKind::RunQueueExpired)]),
+            [WebhookEvent::RunCancelled]
         );
     }
 

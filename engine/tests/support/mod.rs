@@ -22,6 +22,7 @@ use sagaflow_engine::store::{RunRecord, Store};
 use serde_json::{Value, json};
 
 pub mod proxy;
+pub mod receiver;
 
 pub const TENANT: &str = "t1";
 

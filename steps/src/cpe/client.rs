@@ -17,7 +17,22 @@ pub struct CpeConfig {
     pub ipv4_address: Option<String>,
     #[serde(default)]
     pub ipv6_prefix: Option<String>,
+    /// Whom the ACS tells when the CPE bootstraps (its inform): the run
+    /// waiting for it and the signal's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inform: Option<InformTarget>,
 }
+
+/// The workflow run a CPE's bootstrap inform is signalled to
+/// (`SignalWorkflow(run_id, signal)`, see docs/domain.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InformTarget {
+    pub run_id: String,
+    pub signal: String,
+}
+
+/// The signal a CPE's bootstrap inform is delivered as.
+pub const CPE_INFORM: &str = "cpe_inform";
 
 /// A configured CPE as the ACS holds it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,10 +1,12 @@
 //! The CPE step handlers: `cpe.configure` and `cpe.unconfigure` (its undo,
-//! and the deprovisioning step), through the TR-069 ACS.
+//! and the deprovisioning step), through the TR-069 ACS. The configuration
+//! names the run, so that the ACS signals it the CPE's bootstrap inform
+//! (`cpe_inform`, the workflow's next step waits for it).
 
 use sagaflow_engine::handler::StepRequest;
 use serde_json::json;
 
-use super::CpeConfig;
+use super::{CPE_INFORM, CpeConfig, InformTarget};
 use crate::context::{StepResult, forward_key, opt_str, output, owner, subscriber_id};
 use crate::deps::Isp;
 
@@ -17,6 +19,10 @@ impl Isp {
             plan: req.context_str("/plan")?.to_owned(),
             ipv4_address: opt_str(&req, "/ipv4_address"),
             ipv6_prefix: opt_str(&req, "/ipv6_prefix"),
+            inform: Some(InformTarget {
+                run_id: req.run_id.to_string(),
+                signal: CPE_INFORM.into(),
+            }),
         };
         let serial = req.context_str("/cpe_serial")?;
         self.deps

@@ -35,21 +35,50 @@ impl Isp {
                 (opt_str(req, "/ipv6_pool"), Some(pd))
             }
         };
-        let pool = ipam::choose_pool(&self.db, tenant, family, pool_name.as_deref(), pd).await?;
+        let pools = ipam::choose_pools(&self.db, tenant, family, pool_name.as_deref(), pd).await?;
         let key = allocation_key(req, family);
         let sub = subscriber_id(req).unwrap_or_default();
-        ipam::allocate(
-            &self.db,
-            &ipam::AllocateRequest {
-                pool: &pool,
-                subscriber_id: &sub,
-                key: &key,
-                run_id: &run(req),
-                metadata: json!({ "pool": pool.name }),
-            },
-            self.now(),
-        )
-        .await
+        let address = match family {
+            Family::Ipv4 => opt_str(req, "/requested_ipv4"),
+            Family::Ipv6 => opt_str(req, "/requested_ipv6_prefix"),
+        };
+        // Spillover: the first pool with room, in choose_pools' order. A
+        // requested address is taken from the pool that holds it.
+        let mut last = None;
+        for pool in &pools {
+            if let Some(a) = &address
+                && ipam::ordinal_in(pool, a).is_err()
+            {
+                continue;
+            }
+            let result = self
+                .ipam(tenant)
+                .allocate(
+                    &self.db,
+                    &ipam::AllocateRequest {
+                        pool,
+                        subscriber_id: &sub,
+                        key: &key,
+                        run_id: &run(req),
+                        metadata: json!({ "pool": pool.name }),
+                        address: address.as_deref(),
+                    },
+                    self.now(),
+                )
+                .await;
+            match result {
+                Err(e @ IpamError::Exhausted { .. }) => last = Some(e),
+                other => return other,
+            }
+        }
+        Err(last.unwrap_or_else(|| IpamError::NotInPool {
+            pool: pools
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            address: address.unwrap_or_default(),
+        }))
     }
 
     pub(crate) async fn allocate(&self, req: StepRequest) -> StepResult {
@@ -89,23 +118,18 @@ impl Isp {
 
     /// Releases what this step allocated (found by its allocation keys).
     pub(crate) async fn release_allocation(&self, req: StepRequest) -> StepResult {
+        let tenant = req.tenant_id.as_str();
         for family in Family::ALL {
-            if let Some(rec) = ipam::by_allocation_key(
-                &self.db,
-                req.tenant_id.as_str(),
-                &allocation_key(&req, family),
-            )
-            .await?
-            {
-                ipam::release(
+            self.ipam(tenant)
+                .undo_allocation(
                     &self.db,
-                    req.tenant_id.as_str(),
-                    rec.id,
+                    tenant,
+                    family,
+                    &allocation_key(&req, family),
                     &run(&req),
                     self.now(),
                 )
                 .await?;
-            }
         }
         Ok(StepOutput::new())
     }
@@ -116,7 +140,10 @@ impl Isp {
         let records = lifecycle::for_subscriber(&self.db, tenant, &subscriber_id(&req)?).await?;
         let mut released = Vec::new();
         for r in records.into_iter().filter(|r| r.state.holds_address()) {
-            let r = ipam::release(&self.db, tenant, r.id, &run(&req), self.now()).await?;
+            let r = self
+                .ipam(tenant)
+                .release(&self.db, &r, &run(&req), self.now())
+                .await?;
             released.push(r.address);
         }
         Ok(output(json!({ "released": released })))
@@ -129,7 +156,13 @@ impl From<IpamError> for StepError {
             IpamError::Lifecycle(l) => return l.into(),
             IpamError::Database(ref d) => return database_error(d, e.to_string()),
             IpamError::UnknownPool { .. } | IpamError::NoPool { .. } => "no_pool",
+            IpamError::External(a) => return a.into(),
             IpamError::Exhausted { .. } => "pool_exhausted",
+            IpamError::Retired { .. } => "pool_retired",
+            IpamError::PoolExists { .. } => "pool_exists",
+            IpamError::Taken { .. } => "address_taken",
+            IpamError::NotInPool { .. } => "not_in_pool",
+            IpamError::Config(_) => "ipam_config",
             IpamError::InvalidPool { .. } | IpamError::PoolChanged { .. } => "invalid_pool",
             IpamError::Corrupt(_) => "corrupt",
         };

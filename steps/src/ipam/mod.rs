@@ -8,11 +8,23 @@
 //! single writer's transaction (SQLite), and a unique index on held records
 //! makes a duplicate impossible whatever happens.
 //!
-//! `model.rs` holds the types, `repo.rs` the SQL, `handlers.rs` the `ipam.*`
-//! step handlers.
+//! Who holds an allocation is a backend chosen per tenant
+//! ([`backend::IpamBackend`]): the database (`builtin`) or NetBox
+//! (`netbox.rs`); the address lifecycle stays in sagaflow either way.
+//!
+//! `model.rs` holds the types, `repo.rs` the SQL, `backend.rs` the trait and
+//! the choice of backend, `netbox.rs` the NetBox backend, `handlers.rs` the
+//! `ipam.*` step handlers.
 
+pub mod backend;
+pub mod forecast;
 mod handlers;
 mod model;
+pub mod netbox;
+pub mod pools;
 pub mod repo;
+pub mod reservations;
 
+pub use backend::{BackendKind, Builtin, IpamBackend, IpamBackends, IpamConfig};
 pub use model::*;
+pub use netbox::{NetBox, NetBoxConfig};

@@ -20,8 +20,20 @@ pub enum IpamError {
         family: Family,
         prefix_length: Option<u8>,
     },
+    #[error("pool {pool:?} is retired: it takes no new allocations")]
+    Retired { pool: String },
+    #[error("pool {name:?} of tenant {tenant:?} already exists")]
+    PoolExists { tenant: String, name: String },
     #[error("pool {pool:?} is exhausted")]
     Exhausted { pool: String },
+    #[error("{address} of pool {pool:?} is already held")]
+    Taken { pool: String, address: String },
+    #[error("{address:?} is not an address of pool {pool:?}")]
+    NotInPool { pool: String, address: String },
+    #[error("IPAM configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    External(#[from] crate::adapters::AdapterError),
     #[error("pool {name:?}: {reason}")]
     InvalidPool { name: String, reason: String },
     #[error(
@@ -147,7 +159,7 @@ impl PoolRange {
     /// How many IPv4 host addresses at the start of the range are skipped:
     /// the network address (and, at the end, the broadcast) of ranges
     /// longer than two addresses.
-    fn v4_skips_edges(&self) -> bool {
+    pub(crate) fn v4_skips_edges(&self) -> bool {
         self.net.prefix_len() < 31
     }
 
@@ -220,6 +232,8 @@ pub struct Pool {
     pub capacity: i64,
     pub warning_percent: u8,
     pub critical_percent: u8,
+    /// When it was retired: no new allocations since, records kept.
+    pub retired_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Pool {

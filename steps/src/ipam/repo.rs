@@ -9,20 +9,21 @@ use serde_json::Value;
 use sqlx::AssertSqlSafe;
 use sqlx::types::Json;
 
-use super::{CapacityLevel, IpamError, Pool, PoolConfig, PoolUsage, Result};
+pub use super::pools::{choose_pools, ensure_pools, list_pools};
+use super::{CapacityLevel, IpamError, Pool, PoolUsage, Result};
 use crate::db::{DomainDb, with_db};
 use crate::lifecycle::repo::{self as lifecycle, AddressRecord, COLUMNS, RecordRow, insert_sql};
 use crate::lifecycle::{AddressState, Family};
 
-const POOL_COLUMNS: &str = "id, tenant_id, name, family, cidr, prefix_length, capacity, \
-    warning_percent, critical_percent";
+pub(super) const POOL_COLUMNS: &str = "id, tenant_id, name, family, cidr, prefix_length, \
+    capacity, warning_percent, critical_percent, retired_at";
 
 /// The SQL list of the states that hold an address.
 const HELD: &str = "('PENDING', 'ALLOCATED', 'ACTIVE', 'SUSPENDED', 'REVOKING')";
 
 #[derive(sqlx::FromRow)]
-struct PoolRow {
-    id: i64,
+pub(super) struct PoolRow {
+    pub(super) id: i64,
     tenant_id: String,
     name: String,
     family: String,
@@ -31,6 +32,7 @@ struct PoolRow {
     capacity: i64,
     warning_percent: i32,
     critical_percent: i32,
+    retired_at: Option<DateTime<Utc>>,
 }
 
 impl TryFrom<PoolRow> for Pool {
@@ -45,103 +47,11 @@ impl TryFrom<PoolRow> for Pool {
             capacity: r.capacity,
             warning_percent: u8::try_from(r.warning_percent).map_err(|_| corrupt("warning"))?,
             critical_percent: u8::try_from(r.critical_percent).map_err(|_| corrupt("critical"))?,
+            retired_at: r.retired_at,
             tenant_id: r.tenant_id,
             name: r.name,
         })
     }
-}
-
-/// Creates the configured pools, or updates their thresholds; a pool whose
-/// range differs from the stored one is refused. Idempotent.
-pub async fn ensure_pools(
-    db: &DomainDb,
-    configs: &[PoolConfig],
-    now: DateTime<Utc>,
-) -> Result<Vec<Pool>> {
-    let mut out = Vec::with_capacity(configs.len());
-    for c in configs {
-        let range = c.range()?;
-        let (warning, critical) = c.thresholds()?;
-        let sql = format!(
-            "INSERT INTO ip_pools (tenant_id, name, family, cidr, prefix_length, capacity, \
-             warning_percent, critical_percent, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) \
-             ON CONFLICT (tenant_id, name) DO UPDATE SET warning_percent = excluded.warning_percent, \
-             critical_percent = excluded.critical_percent, updated_at = excluded.updated_at \
-             RETURNING {POOL_COLUMNS}"
-        );
-        let row: PoolRow = with_db!(db, pool => {
-            sqlx::query_as(AssertSqlSafe(sql))
-                .bind(&c.tenant)
-                .bind(&c.name)
-                .bind(c.family().as_str())
-                .bind(range.net.to_string())
-                .bind(i32::from(range.prefix_length))
-                .bind(range.capacity())
-                .bind(i32::from(warning))
-                .bind(i32::from(critical))
-                .bind(now)
-                .fetch_one(pool)
-                .await?
-        });
-        let stored = Pool::try_from(row)?;
-        if stored.cidr != range.net || stored.prefix_length != range.prefix_length {
-            return Err(IpamError::PoolChanged {
-                name: c.name.clone(),
-                stored: format!("{} /{}", stored.cidr, stored.prefix_length),
-                configured: format!("{} /{}", range.net, range.prefix_length),
-            });
-        }
-        out.push(stored);
-    }
-    Ok(out)
-}
-
-/// A tenant's pools (every tenant's with `None`), by tenant and name.
-pub async fn list_pools(db: &DomainDb, tenant: Option<&str>) -> Result<Vec<Pool>> {
-    let filter = if tenant.is_some() {
-        "WHERE tenant_id = $1"
-    } else {
-        ""
-    };
-    let sql = format!("SELECT {POOL_COLUMNS} FROM ip_pools {filter} ORDER BY tenant_id, name");
-    let rows: Vec<PoolRow> = with_db!(db, pool => {
-        let mut q = sqlx::query_as(AssertSqlSafe(sql));
-        if let Some(t) = tenant {
-            q = q.bind(t);
-        }
-        q.fetch_all(pool).await?
-    });
-    rows.into_iter().map(Pool::try_from).collect()
-}
-
-/// The pool to allocate from: the one named, or else the tenant's first
-/// pool (by name) of `family` handing out `/prefix_length` when given.
-pub async fn choose_pool(
-    db: &DomainDb,
-    tenant: &str,
-    family: Family,
-    name: Option<&str>,
-    prefix_length: Option<u8>,
-) -> Result<Pool> {
-    let pools = list_pools(db, Some(tenant)).await?;
-    if let Some(name) = name {
-        return pools
-            .into_iter()
-            .find(|p| p.name == name && p.family == family)
-            .ok_or_else(|| IpamError::UnknownPool {
-                tenant: tenant.into(),
-                name: name.into(),
-            });
-    }
-    pools
-        .into_iter()
-        .find(|p| p.family == family && prefix_length.is_none_or(|l| l == p.prefix_length))
-        .ok_or(IpamError::NoPool {
-            tenant: tenant.into(),
-            family,
-            prefix_length,
-        })
 }
 
 /// One allocation request. `key` makes it idempotent: a second call with
@@ -153,9 +63,13 @@ pub struct AllocateRequest<'a> {
     pub key: &'a str,
     pub run_id: &'a str,
     pub metadata: Value,
+    /// A specific address (IPv4) or prefix (IPv6, `addr/len`) of the pool:
+    /// a static customer's, or the one the external IPAM handed out.
+    pub address: Option<&'a str>,
 }
 
-/// Allocates an address (or prefix) for a subscriber: the subscriber's
+/// Allocates an address (or prefix) for a subscriber: the one asked for
+/// (refused with [`IpamError::Taken`] when held), else the subscriber's
 /// reservation in the pool if it has one, else the lowest free ordinal.
 /// The record is created ALLOCATED.
 pub async fn allocate(
@@ -163,6 +77,7 @@ pub async fn allocate(
     req: &AllocateRequest<'_>,
     now: DateTime<Utc>,
 ) -> Result<AddressRecord> {
+    let at = req.address.map(|a| ordinal_in(req.pool, a)).transpose()?;
     hold(
         db,
         &Hold {
@@ -173,6 +88,7 @@ pub async fn allocate(
             run_id: Some(req.run_id),
             reserved_until: None,
             metadata: &req.metadata,
+            at,
         },
         now,
     )
@@ -189,6 +105,22 @@ pub async fn reserve(
     until: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<AddressRecord> {
+    let metadata = serde_json::json!({"reservation": true});
+    reserve_with(db, pool, subscriber, until, None, &metadata, now).await
+}
+
+/// Like [`reserve`], for `address` when given (refused with
+/// [`IpamError::Taken`] when held), with the record's `metadata`.
+pub async fn reserve_with(
+    db: &DomainDb,
+    pool: &Pool,
+    subscriber: &str,
+    until: DateTime<Utc>,
+    address: Option<&str>,
+    metadata: &Value,
+    now: DateTime<Utc>,
+) -> Result<AddressRecord> {
+    let at = address.map(|a| ordinal_in(pool, a)).transpose()?;
     hold(
         db,
         &Hold {
@@ -198,7 +130,8 @@ pub async fn reserve(
             key: None,
             run_id: None,
             reserved_until: Some(until),
-            metadata: &serde_json::json!({"reservation": true}),
+            metadata,
+            at,
         },
         now,
     )
@@ -215,6 +148,24 @@ struct Hold<'a> {
     run_id: Option<&'a str>,
     reserved_until: Option<DateTime<Utc>>,
     metadata: &'a Value,
+    /// The ordinal asked for; the lowest free one when `None`.
+    at: Option<i64>,
+}
+
+/// The ordinal of `address` in `pool`, or why it is not one of the pool's.
+pub fn ordinal_in(pool: &Pool, address: &str) -> Result<i64> {
+    let range = pool.range()?;
+    let wanted = match pool.family {
+        Family::Ipv4 => address.split('/').next().unwrap_or(address).to_owned(),
+        Family::Ipv6 => address.to_owned(),
+    };
+    range
+        .ordinal_of(&wanted)
+        .filter(|o| range.nth(*o).as_deref() == Some(wanted.as_str()))
+        .ok_or_else(|| IpamError::NotInPool {
+            pool: pool.name.clone(),
+            address: address.into(),
+        })
 }
 
 /// Creates the record of `h` on the lowest free ordinal, in one
@@ -282,7 +233,10 @@ async fn hold(db: &DomainDb, h: &Hold<'_>, now: DateTime<Utc>) -> Result<Address
                 .bind(now)
                 .fetch_optional(&mut *tx)
                 .await?;
-            if let Some(r) = reserved {
+            let taken = format!(
+                "SELECT id FROM address_records WHERE pool_id = $1 AND ordinal = $2 AND state IN {HELD}"
+            );
+            if let Some(r) = reserved.filter(|r| h.at.is_none_or(|o| o == r.ordinal)) {
                 let row = if h.state == AddressState::Pending {
                     r
                 } else {
@@ -297,11 +251,26 @@ async fn hold(db: &DomainDb, h: &Hold<'_>, now: DateTime<Utc>) -> Result<Address
                 tx.commit().await?;
                 return Ok(AddressRecord::try_from(row)?);
             }
-            let (ordinal,): (Option<i64>,) = sqlx::query_as(AssertSqlSafe(free))
-                .bind(pool_def.id)
-                .fetch_one(&mut *tx)
-                .await?;
-            let ordinal = ordinal.unwrap_or(0);
+            let ordinal = if let Some(at) = h.at {
+                let held: Option<(i64,)> = sqlx::query_as(AssertSqlSafe(taken))
+                    .bind(pool_def.id)
+                    .bind(at)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if held.is_some() {
+                    return Err(IpamError::Taken {
+                        pool: pool_def.name.clone(),
+                        address: range.nth(at).unwrap_or_default(),
+                    });
+                }
+                at
+            } else {
+                let (ordinal,): (Option<i64>,) = sqlx::query_as(AssertSqlSafe(free))
+                    .bind(pool_def.id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                ordinal.unwrap_or(0)
+            };
             let Some(address) = range.nth(ordinal) else {
                 return Err(IpamError::Exhausted { pool: pool_def.name.clone() });
             };
@@ -557,7 +526,7 @@ pub async fn utilization(db: &DomainDb, tenant: Option<&str>) -> Result<Vec<Pool
     };
     let sql = format!(
         "SELECT p.id, p.tenant_id, p.name, p.family, p.cidr, p.prefix_length, p.capacity, \
-         p.warning_percent, p.critical_percent, (SELECT count(*) FROM address_records r \
+         p.warning_percent, p.critical_percent, p.retired_at, (SELECT count(*) FROM address_records r \
          WHERE r.pool_id = p.id AND r.state IN ('ALLOCATED', 'ACTIVE', 'SUSPENDED', 'REVOKING')) AS in_use \
          FROM ip_pools p {filter} ORDER BY p.tenant_id, p.name"
     );

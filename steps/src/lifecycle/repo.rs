@@ -99,7 +99,7 @@ pub(crate) struct RecordRow {
     pool_id: i64,
     family: String,
     pub(crate) address: String,
-    ordinal: i64,
+    pub(crate) ordinal: i64,
     state: String,
     allocation_key: Option<String>,
     reserved_until: Option<DateTime<Utc>>,

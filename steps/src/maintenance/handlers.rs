@@ -10,6 +10,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use sagaflow_engine::handler::{Registry, StepError, StepHandler, StepOutput, StepRequest};
+use sagaflow_engine::store::RetentionStore;
 use serde_json::{Value, json};
 
 use super::{CleanupCounts, MaintenanceConfig, MaintenanceError, Result, repo};
@@ -17,15 +18,18 @@ use crate::context::{output, run};
 use crate::db::DomainDb;
 use crate::deps::DomainDeps;
 use crate::handlers::{HANDLERS, Run};
+use crate::ipam::forecast::{self, Forecast};
 use crate::ipam::repo as ipam;
 use crate::ipam::{CapacityLevel, PoolUsage};
 use crate::lifecycle::repo as lifecycle;
 use crate::lifecycle::{AddressState, Family};
 use crate::notify::{Notification, NotificationKind};
 
-struct Maintenance {
-    db: DomainDb,
+pub(super) struct Maintenance {
+    pub(super) db: DomainDb,
     deps: DomainDeps,
+    /// The engine's store, for the runs and fires retention deletes.
+    pub(super) runs: Option<Arc<dyn RetentionStore>>,
 }
 
 fn hours(h: u32) -> Duration {
@@ -87,11 +91,11 @@ impl Maintenance {
         }
     }
 
-    fn cfg(&self) -> &MaintenanceConfig {
+    pub(super) fn cfg(&self) -> &MaintenanceConfig {
         &self.deps.maintenance
     }
 
-    fn now(&self) -> DateTime<Utc> {
+    pub(super) fn now(&self) -> DateTime<Utc> {
         self.deps.clock.now()
     }
 
@@ -198,7 +202,13 @@ impl Maintenance {
         while let Some(page) = pages.next().await? {
             for r in &page {
                 counts.revoking_stuck += 1;
-                match ipam::release(&self.db, tenant, r.id, &run, now).await {
+                match self
+                    .deps
+                    .ipam
+                    .for_tenant(tenant)
+                    .release(&self.db, r, &run, now)
+                    .await
+                {
                     Ok(done) if done.state == AddressState::Revoked => {}
                     Ok(other) => {
                         counts.errors += 1;
@@ -288,6 +298,16 @@ impl Maintenance {
         })
     }
 
+    /// The forecast gauges: days to exhaustion (+Inf when not growing) and
+    /// the configured horizon the exhaustion alert compares it with.
+    fn forecast_gauges(&self, tenant: &str, u: &PoolUsage, f: &Forecast) {
+        let (t, p) = (tenant.to_owned(), u.pool.name.clone());
+        metrics::gauge!("sagaflow_pool_days_to_exhaustion", "tenant" => t.clone(), "pool" => p.clone())
+            .set(f.days_to_exhaustion.unwrap_or(f64::INFINITY));
+        metrics::gauge!("sagaflow_pool_exhaustion_horizon_days", "tenant" => t, "pool" => p)
+            .set(f64::from(self.cfg().exhaustion_horizon_days));
+    }
+
     /// Compares each pool's level with the stored one; a change is notified
     /// first and stored after, so a failed notification is tried again (by
     /// this step's retry or the next check) and a level is notified once.
@@ -295,11 +315,21 @@ impl Maintenance {
         let tenant = req.tenant_id.as_str();
         let usage = ipam::utilization(&self.db, Some(tenant)).await?;
         let stored = ipam::capacity_levels(&self.db, tenant).await?;
+        let forecasts = forecast::forecasts(&self.db, tenant, &usage, self.now()).await?;
         let (mut pools, mut crossings) = (Vec::new(), Vec::new());
         for u in &usage {
             let level = u.level();
             let percent = u.percent();
-            pools.push(json!({"pool": u.pool.name, "percent": percent, "level": level}));
+            let f = forecasts.get(&u.pool.id).copied().unwrap_or(Forecast::NONE);
+            self.forecast_gauges(tenant, u, &f);
+            let summary = f.describe(&u.pool.name, percent);
+            pools.push(json!({
+                "pool": u.pool.name, "percent": percent, "level": level,
+                "growth_per_day": f.growth_per_day,
+                "days_to_exhaustion": f.days_to_exhaustion,
+                "exhaustion_at": f.exhaustion_at,
+                "summary": summary,
+            }));
             let previous = stored.get(&u.pool.id).copied();
             if previous == Some(level) {
                 continue;
@@ -321,6 +351,10 @@ impl Maintenance {
                     "previous_level": from,
                     "warning_percent": u.pool.warning_percent,
                     "critical_percent": u.pool.critical_percent,
+                    "growth_per_day": f.growth_per_day,
+                    "days_to_exhaustion": f.days_to_exhaustion,
+                    "exhaustion_at": f.exhaustion_at,
+                    "summary": summary,
                 });
                 tracing::warn!(tenant, pool = %u.pool.name, %from, to = %level, percent, "pool capacity crossing");
                 self.deps
@@ -381,6 +415,7 @@ pub(crate) enum Job {
     Metrics,
     Capacity,
     Reservations,
+    Retention,
 }
 
 struct JobHandler {
@@ -401,15 +436,25 @@ impl StepHandler for JobHandler {
             Job::Metrics => m.metrics(&req).await,
             Job::Capacity => m.capacity(&req).await,
             Job::Reservations => m.reservations(&req).await,
+            Job::Retention => m
+                .retention(&req)
+                .await
+                .and_then(|c| Ok(serde_json::to_value(c)?)),
         }?;
         Ok(output(v))
     }
 }
 
 /// Registers the maintenance handlers (those of [`HANDLERS`] that run a
-/// [`Job`]).
-pub fn register(registry: &mut Registry, db: DomainDb, deps: DomainDeps) {
-    let m = Arc::new(Maintenance { db, deps });
+/// [`Job`]); `runs` is the engine's store, which `run_retention` deletes
+/// runs and fires through.
+pub fn register(
+    registry: &mut Registry,
+    db: DomainDb,
+    deps: DomainDeps,
+    runs: Option<Arc<dyn RetentionStore>>,
+) {
+    let m = Arc::new(Maintenance { db, deps, runs });
     for handler in HANDLERS {
         if let Run::Maintenance(job) = handler.run {
             registry.register(handler.name, Arc::new(JobHandler { m: m.clone(), job }));

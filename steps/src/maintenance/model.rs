@@ -5,6 +5,7 @@
 use sagaflow_engine::handler::StepError;
 use serde::{Deserialize, Serialize};
 
+use super::RetentionConfig;
 use crate::ipam::IpamError;
 use crate::lifecycle::repo::LifecycleError;
 use crate::notify::NotifyError;
@@ -29,6 +30,12 @@ pub struct MaintenanceConfig {
     pub warning_percent: u8,
     /// The critical threshold (percent) of pools that set none.
     pub critical_percent: u8,
+    /// A pool projected to be full within this many days (at the last 30
+    /// days' growth) is flagged: the `sagaflow_pool_exhaustion_horizon_days`
+    /// gauge the exhaustion alert compares with.
+    pub exhaustion_horizon_days: u32,
+    /// How long `run_retention` keeps each kind of row.
+    pub retention: RetentionConfig,
 }
 
 impl Default for MaintenanceConfig {
@@ -41,6 +48,8 @@ impl Default for MaintenanceConfig {
             leak_report_limit: 1000,
             warning_percent: 80,
             critical_percent: 100,
+            exhaustion_horizon_days: 60,
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -58,7 +67,7 @@ impl MaintenanceConfig {
                 self.warning_percent, self.critical_percent
             ));
         }
-        Ok(())
+        self.retention.validate()
     }
 
     pub(crate) fn batch(&self) -> i64 {
@@ -81,6 +90,10 @@ pub enum MaintenanceError {
     Database(#[from] sqlx::Error),
     #[error("cancelled")]
     Cancelled,
+    #[error("run store: {0}")]
+    Store(#[from] sagaflow_engine::store::StoreError),
+    #[error("run_retention needs the engine's store, which this process did not give the handlers")]
+    NoRunStore,
 }
 
 impl From<MaintenanceError> for StepError {
@@ -95,6 +108,8 @@ impl From<MaintenanceError> for StepError {
             MaintenanceError::Corrupt(_) => StepError::fatal("corrupt", e.to_string()),
             MaintenanceError::Database(_) => StepError::retryable("database", e.to_string()),
             MaintenanceError::Cancelled => StepError::retryable("cancelled", e.to_string()),
+            MaintenanceError::Store(_) => StepError::retryable("database", e.to_string()),
+            MaintenanceError::NoRunStore => StepError::fatal("no_run_store", e.to_string()),
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The repository of `maintenance_progress`: what a maintenance step has
 //! done so far, by its idempotency key, so that a step the engine runs
 //! again continues and reports the whole, instead of starting its counts
-//! over.
+//! over; and the batched deletes of the rows retention ages out of the
+//! maintenance tables ([`purge`]).
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -62,4 +63,53 @@ pub async fn save_progress(
             .rows_affected()
     });
     Ok(())
+}
+
+/// A maintenance table retention deletes from, by its own age.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purge {
+    /// `lifecycle_snapshots`, by `taken_at`.
+    Snapshots,
+    /// `address_audit`, by `at`.
+    AddressAudit,
+    /// `maintenance_progress`, by `updated_at`.
+    Progress,
+}
+
+impl Purge {
+    /// (table, key column, time column).
+    fn table(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Purge::Snapshots => ("lifecycle_snapshots", "id", "taken_at"),
+            Purge::AddressAudit => ("address_audit", "id", "at"),
+            Purge::Progress => ("maintenance_progress", "idempotency_key", "updated_at"),
+        }
+    }
+}
+
+/// Deletes up to `limit` of `tenant`'s rows of `what` older than `before`,
+/// oldest first, in one statement (by the table's `(tenant_id, time)`
+/// index); returns how many.
+pub async fn purge(
+    db: &DomainDb,
+    what: Purge,
+    tenant: &str,
+    before: DateTime<Utc>,
+    limit: u32,
+) -> Result<u64, sqlx::Error> {
+    let (table, key, time) = what.table();
+    let sql = format!(
+        "DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} \
+         WHERE tenant_id = $1 AND {time} < $2 ORDER BY {time} LIMIT $3)"
+    );
+    let n = with_db!(db, pool => {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant)
+            .bind(before)
+            .bind(i64::from(limit))
+            .execute(pool)
+            .await?
+            .rows_affected()
+    });
+    Ok(n)
 }

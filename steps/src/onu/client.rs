@@ -30,6 +30,15 @@ pub struct OnuStatus {
     pub activated_by: Option<String>,
 }
 
+/// What the OLT reports of an ONU's link: whether it has ranged on the PON
+/// and is online.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OnuLink {
+    pub serial: String,
+    #[serde(default)]
+    pub online: bool,
+}
+
 #[async_trait]
 pub trait OnuAdapter: Send + Sync + 'static {
     /// Activates the ONU for the subscriber. Activating it again for the
@@ -42,6 +51,9 @@ pub trait OnuAdapter: Send + Sync + 'static {
         serial: &str,
         activation: &OnuActivation,
     ) -> Result<OnuStatus, AdapterError>;
+    /// Whether the active ONU has ranged (is online); an ONU that is not
+    /// active is [`AdapterError::NotFound`].
+    async fn link(&self, tenant: &str, key: &str, serial: &str) -> Result<OnuLink, AdapterError>;
     /// Deactivates the ONU if its activation belongs to `only`; an
     /// inactive one, or one that belongs to someone else, is left as it is.
     /// Returns whether it changed anything.
@@ -55,6 +67,7 @@ pub trait OnuAdapter: Send + Sync + 'static {
 }
 
 /// The OLT gateway's HTTP API, per tenant:
+/// `GET {base}/tenants/{}/onus/{}` (the ONU and whether it is `online`),
 /// `POST {base}/tenants/{}/onus/{}/activate`,
 /// `POST {base}/tenants/{}/onus/{}/deactivate?created_by=…|subscriber_id=…`.
 #[derive(Debug, Clone)]
@@ -81,6 +94,17 @@ impl OnuAdapter for HttpOnu {
                 (tenant, &format!("/onus/{}/activate", seg(serial))),
                 key,
                 Some(activation),
+            )
+            .await
+    }
+
+    async fn link(&self, tenant: &str, key: &str, serial: &str) -> Result<OnuLink, AdapterError> {
+        self.0
+            .call_for(
+                Method::GET,
+                (tenant, &format!("/onus/{}", seg(serial))),
+                key,
+                NO_BODY,
             )
             .await
     }

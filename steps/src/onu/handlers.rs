@@ -1,7 +1,8 @@
-//! The ONU/OLT step handlers: `onu.activate` and `onu.deactivate` (its
-//! undo, and the deprovisioning step).
+//! The ONU/OLT step handlers: `onu.activate`, `onu.await_online` (waits
+//! until the activated ONU has ranged) and `onu.deactivate` (the undo of
+//! the activation, and the deprovisioning step).
 
-use sagaflow_engine::handler::StepRequest;
+use sagaflow_engine::handler::{StepError, StepRequest};
 use serde_json::json;
 
 use super::OnuActivation;
@@ -24,6 +25,27 @@ impl Isp {
             .activate(req.tenant_id.as_str(), &req.idempotency_key, serial, &act)
             .await?;
         Ok(output(json!({ "onu_state": "ACTIVE" })))
+    }
+
+    /// Whether the ONU has ranged: "not ready" (look again after
+    /// `domain.onu_online_poll_ms`) while the OLT reports it offline; the
+    /// step's `wait_timeout_ms` bounds the wait. It has no undo of its
+    /// own: `onu.activate`'s undoes the activation.
+    pub(crate) async fn onu_await_online(&self, req: StepRequest) -> StepResult {
+        let serial = req.context_str("/onu_serial")?;
+        let link = self
+            .deps
+            .onu
+            .link(req.tenant_id.as_str(), &req.idempotency_key, serial)
+            .await?;
+        if link.online {
+            Ok(output(json!({ "onu_online": true })))
+        } else {
+            Err(StepError::not_ready(
+                self.deps.onu_online_poll,
+                format!("ONU {serial} has not ranged yet"),
+            ))
+        }
     }
 
     /// As the undo of `onu.activate`: deactivates only the activation that

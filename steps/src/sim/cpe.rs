@@ -1,6 +1,7 @@
 //! The TR-069 ACS simulator's routes, under `/cpe/tenants/{tenant}`:
 //! `GET|PUT /devices/{serial}/config` and
-//! `DELETE /devices/{serial}/config?created_by=…|subscriber_id=…`.
+//! `DELETE /devices/{serial}/config?created_by=…|subscriber_id=…`. A
+//! configuration naming a run gets its inform later (see `devices.rs`).
 
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -34,6 +35,7 @@ async fn cpe_configure(
     Json(cfg): Json<CpeConfig>,
 ) -> Response {
     let key = idempotency_key(&headers);
+    let key_of = key.clone();
     s.serve(("cpe.configure", &tenant), &headers, &conn, |d| {
         let configured_by = match d.records(&tenant).cpes.get(&serial) {
             Some(cur) if cur.config.subscriber_id != cfg.subscriber_id => {
@@ -49,6 +51,9 @@ async fn cpe_configure(
             Some(cur) => cur.configured_by.clone(),
             None => key,
         };
+        if let Some(target) = &cfg.inform {
+            s.cpe_configured(&tenant, &serial, key_of.as_deref(), target);
+        }
         let record = CpeRecord {
             config: cfg,
             configured_by,

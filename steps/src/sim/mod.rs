@@ -13,7 +13,8 @@
 //! effect is applied, the answer comes after the caller has given up), lost
 //! acknowledgements (the effect is applied, then 504), "applied then 500"
 //! and "applied then reset" (the effect is applied, then the connection is
-//! reset without an answer, see [`conn`]). Every effect is
+//! reset without an answer, see [`conn`]). The devices also act on their
+//! own (an ONU ranges, a CPE sends its inform, see [`devices`]). Every effect is
 //! logged with its idempotency key ([`SimSnapshot::effects`]), so a harness
 //! can count effects per key. The state can be read
 //! in-process ([`SimHandle::snapshot`]) or over HTTP (`GET /_state`, and a
@@ -24,7 +25,15 @@
 mod billing;
 mod conn;
 mod cpe;
+mod devices;
+mod fault;
+mod grpc_inform;
 mod onu;
+
+pub use devices::{Devices, EngineInform, Inform, InformError, InformHook};
+use fault::AfterApply;
+pub use fault::Fault;
+pub use grpc_inform::GrpcInform;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -58,45 +67,6 @@ pub const OPERATIONS: [&str; 8] = [
     "billing.delete",
 ];
 
-/// Misbehaviour of one operation.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Fault {
-    /// The share of requests (0 to 1) answered 503 without any effect.
-    pub failure_rate: f64,
-    /// Added to every request, in milliseconds.
-    pub latency_ms: u64,
-    /// The share of requests (0 to 1) whose effect is applied at once and
-    /// whose answer comes `stall_ms` later: a caller with a shorter timeout
-    /// gives up without knowing.
-    pub stall_rate: f64,
-    pub stall_ms: u64,
-    /// The share of requests (0 to 1) whose effect is applied and whose
-    /// answer is then lost: 504. A repeat of the key gets the real answer.
-    pub lost_ack_rate: f64,
-    /// The share of requests (0 to 1) whose effect is applied and which are
-    /// then answered 500. A repeat of the key gets the real answer.
-    pub applied_then_500_rate: f64,
-    /// The share of requests (0 to 1) whose effect is applied and whose
-    /// connection is then reset without any answer. A repeat of the key
-    /// gets the real answer.
-    pub applied_then_reset_rate: f64,
-}
-
-impl Fault {
-    /// Every request fails.
-    pub fn always() -> Self {
-        Self::rate(1.0)
-    }
-
-    pub fn rate(failure_rate: f64) -> Self {
-        Self {
-            failure_rate,
-            ..Self::default()
-        }
-    }
-}
-
 /// How to start the simulators.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -112,6 +82,13 @@ pub struct SimConfig {
     pub default_fault: Fault,
     /// Per operation (see [`OPERATIONS`]).
     pub faults: BTreeMap<String, Fault>,
+    /// How the ONUs and CPEs behave on their own.
+    pub devices: Devices,
+    /// The gRPC address CPE informs are signalled to; `serve` and `dev`
+    /// default it to their own.
+    pub inform_url: Option<String>,
+    /// Per tenant, the bearer token (crm role) informs are signalled with.
+    pub inform_tokens: BTreeMap<String, String>,
 }
 
 impl Default for SimConfig {
@@ -122,6 +99,9 @@ impl Default for SimConfig {
             token: None,
             default_fault: Fault::default(),
             faults: BTreeMap::new(),
+            devices: Devices::default(),
+            inform_url: None,
+            inform_tokens: BTreeMap::new(),
         }
     }
 }
@@ -169,6 +149,8 @@ pub struct SimSnapshot {
     pub applied_then_reset: BTreeMap<String, u64>,
     /// Every effect in the order applied (repeats of a key not included).
     pub effects: Vec<SimEffect>,
+    /// The CPE informs delivered, in order.
+    pub informs: Vec<Inform>,
 }
 
 /// One effect applied by a simulator.
@@ -204,6 +186,7 @@ struct Data {
     /// (tenant, operation, key) → the answer given.
     answers: HashMap<(String, String, String), (StatusCode, Value)>,
     next_service: u64,
+    devices: devices::DeviceState,
 }
 
 impl Data {
@@ -223,6 +206,9 @@ struct Inner {
     token: Option<String>,
     faults: Mutex<(Fault, BTreeMap<String, Fault>)>,
     data: Mutex<Data>,
+    devices: Mutex<Devices>,
+    hook: Mutex<Option<Arc<dyn InformHook>>>,
+    stop: CancellationToken,
 }
 
 type Shared = Arc<Inner>;
@@ -243,34 +229,6 @@ enum Answer {
     Reset,
 }
 
-/// What happens to a request's answer after its effect was applied.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum AfterApply {
-    Answer,
-    Stall,
-    LoseAck,
-    Error500,
-    Reset,
-}
-
-impl AfterApply {
-    /// Draws one outcome from the fault's rates (at most one fires).
-    fn draw(fault: &Fault) -> Self {
-        let hit = |rate: f64| rate > 0.0 && fastrand::f64() < rate;
-        if hit(fault.applied_then_reset_rate) {
-            AfterApply::Reset
-        } else if hit(fault.applied_then_500_rate) {
-            AfterApply::Error500
-        } else if hit(fault.lost_ack_rate) {
-            AfterApply::LoseAck
-        } else if hit(fault.stall_rate) {
-            AfterApply::Stall
-        } else {
-            AfterApply::Answer
-        }
-    }
-}
-
 /// The simulators' entry point.
 pub struct Simulators;
 
@@ -279,12 +237,15 @@ impl Simulators {
     pub async fn start(cfg: SimConfig) -> std::io::Result<SimHandle> {
         let listener = tokio::net::TcpListener::bind(cfg.bind).await?;
         let addr = listener.local_addr()?;
+        let stop = CancellationToken::new();
         let inner: Shared = Arc::new(Inner {
             token: cfg.token.clone(),
             faults: Mutex::new((cfg.default_fault, cfg.faults.clone())),
             data: Mutex::new(Data::default()),
+            devices: Mutex::new(cfg.devices.clone()),
+            hook: Mutex::new(None),
+            stop: stop.clone(),
         });
-        let stop = CancellationToken::new();
         let app = router(inner.clone()).into_make_service_with_connect_info::<ResetSwitch>();
         let shutdown = stop.clone().cancelled_owned();
         let task = tokio::spawn(async move {
@@ -366,6 +327,16 @@ impl SimHandle {
     pub fn set_all_faults(&self, fault: Fault) {
         let mut f = self.inner.faults.lock().unwrap_or_else(|e| e.into_inner());
         *f = (fault, BTreeMap::new());
+    }
+
+    /// Sets how the devices behave.
+    pub fn set_devices(&self, devices: Devices) {
+        *self.inner.devices.lock().unwrap_or_else(|e| e.into_inner()) = devices;
+    }
+
+    /// Sets where CPE informs go (none: they wait for one, then give up).
+    pub fn set_inform_hook(&self, hook: Arc<dyn InformHook>) {
+        *self.inner.hook.lock().unwrap_or_else(|e| e.into_inner()) = Some(hook);
     }
 
     /// A copy of the simulated state.
@@ -529,13 +500,14 @@ impl Inner {
 type Conn = ConnectInfo<ResetSwitch>;
 
 /// The simulators' routes: each system's, per tenant
-/// (`/{system}/tenants/{tenant}/…`), and `GET /_state`.
+/// (`/{system}/tenants/{tenant}/…`), `GET /_state` and `/_devices`.
 fn router(inner: Shared) -> Router {
     Router::new()
         .nest("/onu/tenants/{tenant}", onu::routes())
         .nest("/cpe/tenants/{tenant}", cpe::routes())
         .nest("/billing/tenants/{tenant}", billing::routes())
         .route("/_state", get(state))
+        .merge(devices::routes())
         .with_state(inner)
 }
 

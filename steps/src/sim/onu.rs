@@ -1,10 +1,10 @@
 //! The ONU/OLT gateway simulator's routes, under `/onu/tenants/{tenant}`:
-//! `GET /onus/{serial}`, `POST /onus/{serial}/activate` and
+//! `GET /onus/{serial}` (with `online` once it ranged, see `devices.rs`), `POST /onus/{serial}/activate` and
 //! `POST /onus/{serial}/deactivate?created_by=…|subscriber_id=…`.
 
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
@@ -22,7 +22,13 @@ async fn onu_get(
     State(s): State<Shared>,
     Path((tenant, serial)): Path<(String, String)>,
 ) -> Response {
-    s.read(|snap| snap.tenant(&tenant).onus.get(&serial).map(to_value))
+    match s.onu_link(&tenant, &serial) {
+        Some(v) => (StatusCode::OK, Json(v)).into_response(),
+        None => {
+            let (s, v) = error(StatusCode::NOT_FOUND, "no such record");
+            (s, Json(v)).into_response()
+        }
+    }
 }
 
 async fn onu_activate(
@@ -46,7 +52,10 @@ async fn onu_activate(
             }
             // Still the first request's activation.
             Some(cur) => cur.activated_by.clone(),
-            None => key,
+            None => {
+                d.devices.onu_activated(&tenant, &serial);
+                key
+            }
         };
         let status = OnuStatus {
             serial: serial.clone(),
@@ -75,6 +84,7 @@ async fn onu_deactivate(
             .is_some_and(|o| q.owns(o.activated_by.as_deref(), &o.activation.subscriber_id));
         if owned {
             d.records(&tenant).onus.remove(&serial);
+            d.devices.onu_deactivated(&tenant, &serial);
         }
         undone(&serial, owned)
     })

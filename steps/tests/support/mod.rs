@@ -20,17 +20,18 @@ use sagaflow_engine::state::RunState;
 use sagaflow_engine::store::postgres::PgStore;
 use sagaflow_engine::store::sqlite::SqliteStore;
 use sagaflow_engine::store::{RunRecord, Store};
-use sagaflow_steps::ipam::{PoolConfig, repo as ipam};
+use sagaflow_steps::ipam::{IpamConfig, PoolConfig, repo as ipam};
 use sagaflow_steps::lifecycle::AddressState;
 use sagaflow_steps::lifecycle::repo as lifecycle;
 use sagaflow_steps::maintenance::MaintenanceConfig;
 use sagaflow_steps::notify::NotifyConfig;
-use sagaflow_steps::sim::{SimHandle, SimSnapshot};
+use sagaflow_steps::sim::{Devices, EngineInform, SimHandle, SimSnapshot};
 use sagaflow_steps::subscriber::{SubscriberState, repo as subscribers};
 use sagaflow_steps::{Deps, DomainConfig, DomainDb, DomainRuntime};
 use serde_json::{Value, json};
 
 pub mod sims;
+pub mod undo;
 
 pub const TENANT: &str = "t1";
 /// A second tenant with pools of its own, for isolation tests.
@@ -198,6 +199,9 @@ pub struct Options {
     /// Forward attempts per step.
     pub max_attempts: u32,
     pub v4_cidr: String,
+    pub v6_cidr: String,
+    /// Which IPAM backend each tenant uses.
+    pub ipam: IpamConfig,
     pub max_in_flight: usize,
     /// The limit of one step attempt.
     pub step_timeout_ms: u64,
@@ -208,6 +212,10 @@ pub struct Options {
     /// The real `radius.*` handlers on the engine's database instead of the
     /// in-memory stand-ins.
     pub real_radius: bool,
+    /// How the simulated ONUs and CPEs behave (quick ranging and informs).
+    pub devices: Devices,
+    /// Replaces the `wait_timeout_ms` of every step that has one.
+    pub wait_timeout_ms: Option<u64>,
 }
 
 impl Default for Options {
@@ -215,12 +223,20 @@ impl Default for Options {
         Self {
             max_attempts: 3,
             v4_cidr: "10.20.0.0/24".into(),
+            v6_cidr: "2001:db8:1000::/40".into(),
+            ipam: IpamConfig::default(),
             max_in_flight: 64,
             step_timeout_ms: 10_000,
             maintenance: MaintenanceConfig::default(),
             notify: NotifyConfig::default(),
             other_tenants: Vec::new(),
             real_radius: false,
+            devices: Devices {
+                onu_ranging_ms: 50,
+                cpe_inform_delay_ms: 10,
+                ..Devices::default()
+            },
+            wait_timeout_ms: None,
         }
     }
 }
@@ -249,6 +265,17 @@ fn fast(max_attempts: u32, non_retryable: Vec<String>) -> RetryPolicy {
 
 /// The workflows of `workflows/`, with fast retries.
 pub fn definitions(registry: &Registry, max_attempts: u32, timeout_ms: u64) -> Definitions {
+    definitions_with(registry, max_attempts, timeout_ms, None)
+}
+
+/// [`definitions`], with every step's `wait_timeout_ms` replaced when
+/// `wait_timeout_ms` is set.
+pub fn definitions_with(
+    registry: &Registry,
+    max_attempts: u32,
+    timeout_ms: u64,
+    wait_timeout_ms: Option<u64>,
+) -> Definitions {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../workflows");
     let mut defs = Definitions::default();
     for name in [
@@ -260,6 +287,7 @@ pub fn definitions(registry: &Registry, max_attempts: u32, timeout_ms: u64) -> D
         "lifecycle_metrics",
         "capacity_check",
         "reservation_expiry",
+        "run_retention",
     ] {
         let path = dir.join(format!("{name}.v1.toml"));
         let text = std::fs::read_to_string(&path).unwrap();
@@ -272,6 +300,9 @@ pub fn definitions(registry: &Registry, max_attempts: u32, timeout_ms: u64) -> D
                 s.retry.is_none(),
                 "{name}: step policies would override the test's"
             );
+            if let Some(t) = wait_timeout_ms {
+                s.wait_timeout_ms = s.wait_timeout_ms.map(|_| t);
+            }
         }
         defs.add(def, name, registry)
             .unwrap_or_else(|e| panic!("{e}"));
@@ -311,8 +342,11 @@ impl World {
         let mut cfg = DomainConfig {
             maintenance: opts.maintenance.clone(),
             notify: opts.notify.clone(),
+            ipam: opts.ipam.clone(),
+            onu_online_poll_ms: 100,
             ..DomainConfig::default()
         };
+        cfg.simulators.devices = opts.devices.clone();
         cfg.pools = Vec::new();
         let mut tenants = vec![TENANT, OTHER_TENANT];
         for t in &opts.other_tenants {
@@ -321,7 +355,7 @@ impl World {
             }
         }
         for tenant in tenants {
-            let mut v6 = PoolConfig::new(tenant, V6_POOL, "2001:db8:1000::/40".parse().unwrap());
+            let mut v6 = PoolConfig::new(tenant, V6_POOL, opts.v6_cidr.parse().unwrap());
             v6.prefix_length = Some(56);
             cfg.pools.push(PoolConfig::new(
                 tenant,
@@ -334,6 +368,8 @@ impl World {
             .await
             .unwrap();
         deps.domain = Some(domain.deps.clone());
+        let runs: Arc<dyn sagaflow_engine::store::RetentionStore> = store.clone();
+        deps.runs = Some(runs);
         let mut registry = Registry::new().with_builtins();
         sagaflow_steps::register(&mut registry, &deps);
         let radius = Radius::default();
@@ -360,10 +396,19 @@ impl World {
             });
         }
         let registry = wrapped;
-        let defs = definitions(&registry, opts.max_attempts, opts.step_timeout_ms);
+        let defs = definitions_with(
+            &registry,
+            opts.max_attempts,
+            opts.step_timeout_ms,
+            opts.wait_timeout_ms,
+        );
         let engine = Engine::new(store, Arc::new(registry), defs, Arc::new(SystemClock))
             .await
             .unwrap();
+        // The ACS simulator signals CPE informs to this engine.
+        if let Some(sims) = &domain.simulators {
+            sims.set_inform_hook(Arc::new(EngineInform(engine.clone())));
+        }
         let executor = Some(engine.start_executor(ExecutorOptions {
             owner: "test".into(),
             poll_interval: Duration::from_millis(20),
@@ -503,6 +548,7 @@ fn strip(mut s: SimSnapshot) -> SimSnapshot {
     s.stalls.clear();
     s.lost_acks.clear();
     s.effects.clear();
+    s.informs.clear();
     s
 }
 

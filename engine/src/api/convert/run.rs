@@ -113,7 +113,9 @@ pub fn workflow(run: &RunRecord, def: Option<&WorkflowDefinition>) -> pb::Workfl
         created_at: Some(timestamp(run.created_at)),
         updated_at: Some(timestamp(run.updated_at)),
         finished_at: run.finished_at.map(timestamp),
-        search_attributes: Default::default(),
+        search_attributes: def
+            .map(|d| d.search_values(&run.input).into_iter().collect())
+            .unwrap_or_default(),
     }
 }
 
@@ -155,6 +157,6 @@ pub fn definition(d: &LoadedDefinition) -> pb::WorkflowDefinition {
             })
             .collect(),
         input_schema: Some(json_to_struct(&def.input_schema)),
-        search_attributes: Vec::new(),
+        search_attributes: def.search_attributes.clone(),
     }
 }

@@ -24,7 +24,7 @@ mod dialect;
 mod runs;
 pub mod scale;
 mod store_impl;
-mod webhooks;
+pub(in crate::store) mod webhooks;
 
 pub(crate) use dialect::Pg;
 use runs::*;

@@ -132,9 +132,16 @@ pub(super) async fn insert_run(tx: &mut sqlx::PgConnection, new: &NewRun) -> Res
             traceparent, last_seq, next_run_at, created_at, updated_at, queue_expires_at) \
           VALUES ($1, $2, $3, $4, $5, 'PENDING', $6, $7, $6, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $17) \
           ON CONFLICT (tenant_id, workflow_name, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
-          RETURNING id, last_seq) {}",
-        insert_events_sql(18)
+          RETURNING id, last_seq), \
+          s AS (INSERT INTO run_search (run_id, tenant_id, key, value) \
+            SELECT r.id, $2, sa.key, sa.value FROM r, unnest($18::text[], $19::text[]) AS sa(key, value)) {}",
+        insert_events_sql(20)
     );
+    let (search_keys, search_values): (Vec<&str>, Vec<&str>) = new
+        .search
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .unzip();
     let steps = steps_encode(&initial_steps(def));
     let q = sqlx::query(AssertSqlSafe(sql))
         .bind(new.id.0)
@@ -153,7 +160,9 @@ pub(super) async fn insert_run(tx: &mut sqlx::PgConnection, new: &NewRun) -> Res
         .bind(events.len() as i64)
         .bind(if queued { None } else { Some(new.now) })
         .bind(new.now)
-        .bind(if queued { new.queue_expires_at() } else { None });
+        .bind(if queued { new.queue_expires_at() } else { None })
+        .bind(&search_keys)
+        .bind(&search_values);
     let inserted = bind_events(q, &ev).execute(&mut *tx).await?.rows_affected();
     Ok(if inserted == 0 {
         RunInsert::Duplicate

@@ -9,8 +9,11 @@ use super::Result;
 /// Inserts `n` finished runs of `workflows` (round robin) for `tenant`,
 /// created over the `span_days` before `until`, in one statement per
 /// `chunk` rows; 90 % COMPLETED, the rest COMPENSATED, FAILED and
-/// CANCELLED; every tenth with a concurrency key. Their `steps` are a
-/// realistic ten-step record.
+/// CANCELLED (the FAILED ones stopped at the seventh or eighth step); every
+/// tenth with a concurrency key; each with an idempotency key
+/// (`order-<n>`) and the search attribute `subscriber_id`
+/// (`subscriber-<n mod 100000>`). Their `steps` are a realistic ten-step
+/// record.
 #[allow(clippy::too_many_arguments)]
 pub async fn seed_finished(
     pool: &PgPool,
@@ -39,18 +42,21 @@ pub async fn seed_finished(
     while done < n {
         let k = chunk.min(n - done);
         sqlx::query(
-            "INSERT INTO runs (id, tenant_id, workflow_name, workflow_version, definition_id, state, \
-                input, input_hash, context, steps, cursor, concurrency_key, last_seq, created_at, \
-                updated_at, finished_at) \
+            "WITH r AS (INSERT INTO runs (id, tenant_id, workflow_name, workflow_version, definition_id, state, \
+                input, input_hash, context, steps, cursor, idempotency_key, concurrency_key, last_seq, \
+                created_at, updated_at, finished_at) \
              SELECT gen_random_uuid(), $1, ($2::text[])[1 + g % cardinality($2::text[])], 1, $3, \
                 CASE WHEN g % 100 < 90 THEN 'COMPLETED' WHEN g % 100 < 96 THEN 'COMPENSATED' \
                      WHEN g % 100 < 98 THEN 'FAILED' ELSE 'CANCELLED' END, \
-                jsonb_build_object('i', g), md5(g::text), jsonb_build_object('i', g), $4, 10, \
-                CASE WHEN g % 10 = 0 THEN 'subscriber-' || (g % 100000) END, 22, \
+                jsonb_build_object('i', g, 'subscriber_id', 'subscriber-' || (g % 100000)), md5(g::text), \
+                jsonb_build_object('i', g), $4, CASE WHEN g % 100 BETWEEN 96 AND 97 THEN g % 10 ELSE 10 END, \
+                'order-' || g, CASE WHEN g % 10 = 0 THEN 'subscriber-' || (g % 100000) END, 22, \
                 $5 - make_interval(secs => (g * ($6::float8 / $7::float8)) / 1e6), \
                 $5 - make_interval(secs => (g * ($6::float8 / $7::float8)) / 1e6) + interval '20 ms', \
                 $5 - make_interval(secs => (g * ($6::float8 / $7::float8)) / 1e6) + interval '20 ms' \
-             FROM generate_series($8::int8, $9::int8) AS g",
+             FROM generate_series($8::int8, $9::int8) AS g RETURNING id, input) \
+             INSERT INTO run_search (run_id, tenant_id, key, value) \
+             SELECT id, $1, 'subscriber_id', input->>'subscriber_id' FROM r",
         )
         .bind(tenant)
         .bind(workflows)
@@ -67,6 +73,7 @@ pub async fn seed_finished(
         progress(done);
     }
     sqlx::query("ANALYZE runs").execute(pool).await?;
+    sqlx::query("ANALYZE run_search").execute(pool).await?;
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 //! builds. The cold path is `store::sql`.
 
 use super::*;
+use crate::webhook::Webhooks;
 
 #[async_trait]
 impl RunWrites for PgStore {
@@ -90,8 +91,13 @@ impl RunWrites for PgStore {
         Ok(applied)
     }
 
-    async fn expire_queued(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<QueueExpired>> {
-        crate::store::queue_expiry::postgres(&self.pool, now, limit).await
+    async fn expire_queued(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        webhooks: &Webhooks,
+    ) -> Result<Vec<QueueExpired>> {
+        crate::store::queue_expiry::postgres(&self.pool, now, limit, webhooks).await
     }
 }
 

@@ -15,7 +15,7 @@ use crate::store::webhooks::{Delivery, NewDelivery};
 
 /// Adds outbox rows in the caller's transaction; a row already there (a
 /// resent checkpoint) is kept.
-pub(super) async fn insert_deliveries<'a>(
+pub(in crate::store) async fn insert_deliveries<'a>(
     conn: &mut PgConnection,
     deliveries: impl Iterator<Item = &'a NewDelivery>,
 ) -> Result<()> {

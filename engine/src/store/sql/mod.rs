@@ -17,6 +17,7 @@ use crate::ids::RunId;
 use crate::run::state::RunState;
 
 mod fires;
+mod retention;
 mod rows;
 mod runs;
 mod schedules;

@@ -3,6 +3,7 @@
 //! [`DefinitionStore`] and [`RunReads`] of every [`SqlBackend`].
 
 use async_trait::async_trait;
+use serde_json::Value;
 use sqlx::{Database, Encode, QueryBuilder, Type};
 use uuid::Uuid;
 
@@ -59,6 +60,32 @@ where
     }
     if let Some(t) = f.created_before {
         q.push(" AND created_at < ").push_bind(D::ts(t));
+    }
+    if let Some(k) = &f.idempotency_key {
+        q.push(" AND idempotency_key = ").push_bind(k.clone());
+    }
+    if let Some(at) = &f.failed_at {
+        // Not indexed on purpose: `cursor` changes at every step, and an
+        // index on it would cost every checkpoint its HOT update. FAILED
+        // runs are read through runs_tenant_state_created instead.
+        q.push(" AND state = 'FAILED' AND (");
+        if at.is_empty() {
+            q.push("1 = 0");
+        }
+        for (i, (def, step)) in at.iter().enumerate() {
+            q.push(if i == 0 { "(" } else { " OR (" });
+            q.push("definition_id = ").push_bind(def.clone());
+            q.push(" AND cursor = ").push_bind(i64::from(*step));
+            q.push(")");
+        }
+        q.push(")");
+    }
+    for (key, value) in &f.search {
+        q.push(" AND id IN (SELECT run_id FROM run_search WHERE tenant_id = ")
+            .push_bind(tenant.as_str().to_owned());
+        q.push(" AND key = ").push_bind(key.clone());
+        q.push(" AND value = ").push_bind(value.clone());
+        q.push(")");
     }
     if let Some((t, id)) = f.before {
         D::push_before(&mut q, t, id);
@@ -186,6 +213,30 @@ impl<T: SqlBackend> DefinitionStore for T {
                 .map_err(|e| StoreError::Corrupt(format!("definition {id}: {e}")))
         })
         .transpose()
+    }
+
+    async fn stored_definitions(
+        &self,
+        name: Option<&str>,
+    ) -> Result<Vec<(String, WorkflowDefinition)>> {
+        let sql = "SELECT id, body FROM workflow_definitions \
+                   WHERE $1 = '' OR name = $1 ORDER BY id";
+        let rows: Vec<(String, Value)> = with_db!(self.reads(), pool, _D => {
+            let rows = sqlx::query(sql)
+                .bind(name.unwrap_or(""))
+                .fetch_all(pool)
+                .await?;
+            rows.iter()
+                .map(|r| Ok((r.text("id")?, r.json("body")?)))
+                .collect::<Result<_>>()?
+        });
+        rows.into_iter()
+            .map(|(id, body)| {
+                serde_json::from_value(body)
+                    .map(|d| (id.clone(), d))
+                    .map_err(|e| StoreError::Corrupt(format!("definition {id}: {e}")))
+            })
+            .collect()
     }
 }
 

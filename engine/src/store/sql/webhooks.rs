@@ -11,7 +11,8 @@ use uuid::Uuid;
 use super::{Db, Dialect, ReadRow, SqlBackend, with_db};
 use crate::ids::{RunId, TenantId};
 use crate::store::webhooks::{
-    Delivery, DeliveryFilter, DeliveryState, DisabledWebhook, TryOutcome, WebhookStore,
+    Delivery, DeliveryFilter, DeliveryState, DisabledWebhook, Reenable, Reenabled, TryOutcome,
+    WebhookStore,
 };
 use crate::store::{Result, StoreError};
 use crate::webhook::WebhookEvent;
@@ -131,6 +132,57 @@ async fn disabled_webhooks(db: Db<'_>) -> Result<Vec<DisabledWebhook>> {
     })
 }
 
+/// Enables the disabled webhooks `r` names, queues their failed
+/// deliveries again and records who did it, in one transaction.
+async fn enable_webhooks(db: Db<'_>, r: &Reenable) -> Result<Vec<Reenabled>> {
+    let delete = "DELETE FROM webhooks_disabled WHERE url = $1 AND ($2 IS NULL OR tenant_id = $2) \
+                  RETURNING tenant_id, url, disabled_at, reason";
+    let requeue = "UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = $3, \
+                      first_failed_at = NULL, lease_token = NULL, lease_expires_at = NULL \
+                   WHERE tenant_id = $1 AND url = $2 AND state = 'failed'";
+    let record = "INSERT INTO webhook_reenables (tenant_id, url, disabled_at, disabled_reason, \
+                      enabled_at, enabled_by, reason, requeued) \
+                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+    with_db!(db, pool, D => {
+        let mut tx = pool.begin().await?;
+        let rows = sqlx::query(delete)
+            .bind(&r.url)
+            .bind(r.tenant.as_ref().map(|t| t.as_str().to_owned()))
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let webhook = DisabledWebhook {
+                tenant_id: TenantId::new(row.text("tenant_id")?),
+                url: row.text("url")?,
+                disabled_at: row.time("disabled_at")?,
+                reason: row.text("reason")?,
+            };
+            let requeued = sqlx::query(requeue)
+                .bind(webhook.tenant_id.as_str())
+                .bind(&webhook.url)
+                .bind(D::ts(r.at))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            sqlx::query(record)
+                .bind(webhook.tenant_id.as_str())
+                .bind(&webhook.url)
+                .bind(D::ts(webhook.disabled_at))
+                .bind(&webhook.reason)
+                .bind(D::ts(r.at))
+                .bind(&r.actor)
+                .bind(&r.reason)
+                .bind(i64::try_from(requeued).unwrap_or(i64::MAX))
+                .execute(&mut *tx)
+                .await?;
+            out.push(Reenabled { webhook, requeued });
+        }
+        tx.commit().await?;
+        Ok(out)
+    })
+}
+
 /// The backend's own claim of due deliveries (its locking and its clock),
 /// see [`WebhookStore::claim_deliveries`].
 #[async_trait]
@@ -166,5 +218,9 @@ impl<T: SqlBackend + DeliveryClaim> WebhookStore for T {
 
     async fn disabled_webhooks(&self) -> Result<Vec<DisabledWebhook>> {
         disabled_webhooks(self.reads()).await
+    }
+
+    async fn enable_webhooks(&self, r: &Reenable) -> Result<Vec<Reenabled>> {
+        enable_webhooks(self.writes(), r).await
     }
 }

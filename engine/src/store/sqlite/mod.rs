@@ -26,7 +26,7 @@ mod checkpoint;
 mod dialect;
 mod runs;
 mod store_impl;
-mod webhooks;
+pub(in crate::store) mod webhooks;
 
 use checkpoint::*;
 pub(crate) use dialect::Lite;

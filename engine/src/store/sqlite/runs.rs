@@ -173,6 +173,17 @@ pub(super) async fn insert_run(tx: &mut SqliteConnection, new: &NewRun) -> Resul
     .execute(&mut *tx)
     .await?;
     insert_events(&mut *tx, new.id, events.len() as i64, &events).await?;
+    if !new.search.is_empty() {
+        let mut q =
+            QueryBuilder::<Sqlite>::new("INSERT INTO run_search (run_id, tenant_id, key, value) ");
+        q.push_values(&new.search, |mut b, (key, value)| {
+            b.push_bind(new.id.to_string())
+                .push_bind(new.tenant_id.as_str())
+                .push_bind(key)
+                .push_bind(value);
+        });
+        q.build().execute(&mut *tx).await?;
+    }
     Ok(RunInsert::Created)
 }
 

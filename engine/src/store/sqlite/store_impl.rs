@@ -3,6 +3,7 @@
 //! is `store::sql`.
 
 use super::*;
+use crate::webhook::Webhooks;
 
 #[async_trait]
 impl RunWrites for SqliteStore {
@@ -69,8 +70,13 @@ impl RunWrites for SqliteStore {
         Ok(true)
     }
 
-    async fn expire_queued(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<QueueExpired>> {
-        crate::store::queue_expiry::sqlite(&self.writer, now, limit).await
+    async fn expire_queued(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        webhooks: &Webhooks,
+    ) -> Result<Vec<QueueExpired>> {
+        crate::store::queue_expiry::sqlite(&self.writer, now, limit, webhooks).await
     }
 }
 

@@ -1,0 +1,144 @@
+//! Reservations made by an operator: an address or prefix held for a
+//! subscriber until it expires (the hourly `reservation_expiry` job ends
+//! it, with its `RESERVATION_EXPIRED` audit row and notification), is
+//! taken by that subscriber's next allocation from the pool, or is
+//! released. A reservation is a PENDING `address_records` row with
+//! `reserved_until`, its owner and reason in the metadata; making and
+//! releasing one writes an `address_audit` row (`RESERVED`,
+//! `RESERVATION_RELEASED`) with who and why.
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::json;
+
+use super::repo as ipam;
+use super::{IpamError, Result, pools};
+use crate::db::{DomainDb, with_db};
+use crate::lifecycle::repo::{self as lifecycle, AddressRecord, LifecycleError};
+use crate::lifecycle::{AddressState, Family};
+
+/// The days a reservation lasts when the request names none.
+pub const DEFAULT_DAYS: u32 = 30;
+
+/// What to reserve.
+#[derive(Debug, Clone)]
+pub struct ReserveRequest<'a> {
+    pub tenant: &'a str,
+    pub subscriber_id: &'a str,
+    /// The pool by name; `None`: the first pool of the family with room.
+    pub pool: Option<&'a str>,
+    pub family: Family,
+    /// A specific address or prefix; `None`: the lowest free one.
+    pub address: Option<&'a str>,
+    /// 0: [`DEFAULT_DAYS`].
+    pub expires_in_days: u32,
+    pub reason: &'a str,
+    /// Who asks (the caller's name).
+    pub owner: &'a str,
+}
+
+/// Reserves per `r`: in the pool named, or spilling over the family's pools
+/// (as allocation does), and audits it.
+pub async fn reserve(
+    db: &DomainDb,
+    r: &ReserveRequest<'_>,
+    now: DateTime<Utc>,
+) -> Result<AddressRecord> {
+    let days = if r.expires_in_days == 0 {
+        DEFAULT_DAYS
+    } else {
+        r.expires_in_days
+    };
+    let until = now + Duration::days(i64::from(days));
+    let metadata = json!({ "reservation": true, "reason": r.reason, "owner": r.owner });
+    let candidates = pools::choose_pools(db, r.tenant, r.family, r.pool, None).await?;
+    let mut last = None;
+    for pool in &candidates {
+        if let Some(a) = r.address
+            && ipam::ordinal_in(pool, a).is_err()
+        {
+            continue;
+        }
+        match ipam::reserve_with(db, pool, r.subscriber_id, until, r.address, &metadata, now).await
+        {
+            Ok(rec) => {
+                audit(db, &rec, "RESERVED", r.owner, r.reason, now).await?;
+                return Ok(rec);
+            }
+            Err(e @ IpamError::Exhausted { .. }) => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| IpamError::NotInPool {
+        pool: candidates
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        address: r.address.unwrap_or_default().into(),
+    }))
+}
+
+/// A tenant's live reservations (one subscriber's when given), by id.
+pub async fn list(
+    db: &DomainDb,
+    tenant: &str,
+    subscriber: Option<&str>,
+) -> Result<Vec<AddressRecord>> {
+    Ok(lifecycle::list(db, tenant, &[AddressState::Pending])
+        .await?
+        .into_iter()
+        .filter(|r| r.reserved_until.is_some())
+        .filter(|r| subscriber.is_none_or(|s| s == r.subscriber_id))
+        .collect())
+}
+
+/// Ends a live reservation by hand (PENDING → FAILED, the address free
+/// again), audited. Releasing one that already ended returns it as it is.
+pub async fn release(
+    db: &DomainDb,
+    tenant: &str,
+    id: i64,
+    owner: &str,
+    now: DateTime<Utc>,
+) -> Result<AddressRecord> {
+    let rec = lifecycle::get(db, tenant, id)
+        .await?
+        .filter(|r| r.reserved_until.is_some())
+        .ok_or(IpamError::Lifecycle(LifecycleError::NotFound(id)))?;
+    if rec.state != AddressState::Pending {
+        return Ok(rec);
+    }
+    let done = ipam::release(db, tenant, id, &format!("release:{owner}"), now).await?;
+    audit(db, &done, "RESERVATION_RELEASED", owner, "", now).await?;
+    Ok(done)
+}
+
+async fn audit(
+    db: &DomainDb,
+    rec: &AddressRecord,
+    action: &str,
+    actor: &str,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let sql = "INSERT INTO address_audit (tenant_id, record_id, subscriber_id, address, action, \
+               idempotency_key, at, actor, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+               ON CONFLICT (record_id, action) DO NOTHING";
+    let key = format!("{}:{}", action.to_lowercase(), rec.id);
+    with_db!(db, pool => {
+        sqlx::query(sql)
+            .bind(&rec.tenant_id)
+            .bind(rec.id)
+            .bind(&rec.subscriber_id)
+            .bind(&rec.address)
+            .bind(action)
+            .bind(key)
+            .bind(now)
+            .bind(actor)
+            .bind(reason)
+            .execute(pool)
+            .await?
+            .rows_affected()
+    });
+    Ok(())
+}
