@@ -101,6 +101,8 @@ async fn server(pool: &sqlx::PgPool) -> TestServer {
     ];
     start_with(pool, &files, |c| {
         c.domain.pools = sagaflow_steps::DomainConfig::dev("a").pools;
+        // The ACS simulator signals the CPE's inform as tenant a's crm.
+        c.domain.simulators.inform_tokens = [("a".to_owned(), "crm-a".to_owned())].into();
         c.schedules.tenant = "a".into();
     })
     .await
