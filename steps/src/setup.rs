@@ -46,6 +46,7 @@ impl Default for DomainConfig {
     fn default() -> Self {
         Self {
             pools: Vec::new(),
+            ipam: IpamConfig::default(),
             onu: None,
             cpe: None,
             billing: None,
