@@ -94,9 +94,15 @@ async fn server(pool: &sqlx::PgPool) -> TestServer {
     let files = [
         ("demo.toml", searchable_demo()),
         ("schedules.toml", schedules.to_owned()),
+        (
+            "provision.toml",
+            include_str!("../workflows/provision_subscriber.v1.toml").to_owned(),
+        ),
     ];
     start_with(pool, &files, |c| {
         c.domain.pools = sagaflow_steps::DomainConfig::dev("a").pools;
+        // The ACS simulator signals the CPE's inform as tenant a's crm.
+        c.domain.simulators.inform_tokens = [("a".to_owned(), "crm-a".to_owned())].into();
         c.schedules.tenant = "a".into();
     })
     .await
@@ -410,7 +416,20 @@ async fn a_crm_token_sees_no_action_and_forged_or_csrf_less_posts_are_refused(po
     let w = get_run(&mut t.client, "crm-a", &id).await;
     assert_eq!(state(&w), pb::WorkflowState::Failed);
 
-    // The other sections, for the screenshots of docs/console.md.
+    // The other sections, for the screenshots of docs/console.md: a
+    // provisioned subscriber's addresses, the pools that hold them.
+    let input = json!({
+        "subscriber_id": "sub-1001", "plan": "fiber-300", "enable_ipv6": true,
+        "customer": {"id": "c-1", "name": "Ada Lovelace", "email": "ada@example.net"},
+        "nas": {"ip": "127.0.0.1"}, "onu_serial": "ALCL0001", "cpe_serial": "CPE0001"
+    });
+    let done = pb::WorkflowState::Completed;
+    run_until(&mut t.client, "crm-a", "provision_subscriber", input, done).await;
+    c.goto(&format!("{base}/ui/subscribers?id=sub-1001"))
+        .await
+        .unwrap();
+    assert_eq!(c.find_all(Locator::Css(".address")).await.unwrap().len(), 2);
+    shot(&c, "subscriber").await;
     c.goto(&format!("{base}/ui/pools")).await.unwrap();
     wait_css(&c, ".pool meter").await;
     shot(&c, "pools").await;
