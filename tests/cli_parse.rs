@@ -170,3 +170,94 @@ fn every_documented_invocation_parses() {
         "{seen:#?}"
     );
 }
+
+#[test]
+fn the_operator_flags_parse_with_their_values() {
+    for argv in [
+        &[
+            "workflow",
+            "list",
+            "--search",
+            "subscriber_id=alice",
+            "--search",
+            "customer.id=C-1",
+            "--failed-step",
+            "activate_onu",
+            "--idempotency-key",
+            "order-1",
+            "--state",
+            "FAILED",
+            "--state",
+            "compensation_failed",
+            "--created-after",
+            "2026-03-01T08:00:00Z",
+            "--created-before",
+            "2026-03-02T08:00:00Z",
+            "--ca-cert",
+            "ca.pem",
+            "--client-cert",
+            "c.pem",
+            "--client-key",
+            "k.pem",
+        ][..],
+        &[
+            "workflow",
+            "bulk",
+            "retry",
+            "--failed-step",
+            "activate_onu",
+            "--state",
+            "FAILED",
+            "--dry-run",
+            "--max-runs",
+            "500",
+            "--reason",
+            "OLT outage",
+            "--yes",
+        ],
+        &[
+            "workflow",
+            "bulk",
+            "compensate",
+            "--search",
+            "onu_serial=ALCL0001",
+            "--dry-run",
+        ],
+        &[
+            "workflow",
+            "bulk",
+            "cancel",
+            "--workflow",
+            "provision_subscriber",
+            "-y",
+        ],
+        &[
+            "workflow",
+            "rewind",
+            "0190a5d2-ac96-7d4b-bcce-b302099a8057",
+            "--to-step",
+            "reserve",
+            "--reason",
+            "wrong plan",
+            "--patch",
+            "{}",
+        ],
+        &["workflow", "start", "demo_saga", "--wait"],
+    ] {
+        let mut v = vec!["sagaflow"];
+        v.extend_from_slice(argv);
+        if let Err(e) = Cli::try_parse_from(&v) {
+            panic!("{v:?}: {e}");
+        }
+    }
+    for bad in [
+        &["workflow", "list", "--state", "SLEEPING"][..],
+        &["workflow", "bulk", "frobnicate", "--dry-run"],
+        &["workflow", "rewind", "x", "--to-step", "s"],
+        &["workflow", "list", "--client-cert", "c.pem"],
+    ] {
+        let mut v = vec!["sagaflow"];
+        v.extend_from_slice(bad);
+        assert!(Cli::try_parse_from(&v).is_err(), "{v:?} must be refused");
+    }
+}

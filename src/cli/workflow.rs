@@ -179,7 +179,16 @@ pub async fn workflow(
                 workflow_version: version,
             });
             let resp = c.inner.start_workflow(r).await?.into_inner();
-            let w = resp.workflow.unwrap_or_default();
+            let mut w = resp.workflow.unwrap_or_default();
+            let mut outcome = Ok(());
+            if wait {
+                outcome = follow(c, &w.id, None).await;
+                if let Err(ClientError::Refused(_)) = outcome {
+                    return outcome;
+                }
+                let r = c.req(pb::GetWorkflowRequest { id: w.id.clone() });
+                w = c.inner.get_workflow(r).await?.into_inner();
+            }
             if out == Output::Json {
                 print_json(&json!({"created": resp.created, "workflow": workflow_json(&w)}));
             } else {
@@ -190,12 +199,7 @@ pub async fn workflow(
                 );
                 print_workflow(&w, out);
             }
-            if wait {
-                let outcome = follow(c, &w.id, None).await;
-                let r = c.req(pb::GetWorkflowRequest { id: w.id.clone() });
-                print_workflow(&c.inner.get_workflow(r).await?.into_inner(), out);
-                return outcome;
-            }
+            return outcome;
         }
         WorkflowCommand::Get { id } => {
             let r = c.req(pb::GetWorkflowRequest { id });
