@@ -54,20 +54,25 @@ fn rss_mib() -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
-/// Connections the store's pool holds open.
-fn connections(s: &Setup) -> u32 {
-    s.pg.as_ref().map_or(0, sqlx::PgPool::size)
+/// Connections the store's pool holds open, and of those the ones in use.
+fn connections(s: &Setup) -> (u32, u32) {
+    s.pg.as_ref().map_or((0, 0), |p| {
+        let open = p.size();
+        (open, open.saturating_sub(p.num_idle() as u32))
+    })
 }
 
-/// RSS and connections, sampled `n` times 200 ms apart: the largest.
-async fn sample(s: &Setup, n: usize) -> (f64, u32) {
-    let (mut rss, mut conns) = (0.0_f64, 0);
+/// RSS, open and busy connections, sampled `n` times 200 ms apart: the
+/// largest of each.
+async fn sample(s: &Setup, n: usize) -> (f64, u32, u32) {
+    let (mut rss, mut open, mut busy) = (0.0_f64, 0, 0);
     for _ in 0..n {
+        let (o, b) = connections(s);
         rss = rss.max(rss_mib());
-        conns = conns.max(connections(s));
+        (open, busy) = (open.max(o), busy.max(b));
         tokio::time::sleep(Duration::from_millis(200)).await; // sampling interval
     }
-    (rss, conns)
+    (rss, open, busy)
 }
 
 /// Starts `runs` runs of `workflow` with `input` from 8 tasks; their ids.
@@ -160,7 +165,7 @@ fn secs(d: chrono::Duration) -> f64 {
 
 pub(crate) async fn waits(s: &Setup, runs: usize, wake_in_s: u64) -> anyhow::Result<Value> {
     let exec = s.engine.start_executor(executor(256));
-    let (rss_idle, conns_idle) = sample(s, 5).await;
+    let (rss_idle, conns_idle, busy_idle) = sample(s, 5).await;
 
     // Timers, all due in the same second.
     let timers = TenantId::new(format!("bench-{}", RunId::new()));
@@ -181,7 +186,7 @@ pub(crate) async fn waits(s: &Setup, runs: usize, wake_in_s: u64) -> anyhow::Res
         .map_err(|e| {
             anyhow::anyhow!("{e}: not every timer was set before it was due; raise --wake-in-s")
         })?;
-    let (rss_timers, conns_timers) = sample(s, 5).await;
+    let (rss_timers, conns_timers, busy_timers) = sample(s, 5).await;
     anyhow::ensure!(
         Utc::now() < due,
         "the timers were due before they were measured; raise --wake-in-s"
@@ -194,7 +199,7 @@ pub(crate) async fn waits(s: &Setup, runs: usize, wake_in_s: u64) -> anyhow::Res
     let signals = TenantId::new(format!("bench-{}", RunId::new()));
     let ids = start_all(s, &signals, "bench_wait_signal", runs, json!({})).await?;
     all_waiting(s, &signals, &ids, Duration::from_secs(600)).await?;
-    let (rss_signals, conns_signals) = sample(s, 5).await;
+    let (rss_signals, conns_signals, busy_signals) = sample(s, 5).await;
     let sent_at = Utc::now();
     let t1 = Instant::now();
     let senders = 8;
@@ -234,6 +239,9 @@ pub(crate) async fn waits(s: &Setup, runs: usize, wake_in_s: u64) -> anyhow::Res
         "db_connections_none_waiting": conns_idle,
         "db_connections_timers_waiting": conns_timers,
         "db_connections_signals_waiting": conns_signals,
+        "db_connections_busy_none_waiting": busy_idle,
+        "db_connections_busy_timers_waiting": busy_timers,
+        "db_connections_busy_signals_waiting": busy_signals,
         "timers_start_phase_s": started_timers.as_secs_f64(),
         "timers_all_woken_after_due_s": timers_woken_s,
         "signals_send_s": signals_sent.as_secs_f64(),
