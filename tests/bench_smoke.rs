@@ -137,3 +137,36 @@ async fn every_scenario_prints_its_figures(pool: sqlx::PgPool) {
     assert_eq!(s["backend"], "sqlite");
     positive(&s, "sagas_per_s");
 }
+
+/// Runs waiting at once: the figures are there, on both backends.
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
+async fn the_waits_scenario_prints_its_figures(pool: sqlx::PgPool) {
+    let url = common::database_url(&pool);
+    for (url, backend) in [(Some(url.as_str()), "postgres"), (None, "sqlite")] {
+        let w = bench(url, &["waits", "--runs", "20", "--wake-in-s", "10"]);
+        assert_eq!(
+            (
+                w["scenario"].as_str(),
+                w["backend"].as_str(),
+                w["runs"].as_u64()
+            ),
+            (Some("waits"), Some(backend), Some(20)),
+            "{w}"
+        );
+        for k in [
+            "rss_mib_none_waiting",
+            "rss_mib_timers_waiting",
+            "rss_mib_signals_waiting",
+            "signals_send_s",
+        ] {
+            positive(&w, k);
+        }
+        for k in [
+            "timers_all_woken_after_due_s",
+            "signals_all_completed_s",
+            "db_connections_timers_waiting",
+        ] {
+            assert!(w[k].as_f64().is_some_and(|n| n >= 0.0), "{k}: {w}");
+        }
+    }
+}

@@ -4,7 +4,7 @@
 //! The binary hands the harness a [`Host`]: how to open a store and start
 //! the real server. One file per scenario group: `throughput.rs`
 //! (throughput, latency), `start.rs`, `scale.rs`, `ceiling.rs`,
-//! `recovery.rs`; `setup.rs` builds the engine they share, `report.rs`
+//! `recovery.rs`, `waits.rs`; `setup.rs` builds the engine they share, `report.rs`
 //! prints the figures.
 
 mod ceiling;
@@ -15,6 +15,7 @@ mod scale;
 mod setup;
 mod start;
 mod throughput;
+mod waits;
 
 pub use host::{Host, RunningServer, ServerSpec};
 pub use report::Format;
@@ -70,6 +71,17 @@ pub enum Scenario {
         #[arg(long, default_value_t = 4_000)]
         step_ms: u64,
     },
+    /// N runs waiting at once (timers, then signals): the engine's memory
+    /// and database connections while they wait, and the time to wake
+    /// them all (timers due in the same second; N signals).
+    Waits {
+        #[arg(long, default_value_t = 10_000)]
+        runs: usize,
+        /// When the timers are due, from the start; every run must be
+        /// waiting by then.
+        #[arg(long, default_value_t = 60)]
+        wake_in_s: u64,
+    },
     /// Raw PostgreSQL checkpoint rates next to sagaflow's, in one run.
     Ceiling {
         #[arg(long, default_value_t = 10_000)]
@@ -118,6 +130,7 @@ pub async fn run(host: Arc<dyn Host>, args: Options) -> anyhow::Result<()> {
             lease_ms,
             step_ms,
         } => recovery::recovery(&s, &args, runs, lease_ms, step_ms).await?,
+        Scenario::Waits { runs, wake_in_s } => waits::waits(&s, runs, wake_in_s).await?,
     };
     report::print(&v, args.format);
     Ok(())

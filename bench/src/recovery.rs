@@ -7,11 +7,10 @@ use anyhow::Context;
 use sagaflow_engine::engine::StartRequest;
 use sagaflow_engine::ids::{RunId, TenantId};
 use sagaflow_engine::state::RunState;
-use sagaflow_engine::store::RunFilter;
 use serde_json::{Value, json};
 
 use crate::Options;
-use crate::setup::{Setup, poll_until, sleep_definition, summary};
+use crate::setup::{Setup, all_runs, poll_until, sleep_definition, summary};
 
 /// Kills a child process when dropped, however the scenario ends.
 struct Child(std::process::Child);
@@ -59,33 +58,6 @@ fn spawn_engine(
         .spawn()
         .context("starting an engine process")?;
     Ok(Child(child))
-}
-
-async fn all_runs(
-    s: &Setup,
-    tenant: &TenantId,
-) -> anyhow::Result<Vec<sagaflow_engine::store::RunRecord>> {
-    let mut out = Vec::new();
-    let mut before = None;
-    loop {
-        let page = s
-            .engine
-            .list(
-                tenant,
-                &RunFilter {
-                    before,
-                    limit: 1000,
-                    ..Default::default()
-                },
-            )
-            .await?;
-        let more = page.len() == 1000;
-        before = page.last().map(|r| (r.created_at, r.id));
-        out.extend(page);
-        if !more {
-            return Ok(out);
-        }
-    }
 }
 
 pub(crate) async fn recovery(

@@ -10,7 +10,7 @@ use sagaflow_engine::definition::{self, Definitions};
 use sagaflow_engine::executor::ExecutorOptions;
 use sagaflow_engine::ids::TenantId;
 use sagaflow_engine::state::RunState;
-use sagaflow_engine::store::{Store, StoreError};
+use sagaflow_engine::store::{RunFilter, Store, StoreError};
 use serde_json::{Value, json};
 
 use crate::{Host, Options};
@@ -103,9 +103,12 @@ pub(crate) async fn setup(host: Arc<dyn Host>, args: &Options) -> anyhow::Result
     let (store, deps) = host.open_store(&url, args.connections).await?;
     let registry = host.registry(&deps);
     let mut defs = Definitions::default();
+    let [timer, signal] = crate::waits::wait_definitions();
     for (text, name) in [
         (bench_definition(), "bench_noop (built in)"),
         (sleep_definition(), "bench_sleep (built in)"),
+        timer,
+        signal,
     ] {
         defs.add(definition::parse(&text, name)?, name, &registry)?;
     }
@@ -199,4 +202,32 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await; // poll interval
     }
     Ok(())
+}
+
+/// The tenant's runs, all of them, in pages of 1,000.
+pub(crate) async fn all_runs(
+    s: &Setup,
+    tenant: &TenantId,
+) -> anyhow::Result<Vec<sagaflow_engine::store::RunRecord>> {
+    let mut out = Vec::new();
+    let mut before = None;
+    loop {
+        let page = s
+            .engine
+            .list(
+                tenant,
+                &RunFilter {
+                    before,
+                    limit: 1000,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let more = page.len() == 1000;
+        before = page.last().map(|r| (r.created_at, r.id));
+        out.extend(page);
+        if !more {
+            return Ok(out);
+        }
+    }
 }

@@ -37,6 +37,7 @@ const HANDLERS: &[&str] = &[
     "network_profile.create",
     "network_profile.delete",
     "onu.activate",
+    "onu.await_online",
     "onu.deactivate",
     "radius.coa",
     "radius.create_account",

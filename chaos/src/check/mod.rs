@@ -259,6 +259,11 @@ fn step_events_of(kind: &str) -> &'static [Option<StepEvent>] {
     use StepEvent as E;
     match kind {
         "step_started" => &[Some(E::Start)],
+        // A sleep or signal step reached, or a handler's "not ready yet".
+        "step_waiting" => &[Some(E::Wait)],
+        // A task asked again (then RUNNING), or a sleep or signal step
+        // done (`step_succeeded` follows).
+        "step_woken" => &[None, Some(E::Start)],
         "step_succeeded" => &[Some(E::Succeed)],
         "step_failed" | "compensation_step_failed" => &[None],
         "step_retry_scheduled" => &[Some(E::ScheduleRetry)],

@@ -152,3 +152,39 @@ fn keys_parse() {
     );
     assert!(Effect::from_key("no-run:step").is_none());
 }
+
+#[test]
+fn waits_are_allowed_transitions() {
+    // a: "not ready", asked again, done; b: a signal that timed out, then
+    // compensation of a.
+    let h = vec![
+        ev(1, "run_started", None, "PENDING"),
+        ev(2, "step_started", Some("a"), "RUNNING"),
+        ev(3, "step_waiting", Some("a"), "RUNNING"),
+        ev(4, "step_woken", Some("a"), "RUNNING"),
+        ev(5, "step_succeeded", Some("a"), "RUNNING"),
+        ev(6, "step_waiting", Some("b"), "RUNNING"),
+        ev(7, "signal_received", None, "RUNNING"),
+        ev(8, "wait_timed_out", Some("b"), "RUNNING"),
+        ev(9, "step_failed", Some("b"), "RUNNING"),
+        ev(10, "compensation_started", None, "COMPENSATING"),
+        ev(11, "compensation_step_started", Some("a"), "COMPENSATING"),
+        ev(12, "step_compensated", Some("a"), "COMPENSATING"),
+        ev(13, "run_compensated", None, "COMPENSATED"),
+    ];
+    let r = run("COMPENSATED", &[("a", "COMPENSATED"), ("b", "FAILED")], 13);
+    let f = findings(r, h, &[effect("a", false), effect("a", true)]);
+    assert_eq!(f.bad_transitions, 0, "{:?}", f.examples);
+
+    // A signal step woken by its signal.
+    let h = vec![
+        ev(1, "run_started", None, "PENDING"),
+        ev(2, "step_waiting", Some("a"), "RUNNING"),
+        ev(3, "signal_received", None, "RUNNING"),
+        ev(4, "step_woken", Some("a"), "RUNNING"),
+        ev(5, "step_succeeded", Some("a"), "RUNNING"),
+        ev(6, "run_completed", None, "COMPLETED"),
+    ];
+    let f = findings(run("COMPLETED", &[("a", "SUCCEEDED")], 6), h, &[]);
+    assert_eq!(f.bad_transitions, 0, "{:?}", f.examples);
+}
