@@ -401,6 +401,15 @@ async fn runs_and_compensations_move_the_counters_and_histograms(pool: PgPool) {
     // Every metric the server exports is documented.
     let docs = documented();
     let final_scrape = scrape(&url).await;
+    // The process metrics, read from /proc by the gauge refresh.
+    #[cfg(target_os = "linux")]
+    for name in [
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_start_time_seconds",
+    ] {
+        assert!(value(&final_scrape, name, &[]) > 0.0, "{name} missing");
+    }
     assert_eq!(
         value(
             &final_scrape,
