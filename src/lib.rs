@@ -5,6 +5,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod lifecycle_api;
+pub mod process_metrics;
 pub mod server;
 pub mod telemetry;
 pub mod workflows;

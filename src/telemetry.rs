@@ -257,12 +257,15 @@ impl PoolStats {
     }
 }
 
-/// Sets the gauges read from the store: runs by state (of every tenant,
-/// the same on every replica) and the store's connection pool.
+/// Sets the gauges read from the store: runs by active state (of every
+/// tenant, the same on every replica; counted from the `runs_active`
+/// partial index, never a scan of the finished runs) and the store's
+/// connection pool; and the process metrics.
 pub async fn refresh_gauges(store: &dyn Store, pool: Option<&PoolStats>) {
-    match store.count_by_state(None).await {
+    crate::process_metrics::refresh();
+    match store.count_active().await {
         Ok(counts) => {
-            for s in RunState::ALL {
+            for s in RunState::ALL.into_iter().filter(|s| !s.is_terminal()) {
                 let n = counts
                     .iter()
                     .find(|(state, _)| *state == s)

@@ -903,11 +903,14 @@ async fn default_schedules_are_seeded_once(pool: sqlx::PgPool) {
     let a = engine_with(postgres(pool.clone()), &tomls, &clock, None).await;
     let b = engine_with(postgres(pool.clone()), &tomls, &clock, None).await;
     let seeds = SeedSchedule::defaults(&tenant());
-    assert_eq!(seeds.len(), 4);
+    assert_eq!(seeds.len(), 5);
     let (ra, rb) = tokio::join!(a.seed_schedules(&seeds), b.seed_schedules(&seeds));
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
     assert_eq!(ra.created.len() + rb.created.len(), 2, "{ra:?} {rb:?}");
-    assert_eq!(ra.not_loaded, ["lifecycle_metrics", "reservation_expiry"]);
+    assert_eq!(
+        ra.not_loaded,
+        ["lifecycle_metrics", "reservation_expiry", "run_retention"]
+    );
     let listed = a.list_schedules(&tenant()).await.unwrap();
     let by_name: BTreeMap<_, _> = listed.iter().map(|s| (s.name.as_str(), s)).collect();
     assert_eq!(

@@ -111,16 +111,13 @@ impl Server {
             ))
         });
         let scheduler = if config.schedules.enabled {
-            let tenant = if dev {
-                app::DEV_TENANT
-            } else {
-                config.schedules.tenant.as_str()
-            };
-            let report = engine
-                .seed_schedules(&seeds.for_tenant(&TenantId::new(tenant)))
-                .await
-                .context("seeding the default schedules")?;
-            tracing::info!(?report, "default schedules");
+            for tenant in schedule_tenants(config, dev) {
+                let report = engine
+                    .seed_schedules(&seeds.for_tenant(&TenantId::new(&tenant)))
+                    .await
+                    .with_context(|| format!("seeding the default schedules of {tenant}"))?;
+                tracing::info!(tenant, ?report, "default schedules");
+            }
             Some(engine.start_scheduler(SchedulerOptions {
                 poll_interval: Duration::from_millis(config.schedules.poll_ms),
                 ..SchedulerOptions::default()
@@ -186,4 +183,37 @@ fn default_schedules(workflows: &std::path::Path) -> anyhow::Result<SeedFile> {
     let file = file.context("reading the default schedules")?;
     tracing::debug!(source = %file.source, schedules = ?file.names().collect::<Vec<_>>(), "default schedules read");
     Ok(file)
+}
+
+/// The tenants the default schedules are seeded for: `schedules.tenant`
+/// (`demo` under `dev`) and every tenant that has an address pool, since
+/// the maintenance jobs work on the pools and records of their run's
+/// tenant.
+pub fn schedule_tenants(config: &Config, dev: bool) -> Vec<String> {
+    let base = if dev {
+        app::DEV_TENANT
+    } else {
+        config.schedules.tenant.as_str()
+    };
+    let mut tenants = std::collections::BTreeSet::from([base.to_owned()]);
+    tenants.extend(config.domain.pools.iter().map(|p| p.tenant.clone()));
+    tenants.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sagaflow_steps::DomainConfig;
+
+    #[test]
+    fn every_tenant_with_pools_gets_the_default_schedules() {
+        let mut c = Config::default();
+        c.schedules.tenant = "main".into();
+        c.domain.pools = ["zeta", "main", "acme", "zeta"]
+            .into_iter()
+            .flat_map(|t| DomainConfig::dev(t).pools)
+            .collect();
+        assert_eq!(schedule_tenants(&c, false), ["acme", "main", "zeta"]);
+        assert_eq!(schedule_tenants(&Config::default(), true), ["demo"]);
+    }
 }

@@ -70,6 +70,11 @@ pub trait RunReads: Send + Sync + 'static {
 
     /// How many runs are in each state (of one tenant, or of all).
     async fn count_by_state(&self, tenant: Option<&TenantId>) -> Result<Vec<(RunState, u64)>>;
+
+    /// How many runs of every tenant are in each active (not terminal)
+    /// state, read from the `runs_active` partial index: its cost follows
+    /// the active runs, not the finished ones kept.
+    async fn count_active(&self) -> Result<Vec<(RunState, u64)>>;
 }
 
 /// Starting runs and changing them outside a lease: an operator's write,

@@ -11,6 +11,7 @@ use super::{Conn, Db, Dialect, ReadRow, SqlBackend, event_from_row, run_from_row
 use crate::definition::{LoadedDefinition, WorkflowDefinition};
 use crate::ids::{RunId, TenantId};
 use crate::run::state::{RunState, UnknownState};
+use crate::store::sql_terms::active_states;
 use crate::store::{
     Backend, CreateOutcome, DefinitionStore, EventRecord, NewRun, Result, RunFilter, RunReads,
     RunRecord, StoreAdmin, StoreError,
@@ -298,12 +299,27 @@ impl<T: SqlBackend> RunReads for T {
                     .await?
             }
         });
-        rows.into_iter()
-            .map(|(s, n)| {
-                s.parse()
-                    .map(|st| (st, n as u64))
-                    .map_err(|e: UnknownState| StoreError::Corrupt(e.to_string()))
-            })
-            .collect()
+        parse_counts(rows)
     }
+
+    async fn count_active(&self) -> Result<Vec<(RunState, u64)>> {
+        let sql = format!(
+            "SELECT state, count(*) FROM runs WHERE state IN {} GROUP BY state",
+            active_states()
+        );
+        let rows: Vec<(String, i64)> = with_db!(self.reads(), pool, _D => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(pool).await?
+        });
+        parse_counts(rows)
+    }
+}
+
+fn parse_counts(rows: Vec<(String, i64)>) -> Result<Vec<(RunState, u64)>> {
+    rows.into_iter()
+        .map(|(s, n)| {
+            s.parse()
+                .map(|st| (st, n as u64))
+                .map_err(|e: UnknownState| StoreError::Corrupt(e.to_string()))
+        })
+        .collect()
 }
