@@ -9,124 +9,13 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use common::prom::{Sample, documented, parse, scrape, value};
 use common::{req, start_run, wait_state};
 use sagaflow_proto::v1 as pb;
 use serde_json::json;
 use sqlx::PgPool;
-
-/// One sample of the Prometheus text format.
-#[derive(Debug, Clone, PartialEq)]
-struct Sample {
-    name: String,
-    labels: BTreeMap<String, String>,
-    value: f64,
-}
-
-/// Parses the Prometheus text exposition format (version 0.0.4): comment
-/// lines, then `name{label="value",…} value [timestamp]`.
-fn parse(text: &str) -> Vec<Sample> {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let name_end = line
-            .find(|c: char| c == '{' || c.is_whitespace())
-            .unwrap_or_else(|| panic!("no value in {line:?}"));
-        let name = line[..name_end].to_owned();
-        let mut rest = &line[name_end..];
-        let mut labels = BTreeMap::new();
-        if let Some(r) = rest.strip_prefix('{') {
-            let mut chars = r.char_indices().peekable();
-            let end = loop {
-                // label name
-                let mut key = String::new();
-                while let Some(&(_, c)) = chars.peek() {
-                    if c == '=' || c == '}' {
-                        break;
-                    }
-                    if c != ',' && !c.is_whitespace() {
-                        key.push(c);
-                    }
-                    chars.next();
-                }
-                match chars.next() {
-                    Some((i, '}')) => break i,
-                    Some((_, '=')) => {}
-                    other => panic!("bad labels in {line:?}: {other:?}"),
-                }
-                assert_eq!(chars.next().map(|(_, c)| c), Some('"'), "{line}");
-                let mut value = String::new();
-                loop {
-                    match chars
-                        .next()
-                        .unwrap_or_else(|| panic!("open quote in {line:?}"))
-                    {
-                        (_, '\\') => match chars.next().map(|(_, c)| c) {
-                            Some('n') => value.push('\n'),
-                            Some(c) => value.push(c),
-                            None => panic!("dangling escape in {line:?}"),
-                        },
-                        (_, '"') => break,
-                        (_, c) => value.push(c),
-                    }
-                }
-                labels.insert(key, value);
-            };
-            rest = &r[end + 1..];
-        }
-        let value = rest
-            .split_whitespace()
-            .next()
-            .unwrap_or_else(|| panic!("no value in {line:?}"));
-        let value = match value {
-            "+Inf" => f64::INFINITY,
-            "-Inf" => f64::NEG_INFINITY,
-            v => v
-                .parse()
-                .unwrap_or_else(|_| panic!("bad value in {line:?}")),
-        };
-        out.push(Sample {
-            name,
-            labels,
-            value,
-        });
-    }
-    out
-}
-
-/// The sum of the samples named `name` whose labels include `want`.
-fn value(samples: &[Sample], name: &str, want: &[(&str, &str)]) -> f64 {
-    samples
-        .iter()
-        .filter(|s| s.name == name)
-        .filter(|s| {
-            want.iter()
-                .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
-        })
-        .map(|s| s.value)
-        .sum()
-}
-
-async fn scrape(url: &str) -> Vec<Sample> {
-    let resp = reqwest::get(url).await.unwrap();
-    assert_eq!(resp.status(), 200);
-    parse(&resp.text().await.unwrap())
-}
-
-/// Metric names listed in docs/metrics.md (the first column of its tables).
-fn documented() -> Vec<String> {
-    let doc = include_str!("../docs/metrics.md");
-    doc.lines()
-        .filter_map(|l| l.strip_prefix("| `sagaflow_"))
-        .filter_map(|l| l.split('`').next())
-        .map(|n| format!("sagaflow_{n}"))
-        .collect()
-}
 
 #[test]
 fn the_parser_reads_the_text_format() {

@@ -19,6 +19,7 @@ use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use crate::definition::Definitions;
 use crate::handler::{CallKind, StepError};
 use crate::ids::RunId;
 use crate::run::model::{EventKind, NewEvent};
@@ -103,6 +104,46 @@ pub fn describe() {
         UNDECODABLE_RUNS,
         "Claimed runs whose row could not be decoded; each was parked (released, not due for an hour) and logged with its id."
     );
+}
+
+/// Exports the counters whose events are rare at zero from the start, so
+/// that a dashboard or alert over them reads 0 (not "no data") and a scrape
+/// shows every documented metric: the replica-wide ones for each of their
+/// label values, the per-workflow ones for each loaded workflow and step.
+pub fn zero_series(defs: &Definitions) {
+    for why in [LeaseLoss::Renewal, LeaseLoss::Fenced, LeaseLoss::SelfFence] {
+        counter!(LEASES_LOST, "reason" => why.as_str()).increment(0);
+    }
+    for outcome in ["delivered", "failed", "disabled"] {
+        counter!(WEBHOOK_DELIVERIES, "outcome" => outcome).increment(0);
+    }
+    counter!(UNDECODABLE_RUNS).increment(0);
+    counter!(RUNS_CLAIMED).increment(0);
+    for d in defs.all() {
+        let w = d.definition.name.clone();
+        counter!(RUNS_STARTED, "workflow" => w.clone()).increment(0);
+        counter!(UNKNOWN_HANDLER_RELEASES, "workflow" => w.clone()).increment(0);
+        counter!(QUEUE_EXPIRED, "workflow" => w.clone()).increment(0);
+        for s in &d.definition.steps {
+            let step = s.name.clone();
+            for kind in ["forward", "compensate"] {
+                counter!(STEP_RETRIES, "workflow" => w.clone(), "step" => step.clone(), "kind" => kind)
+                    .increment(0);
+            }
+            counter!(STEP_INTERRUPTIONS, "workflow" => w.clone(), "step" => step.clone())
+                .increment(0);
+            if !s.required {
+                counter!(STEP_NON_BLOCKING_FAILURES, "workflow" => w.clone(), "step" => step.clone())
+                    .increment(0);
+            }
+            if s.compensation.is_some() {
+                for outcome in ["succeeded", "failed"] {
+                    counter!(COMPENSATIONS, "workflow" => w.clone(), "step" => step.clone(), "outcome" => outcome)
+                        .increment(0);
+                }
+            }
+        }
+    }
 }
 
 /// A webhook delivery was tried; `outcome` is delivered, failed or

@@ -74,6 +74,7 @@ impl Server {
         let workflows = &config.engine.workflows;
         let defs = crate::workflows::load(workflows, &registry)?;
         let seeds = default_schedules(workflows)?;
+        sagaflow_engine::telemetry::zero_series(&defs);
         let engine = Engine::new(
             store.clone(),
             Arc::new(registry),

@@ -5,6 +5,7 @@
 pub mod console;
 pub mod corpus;
 pub mod http;
+pub mod prom;
 pub mod serve;
 
 use std::time::{Duration, Instant};
