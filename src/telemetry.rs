@@ -3,6 +3,7 @@
 //! that gives every RPC a span and its metrics, and the gauges refreshed
 //! from the store. The metrics are listed in `docs/metrics.md`.
 
+use sagaflow_steps::DomainDb;
 use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
@@ -260,9 +261,20 @@ impl PoolStats {
 /// Sets the gauges read from the store: runs by active state (of every
 /// tenant, the same on every replica; counted from the `runs_active`
 /// partial index, never a scan of the finished runs) and the store's
-/// connection pool; and the process metrics.
-pub async fn refresh_gauges(store: &dyn Store, pool: Option<&PoolStats>) {
+/// connection pool; the domain's record and pool gauges, from the
+/// database (`domain`: its database and the exhaustion horizon in days);
+/// and the process metrics.
+pub async fn refresh_gauges(
+    store: &dyn Store,
+    pool: Option<&PoolStats>,
+    domain: Option<&(DomainDb, u32)>,
+) {
     crate::process_metrics::refresh();
+    if let Some((db, horizon_days)) = domain
+        && let Err(e) = sagaflow_steps::maintenance::gauges::refresh(db, *horizon_days).await
+    {
+        tracing::warn!(error = %e, "reading the record and pool gauges failed");
+    }
     match store.count_active().await {
         Ok(counts) => {
             for s in RunState::ALL.into_iter().filter(|s| !s.is_terminal()) {
@@ -289,11 +301,12 @@ pub async fn refresh_gauges(store: &dyn Store, pool: Option<&PoolStats>) {
 pub async fn gauge_loop(
     store: Arc<dyn Store>,
     pool: Option<PoolStats>,
+    domain: Option<(DomainDb, u32)>,
     every: Duration,
     stop: tokio_util::sync::CancellationToken,
 ) {
     loop {
-        refresh_gauges(store.as_ref(), pool.as_ref()).await;
+        refresh_gauges(store.as_ref(), pool.as_ref(), domain.as_ref()).await;
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(every) => {}

@@ -3,7 +3,8 @@
 //! and fires every maintenance schedule; its `/metrics` then exports every
 //! metric docs/metrics.md lists and docs/prometheus-alerts.yml and
 //! docs/grafana-dashboard.json use, and every `sagaflow_*` metric it
-//! exports is listed in docs/metrics.md.
+//! exports is listed in docs/metrics.md. The record and pool gauges are
+//! read from the database at each refresh, with no maintenance job run.
 //!
 //! The recorder is process-wide, so this file is its own test binary.
 #![allow(clippy::unwrap_used)]
@@ -13,7 +14,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::prom::{Sample, documented, exported, names_in, scrape};
+use common::prom::{Sample, documented, exported, names_in, scrape, value};
 use common::{start_run, start_with, wait_state};
 use sagaflow_proto::v1 as pb;
 use serde_json::json;
@@ -183,6 +184,88 @@ async fn every_used_metric_is_exported_and_every_exported_one_documented(pool: P
         assert!(
             Instant::now() < end,
             "used by the docs, rules or dashboard but never exported: {missing:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await; // poll interval (loop has a deadline)
+    }
+    t.server.shutdown().await;
+}
+
+/// The record and pool gauges come from the database at each refresh, not
+/// from a maintenance job: with no job run (no snapshot stored) they show
+/// tenant b's provisioned records and pool use, as any replica on this
+/// database would.
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
+async fn domain_gauges_are_read_from_the_database(pool: PgPool) {
+    let provision = include_str!("../workflows/provision_subscriber.v1.toml");
+    let mut t = start_with(&pool, &[("provision.toml", provision.to_owned())], |c| {
+        c.http.gauge_refresh_ms = 50;
+        c.schedules.enabled = false;
+        c.domain.pools = sagaflow_steps::DomainConfig::dev("b").pools;
+        c.domain.simulators.inform_tokens = [("b".to_owned(), "crm-b".to_owned())].into();
+    })
+    .await;
+    let url = format!("http://{}/metrics", t.server.http_addr);
+    let input = json!({
+        "subscriber_id": "sub-g", "plan": "fiber-300", "enable_ipv6": true,
+        "customer": {"id": "c-g", "name": "Edsger Dijkstra", "email": "ewd@example.net"},
+        "nas": {"ip": "127.0.0.1"}, "onu_serial": "ALCL0098", "cpe_serial": "CPE0098"
+    });
+    let run = start_run(&mut t.client, "crm-b", "provision_subscriber", input, "g-1")
+        .await
+        .unwrap()
+        .workflow
+        .unwrap();
+    wait_state(
+        &mut t.client,
+        "crm-b",
+        &run.id,
+        pb::WorkflowState::Completed,
+    )
+    .await;
+
+    let count = |sql: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let active_v4 = count(
+        "SELECT count(*) FROM address_records WHERE tenant_id = 'b' \
+         AND family = 'IPV4' AND state = 'ACTIVE'",
+    )
+    .await;
+    let records = count("SELECT count(*) FROM address_records WHERE tenant_id = 'b'").await;
+    assert_eq!(active_v4, 1);
+    assert_eq!(
+        count("SELECT count(*) FROM lifecycle_snapshots").await,
+        0,
+        "no maintenance job ran"
+    );
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = scrape(&url).await;
+        let gauge = |name: &str, labels: &[(&str, &str)]| {
+            let mut l = vec![("tenant", "b")];
+            l.extend_from_slice(labels);
+            value(&s, name, &l)
+        };
+        let v4 = gauge(
+            "sagaflow_address_records",
+            &[("family", "IPV4"), ("state", "ACTIVE")],
+        );
+        let all = gauge("sagaflow_address_records", &[]);
+        let in_use = gauge("sagaflow_pool_in_use", &[]);
+        let ratio = gauge("sagaflow_pool_utilization_ratio", &[]);
+        if v4 == active_v4 as f64 && all == records as f64 && in_use >= 1.0 {
+            assert!(ratio > 0.0 && ratio <= 2.0, "ratios {ratio}");
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "gauges: active ipv4 {v4}, records {all}, in use {in_use}; database: {active_v4}, {records}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await; // poll interval (loop has a deadline)
     }

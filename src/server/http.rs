@@ -72,6 +72,7 @@ pub(super) async fn serve(
     app: axum::Router,
     store: Arc<dyn Store>,
     pool_stats: Option<telemetry::PoolStats>,
+    domain: Option<(sagaflow_steps::DomainDb, u32)>,
     stop: &CancellationToken,
     tasks: &mut Vec<tokio::task::JoinHandle<()>>,
 ) -> anyhow::Result<SocketAddr> {
@@ -82,6 +83,7 @@ pub(super) async fn serve(
     tasks.push(tokio::spawn(telemetry::gauge_loop(
         store,
         pool_stats,
+        domain,
         Duration::from_millis(config.http.gauge_refresh_ms),
         stop.clone(),
     )));

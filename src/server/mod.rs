@@ -129,6 +129,9 @@ impl Server {
         let stop = CancellationToken::new();
         let mut tasks = Vec::new();
 
+        let domain_gauges = domain_db
+            .clone()
+            .map(|db| (db, config.domain.maintenance.exhaustion_horizon_days));
         let apis = apis::Apis::new(config, &engine, &auth, domain_db);
         let grpc_addr = grpc::serve(config, &apis, &store, &stop, &mut tasks).await?;
         if let Some(sims) = domain.as_ref().and_then(|d| d.simulators.as_ref()) {
@@ -137,7 +140,16 @@ impl Server {
         let app = http_router(store.clone(), metrics, Readiness::of(scheduler.as_ref()))
             .merge(ui::router(apis.clone(), auth.clone()))
             .merge(rest::router(apis));
-        let http_addr = http::serve(config, app, store, pool_stats, &stop, &mut tasks).await?;
+        let http_addr = http::serve(
+            config,
+            app,
+            store,
+            pool_stats,
+            domain_gauges,
+            &stop,
+            &mut tasks,
+        )
+        .await?;
 
         Ok(Self {
             engine,

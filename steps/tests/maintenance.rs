@@ -731,8 +731,21 @@ async fn lifecycle_metrics_are_exported_and_stored(pool: sqlx::PgPool) {
         json!({"pool": V4_POOL, "family": "IPV4", "capacity": 14, "in_use": 6, "utilization": 6.0 / 14.0})
     );
 
+    // The gauges are read from the database by the gauge refresh (every
+    // replica's), not set by the job.
+    sagaflow_steps::maintenance::gauges::refresh(&w.db, 30)
+        .await
+        .unwrap();
     let text = prom.render();
     let t = ("tenant", TENANT);
+    assert_eq!(
+        gauge(
+            &text,
+            "sagaflow_pool_exhaustion_horizon_days",
+            &[t, ("pool", V4_POOL)]
+        ),
+        Some(30.0)
+    );
     assert_eq!(
         gauge(
             &text,

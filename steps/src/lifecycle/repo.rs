@@ -313,6 +313,28 @@ pub async fn counts(db: &DomainDb, tenant: &str) -> Result<Vec<StateCount>> {
         .collect()
 }
 
+/// Record counts by (tenant, family, state) of every tenant, for the
+/// gauges every replica exports.
+pub async fn counts_by_tenant(db: &DomainDb) -> Result<Vec<(String, StateCount)>> {
+    let sql = "SELECT tenant_id, family, state, count(*) AS n FROM address_records \
+               GROUP BY tenant_id, family, state ORDER BY tenant_id, family, state";
+    let rows: Vec<(String, String, String, i64)> = with_db!(db, pool => {
+        sqlx::query_as(sql).fetch_all(pool).await?
+    });
+    rows.into_iter()
+        .map(|(t, f, s, n)| {
+            Ok((
+                t,
+                StateCount {
+                    family: f.parse()?,
+                    state: s.parse()?,
+                    count: n,
+                },
+            ))
+        })
+        .collect()
+}
+
 /// Deletes up to `batch` REVOKED records revoked before `before`; returns
 /// how many. Call it until it returns less than `batch`.
 pub async fn purge_revoked(db: &DomainDb, before: DateTime<Utc>, batch: i64) -> Result<u64> {

@@ -246,17 +246,10 @@ impl Maintenance {
         let mut records = Vec::new();
         for (family, states) in &by_family {
             for (state, n) in states {
-                metrics::gauge!(
-                    "sagaflow_address_records",
-                    "tenant" => tenant.to_owned(),
-                    "family" => family.as_str(),
-                    "state" => state.as_str()
-                )
-                .set(*n as f64);
                 records.push(json!({"family": family, "state": state, "count": n}));
             }
         }
-        let pools: Vec<Value> = usage.iter().map(|u| self.pool_gauges(tenant, u)).collect();
+        let pools: Vec<Value> = usage.iter().map(pool_summary).collect();
         let records = Value::Array(records);
         let pools = Value::Array(pools);
         let snap = lifecycle::insert_snapshot(
@@ -275,37 +268,12 @@ impl Maintenance {
         }))
     }
 
-    fn pool_gauges(&self, tenant: &str, u: &PoolUsage) -> Value {
-        let ratio = u.percent() / 100.0;
-        let (t, p) = (tenant.to_owned(), u.pool.name.clone());
-        metrics::gauge!("sagaflow_pool_capacity", "tenant" => t.clone(), "pool" => p.clone())
-            .set(u.capacity() as f64);
-        metrics::gauge!("sagaflow_pool_in_use", "tenant" => t.clone(), "pool" => p.clone())
-            .set(u.in_use as f64);
-        metrics::gauge!("sagaflow_pool_utilization_ratio", "tenant" => t.clone(), "pool" => p.clone())
-            .set(ratio);
-        // The pool's own thresholds, for alerts that honour them.
-        metrics::gauge!("sagaflow_pool_warning_ratio", "tenant" => t.clone(), "pool" => p.clone())
-            .set(f64::from(u.pool.warning_percent) / 100.0);
-        metrics::gauge!("sagaflow_pool_critical_ratio", "tenant" => t, "pool" => p)
-            .set(f64::from(u.pool.critical_percent) / 100.0);
-        json!({
-            "pool": u.pool.name,
-            "family": u.pool.family,
-            "capacity": u.capacity(),
-            "in_use": u.in_use,
-            "utilization": ratio,
-        })
-    }
-
-    /// The forecast gauges: days to exhaustion (+Inf when not growing) and
-    /// the configured horizon the exhaustion alert compares it with.
+    /// The forecast gauge: days to exhaustion (+Inf when not growing); the
+    /// horizon the alert compares it with is [`super::gauges`]'s.
     fn forecast_gauges(&self, tenant: &str, u: &PoolUsage, f: &Forecast) {
         let (t, p) = (tenant.to_owned(), u.pool.name.clone());
-        metrics::gauge!("sagaflow_pool_days_to_exhaustion", "tenant" => t.clone(), "pool" => p.clone())
+        metrics::gauge!("sagaflow_pool_days_to_exhaustion", "tenant" => t, "pool" => p)
             .set(f.days_to_exhaustion.unwrap_or(f64::INFINITY));
-        metrics::gauge!("sagaflow_pool_exhaustion_horizon_days", "tenant" => t, "pool" => p)
-            .set(f64::from(self.cfg().exhaustion_horizon_days));
     }
 
     /// Compares each pool's level with the stored one; a change is notified
@@ -460,4 +428,15 @@ pub fn register(
             registry.register(handler.name, Arc::new(JobHandler { m: m.clone(), job }));
         }
     }
+}
+
+/// One pool's use, as stored in a lifecycle snapshot.
+fn pool_summary(u: &PoolUsage) -> Value {
+    json!({
+        "pool": u.pool.name,
+        "family": u.pool.family,
+        "capacity": u.capacity(),
+        "in_use": u.in_use,
+        "utilization": u.percent() / 100.0,
+    })
 }
