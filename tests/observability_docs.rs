@@ -184,3 +184,41 @@ fn every_alert_rule_names_a_documented_metric() {
     );
     assert!(stuck.contains("for: 30m"), "{stuck}");
 }
+
+#[test]
+fn the_dashboard_filters_by_tenant_and_has_the_domain_panels() {
+    let d: Value = serde_json::from_str(DASHBOARD).unwrap();
+    let vars: Vec<&str> = d["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    assert!(vars.contains(&"tenant"), "{vars:?}");
+    let panels = d["panels"].as_array().unwrap();
+    let titles: Vec<&str> = panels.iter().filter_map(|p| p["title"].as_str()).collect();
+    for want in [
+        "Allocations and revocations per second",
+        "Allocation and revocation latency p95",
+        "Pool utilization growth per day",
+        "Lifecycle states over time",
+    ] {
+        assert!(titles.contains(&want), "{want} missing: {titles:?}");
+    }
+    assert!(panels.iter().any(|p| p["type"] == "state-timeline"));
+    // Every query of a tenant-labelled gauge honours the variable.
+    let mut all = Vec::new();
+    queries(&d, &mut all);
+    for q in all
+        .iter()
+        .filter(|q| q.contains("sagaflow_pool_") || q.contains("sagaflow_address_records"))
+    {
+        if q.starts_with("label_values") {
+            continue;
+        }
+        assert!(q.contains("tenant=~\"$tenant\""), "{q}");
+    }
+    // Panel ids are unique (Grafana keys panels by id).
+    let ids: BTreeSet<i64> = panels.iter().filter_map(|p| p["id"].as_i64()).collect();
+    assert_eq!(ids.len(), panels.len());
+}
