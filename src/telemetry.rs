@@ -57,9 +57,21 @@ impl Drop for TelemetryGuard {
     }
 }
 
+/// Whether OTLP trace export is asked for: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`
+/// or `OTEL_EXPORTER_OTLP_ENDPOINT` is set and not empty (`var` reads the
+/// environment).
+fn otlp_endpoint_set(var: impl Fn(&str) -> Option<String>) -> bool {
+    [
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+    ]
+    .into_iter()
+    .any(|k| var(k).is_some_and(|v| !v.is_empty()))
+}
+
 /// Installs the global `tracing` subscriber: logs on stderr (`format` is
 /// `text` or `json`), filtered by `RUST_LOG`, and OTLP trace export when
-/// `OTEL_EXPORTER_OTLP_ENDPOINT` is set (standard `OTEL_*` variables
+/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT` is set (standard `OTEL_*` variables
 /// configure it; `OTEL_SERVICE_NAME` defaults to `sagaflow`). Call inside
 /// the Tokio runtime. Nothing secret is recorded: spans carry run ids,
 /// names and tenants, never metadata, tokens or connection strings.
@@ -72,12 +84,9 @@ pub fn init(format: &str) -> Result<TelemetryGuard, TelemetryError> {
     } else {
         fmt.boxed()
     };
-    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .ok()
-        .filter(|e| !e.is_empty());
-    let provider = match endpoint {
-        None => None,
-        Some(_) => {
+    let provider = match otlp_endpoint_set(|k| std::env::var(k).ok()) {
+        false => None,
+        true => {
             let exporter = opentelemetry_otlp::SpanExporter::builder()
                 .with_tonic()
                 .build()?;
@@ -324,6 +333,31 @@ mod tests {
         assert!(m.contains("/sagaflow.v1.WorkflowService/StartWorkflow"));
         assert!(m.contains("/grpc.health.v1.Health/Check"));
         assert!(!m.contains("/sagaflow.v1.WorkflowService/Nope"));
+    }
+
+    #[test]
+    fn either_otlp_endpoint_variable_turns_export_on() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        assert!(!otlp_endpoint_set(env(&[])));
+        assert!(!otlp_endpoint_set(env(&[(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            ""
+        )])));
+        assert!(otlp_endpoint_set(env(&[(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "http://collector:4317"
+        )])));
+        assert!(otlp_endpoint_set(env(&[(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "http://collector:4317"
+        )])));
     }
 
     #[test]
