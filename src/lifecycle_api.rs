@@ -304,13 +304,13 @@ impl LifecycleService for LifecycleApi {
         let p = self.auth.authorize(request.metadata(), Role::Admin)?;
         let r = request.into_inner();
         let tenant = p.tenant.as_str();
-        check_name("name", &r.name)?;
         let cidr = r.cidr.parse().map_err(|_| {
             Status::invalid_argument(format!(
                 "cidr {:?} is not a range such as 100.64.0.0/16 or 2001:db8::/40",
                 r.cidr
             ))
         })?;
+        check_name("name", &r.name)?;
         let mut c = PoolConfig::new(tenant, &r.name, cidr);
         c.prefix_length = narrow("prefix_length", r.prefix_length)?;
         c.warning_percent = narrow("warning_threshold_percent", r.warning_threshold_percent)?
