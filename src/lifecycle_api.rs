@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use sagaflow_engine::api::auth::{Authenticator, Role};
-use sagaflow_engine::api::convert;
+use sagaflow_engine::api::{check_text, convert};
 use sagaflow_engine::store::unreachable_database;
 use sagaflow_proto::v1 as pb;
 use sagaflow_proto::v1::lifecycle_service_server::LifecycleService;
@@ -153,6 +153,41 @@ fn reservation(r: &AddressRecord) -> pb::Reservation {
 }
 
 /// A `uint32` field that must fit a `u8` (0: unset).
+/// The longest pool name, subscriber id and address a request may carry.
+const MAX_NAME: usize = 256;
+/// The longest reason.
+const MAX_REASON: usize = 1024;
+/// The longest reservation, in days (ten years).
+const MAX_RESERVATION_DAYS: u32 = 3650;
+
+/// Checks a name-like field: 1 to [`MAX_NAME`] characters, no NUL.
+fn check_name(field: &str, value: &str) -> Result<(), Status> {
+    if value.trim().is_empty() {
+        return Err(Status::invalid_argument(format!(
+            "{field} must not be empty"
+        )));
+    }
+    check_text(field, value, MAX_NAME)
+}
+
+/// Checks a requested address or prefix (`192.0.2.7`, `2001:db8:1::/56`):
+/// it must be of the requested family, whatever pools the tenant has.
+fn check_address(a: &str, fam: Family) -> Result<(), Status> {
+    let (ip, len) = a.split_once('/').map_or((a, None), |(ip, l)| (ip, Some(l)));
+    let (ok_family, max_len, name) = match (ip.parse::<std::net::IpAddr>(), fam) {
+        (Ok(std::net::IpAddr::V4(_)), Family::Ipv4) => (true, 32, "IPv4"),
+        (Ok(std::net::IpAddr::V6(_)), Family::Ipv6) => (true, 128, "IPv6"),
+        (_, Family::Ipv4) => (false, 32, "IPv4"),
+        (_, Family::Ipv6) => (false, 128, "IPv6"),
+    };
+    if ok_family && len.is_none_or(|l| l.parse::<u8>().is_ok_and(|l| l <= max_len)) {
+        return Ok(());
+    }
+    Err(Status::invalid_argument(format!(
+        "address {a:?} is not an {name} address or prefix"
+    )))
+}
+
 fn narrow(field: &str, v: u32) -> Result<Option<u8>, Status> {
     if v == 0 {
         return Ok(None);
@@ -275,9 +310,7 @@ impl LifecycleService for LifecycleApi {
                 r.cidr
             ))
         })?;
-        if r.name.trim().is_empty() {
-            return Err(Status::invalid_argument("name must not be empty"));
-        }
+        check_name("name", &r.name)?;
         let mut c = PoolConfig::new(tenant, &r.name, cidr);
         c.prefix_length = narrow("prefix_length", r.prefix_length)?;
         c.warning_percent = narrow("warning_threshold_percent", r.warning_threshold_percent)?
@@ -297,6 +330,7 @@ impl LifecycleService for LifecycleApi {
         let p = self.auth.authorize(request.metadata(), Role::Admin)?;
         let r = request.into_inner();
         let tenant = p.tenant.as_str();
+        check_name("name", &r.name)?;
         let cidr = if r.cidr.is_empty() {
             None
         } else {
@@ -329,6 +363,7 @@ impl LifecycleService for LifecycleApi {
         let p = self.auth.authorize(request.metadata(), Role::Admin)?;
         let r = request.into_inner();
         let tenant = p.tenant.as_str();
+        check_name("name", &r.name)?;
         pools::retire_pool(&self.db, tenant, &r.name, &p.name, chrono::Utc::now())
             .await
             .map_err(ipam_failed)?;
@@ -341,14 +376,24 @@ impl LifecycleService for LifecycleApi {
     ) -> Result<Response<pb::Reservation>, Status> {
         let p = self.auth.authorize(request.metadata(), Role::Operator)?;
         let r = request.into_inner();
-        if r.subscriber_id.is_empty() {
-            return Err(Status::invalid_argument("subscriber_id must not be empty"));
+        check_name("subscriber_id", &r.subscriber_id)?;
+        check_text("pool", &r.pool, MAX_NAME)?;
+        check_text("address", &r.address, MAX_NAME)?;
+        check_text("reason", &r.reason, MAX_REASON)?;
+        if r.expires_in_days > MAX_RESERVATION_DAYS {
+            return Err(Status::invalid_argument(format!(
+                "expires_in_days {} is over {MAX_RESERVATION_DAYS}",
+                r.expires_in_days
+            )));
         }
         let fam = match pb::AddressFamily::try_from(r.family) {
             Ok(pb::AddressFamily::Ipv4) => Family::Ipv4,
             Ok(pb::AddressFamily::Ipv6) => Family::Ipv6,
             _ => return Err(Status::invalid_argument("family must be IPV4 or IPV6")),
         };
+        if !r.address.is_empty() {
+            check_address(&r.address, fam)?;
+        }
         let req = ReserveRequest {
             tenant: p.tenant.as_str(),
             subscriber_id: &r.subscriber_id,
@@ -371,6 +416,7 @@ impl LifecycleService for LifecycleApi {
     ) -> Result<Response<pb::ListReservationsResponse>, Status> {
         let p = self.auth.authorize(request.metadata(), Role::Operator)?;
         let r = request.into_inner();
+        check_text("subscriber_id", &r.subscriber_id, MAX_NAME)?;
         let subscriber = Some(r.subscriber_id.as_str()).filter(|s| !s.is_empty());
         let all = reservations::list(&self.db, p.tenant.as_str(), subscriber)
             .await

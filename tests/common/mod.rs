@@ -205,6 +205,31 @@ pub async fn count_rows(pool: &PgPool) -> (i64, i64) {
     (runs, events)
 }
 
+/// Rows of every table the API writes (runs, signals, schedules, pools,
+/// reservations), to show that a refused call stored nothing.
+pub async fn table_rows(pool: &PgPool) -> Vec<(&'static str, i64)> {
+    let mut out = Vec::new();
+    for table in [
+        "runs",
+        "run_events",
+        "run_signals",
+        "schedules",
+        "schedule_fires",
+        "ip_pools",
+        "pool_audit",
+        "address_records",
+        "address_audit",
+    ] {
+        let n: i64 =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        out.push((table, n));
+    }
+    out
+}
+
 /// A `sagaflow dev` process on free ports, killed on drop.
 pub struct DevProcess {
     pub child: std::process::Child,

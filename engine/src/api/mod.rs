@@ -46,7 +46,7 @@ impl Default for ApiOptions {
 }
 
 /// Checks a text field of a request: length and no NUL characters.
-pub(crate) fn check_text(field: &str, value: &str, max: usize) -> Result<(), tonic::Status> {
+pub fn check_text(field: &str, value: &str, max: usize) -> Result<(), tonic::Status> {
     if value.chars().count() > max {
         return Err(tonic::Status::invalid_argument(format!(
             "{field} is longer than {max} characters"

@@ -95,7 +95,7 @@ fn operation(route: &Route, method: &prost_reflect::MethodDescriptor, s: &mut Sc
     let path_params = path_params(route.path);
     let mut params: Vec<Value> = path_params
         .iter()
-        .map(|p| json!({"name": p, "in": "path", "required": true, "schema": {"type": "string"}}))
+        .map(|p| json!({"name": p, "in": "path", "required": true, "schema": path_schema(route.path, p)}))
         .collect();
     let mut op = Map::new();
     op.insert("operationId".into(), json!(method.name()));
@@ -132,10 +132,52 @@ fn operation(route: &Route, method: &prost_reflect::MethodDescriptor, s: &mut Sc
             for p in &path_params {
                 props.remove(*p);
             }
+            // Every text field refuses NUL; reasons are at most 1024
+            // characters; a pool's range is an address and a length; a
+            // signal's name is a lowercase identifier.
+            for (name, schema) in props.iter_mut() {
+                if schema.get("type") == Some(&json!("string")) && schema.get("format").is_none() {
+                    schema["pattern"] = json!(match name.as_str() {
+                        "cidr" => CIDR,
+                        "signal_name" => "^[a-z][a-z0-9_]{0,99}$",
+                        _ => "^[^\\u0000]*$",
+                    });
+                    if name == "reason" {
+                        schema["maxLength"] = json!(1024);
+                    }
+                }
+            }
+            let mut required = Vec::new();
+            for (field, rule) in REQUIRED
+                .iter()
+                .filter_map(|(m, f, r)| (*m == input.name()).then_some((*f, r)))
+            {
+                if let Some(Value::Object(schema)) = props.get_mut(field) {
+                    let base = std::mem::take(schema);
+                    *schema = match rule {
+                        Rule::Text => {
+                            let mut t = base;
+                            t.insert("minLength".into(), json!(1));
+                            t
+                        }
+                        Rule::Enum(unset) => {
+                            json!({"allOf": [Value::Object(base)], "not": {"const": unset}})
+                                .as_object()
+                                .cloned()
+                                .unwrap_or_default()
+                        }
+                    };
+                    required.push(field);
+                }
+            }
+            if !required.is_empty() {
+                body["required"] = json!(required);
+            }
         }
+        let body_required = body.get("required").is_some();
         op.insert(
             "requestBody".into(),
-            json!({"required": false, "content": {"application/json": {"schema": body}}}),
+            json!({"required": body_required, "content": {"application/json": {"schema": body}}}),
         );
     }
     if input.get_field_by_name("idempotency_key").is_some() {
@@ -194,6 +236,57 @@ fn operation(route: &Route, method: &prost_reflect::MethodDescriptor, s: &mut Sc
     op.insert("parameters".into(), Value::Array(params));
     op.insert("responses".into(), Value::Object(responses));
     Value::Object(op)
+}
+
+/// An IPv4 or IPv6 range (or nothing, for UpdatePool's "unchanged").
+const CIDR: &str = "^((25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])(\\.(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])){3}/([0-9]|[12][0-9]|3[0-2])|[0-9a-fA-F]{0,4}(:[0-9a-fA-F]{0,4}){2,7}/([0-9]|[1-9][0-9]|1[01][0-9]|12[0-8]))?$";
+
+/// What a required field of a request body must hold.
+enum Rule {
+    /// A non-empty string.
+    Text,
+    /// An enum value other than the named unset one.
+    Enum(&'static str),
+}
+
+/// The request fields the server requires (INVALID_ARGUMENT without them),
+/// so that the document says what the server checks.
+const REQUIRED: &[(&str, &str, Rule)] = &[
+    ("StartWorkflowRequest", "workflow_name", Rule::Text),
+    ("SignalWorkflowRequest", "signal_name", Rule::Text),
+    ("SkipStepRequest", "step", Rule::Text),
+    ("RewindWorkflowRequest", "to_step", Rule::Text),
+    ("RewindWorkflowRequest", "reason", Rule::Text),
+    (
+        "BulkOperateRequest",
+        "action",
+        Rule::Enum("BULK_ACTION_UNSPECIFIED"),
+    ),
+    ("CreateScheduleRequest", "name", Rule::Text),
+    ("CreateScheduleRequest", "cron", Rule::Text),
+    ("CreateScheduleRequest", "workflow_name", Rule::Text),
+    ("CreatePoolRequest", "name", Rule::Text),
+    ("CreatePoolRequest", "cidr", Rule::Text),
+    ("ReserveAddressRequest", "subscriber_id", Rule::Text),
+    (
+        "ReserveAddressRequest",
+        "family",
+        Rule::Enum("ADDRESS_FAMILY_UNSPECIFIED"),
+    ),
+];
+
+/// The schema of a path parameter: run and schedule ids are UUIDs,
+/// reservation ids numbers, names 1 to 256 characters.
+fn path_schema(path: &str, param: &str) -> Value {
+    const UUID: &str =
+        "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
+    match param {
+        "id" if path.starts_with("/v1/reservations/") => {
+            json!({"type": "string", "pattern": "^[0-9]{1,18}$"})
+        }
+        "id" => json!({"type": "string", "format": "uuid", "pattern": UUID}),
+        _ => json!({"type": "string", "minLength": 1, "maxLength": 256}),
+    }
 }
 
 /// The `{name}` parameters of a path template.
