@@ -81,6 +81,10 @@ pub enum Scenario {
         /// waiting by then.
         #[arg(long, default_value_t = 60)]
         wake_in_s: u64,
+        /// Signals sent at once: concurrent callers, each sending its
+        /// share one after another (a fleet of CRM clients).
+        #[arg(long, default_value_t = 48)]
+        signal_callers: usize,
     },
     /// Raw PostgreSQL checkpoint rates next to sagaflow's, in one run.
     Ceiling {
@@ -130,7 +134,11 @@ pub async fn run(host: Arc<dyn Host>, args: Options) -> anyhow::Result<()> {
             lease_ms,
             step_ms,
         } => recovery::recovery(&s, &args, runs, lease_ms, step_ms).await?,
-        Scenario::Waits { runs, wake_in_s } => waits::waits(&s, runs, wake_in_s).await?,
+        Scenario::Waits {
+            runs,
+            wake_in_s,
+            signal_callers,
+        } => waits::waits(&s, runs, wake_in_s, signal_callers).await?,
     };
     report::print(&v, args.format);
     Ok(())

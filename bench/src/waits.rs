@@ -2,7 +2,8 @@
 //! then signals). The engine's memory (RSS) and the database connections
 //! its pool holds are read with nothing waiting and again while all N
 //! wait; then the time to wake them all: timers due in the same second,
-//! and N signals sent at once (in process, `Engine::signal`).
+//! and N signals sent at once (in process, `Engine::signal`) by
+//! `signal_callers` concurrent callers, as a fleet of CRM clients would.
 
 use std::time::{Duration, Instant};
 
@@ -163,7 +164,12 @@ fn secs(d: chrono::Duration) -> f64 {
     d.num_milliseconds() as f64 / 1000.0
 }
 
-pub(crate) async fn waits(s: &Setup, runs: usize, wake_in_s: u64) -> anyhow::Result<Value> {
+pub(crate) async fn waits(
+    s: &Setup,
+    runs: usize,
+    wake_in_s: u64,
+    signal_callers: usize,
+) -> anyhow::Result<Value> {
     let exec = s.engine.start_executor(executor(256));
     let (rss_idle, conns_idle, busy_idle) = sample(s, 5).await;
 
@@ -202,7 +208,7 @@ pub(crate) async fn waits(s: &Setup, runs: usize, wake_in_s: u64) -> anyhow::Res
     let (rss_signals, conns_signals, busy_signals) = sample(s, 5).await;
     let sent_at = Utc::now();
     let t1 = Instant::now();
-    let senders = 8;
+    let senders = signal_callers.max(1);
     let mut tasks = Vec::new();
     for k in 0..senders {
         let (engine, tenant) = (s.engine.clone(), signals.clone());
@@ -233,6 +239,7 @@ pub(crate) async fn waits(s: &Setup, runs: usize, wake_in_s: u64) -> anyhow::Res
         "scenario": "waits",
         "backend": s.backend,
         "runs": runs,
+        "signal_callers": senders,
         "rss_mib_none_waiting": rss_idle,
         "rss_mib_timers_waiting": rss_timers,
         "rss_mib_signals_waiting": rss_signals,

@@ -148,6 +148,10 @@ async fn run(exec: Arc<Exec>, stop: CancellationToken) {
         tokio::spawn(async move { store.listen_for_work(wake, s).await })
     };
     let renewer = tokio::spawn(renew_loop(exec.clone(), stop.clone()));
+    let refill_at = (exec.opts.claim_batch as usize)
+        .min(exec.opts.max_in_flight)
+        .div_ceil(2)
+        .max(1);
     let mut poll = tokio::time::interval(exec.opts.poll_interval);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -157,7 +161,13 @@ async fn run(exec: Arc<Exec>, stop: CancellationToken) {
             _ = exec.wake.notified() => {}
             _ = poll.tick() => polled = true,
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {
-                if !exec.maybe_more.load(Ordering::Relaxed) { continue; }
+                // More due work: claim it in batches, not one run per
+                // finished one.
+                if !exec.maybe_more.load(Ordering::Relaxed)
+                    || permits.available_permits() < refill_at
+                {
+                    continue;
+                }
             }
         }
         while tasks.try_join_next().is_some() {}
@@ -374,9 +384,14 @@ async fn drive(
     };
     let mut outcome: Option<Outcome> = None;
     let mut carried: Vec<crate::store::NewEvent> = Vec::new();
-    let has_signal_steps = def.steps.iter().any(|s| s.kind == StepKind::Signal);
     loop {
-        let signals = if has_signal_steps && !run.state.is_terminal() {
+        // Only a signal step at or after the cursor can take a signal.
+        let signal_ahead = def
+            .steps
+            .iter()
+            .skip(run.cursor as usize)
+            .any(|s| s.kind == StepKind::Signal);
+        let signals = if signal_ahead && !run.state.is_terminal() {
             match exec.shared.store.pending_signals(run.id).await {
                 Ok(s) => s,
                 Err(e) => {

@@ -80,7 +80,7 @@ impl Engine {
             actor: req.actor,
             now: self.shared.clock.now(),
         };
-        let delivered = match self.shared.store.signal(&w).await? {
+        let (run, delivered) = match self.shared.store.signal(&w).await? {
             SignalAck::NotFound => return Err(Error::RunNotFound(req.run_id)),
             SignalAck::Terminal { run } => {
                 return Err(Error::FailedPrecondition(format!(
@@ -88,17 +88,16 @@ impl Engine {
                     run.id, run.state
                 )));
             }
-            SignalAck::Duplicate { taken } => taken,
+            SignalAck::Duplicate { taken } => (self.get(&req.tenant_id, req.run_id).await?, taken),
             SignalAck::Stored { run } => {
                 let waiting = self.waits_for(&run, &req.name).await?;
                 let _ = self.shared.changes.send(run.id);
                 if run.state == RunState::Running {
                     self.wake();
                 }
-                waiting
+                (*run, waiting)
             }
         };
-        let run = self.get(&req.tenant_id, req.run_id).await?;
         Ok(Signalled { run, delivered })
     }
 

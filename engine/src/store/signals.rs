@@ -29,8 +29,8 @@ pub struct SignalWrite {
 /// The store's answer to a [`SignalWrite`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum SignalAck {
-    /// Kept. `run` is the run as it was when the signal arrived (before
-    /// the event was appended).
+    /// Kept. `run` is the run with the signal's event counted
+    /// (`last_seq`) and, if the signal made it due, its `next_run_at`.
     Stored {
         run: Box<RunRecord>,
     },

@@ -24,8 +24,6 @@ impl Dialect for Pg {
     type Int = i32;
 
     const UNPAUSED: &'static str = "NOT s.paused";
-    const LOCK_ROW: &'static str = " FOR UPDATE";
-
     fn id(u: Uuid) -> Uuid {
         u
     }

@@ -89,10 +89,6 @@ pub(crate) trait Dialect {
     /// index is written.
     const UNPAUSED: &'static str;
 
-    /// Appended to a `SELECT` of one row to lock it until the transaction
-    /// ends (SQLite's single writer needs none).
-    const LOCK_ROW: &'static str;
-
     fn id(u: Uuid) -> Self::Id;
     fn ts(t: DateTime<Utc>) -> Self::Ts;
     fn json(v: &Value) -> Self::Json<'_>;

@@ -25,8 +25,6 @@ impl Dialect for Lite {
     type Int = i64;
 
     const UNPAUSED: &'static str = "s.paused = 0";
-    const LOCK_ROW: &'static str = "";
-
     fn id(u: Uuid) -> String {
         u.to_string()
     }
