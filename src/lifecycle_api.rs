@@ -20,6 +20,7 @@ use sagaflow_steps::ipam::{IpamConfig, IpamError, PoolConfig, PoolUsage};
 use sagaflow_steps::lifecycle::repo::AddressRecord;
 use sagaflow_steps::lifecycle::repo::{self as lifecycle, LifecycleError};
 use sagaflow_steps::lifecycle::{AddressState, Family};
+use sagaflow_steps::notify::{LogNotifier, Notifier};
 use tonic::{Request, Response, Status};
 
 /// The LifecycleService implementation.
@@ -31,6 +32,8 @@ pub struct LifecycleApi {
     ipam: IpamConfig,
     /// The thresholds of a pool created without its own.
     default_thresholds: (u8, u8),
+    /// Who hears of reservations made.
+    notifier: Arc<dyn Notifier>,
 }
 
 impl LifecycleApi {
@@ -40,7 +43,14 @@ impl LifecycleApi {
             auth,
             ipam: IpamConfig::default(),
             default_thresholds: (80, 100),
+            notifier: Arc::new(LogNotifier),
         }
+    }
+
+    /// With the notifier of `[domain.notify]`.
+    pub fn with_notifier(mut self, notifier: Arc<dyn Notifier>) -> Self {
+        self.notifier = notifier;
+        self
     }
 
     /// With the IPAM backends and default thresholds of the configuration.
@@ -404,7 +414,7 @@ impl LifecycleService for LifecycleApi {
             reason: &r.reason,
             owner: &p.name,
         };
-        let rec = reservations::reserve(&self.db, &req, chrono::Utc::now())
+        let rec = reservations::reserve(&self.db, self.notifier.as_ref(), &req, chrono::Utc::now())
             .await
             .map_err(ipam_failed)?;
         Ok(Response::new(reservation(&rec)))

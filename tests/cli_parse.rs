@@ -261,3 +261,124 @@ fn the_operator_flags_parse_with_their_values() {
         assert!(Cli::try_parse_from(&v).is_err(), "{v:?} must be refused");
     }
 }
+
+#[test]
+fn the_pool_and_reservation_flags_parse_with_their_values() {
+    use sagaflow::cli::Command;
+    use sagaflow::cli::reservations::{FamilyArg, ReservationsCommand};
+    let parse = |argv: &[&str]| {
+        let mut v = vec!["sagaflow"];
+        v.extend_from_slice(argv);
+        Cli::try_parse_from(&v).unwrap_or_else(|e| panic!("{v:?}: {e}"))
+    };
+    let cli = parse(&[
+        "reservations",
+        "reserve",
+        "sub-1",
+        "--family",
+        "ipv6",
+        "--pool",
+        "dev-v6",
+        "--address",
+        "2001:db8:1000:100::/56",
+        "--expires-in-days",
+        "14",
+        "--reason",
+        "static customer",
+    ]);
+    let Command::Reservations {
+        command: Some(cmd @ ReservationsCommand::Reserve { .. }),
+        ..
+    } = cli.command
+    else {
+        panic!("{:?}", cli.command);
+    };
+    assert_eq!(
+        format!("{cmd:?}"),
+        "Reserve { subscriber: \"sub-1\", family: Ipv6, pool: \"dev-v6\", \
+         address: \"2001:db8:1000:100::/56\", expires_in_days: 14, reason: \"static customer\" }"
+    );
+    // The defaults: IPv4, any pool, any address, 0 days (the server's 30).
+    match parse(&["reservations", "reserve", "sub-2"]).command {
+        Command::Reservations {
+            command:
+                Some(ReservationsCommand::Reserve {
+                    family,
+                    pool,
+                    address,
+                    expires_in_days,
+                    ..
+                }),
+            ..
+        } => assert_eq!(
+            (family, pool.as_str(), address.as_str(), expires_in_days),
+            (FamilyArg::Ipv4, "", "", 0)
+        ),
+        other => panic!("{other:?}"),
+    }
+    for argv in [
+        &["reservations"][..],
+        &[
+            "reservations",
+            "list",
+            "--subscriber",
+            "sub-1",
+            "-o",
+            "json",
+        ],
+        &["reservations", "release", "42", "--token", "dev-operator"],
+        &[
+            "pools",
+            "create",
+            "p",
+            "--cidr",
+            "10.0.0.0/24",
+            "--warning",
+            "70",
+        ],
+        &[
+            "pools",
+            "update",
+            "p",
+            "--cidr",
+            "10.0.0.0/23",
+            "--critical",
+            "95",
+        ],
+        &["pools", "retire", "p"],
+    ] {
+        parse(argv);
+    }
+    for bad in [
+        &["reservations", "reserve", "s", "--family", "ipv5"][..],
+        &["reservations", "reserve", "s", "--expires-in-days", "-1"],
+        &["reservations", "reserve"],
+        &["reservations", "release"],
+        &["pools", "update"],
+    ] {
+        let mut v = vec!["sagaflow"];
+        v.extend_from_slice(bad);
+        assert!(Cli::try_parse_from(&v).is_err(), "{v:?} must be refused");
+    }
+}
+
+#[test]
+fn every_pool_and_reservation_flag_has_help() {
+    let cli = Cli::command();
+    for top in ["pools", "reservations"] {
+        let cmd = cli.find_subcommand(top).unwrap();
+        for sub in cmd.get_subcommands() {
+            for arg in sub.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" {
+                    continue;
+                }
+                assert!(
+                    arg.get_help().is_some(),
+                    "sagaflow {top} {} --{id} has no help",
+                    sub.get_name()
+                );
+            }
+        }
+    }
+}

@@ -1,6 +1,6 @@
 //! The command line: the clap tree, `serve`/`dev`/`config`, and the
 //! dispatch to the client commands (`workflow.rs`, `schedule.rs`,
-//! `addresses.rs`, printed by `render.rs` over `client.rs`) and to the bench
+//! `addresses.rs`, `pools.rs`, `reservations.rs`, printed by `render.rs` over `client.rs`) and to the bench
 //! (`bench.rs`). Exit codes: 0 ok, 1 request refused (or server
 //! unreachable), 2 usage.
 
@@ -10,6 +10,7 @@ pub mod client;
 pub mod filter;
 pub mod pools;
 pub mod render;
+pub mod reservations;
 pub mod schedule;
 pub mod webhooks;
 pub mod workflow;
@@ -82,6 +83,14 @@ pub enum Command {
         conn: ClientArgs,
         #[command(subcommand)]
         command: Option<pools::PoolsCommand>,
+    },
+    /// Addresses and prefixes held for subscribers until they expire:
+    /// reserve, list, release (operator role).
+    Reservations {
+        #[command(flatten)]
+        conn: ClientArgs,
+        #[command(subcommand)]
+        command: Option<reservations::ReservationsCommand>,
     },
     /// Measure throughput and latency (see docs/performance.md).
     Bench(bench::BenchArgs),
@@ -310,6 +319,10 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
         Command::Pools { conn, command } => {
             let mut c = conn.connect().await?;
             pools::pools(&mut c, command, conn.output).await
+        }
+        Command::Reservations { conn, command } => {
+            let mut c = conn.connect().await?;
+            reservations::reservations(&mut c, command, conn.output).await
         }
         Command::Bench(args) => bench::run(args).await.map_err(ClientError::Other),
         Command::Definitions { conn } => {

@@ -16,7 +16,7 @@ pub enum PoolsCommand {
     List,
     /// Create a pool.
     Create {
-        /// Unique per tenant.
+        /// The pool's name, unique per tenant.
         name: String,
         /// The range, e.g. 100.64.0.0/16 or 2001:db8:1000::/40.
         #[arg(long)]
@@ -33,17 +33,24 @@ pub enum PoolsCommand {
     },
     /// Grow a pool's range (from its first address) or change thresholds.
     Update {
+        /// The pool's name.
         name: String,
-        /// A range containing the old one, e.g. 100.64.0.0/15 for 100.64.0.0/16.
+        /// A range containing the old one, e.g. 100.64.0.0/15 for 100.64.0.0/16
+        /// (default: unchanged).
         #[arg(long, default_value = "")]
         cidr: String,
+        /// Warning threshold, percent (default: unchanged).
         #[arg(long, default_value_t = 0)]
         warning: u32,
+        /// Critical threshold, percent (default: unchanged).
         #[arg(long, default_value_t = 0)]
         critical: u32,
     },
     /// Retire a pool: no new allocations, existing ones kept.
-    Retire { name: String },
+    Retire {
+        /// The pool's name.
+        name: String,
+    },
 }
 
 /// `sagaflow pools [list|create|update|retire]`.

@@ -43,14 +43,26 @@ impl Apis {
             workflows,
             schedules,
             lifecycle: domain_db.map(|db| {
-                LifecycleApi::new(db, auth.clone()).with_domain(
-                    config.domain.ipam.clone(),
-                    (
-                        config.domain.maintenance.warning_percent,
-                        config.domain.maintenance.critical_percent,
-                    ),
-                )
+                LifecycleApi::new(db, auth.clone())
+                    .with_domain(
+                        config.domain.ipam.clone(),
+                        (
+                            config.domain.maintenance.warning_percent,
+                            config.domain.maintenance.critical_percent,
+                        ),
+                    )
+                    .with_notifier(notifier(config))
             }),
         }
     }
+}
+
+/// The notifier of `[domain.notify]`; the log when it is invalid (the
+/// domain's start refuses that configuration before the API is served).
+fn notifier(config: &Config) -> Arc<dyn sagaflow_steps::notify::Notifier> {
+    config
+        .domain
+        .notify
+        .notifier()
+        .unwrap_or_else(|_| Arc::new(sagaflow_steps::notify::LogNotifier))
 }

@@ -302,6 +302,7 @@ async fn forecast_from_snapshots_sqlite() {
 /// refused when taken, released, expired by the hourly job; audited.
 async fn operator_reservations(db: DomainDb) {
     use sagaflow_steps::ipam::reservations::{self, ReserveRequest};
+    use sagaflow_steps::notify::LogNotifier;
     // Microseconds: what both backends keep.
     let now = chrono::DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap();
     pools::create_pool(
@@ -322,16 +323,16 @@ async fn operator_reservations(db: DomainDb) {
         reason: "static customer",
         owner: "op-olga",
     };
-    let a = reservations::reserve(&db, &ask("s1", Some("10.80.0.5"), 7), now)
+    let a = reservations::reserve(&db, &LogNotifier, &ask("s1", Some("10.80.0.5"), 7), now)
         .await
         .unwrap();
     assert_eq!(a.address, "10.80.0.5");
     assert_eq!(a.reserved_until, Some(now + chrono::Duration::days(7)));
-    let e = reservations::reserve(&db, &ask("s2", Some("10.80.0.5"), 7), now)
+    let e = reservations::reserve(&db, &LogNotifier, &ask("s2", Some("10.80.0.5"), 7), now)
         .await
         .unwrap_err();
     assert!(matches!(e, IpamError::Taken { .. }), "{e}");
-    let b = reservations::reserve(&db, &ask("s2", None, 0), now)
+    let b = reservations::reserve(&db, &LogNotifier, &ask("s2", None, 0), now)
         .await
         .unwrap();
     assert_eq!(b.address, "10.80.0.1");

@@ -250,6 +250,11 @@ impl DevProcess {
     /// Starts `sagaflow dev` on a fresh SQLite file with the repository's
     /// workflows, and waits (with a deadline) until it prints its address.
     pub fn start() -> Self {
+        Self::start_with_env(&[])
+    }
+
+    /// `start` with these extra environment variables.
+    pub fn start_with_env(env: &[(&str, &str)]) -> Self {
         use std::io::BufRead;
         let dir = tempfile::tempdir().unwrap();
         let db = format!("sqlite://{}", dir.path().join("dev.db").display());
@@ -269,6 +274,7 @@ impl DevProcess {
                 "50",
             ])
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()

@@ -1,5 +1,5 @@
-//! Pools (utilization against the warning and critical thresholds, and the
-//! address records by state) and one subscriber's addresses with their
+//! Pools (utilization against the warning and critical thresholds, the
+//! capacity forecast, the retired flag, and the address records by state) and one subscriber's addresses with their
 //! lifecycle history, from the LifecycleService.
 
 use axum::extract::{RawQuery, State};
@@ -73,6 +73,14 @@ pub async fn pools(State(state): State<UiState>, session: Session) -> Response {
                         strong { (format!("{:.1}", p.utilization_percent)) "%" } " · " (p.in_use) " of " (p.capacity) " in use"
                         " · warning at " (p.warning_threshold_percent) "%, critical at " (p.critical_threshold_percent) "%"
                         " · " span class={ "level " (level) } { (level) }
+                    }
+                    div.small.forecast {
+                        @if p.growth_per_day > 0.0 {
+                            "growing " (format!("{:.1}", p.growth_per_day)) " per day"
+                            @let full = time(p.exhaustion_forecast.as_ref());
+                            @if !full.is_empty() { " · full by " (full) }
+                        } @else { "not growing" }
+                        " (last 30 days)"
                     }
                 }
             }

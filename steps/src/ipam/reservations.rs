@@ -5,7 +5,9 @@
 //! released. A reservation is a PENDING `address_records` row with
 //! `reserved_until`, its owner and reason in the metadata; making and
 //! releasing one writes an `address_audit` row (`RESERVED`,
-//! `RESERVATION_RELEASED`) with who and why.
+//! `RESERVATION_RELEASED`) with who and why. Making one is notified
+//! (`address_reserved`) once its audit row is written; the row's
+//! `notified_at` says it was delivered.
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
@@ -15,6 +17,7 @@ use super::{IpamError, Result, pools};
 use crate::db::{DomainDb, with_db};
 use crate::lifecycle::repo::{self as lifecycle, AddressRecord, LifecycleError};
 use crate::lifecycle::{AddressState, Family};
+use crate::notify::{Notification, NotificationKind, Notifier};
 
 /// The days a reservation lasts when the request names none.
 pub const DEFAULT_DAYS: u32 = 30;
@@ -37,9 +40,12 @@ pub struct ReserveRequest<'a> {
 }
 
 /// Reserves per `r`: in the pool named, or spilling over the family's pools
-/// (as allocation does), and audits it.
+/// (as allocation does), audits it and tells `notifier`. A notification
+/// that cannot be delivered is logged and leaves the reservation made (its
+/// audit row's `notified_at` stays empty).
 pub async fn reserve(
     db: &DomainDb,
+    notifier: &dyn Notifier,
     r: &ReserveRequest<'_>,
     now: DateTime<Utc>,
 ) -> Result<AddressRecord> {
@@ -62,6 +68,7 @@ pub async fn reserve(
         {
             Ok(rec) => {
                 audit(db, &rec, "RESERVED", r.owner, r.reason, now).await?;
+                notify_reserved(db, notifier, &rec, r, now).await?;
                 return Ok(rec);
             }
             Err(e @ IpamError::Exhausted { .. }) => last = Some(e),
@@ -111,6 +118,42 @@ pub async fn release(
     let done = ipam::release(db, tenant, id, &format!("release:{owner}"), now).await?;
     audit(db, &done, "RESERVATION_RELEASED", owner, "", now).await?;
     Ok(done)
+}
+
+/// Sends the `address_reserved` notification of `rec` unless its audit row
+/// says it went already, and marks the row.
+async fn notify_reserved(
+    db: &DomainDb,
+    notifier: &dyn Notifier,
+    rec: &AddressRecord,
+    r: &ReserveRequest<'_>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let key = format!("reserved:{}", rec.id);
+    for a in ipam::audit_of(db, &rec.tenant_id, &key).await? {
+        if a.notified_at.is_some() {
+            continue;
+        }
+        let n = Notification {
+            id: key.clone(),
+            kind: NotificationKind::AddressReserved,
+            tenant_id: rec.tenant_id.clone(),
+            at: a.at,
+            data: json!({
+                "subscriber_id": rec.subscriber_id,
+                "address": rec.address,
+                "record_id": rec.id,
+                "expires_at": rec.reserved_until,
+                "owner": r.owner,
+                "reason": r.reason,
+            }),
+        };
+        match notifier.notify(&n).await {
+            Ok(()) => ipam::mark_audit_notified(db, &rec.tenant_id, a.id, now).await?,
+            Err(e) => tracing::warn!(id = %key, error = %e, "reservation not notified"),
+        }
+    }
+    Ok(())
 }
 
 async fn audit(

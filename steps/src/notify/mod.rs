@@ -1,5 +1,5 @@
-//! Notifications to operators and owners: pool capacity crossings, expired
-//! reservations.
+//! Notifications to operators and owners: pool capacity crossings,
+//! reservations made and expired.
 //!
 //! A [`Notifier`] delivers a [`Notification`]. Two ship:
 //! - [`LogNotifier`] writes it to the log (the default);
@@ -55,6 +55,8 @@ pub enum NotificationKind {
     CapacityRecovered,
     /// A subscriber's address reservation ran out and was released.
     ReservationExpired,
+    /// An operator reserved an address or prefix for a subscriber.
+    AddressReserved,
 }
 
 impl NotificationKind {
@@ -64,6 +66,7 @@ impl NotificationKind {
             NotificationKind::CapacityCritical => "capacity_critical",
             NotificationKind::CapacityRecovered => "capacity_recovered",
             NotificationKind::ReservationExpired => "reservation_expired",
+            NotificationKind::AddressReserved => "address_reserved",
         }
     }
 }
