@@ -94,7 +94,7 @@ files=$(dpkg -L sagaflow)
 [ "$(stat -c %G:%a /etc/sagaflow/sagaflow.toml)" = sagaflow:640 ] \
   || { echo "package-test: /etc/sagaflow/sagaflow.toml is $(stat -c %U:%G:%a /etc/sagaflow/sagaflow.toml)"; exit 1; }
 /usr/bin/sagaflow --version
-man -l /usr/share/man/man1/sagaflow.1.gz >/dev/null 2>&1 || zcat /usr/share/man/man1/sagaflow.1.gz | grep -q '^\.TH sagaflow 1'
+zcat /usr/share/man/man1/sagaflow.1.gz | grep -c '^\.TH sagaflow 1' >/dev/null
 bash -c 'source /usr/share/bash-completion/completions/sagaflow && complete -p sagaflow' >/dev/null
 
 psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
