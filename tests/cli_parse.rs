@@ -382,3 +382,74 @@ fn every_pool_and_reservation_flag_has_help() {
         }
     }
 }
+
+#[test]
+fn completions_and_man_parse() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        match Cli::try_parse_from(["sagaflow", "completions", shell]) {
+            Ok(Cli {
+                command: sagaflow::cli::Command::Completions { .. },
+                ..
+            }) => {}
+            other => panic!("completions {shell}: {other:?}"),
+        }
+    }
+    assert!(Cli::try_parse_from(["sagaflow", "completions", "tcsh"]).is_err());
+    assert!(Cli::try_parse_from(["sagaflow", "completions"]).is_err());
+    assert!(matches!(
+        Cli::try_parse_from(["sagaflow", "man"]).map(|c| c.command),
+        Ok(sagaflow::cli::Command::Man)
+    ));
+}
+
+/// The visible top-level subcommands (what completions and the man page
+/// list).
+fn subcommands() -> Vec<String> {
+    Cli::command()
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set())
+        .map(|s| s.get_name().to_owned())
+        .collect()
+}
+
+fn run_binary(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sagaflow"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn bash_completions_offer_every_subcommand() {
+    let script = run_binary(&["completions", "bash"]);
+    let names = subcommands();
+    assert!(names.len() > 10, "{names:?}");
+    for name in &names {
+        // The case arm that completes `sagaflow <name> …`.
+        assert!(
+            script.contains(&format!("sagaflow,{name})")),
+            "completions bash: no {name}"
+        );
+    }
+    // The nested ones and the flags too.
+    assert!(script.contains("workflow,bulk)"), "no `workflow bulk`");
+    assert!(script.contains("--database-url"), "no flags");
+}
+
+#[test]
+fn the_man_page_lists_every_subcommand() {
+    let page = run_binary(&["man"]);
+    assert!(page.contains(".TH sagaflow 1"), "no title: {page}");
+    for name in subcommands() {
+        assert!(
+            page.contains(&format!("sagaflow\\-{name}(1)")),
+            "man page: no {name}"
+        );
+    }
+    assert!(
+        !page.contains("sagaflow\\-man"),
+        "the hidden `man` is listed"
+    );
+}

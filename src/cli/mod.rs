@@ -1,7 +1,8 @@
 //! The command line: the clap tree, `serve`/`dev`/`config`, and the
 //! dispatch to the client commands (`workflow.rs`, `schedule.rs`,
-//! `addresses.rs`, `pools.rs`, `reservations.rs`, printed by `render.rs` over `client.rs`) and to the bench
-//! (`bench.rs`). Exit codes: 0 ok, 1 request refused (or server
+//! `addresses.rs`, `pools.rs`, `reservations.rs`, printed by `render.rs` over
+//! `client.rs`), to the bench (`bench.rs`), and to the completions and man
+//! page (`shell.rs`). Exit codes: 0 ok, 1 request refused (or server
 //! unreachable), 2 usage.
 
 pub mod addresses;
@@ -12,6 +13,7 @@ pub mod pools;
 pub mod render;
 pub mod reservations;
 pub mod schedule;
+pub mod shell;
 pub mod webhooks;
 pub mod workflow;
 
@@ -110,6 +112,16 @@ pub enum Command {
         #[command(subcommand)]
         command: webhooks::WebhooksCommand,
     },
+    /// Print the shell completion script for bash, zsh, fish, elvish or
+    /// PowerShell (e.g. `sagaflow completions bash >
+    /// /etc/bash_completion.d/sagaflow`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the sagaflow(1) man page (roff).
+    #[command(hide = true)]
+    Man,
 }
 
 #[derive(Debug, Subcommand)]
@@ -270,6 +282,8 @@ fn load(cli_config: Option<&PathBuf>, args: &ServerArgs) -> Result<Config, Clien
 
 async fn run(cli: Cli) -> Result<(), ClientError> {
     match cli.command {
+        Command::Completions { shell } => shell::print(&shell::completions(shell)),
+        Command::Man => shell::print(&shell::man()?),
         Command::Dev(args) => {
             let mut c = load(cli.config.as_ref(), &args)?;
             if c.database.url.is_empty() {
