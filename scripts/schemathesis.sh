@@ -6,7 +6,9 @@
 # ~/.cache/sagaflow/. Short by design: a few examples per operation.
 #
 # The RPCs this server does not carry out yet answer 501 by contract; their
-# operations are left out until they are built (EXCLUDED below).
+# operations are left out until they are built (EXCLUDED below). Pool
+# administration and reservations are built but still left out: their
+# fuzzing has not been run yet (tests/http_api.rs covers their routes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
