@@ -418,3 +418,31 @@ async fn every_failing_step_is_undone_with_netbox(pool_: sqlx::PgPool) {
     };
     every_failing_step_leaves_the_system_as_it_was(w, outside).await;
 }
+
+/// An address sagaflow holds (a reservation NetBox does not know of) that
+/// NetBox hands out: refused as taken, and given back to NetBox.
+#[sqlx::test(migrator = "sagaflow_steps::test_support::MIGRATOR")]
+async fn an_address_held_in_sagaflow_is_given_back_to_netbox(pool_: sqlx::PgPool) {
+    let db = DomainDb::Postgres(pool_);
+    let api = Api::new();
+    let nb = backend();
+    let p = pool(&db, "nb-held", "v4", "10.97.0.0/29").await;
+    let until = Utc::now() + chrono::Duration::days(1);
+    ipam::reserve_with(
+        &db,
+        &p,
+        "other",
+        until,
+        Some("10.97.0.1"),
+        &json!({}),
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    let e = nb
+        .allocate(&db, &request(&p, "s", "run-1:alloc:ipv4"), Utc::now())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, IpamError::Taken { .. }), "{e}");
+    assert!(api.addresses_in("10.97.0.0/29").await.is_empty());
+}

@@ -479,7 +479,22 @@ impl IpamBackend for NetBox {
             address: Some(&address),
             ..req.clone()
         };
-        ipam::allocate(db, &local, now).await
+        match ipam::allocate(db, &local, now).await {
+            // NetBox handed out what sagaflow cannot record (held here, e.g.
+            // by a reservation): it is given back, so the failed step leaves
+            // nothing in NetBox. A database error is retried instead, and
+            // the retry finds NetBox's object by its key.
+            Err(e @ (IpamError::Taken { .. } | IpamError::NotInPool { .. })) => {
+                for o in self
+                    .by_key(req.pool.family, &req.pool.tenant_id, req.key)
+                    .await?
+                {
+                    self.delete(req.pool.family, o.id).await?;
+                }
+                Err(e)
+            }
+            other => other,
+        }
     }
 
     async fn undo_allocation(
