@@ -11,12 +11,13 @@ use sagaflow_engine::api::{check_text, convert};
 use sagaflow_engine::store::unreachable_database;
 use sagaflow_proto::v1 as pb;
 use sagaflow_proto::v1::lifecycle_service_server::LifecycleService;
+use sagaflow_steps::adapters::AdapterError;
 use sagaflow_steps::db::DomainDb;
 use sagaflow_steps::ipam::forecast::{self, Forecast};
 use sagaflow_steps::ipam::pools::{self, PoolUpdate};
 use sagaflow_steps::ipam::repo as ipam;
 use sagaflow_steps::ipam::reservations::{self, ReserveRequest};
-use sagaflow_steps::ipam::{IpamConfig, IpamError, PoolConfig, PoolUsage};
+use sagaflow_steps::ipam::{IpamBackends, IpamConfig, IpamError, PoolConfig, PoolUsage};
 use sagaflow_steps::lifecycle::repo::AddressRecord;
 use sagaflow_steps::lifecycle::repo::{self as lifecycle, LifecycleError};
 use sagaflow_steps::lifecycle::{AddressState, Family};
@@ -34,6 +35,8 @@ pub struct LifecycleApi {
     default_thresholds: (u8, u8),
     /// Who hears of reservations made.
     notifier: Arc<dyn Notifier>,
+    /// Each tenant's IPAM backend, which holds reservations too.
+    backends: Arc<IpamBackends>,
 }
 
 impl LifecycleApi {
@@ -44,7 +47,14 @@ impl LifecycleApi {
             ipam: IpamConfig::default(),
             default_thresholds: (80, 100),
             notifier: Arc::new(LogNotifier),
+            backends: Arc::new(IpamBackends::default()),
         }
+    }
+
+    /// With the IPAM backends the domain runs with.
+    pub fn with_backends(mut self, backends: Arc<IpamBackends>) -> Self {
+        self.backends = backends;
+        self
     }
 
     /// With the notifier of `[domain.notify]`.
@@ -139,6 +149,13 @@ fn ipam_failed(e: IpamError) -> Status {
         IpamError::Retired { .. } | IpamError::Exhausted { .. } | IpamError::Taken { .. } => {
             return Status::failed_precondition(e.to_string());
         }
+        // The IPAM backend (NetBox) did not answer or asks to wait: the
+        // request changed nothing in sagaflow and may be retried.
+        IpamError::External(
+            AdapterError::Unavailable { .. }
+            | AdapterError::Uncertain { .. }
+            | AdapterError::Throttled { .. },
+        ) => return Status::unavailable(format!("{e}; retry later")),
         _ => {}
     }
     let db = match &e {
@@ -414,9 +431,16 @@ impl LifecycleService for LifecycleApi {
             reason: &r.reason,
             owner: &p.name,
         };
-        let rec = reservations::reserve(&self.db, self.notifier.as_ref(), &req, chrono::Utc::now())
-            .await
-            .map_err(ipam_failed)?;
+        let backend = self.backends.for_tenant(p.tenant.as_str());
+        let rec = reservations::reserve(
+            &self.db,
+            backend.as_ref(),
+            self.notifier.as_ref(),
+            &req,
+            chrono::Utc::now(),
+        )
+        .await
+        .map_err(ipam_failed)?;
         Ok(Response::new(reservation(&rec)))
     }
 
@@ -445,15 +469,23 @@ impl LifecycleService for LifecycleApi {
         let id: i64 = r.id.parse().map_err(|_| {
             Status::invalid_argument(format!("id {:?} is not a reservation id", r.id))
         })?;
-        let rec =
-            reservations::release(&self.db, p.tenant.as_str(), id, &p.name, chrono::Utc::now())
-                .await
-                .map_err(|e| match e {
-                    IpamError::Lifecycle(LifecycleError::NotFound(_)) => {
-                        Status::not_found(format!("reservation {id} does not exist"))
-                    }
-                    e => ipam_failed(e),
-                })?;
+        let tenant = p.tenant.as_str();
+        let backend = self.backends.for_tenant(tenant);
+        let rec = reservations::release(
+            &self.db,
+            backend.as_ref(),
+            tenant,
+            id,
+            &p.name,
+            chrono::Utc::now(),
+        )
+        .await
+        .map_err(|e| match e {
+            IpamError::Lifecycle(LifecycleError::NotFound(_)) => {
+                Status::not_found(format!("reservation {id} does not exist"))
+            }
+            e => ipam_failed(e),
+        })?;
         Ok(Response::new(reservation(&rec)))
     }
 }

@@ -26,6 +26,7 @@ impl Apis {
         engine: &Engine,
         auth: &Arc<Authenticator>,
         domain_db: Option<sagaflow_steps::DomainDb>,
+        ipam: Option<Arc<sagaflow_steps::ipam::IpamBackends>>,
     ) -> Self {
         let workflows = WorkflowApi::new(
             engine.clone(),
@@ -52,6 +53,7 @@ impl Apis {
                         ),
                     )
                     .with_notifier(notifier(config))
+                    .with_backends(ipam.unwrap_or_default())
             }),
         }
     }

@@ -132,7 +132,8 @@ impl Server {
         let domain_gauges = domain_db
             .clone()
             .map(|db| (db, config.domain.maintenance.exhaustion_horizon_days));
-        let apis = apis::Apis::new(config, &engine, &auth, domain_db);
+        let ipam = domain.as_ref().map(|d| d.deps.ipam.clone());
+        let apis = apis::Apis::new(config, &engine, &auth, domain_db, ipam);
         let grpc_addr = grpc::serve(config, &apis, &store, &stop, &mut tasks).await?;
         if let Some(sims) = domain.as_ref().and_then(|d| d.simulators.as_ref()) {
             inform::install(sims, config, dev, grpc_addr)?;

@@ -6,9 +6,12 @@
 //! fails, saying so.
 //!
 //! Each test uses its own ranges and tenants, so the tests share one NetBox.
+//! Reservations are tested in `netbox/reservations.rs`.
 #![cfg(feature = "netbox-tests")]
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
+#[path = "netbox/reservations.rs"]
+mod reservations;
 mod support;
 
 use std::collections::BTreeSet;

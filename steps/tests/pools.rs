@@ -10,7 +10,7 @@ use sagaflow_engine::state::RunState;
 use sagaflow_steps::DomainDb;
 use sagaflow_steps::ipam::pools::{self, PoolUpdate};
 use sagaflow_steps::ipam::repo::{self as ipam, AllocateRequest};
-use sagaflow_steps::ipam::{IpamError, Pool, PoolConfig};
+use sagaflow_steps::ipam::{Builtin, IpamError, Pool, PoolConfig};
 use sagaflow_steps::lifecycle::Family;
 use sagaflow_steps::lifecycle::repo as lifecycle;
 use serde_json::json;
@@ -323,16 +323,28 @@ async fn operator_reservations(db: DomainDb) {
         reason: "static customer",
         owner: "op-olga",
     };
-    let a = reservations::reserve(&db, &LogNotifier, &ask("s1", Some("10.80.0.5"), 7), now)
-        .await
-        .unwrap();
+    let a = reservations::reserve(
+        &db,
+        &Builtin,
+        &LogNotifier,
+        &ask("s1", Some("10.80.0.5"), 7),
+        now,
+    )
+    .await
+    .unwrap();
     assert_eq!(a.address, "10.80.0.5");
     assert_eq!(a.reserved_until, Some(now + chrono::Duration::days(7)));
-    let e = reservations::reserve(&db, &LogNotifier, &ask("s2", Some("10.80.0.5"), 7), now)
-        .await
-        .unwrap_err();
+    let e = reservations::reserve(
+        &db,
+        &Builtin,
+        &LogNotifier,
+        &ask("s2", Some("10.80.0.5"), 7),
+        now,
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(e, IpamError::Taken { .. }), "{e}");
-    let b = reservations::reserve(&db, &LogNotifier, &ask("s2", None, 0), now)
+    let b = reservations::reserve(&db, &Builtin, &LogNotifier, &ask("s2", None, 0), now)
         .await
         .unwrap();
     assert_eq!(b.address, "10.80.0.1");
@@ -359,7 +371,7 @@ async fn operator_reservations(db: DomainDb) {
     );
 
     // Released by hand: the address is free again.
-    let released = reservations::release(&db, T, b.id, "op-olga", now)
+    let released = reservations::release(&db, &Builtin, T, b.id, "op-olga", now)
         .await
         .unwrap();
     assert!(!released.state.holds_address());

@@ -16,12 +16,13 @@ use serde::{Deserialize, Serialize};
 
 use super::netbox::{NetBox, NetBoxConfig};
 use super::repo::{self as ipam, AllocateRequest};
-use super::{IpamError, Result};
+use super::{IpamError, Pool, Result};
 use crate::db::DomainDb;
 use crate::lifecycle::Family;
 use crate::lifecycle::repo::AddressRecord;
 
-/// Allocation and release, idempotent by allocation key.
+/// Allocation and release, idempotent by allocation key; reservations,
+/// idempotent by reservation key.
 #[async_trait]
 pub trait IpamBackend: Send + Sync + 'static {
     /// `builtin` or `netbox`.
@@ -57,6 +58,24 @@ pub trait IpamBackend: Send + Sync + 'static {
         run_id: &str,
         now: DateTime<Utc>,
     ) -> Result<AddressRecord>;
+
+    /// Holds an address of `pool` for the reservation `key` of
+    /// `subscriber`: `address` when given (refused with
+    /// [`IpamError::Taken`] when the backend has it), else a free one.
+    /// Returns the address the backend holds, `None` when the reservation's
+    /// record is all there is (built in). A second call with the same key
+    /// returns what the first one held, even when its answer was lost.
+    async fn reserve(
+        &self,
+        pool: &Pool,
+        subscriber: &str,
+        key: &str,
+        address: Option<&str>,
+    ) -> Result<Option<String>>;
+
+    /// Gives back what the reservation `key` holds, and only that. Nothing
+    /// to give back is not an error.
+    async fn unreserve(&self, tenant: &str, family: Family, key: &str) -> Result<()>;
 }
 
 /// The built-in backend: the pools and records in sagaflow's database.
@@ -101,6 +120,21 @@ impl IpamBackend for Builtin {
         now: DateTime<Utc>,
     ) -> Result<AddressRecord> {
         ipam::release(db, &record.tenant_id, record.id, run_id, now).await
+    }
+
+    /// The record is the reservation: nothing to hold elsewhere.
+    async fn reserve(
+        &self,
+        _pool: &Pool,
+        _subscriber: &str,
+        _key: &str,
+        _address: Option<&str>,
+    ) -> Result<Option<String>> {
+        Ok(None)
+    }
+
+    async fn unreserve(&self, _tenant: &str, _family: Family, _key: &str) -> Result<()> {
+        Ok(())
     }
 }
 

@@ -3,17 +3,21 @@
 //! it, with its `RESERVATION_EXPIRED` audit row and notification), is
 //! taken by that subscriber's next allocation from the pool, or is
 //! released. A reservation is a PENDING `address_records` row with
-//! `reserved_until`, its owner and reason in the metadata; making and
-//! releasing one writes an `address_audit` row (`RESERVED`,
-//! `RESERVATION_RELEASED`) with who and why. Making one is notified
-//! (`address_reserved`) once its audit row is written; the row's
-//! `notified_at` says it was delivered.
+//! `reserved_until`, its owner, reason and key in the metadata, and, when
+//! the tenant's IPAM backend is external, what that backend holds under the
+//! key (NetBox: a `reserved` object). The backend holds first and gives
+//! back first, so the record never claims what the backend does not hold
+//! unless an error was returned. Making and releasing one writes an
+//! `address_audit` row (`RESERVED`, `RESERVATION_RELEASED`) with who and
+//! why. Making one is notified (`address_reserved`) once its audit row is
+//! written; the row's `notified_at` says it was delivered.
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 
+use super::backend::IpamBackend;
 use super::repo as ipam;
-use super::{IpamError, Result, pools};
+use super::{IpamError, Pool, Result, pools};
 use crate::db::{DomainDb, with_db};
 use crate::lifecycle::repo::{self as lifecycle, AddressRecord, LifecycleError};
 use crate::lifecycle::{AddressState, Family};
@@ -39,12 +43,36 @@ pub struct ReserveRequest<'a> {
     pub owner: &'a str,
 }
 
+/// The key of a reservation, in its record's metadata (`key`) and on what
+/// the backend holds for it: who, in which pool, which address (`any`).
+/// The same request makes the same key, so its retry finds what the first
+/// attempt made.
+pub fn reservation_key(subscriber: &str, pool: &str, address: Option<&str>) -> String {
+    format!(
+        "reservation:{subscriber}:{pool}:{}",
+        address.unwrap_or("any")
+    )
+}
+
+/// The key of a reservation record (`None` for one made before keys).
+pub fn key_of(rec: &AddressRecord) -> Option<&str> {
+    rec.metadata.get("key").and_then(serde_json::Value::as_str)
+}
+
 /// Reserves per `r`: in the pool named, or spilling over the family's pools
 /// (as allocation does), audits it and tells `notifier`. A notification
 /// that cannot be delivered is logged and leaves the reservation made (its
 /// audit row's `notified_at` stays empty).
+///
+/// The subscriber's live reservation that answers `r` is returned as it
+/// is. Otherwise `backend` holds the address first (NetBox: a `reserved`
+/// object; a specific address it has is refused as taken), then the record
+/// is written with that address; when the record cannot be written, what
+/// the backend holds is given back (were that to fail too, the object
+/// keeps the reservation's key, and a retry of the request finds it).
 pub async fn reserve(
     db: &DomainDb,
+    backend: &dyn IpamBackend,
     notifier: &dyn Notifier,
     r: &ReserveRequest<'_>,
     now: DateTime<Utc>,
@@ -55,7 +83,6 @@ pub async fn reserve(
         r.expires_in_days
     };
     let until = now + Duration::days(i64::from(days));
-    let metadata = json!({ "reservation": true, "reason": r.reason, "owner": r.owner });
     let candidates = pools::choose_pools(db, r.tenant, r.family, r.pool, None).await?;
     let mut last = None;
     for pool in &candidates {
@@ -64,8 +91,11 @@ pub async fn reserve(
         {
             continue;
         }
-        match ipam::reserve_with(db, pool, r.subscriber_id, until, r.address, &metadata, now).await
-        {
+        let made = match live(db, pool, r.subscriber_id, r.address, now).await? {
+            Some(rec) => Ok(rec),
+            None => reserve_in(db, backend, pool, r, until, now).await,
+        };
+        match made {
             Ok(rec) => {
                 audit(db, &rec, "RESERVED", r.owner, r.reason, now).await?;
                 notify_reserved(db, notifier, &rec, r, now).await?;
@@ -85,6 +115,58 @@ pub async fn reserve(
     }))
 }
 
+/// Reserves in `pool`: the backend first, then the record (the backend's
+/// hold given back when the record fails).
+async fn reserve_in(
+    db: &DomainDb,
+    backend: &dyn IpamBackend,
+    pool: &Pool,
+    r: &ReserveRequest<'_>,
+    until: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<AddressRecord> {
+    let key = reservation_key(r.subscriber_id, &pool.name, r.address);
+    let metadata = json!({ "reservation": true, "reason": r.reason, "owner": r.owner, "key": key });
+    let held = backend
+        .reserve(pool, r.subscriber_id, &key, r.address)
+        .await?;
+    let address = held.as_deref().or(r.address);
+    let stored =
+        ipam::reserve_with(db, pool, r.subscriber_id, until, address, &metadata, now).await;
+    if stored.is_err()
+        && held.is_some()
+        && let Err(e) = backend.unreserve(r.tenant, pool.family, &key).await
+    {
+        tracing::error!(%key, error = %e, "a reservation not recorded is still held by the IPAM backend");
+    }
+    stored
+}
+
+/// `subscriber`'s live reservation in `pool` (of `address` when given;
+/// none when `address` is not one of the pool's), the first made.
+pub async fn live(
+    db: &DomainDb,
+    pool: &Pool,
+    subscriber: &str,
+    address: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Option<AddressRecord>> {
+    let at = match address.map(|a| ipam::ordinal_in(pool, a)) {
+        Some(Err(_)) => return Ok(None),
+        Some(Ok(o)) => Some(o),
+        None => None,
+    };
+    Ok(lifecycle::for_subscriber(db, &pool.tenant_id, subscriber)
+        .await?
+        .into_iter()
+        .find(|rec| {
+            rec.pool_id == pool.id
+                && rec.state == AddressState::Pending
+                && rec.reserved_until.is_some_and(|u| u > now)
+                && at.is_none_or(|o| o == rec.ordinal)
+        }))
+}
+
 /// A tenant's live reservations (one subscriber's when given), by id.
 pub async fn list(
     db: &DomainDb,
@@ -101,8 +183,11 @@ pub async fn list(
 
 /// Ends a live reservation by hand (PENDING → FAILED, the address free
 /// again), audited. Releasing one that already ended returns it as it is.
+/// The backend gives its hold back first; when it cannot, the reservation
+/// stays as it was and the error is returned (a retry releases it).
 pub async fn release(
     db: &DomainDb,
+    backend: &dyn IpamBackend,
     tenant: &str,
     id: i64,
     owner: &str,
@@ -115,9 +200,31 @@ pub async fn release(
     if rec.state != AddressState::Pending {
         return Ok(rec);
     }
+    if let Some(key) = key_of(&rec) {
+        backend.unreserve(tenant, rec.family, key).await?;
+    }
     let done = ipam::release(db, tenant, id, &format!("release:{owner}"), now).await?;
     audit(db, &done, "RESERVATION_RELEASED", owner, "", now).await?;
     Ok(done)
+}
+
+/// Gives back what the backend holds for `tenant`'s reservations whose time
+/// is up at `now`, before [`ipam::expire_reservations_audited`] ends their
+/// records: an error leaves the records as they are, for a retry.
+pub async fn unreserve_expired(
+    db: &DomainDb,
+    backend: &dyn IpamBackend,
+    tenant: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    for rec in list(db, tenant, None).await? {
+        if let (Some(key), Some(until)) = (key_of(&rec), rec.reserved_until)
+            && until <= now
+        {
+            backend.unreserve(tenant, rec.family, key).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Sends the `address_reserved` notification of `rec` unless its audit row

@@ -20,6 +20,7 @@ use crate::deps::DomainDeps;
 use crate::handlers::{HANDLERS, Run};
 use crate::ipam::forecast::{self, Forecast};
 use crate::ipam::repo as ipam;
+use crate::ipam::reservations;
 use crate::ipam::{CapacityLevel, PoolUsage};
 use crate::lifecycle::repo as lifecycle;
 use crate::lifecycle::{AddressState, Family};
@@ -343,12 +344,16 @@ impl Maintenance {
         Ok(json!({ "pools": pools, "crossings": crossings }))
     }
 
-    /// Releases expired reservations (each audited in the same
-    /// transaction) and tells each owner, once.
+    /// Releases expired reservations (first in the tenant's IPAM backend,
+    /// then the records, each audited in the same transaction) and tells
+    /// each owner, once.
     async fn reservations(&self, req: &StepRequest) -> Result<Value> {
         let tenant = req.tenant_id.as_str();
         let key = &req.idempotency_key;
-        ipam::expire_reservations_audited(&self.db, tenant, key, self.now()).await?;
+        let now = self.now();
+        let backend = self.deps.ipam.for_tenant(tenant);
+        reservations::unreserve_expired(&self.db, backend.as_ref(), tenant, now).await?;
+        ipam::expire_reservations_audited(&self.db, tenant, key, now).await?;
         let audit = ipam::audit_of(&self.db, tenant, key).await?;
         let mut expired = Vec::with_capacity(audit.len());
         for a in &audit {
