@@ -5,7 +5,7 @@
 # is stopped at the end. Extra arguments go to the test binary (e.g. a test
 # name). The first run installs NetBox and migrates its database (about 11
 # minutes on two shared cores); later runs restore the cached dump (NetBox up
-# in about 47 s), and the tests take 3.5 to 5.5 minutes.
+# in about 47 s), and the tests take 3.5 to 7.5 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
