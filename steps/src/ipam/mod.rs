@@ -10,10 +10,10 @@
 //!
 //! Who holds an allocation is a backend chosen per tenant
 //! ([`backend::IpamBackend`]): the database (`builtin`) or NetBox
-//! (`netbox.rs`); the address lifecycle stays in sagaflow either way.
+//! (`netbox/`); the address lifecycle stays in sagaflow either way.
 //!
 //! `model.rs` holds the types, `repo.rs` the SQL, `backend.rs` the trait and
-//! the choice of backend, `netbox.rs` the NetBox backend, `handlers.rs` the
+//! the choice of backend, `netbox/` the NetBox backend, `handlers.rs` the
 //! `ipam.*` step handlers.
 
 pub mod backend;
