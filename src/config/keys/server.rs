@@ -23,6 +23,8 @@ pub(super) const KEYS: &[Key] = &[
     k("database.acquire_timeout_ms").text(number!(database.acquire_timeout_ms)),
     k("database.statement_timeout_ms").text(number!(database.statement_timeout_ms)),
     k("database.hot_statement_timeout_ms").text(number!(database.hot_statement_timeout_ms)),
+    k("database.api_connections").text(number!(database.api_connections)),
+    k("database.api_statement_timeout_ms").text(number!(database.api_statement_timeout_ms)),
     k("grpc.addr")
         .env("SAGAFLOW_GRPC_ADDR")
         .text(text!(grpc.addr)),
