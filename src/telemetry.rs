@@ -1,5 +1,6 @@
 //! Telemetry of the server process: log output (text or JSON), OpenTelemetry
-//! export over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, the gRPC layer
+//! export over OTLP (gRPC or HTTP/protobuf) when `OTEL_EXPORTER_OTLP_ENDPOINT`
+//! is set, the gRPC layer
 //! that gives every RPC a span and its metrics, and the gauges refreshed
 //! from the store. The metrics are listed in `docs/metrics.md`.
 
@@ -24,6 +25,9 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
+pub mod logs;
+pub mod otlp;
+
 pub const GRPC_REQUESTS: &str = "sagaflow_grpc_requests_total";
 pub const GRPC_DURATION: &str = "sagaflow_grpc_request_duration_seconds";
 pub const RUNS: &str = "sagaflow_runs";
@@ -35,6 +39,10 @@ pub const POOL_MAX_CONNECTIONS: &str = "sagaflow_store_pool_max_connections";
 pub enum TelemetryError {
     #[error("OTLP exporter (OTEL_EXPORTER_OTLP_ENDPOINT): {0}")]
     Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
+    #[error(
+        "{var}={value:?} is not an OTLP protocol sagaflow exports with: use grpc (the default) or http/protobuf"
+    )]
+    Protocol { var: &'static str, value: String },
 }
 
 /// Flushes and stops the OTLP export when dropped. Keep it alive for as
@@ -70,47 +78,49 @@ fn otlp_endpoint_set(var: impl Fn(&str) -> Option<String>) -> bool {
 }
 
 /// Installs the global `tracing` subscriber: logs on stderr (`format` is
-/// `text` or `json`), filtered by `RUST_LOG`, and OTLP trace export when
-/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT` is set (standard `OTEL_*` variables
-/// configure it; `OTEL_SERVICE_NAME` defaults to `sagaflow`). Call inside
-/// the Tokio runtime. Nothing secret is recorded: spans carry run ids,
-/// names and tenants, never metadata, tokens or connection strings.
+/// `text` or `json`; JSON lines written inside a span carry its
+/// `trace_id` and `span_id`, see [`logs`]), filtered by `RUST_LOG`, and
+/// OTLP trace export when `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` is set, over gRPC or HTTP/protobuf (see
+/// [`otlp`]; standard `OTEL_*` variables configure it;
+/// `OTEL_SERVICE_NAME` defaults to `sagaflow`). Without an
+/// endpoint the spans still get their OpenTelemetry ids (for the logs and
+/// the trace joined from a `traceparent`) and are dropped when they end.
+/// Call inside the Tokio runtime. Nothing secret is recorded: spans carry
+/// run ids, names and tenants, never metadata, tokens or connection
+/// strings.
 pub fn init(format: &str) -> Result<TelemetryGuard, TelemetryError> {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,h2=warn,tower=warn"));
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let fmt = if format == "json" {
-        fmt.json().boxed()
+        fmt.fmt_fields(logs::fields())
+            .event_format(logs::JsonWithTraceIds::default())
+            .boxed()
     } else {
         fmt.boxed()
     };
-    let provider = match otlp_endpoint_set(|k| std::env::var(k).ok()) {
-        false => None,
-        true => {
-            let exporter = opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
-                .build()?;
-            let mut resource = opentelemetry_sdk::Resource::builder();
-            if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
-                resource = resource.with_service_name("sagaflow");
-            }
-            Some(
-                SdkTracerProvider::builder()
-                    .with_batch_exporter(exporter)
-                    .with_resource(resource.build())
-                    .build(),
-            )
-        }
-    };
-    let otel = provider
-        .as_ref()
-        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("sagaflow")));
+    let mut resource = opentelemetry_sdk::Resource::builder();
+    if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
+        resource = resource.with_service_name("sagaflow");
+    }
+    let mut provider = SdkTracerProvider::builder().with_resource(resource.build());
+    // Checked whether or not an endpoint is set, so a wrong value is found
+    // at the first start.
+    let protocol = otlp::protocol(|k| std::env::var(k).ok())?;
+    if otlp_endpoint_set(|k| std::env::var(k).ok()) {
+        provider = provider.with_batch_exporter(otlp::exporter(protocol)?);
+    }
+    let provider = provider.build();
+    let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer("sagaflow"));
     let _ = tracing_subscriber::registry()
         .with(filter)
         .with(fmt)
         .with(otel)
         .try_init();
-    Ok(TelemetryGuard { provider })
+    Ok(TelemetryGuard {
+        provider: Some(provider),
+    })
 }
 
 /// A gRPC status code as its canonical name (`OK`, `NOT_FOUND`, …).

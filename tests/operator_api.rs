@@ -24,7 +24,10 @@ fn searchable_demo() -> String {
 async fn history_kinds(t: &mut TestServer, id: &str) -> Vec<String> {
     t.client
         .get_workflow_history(req(
-            pb::GetWorkflowHistoryRequest { id: id.into() },
+            pb::GetWorkflowHistoryRequest {
+                id: id.into(),
+                ..Default::default()
+            },
             "crm-a",
         ))
         .await

@@ -97,7 +97,13 @@ async fn call(
             .await
             .map(drop),
         "GetWorkflowHistory" => w
-            .get_workflow_history(request(pb::GetWorkflowHistoryRequest { id }, auth))
+            .get_workflow_history(request(
+                pb::GetWorkflowHistoryRequest {
+                    id,
+                    ..Default::default()
+                },
+                auth,
+            ))
             .await
             .map(drop),
         "ListWorkflowDefinitions" => w
@@ -563,7 +569,10 @@ async fn operator_actions_and_schedule_changes_are_audited(pool: PgPool) {
     // The accepted run actions are in the run's history with the actor.
     let h = c
         .get_workflow_history(req(
-            pb::GetWorkflowHistoryRequest { id: run.clone() },
+            pb::GetWorkflowHistoryRequest {
+                id: run.clone(),
+                ..Default::default()
+            },
             "crm-a",
         ))
         .await

@@ -127,7 +127,10 @@ async fn signal_workflow_over_grpc(pool: sqlx::PgPool) {
     assert_eq!(ctx["approval"], json!({"by": "alice"}));
     let history = c
         .get_workflow_history(req(
-            pb::GetWorkflowHistoryRequest { id: id.clone() },
+            pb::GetWorkflowHistoryRequest {
+                id: id.clone(),
+                ..Default::default()
+            },
             "crm-a",
         ))
         .await

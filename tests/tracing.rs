@@ -50,7 +50,10 @@ fn spans_of(exporter: &InMemorySpanExporter, name: &str, id: &str) -> Vec<SpanDa
 async fn history(t: &mut common::TestServer, id: &str) -> Vec<pb::WorkflowEvent> {
     t.client
         .get_workflow_history(req(
-            pb::GetWorkflowHistoryRequest { id: id.into() },
+            pb::GetWorkflowHistoryRequest {
+                id: id.into(),
+                ..Default::default()
+            },
             "crm-a",
         ))
         .await

@@ -7,7 +7,6 @@
 use super::{Config, ConfigError, invalid};
 use crate::app::redact;
 use sagaflow_steps::adapters::EndpointConfig;
-use sagaflow_steps::ipam::NetBoxConfig;
 
 /// Writes a key from text; gets the key's name for the error message.
 type Setter = fn(&mut Config, &str, &str) -> Result<(), ConfigError>;
@@ -150,240 +149,46 @@ const fn k(name: &'static str) -> Key {
     }
 }
 
-/// Every configuration key, in the order of the file's sections. Keys
-/// without a setter are set in the TOML file only.
-pub const KEYS: &[Key] = &[
-    k("database.url")
-        .env("SAGAFLOW_DATABASE_URL")
-        .text(text!(database.url))
-        .secret(Hide::Password, |c| Some(&mut c.database.url)),
-    k("database.password")
-        .env("SAGAFLOW_DATABASE_PASSWORD")
-        .text(|c, _, v| {
-            c.database.password = Some(v.into());
-            Ok(())
-        })
-        .secret(Hide::Whole, |c| c.database.password.as_mut()),
-    k("database.max_connections")
-        .env("SAGAFLOW_DATABASE_MAX_CONNECTIONS")
-        .text(number!(database.max_connections)),
-    k("database.hot_connections").text(number!(database.hot_connections)),
-    k("database.acquire_timeout_ms").text(number!(database.acquire_timeout_ms)),
-    k("database.statement_timeout_ms").text(number!(database.statement_timeout_ms)),
-    k("database.hot_statement_timeout_ms").text(number!(database.hot_statement_timeout_ms)),
-    k("grpc.addr")
-        .env("SAGAFLOW_GRPC_ADDR")
-        .text(text!(grpc.addr)),
-    k("grpc.max_payload_bytes")
-        .env("SAGAFLOW_GRPC_MAX_PAYLOAD_BYTES")
-        .text(number!(grpc.max_payload_bytes)),
-    k("grpc.max_watch_streams"),
-    k("grpc.watch_poll_ms"),
-    k("grpc.bulk_actions_per_second"),
-    k("grpc.tls.cert"),
-    k("grpc.tls.key"),
-    k("grpc.tls.client_ca"),
-    k("http.addr")
-        .env("SAGAFLOW_HTTP_ADDR")
-        .text(text!(http.addr)),
-    k("http.gauge_refresh_ms"),
-    k("engine.workflows")
-        .env("SAGAFLOW_WORKFLOWS")
-        .text(text!(engine.workflows)),
-    k("engine.owner")
-        .env("SAGAFLOW_OWNER")
-        .text(text!(engine.owner)),
-    k("engine.lease_ms")
-        .env("SAGAFLOW_LEASE_MS")
-        .text(number!(engine.lease_ms)),
-    k("engine.poll_ms")
-        .env("SAGAFLOW_POLL_MS")
-        .text(number!(engine.poll_ms)),
-    k("engine.max_in_flight")
-        .env("SAGAFLOW_MAX_IN_FLIGHT")
-        .text(number!(engine.max_in_flight)),
-    k("engine.claim_batch"),
-    k("engine.shutdown_grace_ms")
-        .env("SAGAFLOW_SHUTDOWN_GRACE_MS")
-        .text(number!(engine.shutdown_grace_ms)),
-    k("auth.tokens")
-        .env("SAGAFLOW_AUTH_TOKENS")
-        .text(|c, key, v| {
-            c.auth.tokens = serde_json::from_str(v).map_err(|e| {
-                invalid(
-                    key,
-                    format!("a JSON array of {{name, tenant, role, sha256}} entries: {e}"),
-                )
-            })?;
-            Ok(())
-        }),
-    k("log.format")
-        .env("SAGAFLOW_LOG_FORMAT")
-        .text(text!(log.format)),
-    k("schedules.enabled"),
-    k("schedules.tenant"),
-    k("schedules.poll_ms"),
-    k("domain.pools.tenant"),
-    k("domain.pools.name"),
-    k("domain.pools.cidr"),
-    k("domain.pools.prefix_length"),
-    k("domain.pools.warning_percent"),
-    k("domain.pools.critical_percent"),
-    k("domain.onu.base_url")
-        .env("SAGAFLOW_ONU_URL")
-        .text(|c, _, v| {
-            endpoint_url(&mut c.domain.onu, v);
-            Ok(())
-        })
-        .secret(Hide::Password, |c| {
-            c.domain.onu.as_mut().map(|e| &mut e.base_url)
-        }),
-    k("domain.onu.token")
-        .env("SAGAFLOW_ONU_TOKEN")
-        .text(|c, key, v| endpoint_token(&mut c.domain.onu, key, v))
-        .secret(Hide::Whole, |c| {
-            c.domain.onu.as_mut().and_then(|e| e.token.as_mut())
-        }),
-    k("domain.onu.timeout_ms"),
-    k("domain.cpe.base_url")
-        .env("SAGAFLOW_CPE_URL")
-        .text(|c, _, v| {
-            endpoint_url(&mut c.domain.cpe, v);
-            Ok(())
-        })
-        .secret(Hide::Password, |c| {
-            c.domain.cpe.as_mut().map(|e| &mut e.base_url)
-        }),
-    k("domain.cpe.token")
-        .env("SAGAFLOW_CPE_TOKEN")
-        .text(|c, key, v| endpoint_token(&mut c.domain.cpe, key, v))
-        .secret(Hide::Whole, |c| {
-            c.domain.cpe.as_mut().and_then(|e| e.token.as_mut())
-        }),
-    k("domain.cpe.timeout_ms"),
-    k("domain.billing.base_url")
-        .env("SAGAFLOW_BILLING_URL")
-        .text(|c, _, v| {
-            endpoint_url(&mut c.domain.billing, v);
-            Ok(())
-        })
-        .secret(Hide::Password, |c| {
-            c.domain.billing.as_mut().map(|e| &mut e.base_url)
-        }),
-    k("domain.billing.token")
-        .env("SAGAFLOW_BILLING_TOKEN")
-        .text(|c, key, v| endpoint_token(&mut c.domain.billing, key, v))
-        .secret(Hide::Whole, |c| {
-            c.domain.billing.as_mut().and_then(|e| e.token.as_mut())
-        }),
-    k("domain.billing.timeout_ms"),
-    k("domain.ipam.backend"),
-    k("domain.ipam.tenants"),
-    k("domain.ipam.netbox.base_url")
-        .env("SAGAFLOW_NETBOX_URL")
-        .text(|c, _, v| {
-            match &mut c.domain.ipam.netbox {
-                Some(n) => n.base_url = v.into(),
-                None => c.domain.ipam.netbox = Some(NetBoxConfig::new(v, "")),
-            }
-            Ok(())
-        }),
-    k("domain.ipam.netbox.token")
-        .env("SAGAFLOW_NETBOX_TOKEN")
-        .text(|c, key, v| match &mut c.domain.ipam.netbox {
-            Some(n) => {
-                n.token = v.into();
-                Ok(())
-            }
-            None => Err(invalid(
-                key,
-                "a token without a URL: set domain.ipam.netbox.base_url too",
-            )),
-        })
-        .secret(Hide::Whole, |c| {
-            c.domain.ipam.netbox.as_mut().map(|n| &mut n.token)
-        }),
-    k("domain.ipam.netbox.timeout_ms"),
-    k("domain.ipam.netbox.ca_file"),
-    k("domain.ipam.netbox.status"),
-    k("domain.simulators.enabled")
-        .env("SAGAFLOW_SIMULATORS")
-        .text(|c, key, v| {
-            c.domain.simulators.enabled = flag(key, v)?;
-            Ok(())
-        }),
-    k("domain.simulators.bind"),
-    k("domain.simulators.token")
-        .env("SAGAFLOW_SIMULATORS_TOKEN")
-        .text(|c, _, v| {
-            c.domain.simulators.token = Some(v.into());
-            Ok(())
-        })
-        .secret(Hide::Whole, |c| c.domain.simulators.token.as_mut()),
-    k("domain.simulators.default_fault"),
-    k("domain.simulators.faults"),
-    k("domain.simulators.devices"),
-    k("domain.simulators.inform_url"),
-    k("domain.simulators.inform_tokens").secret_each(Hide::Whole, |c| {
-        c.domain.simulators.inform_tokens.values_mut().collect()
-    }),
-    k("domain.onu_online_poll_ms"),
-    k("domain.maintenance.revoked_retention_days"),
-    k("domain.maintenance.allocated_stale_hours"),
-    k("domain.maintenance.revoking_stuck_hours"),
-    k("domain.maintenance.batch_size"),
-    k("domain.maintenance.leak_report_limit"),
-    k("domain.maintenance.warning_percent"),
-    k("domain.maintenance.critical_percent"),
-    k("domain.maintenance.exhaustion_horizon_days"),
-    k("domain.maintenance.retention.runs_days"),
-    k("domain.maintenance.retention.fires_days"),
-    k("domain.maintenance.retention.snapshots_days"),
-    k("domain.maintenance.retention.address_audit_days"),
-    k("domain.maintenance.retention.progress_days"),
-    k("domain.maintenance.retention.runs"),
-    k("domain.notify.webhook_url")
-        .env("SAGAFLOW_NOTIFY_WEBHOOK_URL")
-        .text(|c, _, v| {
-            c.domain.notify.webhook_url = Some(v.into());
-            Ok(())
-        })
-        .secret(Hide::Password, |c| c.domain.notify.webhook_url.as_mut()),
-    k("domain.notify.secret")
-        .env("SAGAFLOW_NOTIFY_SECRET")
-        .text(text!(domain.notify.secret))
-        .secret(Hide::Whole, |c| {
-            Some(&mut c.domain.notify.secret).filter(|s| !s.is_empty())
-        }),
-    k("domain.notify.timeout_ms"),
-    k("domain.notify.retries"),
-    k("radius.secret")
-        .env("SAGAFLOW_RADIUS_SECRET")
-        .text(text!(radius.secret))
-        .secret(Hide::Whole, |c| Some(&mut c.radius.secret)),
-    k("radius.suspended_group"),
-    k("radius.suspended_reply"),
-    k("radius.timeout_ms"),
-    k("radius.retries"),
-    k("radius.database_url")
-        .env("SAGAFLOW_RADIUS_DATABASE_URL")
-        .text(|c, _, v| {
-            c.radius.database_url = Some(v.into());
-            Ok(())
-        })
-        .secret(Hide::Password, |c| c.radius.database_url.as_mut()),
-    k("radius.username_format"),
-    k("radius.tenant_username_formats"),
-    k("webhooks.tenant"),
-    k("webhooks.url").secret_each(Hide::Password, |c| {
-        c.webhooks.iter_mut().map(|w| &mut w.url).collect()
-    }),
-    k("webhooks.secret").secret_each(Hide::Whole, |c| {
-        c.webhooks.iter_mut().map(|w| &mut w.secret).collect()
-    }),
-    k("webhooks.events"),
-    k("webhooks.workflows"),
-];
+// After the macros above, which the sections' tables use.
+mod domain;
+mod outside;
+mod server;
+
+/// Every configuration key, in the order of the file's sections (each
+/// section's keys live in the submodule named for it). Keys without a
+/// setter are set in the TOML file only.
+pub const KEYS: &[Key] = &ALL;
+
+/// The sections' tables, in the order of the file.
+const SECTIONS: &[&[Key]] = &[server::KEYS, domain::KEYS, outside::KEYS];
+
+/// How many keys the sections declare.
+const COUNT: usize = {
+    let mut n = 0;
+    let mut i = 0;
+    while i < SECTIONS.len() {
+        n += SECTIONS[i].len();
+        i += 1;
+    }
+    n
+};
+
+/// The sections' keys in one table, joined at compile time.
+const ALL: [Key; COUNT] = {
+    let mut out = [k(""); COUNT];
+    let mut n = 0;
+    let mut i = 0;
+    while i < SECTIONS.len() {
+        let mut j = 0;
+        while j < SECTIONS[i].len() {
+            out[n] = SECTIONS[i][j];
+            n += 1;
+            j += 1;
+        }
+        i += 1;
+    }
+    out
+};
 
 /// The value in the file a `*_FILE` variable names.
 fn read_secret_file(key: &str, var: &str, path: &str) -> Result<String, ConfigError> {

@@ -77,6 +77,12 @@ pub struct DatabaseConfig {
     /// PostgreSQL `statement_timeout` of the executor's pool, in
     /// milliseconds.
     pub hot_statement_timeout_ms: u64,
+    /// Connections in the PostgreSQL pool of the API's reads (runs,
+    /// histories, schedules, definitions).
+    pub api_connections: u32,
+    /// PostgreSQL `statement_timeout` of the API reads' pool, in
+    /// milliseconds: a longer read is cancelled (DEADLINE_EXCEEDED).
+    pub api_statement_timeout_ms: u64,
 }
 
 impl Default for DatabaseConfig {
@@ -89,6 +95,8 @@ impl Default for DatabaseConfig {
             acquire_timeout_ms: 5_000,
             statement_timeout_ms: 30_000,
             hot_statement_timeout_ms: 5_000,
+            api_connections: 8,
+            api_statement_timeout_ms: 5_000,
         }
     }
 }
@@ -115,6 +123,8 @@ impl DatabaseConfig {
             acquire_timeout: Duration::from_millis(self.acquire_timeout_ms),
             statement_timeout: Duration::from_millis(self.statement_timeout_ms),
             hot_statement_timeout: Duration::from_millis(self.hot_statement_timeout_ms),
+            api_connections: self.api_connections,
+            api_statement_timeout: Duration::from_millis(self.api_statement_timeout_ms),
         }
     }
 }
@@ -335,6 +345,7 @@ impl Config {
         for (key, n) in [
             ("database.max_connections", self.database.max_connections),
             ("database.hot_connections", self.database.hot_connections),
+            ("database.api_connections", self.database.api_connections),
         ] {
             if !(1..=1000).contains(&n) {
                 return Err(invalid(key, "must be between 1 and 1000"));
@@ -352,6 +363,10 @@ impl Config {
             (
                 "database.hot_statement_timeout_ms",
                 self.database.hot_statement_timeout_ms,
+            ),
+            (
+                "database.api_statement_timeout_ms",
+                self.database.api_statement_timeout_ms,
             ),
         ] {
             if ms == 0 {

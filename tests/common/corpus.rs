@@ -207,7 +207,10 @@ pub fn corpus(good: &str) -> Vec<Case> {
             ),
             (
                 "bad id (history)",
-                Call::History(pb::GetWorkflowHistoryRequest { id: id.clone() }),
+                Call::History(pb::GetWorkflowHistoryRequest {
+                    id: id.clone(),
+                    ..Default::default()
+                }),
             ),
         ];
         for (what, call) in calls {

@@ -416,6 +416,12 @@ pub async fn history_of(
     token: &str,
     id: &str,
 ) -> Vec<pb::WorkflowEvent> {
-    let r = req(pb::GetWorkflowHistoryRequest { id: id.into() }, token);
+    let r = req(
+        pb::GetWorkflowHistoryRequest {
+            id: id.into(),
+            ..Default::default()
+        },
+        token,
+    );
     c.get_workflow_history(r).await.unwrap().into_inner().events
 }

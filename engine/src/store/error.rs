@@ -36,6 +36,18 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// Whether the database cancelled the statement because it ran past
+    /// its pool's `statement_timeout` (SQLSTATE 57014): the API answers
+    /// DEADLINE_EXCEEDED for these.
+    pub fn is_statement_timeout(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(e)) => e.code().as_deref() == Some("57014"),
+            _ => false,
+        }
+    }
+}
+
 /// Whether a query failed because the database could not be reached or no
 /// pool connection came free in time (not because the statement failed).
 pub fn unreachable_database(e: &sqlx::Error) -> bool {

@@ -32,7 +32,10 @@ async fn load(
         .await?
         .into_inner();
     let history = api
-        .get_workflow_history(session.request(pb::GetWorkflowHistoryRequest { id: id.into() }))
+        .get_workflow_history(session.request(pb::GetWorkflowHistoryRequest {
+            id: id.into(),
+            ..Default::default()
+        }))
         .await?
         .into_inner()
         .events;

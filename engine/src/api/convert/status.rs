@@ -20,7 +20,14 @@ pub fn status(e: Error) -> Status {
         Error::Definition(d) => Status::failed_precondition(d.to_string()),
         Error::Store(s) => {
             let reference = uuid::Uuid::now_v7();
-            if s.is_unavailable() {
+            if s.is_statement_timeout() {
+                tracing::warn!(%reference, error = %s, "read cancelled by the API statement timeout");
+                Status::deadline_exceeded(format!(
+                    "the query ran longer than the API's statement timeout \
+                     (database.api_statement_timeout_ms) and was cancelled: narrow the \
+                     request (a filter, a smaller page_size) or retry later (ref {reference})"
+                ))
+            } else if s.is_unavailable() {
                 tracing::warn!(%reference, error = %s, "store unavailable");
                 Status::unavailable(format!(
                     "the store is unavailable; retry later (ref {reference})"

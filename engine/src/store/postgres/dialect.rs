@@ -89,9 +89,10 @@ impl SqlBackend for PgStore {
         &MIGRATOR
     }
 
-    /// The general pool: the executor's own is kept for the hot path.
+    /// The reads' pool, with the API's statement timeout; the executor's
+    /// own is kept for the hot path.
     fn reads(&self) -> Db<'_> {
-        Backed::Postgres(&self.pool)
+        Backed::Postgres(&self.api)
     }
 
     fn writes(&self) -> Db<'_> {

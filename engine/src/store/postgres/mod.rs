@@ -41,18 +41,24 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate::Migrator {
 /// The PostgreSQL store.
 #[derive(Debug, Clone)]
 pub struct PgStore {
-    /// The API, watches, the scheduler and the domain repositories.
+    /// Writes, watches, the scheduler and the domain repositories.
     pool: PgPool,
+    /// The reads of runs, events and definitions ([`SqlBackend::reads`]):
+    /// the API's, with a short `statement_timeout` of their own.
+    api: PgPool,
     /// The executor's hot path only (claim, checkpoint, renewal, release),
     /// so no load on the API can take the connections leases depend on.
     hot: PgPool,
 }
 
-/// How the store's two pools are sized and bounded.
+/// How the store's three pools are sized and bounded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PgOptions {
-    /// Connections of the general pool (API, watches, scheduler, domain).
+    /// Connections of the general pool (writes, watches, scheduler,
+    /// domain).
     pub max_connections: u32,
+    /// Connections of the pool the reads of runs and histories use.
+    pub api_connections: u32,
     /// Connections of the executor's own pool (claim, checkpoint, renewal,
     /// release).
     pub hot_connections: u32,
@@ -63,16 +69,21 @@ pub struct PgOptions {
     /// Longest statement on the executor's pool: short, so a stuck write
     /// fails while the lease can still be renewed.
     pub hot_statement_timeout: Duration,
+    /// Longest statement on the reads' pool: a read that would run longer
+    /// is cancelled and the API answers DEADLINE_EXCEEDED.
+    pub api_statement_timeout: Duration,
 }
 
 impl Default for PgOptions {
     fn default() -> Self {
         Self {
             max_connections: 16,
+            api_connections: 8,
             hot_connections: 8,
             acquire_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(30),
             hot_statement_timeout: Duration::from_secs(5),
+            api_statement_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -115,7 +126,7 @@ impl PgStore {
         Self::connect_opts(url.parse()?, &opts).await
     }
 
-    /// Connects both pools as `o` says.
+    /// Connects the three pools as `o` says.
     pub async fn connect_opts(conn: PgConnectOptions, o: &PgOptions) -> Result<Self> {
         let open = |max: u32, timeout: Duration, name: &str| {
             let ms = timeout.as_millis().to_string();
@@ -129,20 +140,22 @@ impl PgStore {
                 )
         };
         let pool = open(o.max_connections, o.statement_timeout, "sagaflow").await?;
+        let api = open(o.api_connections, o.api_statement_timeout, "sagaflow-api").await?;
         let hot = open(
             o.hot_connections,
             o.hot_statement_timeout,
             "sagaflow-executor",
         )
         .await?;
-        Ok(Self { pool, hot })
+        Ok(Self { pool, api, hot })
     }
 
-    /// Wraps an existing pool, for both uses (tests use the one
+    /// Wraps an existing pool, for every use (tests use the one
     /// `#[sqlx::test]` gives).
     pub fn from_pool(pool: PgPool) -> Self {
         Self {
             hot: pool.clone(),
+            api: pool.clone(),
             pool,
         }
     }
