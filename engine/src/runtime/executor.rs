@@ -21,7 +21,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info_span, warn};
 
 use super::shared::Shared;
-use crate::definition::StepKind;
 use crate::handler::CallKind;
 use crate::ids::{LeaseToken, RunId};
 use crate::run::{self as saga, Next, Outcome};
@@ -30,6 +29,7 @@ use crate::telemetry;
 
 mod attempt;
 mod batcher;
+mod signals;
 
 use attempt::LocalDeadline;
 use batcher::Batcher;
@@ -210,6 +210,7 @@ async fn run(exec: Arc<Exec>, stop: CancellationToken) {
             };
             let got = claimed.len() as u32;
             exec.maybe_more.store(got == want, Ordering::Relaxed);
+            let mut batch_signals = signals::for_batch(&exec, &claimed).await;
             for r in claimed {
                 let Ok(permit) = permits.clone().try_acquire_owned() else {
                     break;
@@ -230,10 +231,11 @@ async fn run(exec: Arc<Exec>, stop: CancellationToken) {
                     &span,
                     &telemetry::run_traceparent(r.id, r.traceparent.as_deref()),
                 );
+                let read = batch_signals.remove(&r.id);
                 tasks.spawn(
                     async move {
                         let id = r.id;
-                        drive(&e, r, token, cancel, deadline).await;
+                        drive(&e, r, token, cancel, deadline, read).await;
                         lock(&e.leases).remove(&id);
                         drop(permit);
                     }
@@ -368,12 +370,14 @@ async fn renew_loop(exec: Arc<Exec>, stop: CancellationToken) {
 }
 
 /// Drives one claimed run until it stops, waits, or the lease is lost.
+/// `read_with_batch`: its signals, read with its claimed batch.
 async fn drive(
     exec: &Exec,
     mut run: RunRecord,
     token: LeaseToken,
     lease_lost: CancellationToken,
     deadline: Arc<LocalDeadline>,
+    mut read_with_batch: Option<Vec<crate::store::Signal>>,
 ) {
     let def = match exec.shared.definition(&run.definition_id).await {
         Ok(d) => d,
@@ -385,22 +389,9 @@ async fn drive(
     let mut outcome: Option<Outcome> = None;
     let mut carried: Vec<crate::store::NewEvent> = Vec::new();
     loop {
-        // Only a signal step at or after the cursor can take a signal.
-        let signal_ahead = def
-            .steps
-            .iter()
-            .skip(run.cursor as usize)
-            .any(|s| s.kind == StepKind::Signal);
-        let signals = if signal_ahead && !run.state.is_terminal() {
-            match exec.shared.store.pending_signals(run.id).await {
-                Ok(s) => s,
-                Err(e) => {
-                    warn!(error = %e, "reading the run's signals failed; leaving it until its lease expires");
-                    return;
-                }
-            }
-        } else {
-            Vec::new()
+        // The batch's read serves the first advance only.
+        let Some(signals) = signals::for_run(exec, &run, &def, read_with_batch.take()).await else {
+            return;
         };
         let now = exec.shared.clock.now();
         let may_start = !exec.draining.load(Ordering::SeqCst);
@@ -472,7 +463,7 @@ async fn drive(
         if matches!(ack, CheckpointAck::Applied { .. })
             && let Some(name) = &adv.waiting_for
         {
-            recheck_signal(exec, run.id, name).await;
+            signals::recheck(exec, run.id, name).await;
         }
         match ack {
             CheckpointAck::Fenced => {
@@ -554,33 +545,6 @@ async fn drive(
             }
             Next::Stop => return,
         }
-    }
-}
-
-/// The run was just released waiting for signal `name`. A signal stored
-/// while this executor held it (too late for the read before the
-/// checkpoint, too early to make the released run due) is looked for once
-/// more: if there is one, the run is made due at once.
-async fn recheck_signal(exec: &Exec, run: RunId, name: &str) {
-    let found = match exec.shared.store.pending_signals(run).await {
-        Ok(s) => s.iter().any(|s| s.name == name),
-        Err(e) => {
-            warn!(error = %e, "re-reading the run's signals failed; the next signal or timeout wakes it");
-            return;
-        }
-    };
-    if !found {
-        return;
-    }
-    match exec
-        .shared
-        .store
-        .wake_run(run, exec.shared.clock.now())
-        .await
-    {
-        Ok(true) => exec.wake.notify_one(),
-        Ok(false) => {}
-        Err(e) => warn!(error = %e, "waking the run for its signal failed"),
     }
 }
 

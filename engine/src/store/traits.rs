@@ -188,6 +188,13 @@ pub trait SignalStore: Send + Sync + 'static {
     /// The run's signals no step has taken yet, oldest first.
     async fn pending_signals(&self, run: RunId) -> Result<Vec<Signal>>;
 
+    /// The signals no step has taken yet of each of `runs` that has any,
+    /// oldest first: one read for a batch of claimed runs.
+    async fn pending_signals_of(
+        &self,
+        runs: &[RunId],
+    ) -> Result<std::collections::HashMap<RunId, Vec<Signal>>>;
+
     /// Makes a RUNNING run that no executor holds due at `now` (a signal
     /// for its waiting step arrived); false if it was not such a run.
     async fn wake_run(&self, run: RunId, now: DateTime<Utc>) -> Result<bool>;

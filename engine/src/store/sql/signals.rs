@@ -1,89 +1,32 @@
-//! Signals, the same way on both backends: the [`SignalStore`] of every
-//! [`SqlBackend`] (storing a signal with its event and the wake-up of its
-//! run in three statements, a run's signals not yet taken, making a released run due), and
-//! marking the signals checkpoints' steps took, inside their transaction.
+//! Signals on both backends: the [`SignalStore`] of every [`SqlBackend`]
+//! (storing a signal with its event and the wake-up of its run, in one
+//! statement on PostgreSQL and one transaction on SQLite; the signals not
+//! yet taken of a batch of runs; making a released run due), and marking
+//! the signals checkpoints' steps took, inside their transaction.
+
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{Conn, Dialect, ReadRow, SqlBackend, run_from_row, with_db};
+use super::{Backed, Conn, Dialect, ReadRow, SqlBackend, run_from_row, with_db};
 use crate::ids::RunId;
 use crate::run::state::RunState;
 use crate::store::signals::received_message;
 use crate::store::sql_terms::terminal_states;
-use crate::store::{EventKind, Result, Signal, SignalAck, SignalStore, SignalTaken, SignalWrite};
+use crate::store::{
+    EventKind, Result, RunRecord, Signal, SignalAck, SignalStore, SignalTaken, SignalWrite,
+};
 
 use super::RUN_COLUMNS;
 
 #[async_trait]
 impl<T: SqlBackend> SignalStore for T {
     async fn signal(&self, w: &SignalWrite) -> Result<SignalAck> {
-        // The common case, a new signal for a live run, is three statements:
-        // the run's bump (which locks it and answers the run), the signal,
-        // its event. A repeat or a finished run rolls the bump back and is
-        // answered from a read.
-        // A RUNNING run no executor holds is made due: its waiting step
-        // looks at the signal (a run waiting for something else looks and
-        // goes back to waiting).
-        let bump = format!(
-            "UPDATE runs SET last_seq = last_seq + 1, updated_at = $3, \
-                next_run_at = CASE WHEN state = '{running}' AND lease_token IS NULL \
-                    AND (next_run_at IS NULL OR next_run_at > $3) THEN $3 ELSE next_run_at END \
-             WHERE id = $1 AND tenant_id = $2 AND state NOT IN {terminal} \
-             RETURNING {RUN_COLUMNS}",
-            running = RunState::Running.as_str(),
-            terminal = terminal_states(),
-        );
-        let insert = "INSERT INTO run_signals \
-                (run_id, tenant_id, name, idempotency_key, payload, actor, received_at) \
-            VALUES ($1, $2, $3, $4, $5, $6, $7) \
-            ON CONFLICT (run_id, name, idempotency_key) WHERE idempotency_key <> '' DO NOTHING \
-            RETURNING id";
-        let event = "INSERT INTO run_events \
-                (run_id, seq, at, kind, step, attempt, run_state, message, actor) \
-            VALUES ($1, $2, $3, $4, NULL, 0, $5, $6, $7)";
-        let stored = with_db!(self.writes(), pool, D => {
-            let mut tx = pool.begin().await?;
-            let row = sqlx::query(sqlx::AssertSqlSafe(bump))
-                .bind(D::id(w.run_id.0))
-                .bind(w.tenant_id.as_str())
-                .bind(D::ts(w.now))
-                .fetch_optional(&mut *tx)
-                .await?;
-            match row {
-                None => None,
-                Some(row) => {
-                    let run = run_from_row(&row)?;
-                    let inserted = sqlx::query(insert)
-                        .bind(D::id(w.run_id.0))
-                        .bind(w.tenant_id.as_str())
-                        .bind(&w.name)
-                        .bind(&w.idempotency_key)
-                        .bind(D::json(&w.payload))
-                        .bind(&w.actor)
-                        .bind(D::ts(w.now))
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    if inserted.is_some() {
-                        sqlx::query(event)
-                            .bind(D::id(w.run_id.0))
-                            .bind(run.last_seq as i64)
-                            .bind(D::ts(w.now))
-                            .bind(EventKind::SignalReceived.as_str())
-                            .bind(run.state.as_str())
-                            .bind(received_message(w))
-                            .bind(&w.actor)
-                            .execute(&mut *tx)
-                            .await?;
-                        tx.commit().await?;
-                        Some(run)
-                    } else {
-                        // A repeat: the bump is rolled back with the transaction.
-                        None
-                    }
-                }
-            }
-        });
+        let stored = match self.writes() {
+            Backed::Postgres(pool) => signal_pg(pool, w).await?,
+            Backed::Sqlite(pool) => signal_sqlite(pool, w).await?,
+        };
         match stored {
             Some(run) => Ok(SignalAck::Stored { run: Box::new(run) }),
             None => signal_not_stored(self, w).await,
@@ -91,21 +34,34 @@ impl<T: SqlBackend> SignalStore for T {
     }
 
     async fn pending_signals(&self, run: RunId) -> Result<Vec<Signal>> {
-        let sql = "SELECT id, name, payload, received_at FROM run_signals \
-                   WHERE run_id = $1 AND consumed_at IS NULL ORDER BY id";
+        Ok(self
+            .pending_signals_of(&[run])
+            .await?
+            .remove(&run)
+            .unwrap_or_default())
+    }
+
+    async fn pending_signals_of(&self, runs: &[RunId]) -> Result<HashMap<RunId, Vec<Signal>>> {
+        let mut found: HashMap<RunId, Vec<Signal>> = HashMap::new();
+        if runs.is_empty() {
+            return Ok(found);
+        }
         with_db!(self.reads(), pool, D => {
-            let rows = sqlx::query(sql).bind(D::id(run.0)).fetch_all(pool).await?;
-            rows.iter()
-                .map(|r| {
-                    Ok(Signal {
-                        id: r.int64("id")?,
-                        name: r.text("name")?,
-                        payload: r.json("payload")?,
-                        received_at: r.time("received_at")?,
-                    })
-                })
-                .collect()
-        })
+            let mut q = sqlx::QueryBuilder::<<D as Dialect>::Db>::new(
+                "SELECT run_id, id, name, payload, received_at FROM run_signals \
+                 WHERE consumed_at IS NULL AND run_id IN (",
+            );
+            let mut ids = q.separated(", ");
+            for r in runs {
+                ids.push_bind(D::id(r.0));
+            }
+            q.push(") ORDER BY run_id, id");
+            for r in q.build().fetch_all(pool).await? {
+                let signal = signal_from_row(&r)?;
+                found.entry(RunId(r.uuid("run_id")?)).or_default().push(signal);
+            }
+        });
+        Ok(found)
     }
 
     async fn wake_run(&self, run: RunId, now: DateTime<Utc>) -> Result<bool> {
@@ -124,6 +80,126 @@ impl<T: SqlBackend> SignalStore for T {
         });
         Ok(n > 0)
     }
+}
+
+/// What the signal's bump sets on its run: one more event, and a RUNNING
+/// run no executor holds made due at once (its waiting step looks at the
+/// signal; a run waiting for something else looks and goes back to waiting).
+fn bump_set() -> String {
+    format!(
+        "last_seq = runs.last_seq + 1, updated_at = $3, \
+         next_run_at = CASE WHEN runs.state = '{}' AND runs.lease_token IS NULL \
+             AND (runs.next_run_at IS NULL OR runs.next_run_at > $3) THEN $3 \
+             ELSE runs.next_run_at END",
+        RunState::Running.as_str()
+    )
+}
+
+const INSERT_SIGNAL: &str = "INSERT INTO run_signals \
+    (run_id, tenant_id, name, idempotency_key, payload, actor, received_at)";
+
+const INSERT_EVENT: &str = "INSERT INTO run_events \
+    (run_id, seq, at, kind, step, attempt, run_state, message, actor)";
+
+/// PostgreSQL: one statement, one round trip. The live run is locked
+/// first; the signal is inserted for it (nothing on a repeated key); only
+/// then is the run bumped and its event appended, so a repeat or a
+/// finished run leaves no trace. The bumped run, or none.
+async fn signal_pg(pool: &sqlx::PgPool, w: &SignalWrite) -> Result<Option<RunRecord>> {
+    let columns = RUN_COLUMNS
+        .split(", ")
+        .map(|c| format!("runs.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "WITH l AS (SELECT id FROM runs WHERE id = $1 AND tenant_id = $2 \
+                AND state NOT IN {terminal} FOR UPDATE), \
+         s AS ({INSERT_SIGNAL} SELECT id, $2, $4, $5, $6, $7, $3 FROM l \
+                ON CONFLICT (run_id, name, idempotency_key) WHERE idempotency_key <> '' \
+                DO NOTHING RETURNING run_id), \
+         r AS (UPDATE runs SET {bump} FROM s WHERE runs.id = s.run_id RETURNING {columns}), \
+         e AS ({INSERT_EVENT} SELECT id, last_seq, $3, $8, NULL, 0, state, $9, $7 FROM r) \
+         SELECT * FROM r",
+        terminal = terminal_states(),
+        bump = bump_set(),
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(w.run_id.0)
+        .bind(w.tenant_id.as_str())
+        .bind(w.now)
+        .bind(&w.name)
+        .bind(&w.idempotency_key)
+        .bind(&w.payload)
+        .bind(&w.actor)
+        .bind(EventKind::SignalReceived.as_str())
+        .bind(received_message(w))
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(run_from_row).transpose()
+}
+
+/// SQLite (no writes inside `WITH`): the same in one transaction of three
+/// statements, the bump first (it takes the write lock and answers the
+/// run); a repeat rolls the bump back. The bumped run, or none.
+async fn signal_sqlite(pool: &sqlx::SqlitePool, w: &SignalWrite) -> Result<Option<RunRecord>> {
+    type D = crate::store::sqlite::Lite;
+    let bump = format!(
+        "UPDATE runs SET {} WHERE id = $1 AND tenant_id = $2 AND state NOT IN {} \
+         RETURNING {RUN_COLUMNS}",
+        bump_set(),
+        terminal_states(),
+    );
+    let insert = format!(
+        "{INSERT_SIGNAL} VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (run_id, name, idempotency_key) WHERE idempotency_key <> '' DO NOTHING \
+         RETURNING id"
+    );
+    let event = format!("{INSERT_EVENT} VALUES ($1, $2, $3, $4, NULL, 0, $5, $6, $7)");
+    let mut tx = pool.begin().await?;
+    let Some(row) = sqlx::query(sqlx::AssertSqlSafe(bump))
+        .bind(D::id(w.run_id.0))
+        .bind(w.tenant_id.as_str())
+        .bind(D::ts(w.now))
+        .fetch_optional(&mut *tx)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let run = run_from_row(&row)?;
+    let inserted = sqlx::query(sqlx::AssertSqlSafe(insert))
+        .bind(D::id(w.run_id.0))
+        .bind(w.tenant_id.as_str())
+        .bind(&w.name)
+        .bind(&w.idempotency_key)
+        .bind(D::json(&w.payload))
+        .bind(&w.actor)
+        .bind(D::ts(w.now))
+        .fetch_optional(&mut *tx)
+        .await?;
+    if inserted.is_none() {
+        return Ok(None); // a repeat: the bump is rolled back with the transaction
+    }
+    sqlx::query(sqlx::AssertSqlSafe(event))
+        .bind(D::id(w.run_id.0))
+        .bind(run.last_seq as i64)
+        .bind(D::ts(w.now))
+        .bind(EventKind::SignalReceived.as_str())
+        .bind(run.state.as_str())
+        .bind(received_message(w))
+        .bind(&w.actor)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(Some(run))
+}
+
+fn signal_from_row(r: &impl ReadRow) -> Result<Signal> {
+    Ok(Signal {
+        id: r.int64("id")?,
+        name: r.text("name")?,
+        payload: r.json("payload")?,
+        received_at: r.time("received_at")?,
+    })
 }
 
 /// The answer to a signal that was not stored: the run is missing or
@@ -162,23 +238,45 @@ async fn signal_not_stored<T: SqlBackend>(b: &T, w: &SignalWrite) -> Result<Sign
 }
 
 /// Marks the signals that the steps of applied checkpoints took, in the
-/// checkpoints' transaction.
+/// checkpoints' transaction: one statement for the batch on PostgreSQL,
+/// one per signal on SQLite (in process, no round trip).
 pub(crate) async fn take_signals(
     conn: Conn<'_>,
     taken: &[&SignalTaken],
     now: DateTime<Utc>,
 ) -> Result<()> {
-    let sql = "UPDATE run_signals SET consumed_at = $1, consumed_by_step = $2 \
-               WHERE id = $3 AND consumed_at IS NULL";
-    with_db!(conn, c, D => {
-        for t in taken {
-            sqlx::query(sql)
+    if taken.is_empty() {
+        return Ok(());
+    }
+    match conn {
+        Backed::Postgres(c) => {
+            let ids: Vec<i64> = taken.iter().map(|t| t.id).collect();
+            let steps: Vec<&str> = taken.iter().map(|t| t.step.as_str()).collect();
+            sqlx::query(
+                "UPDATE run_signals SET consumed_at = $1, consumed_by_step = t.step \
+                 FROM unnest($2::int8[], $3::text[]) AS t(id, step) \
+                 WHERE run_signals.id = t.id AND run_signals.consumed_at IS NULL",
+            )
+            .bind(now)
+            .bind(&ids)
+            .bind(&steps)
+            .execute(&mut *c)
+            .await?;
+        }
+        Backed::Sqlite(c) => {
+            type D = crate::store::sqlite::Lite;
+            for t in taken {
+                sqlx::query(
+                    "UPDATE run_signals SET consumed_at = $1, consumed_by_step = $2 \
+                     WHERE id = $3 AND consumed_at IS NULL",
+                )
                 .bind(D::ts(now))
                 .bind(&t.step)
                 .bind(t.id)
                 .execute(&mut *c)
                 .await?;
+            }
         }
-    });
+    }
     Ok(())
 }
