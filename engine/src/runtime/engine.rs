@@ -115,6 +115,7 @@ impl Engine {
                 wake: Arc::new(Notify::new()),
                 changes: tokio::sync::broadcast::channel(1024).0,
                 notify_pending: std::sync::atomic::AtomicBool::new(false),
+                notify_again: std::sync::atomic::AtomicBool::new(false),
                 validators,
                 snapshots: std::sync::Mutex::new(snapshots),
                 webhooks: Default::default(),
@@ -171,24 +172,7 @@ impl Engine {
     /// that there is new work.
     pub fn wake(&self) {
         self.shared.wake.notify_one();
-        // One NOTIFY covers a burst of starts: while one is on its way,
-        // further wakes add nothing for other replicas.
-        if self
-            .shared
-            .notify_pending
-            .swap(true, std::sync::atomic::Ordering::AcqRel)
-        {
-            return;
-        }
-        let shared = self.shared.clone();
-        tokio::spawn(async move {
-            shared
-                .notify_pending
-                .store(false, std::sync::atomic::Ordering::Release);
-            if let Err(e) = shared.store.notify_work().await {
-                tracing::debug!(error = %e, "could not notify other replicas");
-            }
-        });
+        self.shared.notify_others();
     }
 
     /// The definition a start with `name` and `version` (0: latest) uses.

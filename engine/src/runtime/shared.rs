@@ -24,8 +24,10 @@ pub(crate) struct Shared {
     pub(crate) clock: Arc<dyn Clock>,
     /// Wakes this process's executors.
     pub(crate) wake: Arc<Notify>,
-    /// A NOTIFY to other replicas is on its way.
+    /// A task sends NOTIFYs to other replicas (see [`Shared::notify_others`]).
     pub(super) notify_pending: std::sync::atomic::AtomicBool,
+    /// New work arrived since that task's last NOTIFY.
+    pub(super) notify_again: std::sync::atomic::AtomicBool,
     /// The id of every run this process changed, for watchers.
     pub(crate) changes: tokio::sync::broadcast::Sender<RunId>,
     /// Compiled input schemas, by definition snapshot id.
@@ -35,7 +37,43 @@ pub(crate) struct Shared {
     pub(super) webhooks: std::sync::RwLock<Arc<Webhooks>>,
 }
 
+/// Shortest time between two NOTIFYs of new work from this process. A
+/// NOTIFY is a transaction of its own (a commit and a WAL flush); a burst
+/// of starts shares one, and other replicas hear of a start at most this
+/// late (their polling is the fallback).
+const NOTIFY_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
+
 impl Shared {
+    /// Tells the executors of other replicas that there is new work: at
+    /// once when no NOTIFY went out in the last [`NOTIFY_EVERY`], otherwise
+    /// once that time is over.
+    pub(super) fn notify_others(self: &Arc<Self>) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.notify_again.store(true, SeqCst);
+        if self.notify_pending.swap(true, SeqCst) {
+            return; // the sending task will see `notify_again`
+        }
+        let shared = self.clone();
+        tokio::spawn(async move {
+            loop {
+                shared.notify_again.store(false, SeqCst);
+                if let Err(e) = shared.store.notify_work().await {
+                    tracing::debug!(error = %e, "could not notify other replicas");
+                }
+                tokio::time::sleep(NOTIFY_EVERY).await;
+                if shared.notify_again.load(SeqCst) {
+                    continue;
+                }
+                shared.notify_pending.store(false, SeqCst);
+                // A wake between the load and the store found this task
+                // still running and left its NOTIFY to it.
+                if !shared.notify_again.load(SeqCst) || shared.notify_pending.swap(true, SeqCst) {
+                    return;
+                }
+            }
+        });
+    }
+
     /// The configured webhooks (their deliveries are decided per write).
     pub(crate) fn webhooks(&self) -> Arc<Webhooks> {
         self.webhooks

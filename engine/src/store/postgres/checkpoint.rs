@@ -26,13 +26,7 @@ pub(super) async fn checkpoint_batch(
     let mut expected: Vec<u64> = cps.iter().map(|c| c.expected_seq).collect();
     let mut todo: Vec<usize> = (0..cps.len()).collect();
     for round in 0..3 {
-        let batch: Vec<Checkpoint> = todo
-            .iter()
-            .map(|&i| Checkpoint {
-                expected_seq: expected[i],
-                ..cps[i].clone()
-            })
-            .collect();
+        let batch: Vec<(&Checkpoint, u64)> = todo.iter().map(|&i| (&cps[i], expected[i])).collect();
         let applied = write_batch(conn, &batch).await?;
         let missing: Vec<usize> = todo
             .iter()
@@ -103,10 +97,11 @@ pub(super) async fn checkpoint_batch(
 /// One statement updates every run of the batch (each fenced by its lease,
 /// and applied only where the run's `last_seq` is the one the checkpoint
 /// was computed from) and appends their events, numbered after it. Returns
-/// the runs written, with their cancellation requests.
+/// the runs written, with their cancellation requests. Each checkpoint
+/// comes with the `last_seq` it applies on.
 async fn write_batch(
     conn: &mut sqlx::PgConnection,
-    cps: &[Checkpoint],
+    cps: &[(&Checkpoint, u64)],
 ) -> Result<HashMap<Uuid, Option<CancelRequest>>> {
     let n = cps.len();
     let mut cids = Vec::with_capacity(n);
@@ -126,14 +121,14 @@ async fn write_batch(
     let mut ev_runs = Vec::new();
     let mut ev_ords = Vec::new();
     let mut all_events = Vec::new();
-    for cp in cps {
+    for &(cp, expected_seq) in cps {
         ids.push(cp.run_id.0);
         cids.push(cp.id);
-        expected.push(cp.expected_seq as i64);
+        expected.push(expected_seq as i64);
         tokens.push(cp.lease.0);
         states.push(cp.state.as_str());
         cursors.push(cp.cursor as i32);
-        contexts.push(cp.context.clone());
+        contexts.push(cp.context.as_ref());
         steps.push(steps_encode(&cp.steps));
         errors.push(cp.error.clone());
         next_runs.push(cp.next_run_at);
@@ -144,10 +139,10 @@ async fn write_batch(
         for (i, e) in cp.events.iter().enumerate() {
             ev_runs.push(cp.run_id.0);
             ev_ords.push(i as i64 + 1);
-            all_events.push(e.clone());
+            all_events.push(e);
         }
     }
-    let ev = EventArrays::new(&all_events);
+    let ev = EventArrays::of(all_events.iter().copied());
     let q = sqlx::query(AssertSqlSafe(format!(
         "WITH c AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int4[], $5::jsonb[], \
                 $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::int8[], \

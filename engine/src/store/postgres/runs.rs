@@ -17,14 +17,19 @@ pub(super) struct EventArrays {
 
 impl EventArrays {
     pub(super) fn new(events: &[NewEvent]) -> Self {
+        Self::of(events.iter())
+    }
+
+    /// The arrays of events given by reference.
+    pub(super) fn of<'a>(events: impl Iterator<Item = &'a NewEvent> + Clone) -> Self {
         Self {
-            kinds: events.iter().map(|e| e.kind.as_str()).collect(),
-            steps: events.iter().map(|e| e.step.clone()).collect(),
-            attempts: events.iter().map(|e| e.attempt as i32).collect(),
-            states: events.iter().map(|e| e.run_state.as_str()).collect(),
-            messages: events.iter().map(|e| e.message.clone()).collect(),
-            actors: events.iter().map(|e| e.actor.clone()).collect(),
-            ats: events.iter().map(|e| e.at).collect(),
+            kinds: events.clone().map(|e| e.kind.as_str()).collect(),
+            steps: events.clone().map(|e| e.step.clone()).collect(),
+            attempts: events.clone().map(|e| e.attempt as i32).collect(),
+            states: events.clone().map(|e| e.run_state.as_str()).collect(),
+            messages: events.clone().map(|e| e.message.clone()).collect(),
+            actors: events.clone().map(|e| e.actor.clone()).collect(),
+            ats: events.map(|e| e.at).collect(),
         }
     }
 }

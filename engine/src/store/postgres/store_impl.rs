@@ -289,7 +289,11 @@ impl CheckpointStore for PgStore {
 }
 
 /// The claim statement: due runs whose lease is free, oldest first, locked
-/// with `SKIP LOCKED` and leased in the same statement.
+/// with `SKIP LOCKED` and leased in the same statement. It leaves
+/// `next_run_at` as it was, so it changes no indexed column and the update
+/// is HOT: a leased run stays in `runs_due`, skipped by the `CASE` while its
+/// lease lasts (the renewal moves it past the lease's end, so runs on long
+/// steps leave the due part of the index).
 pub(super) fn claim_sql(prefix: &str) -> String {
     format!(
         "{prefix}WITH c AS (SELECT id FROM runs WHERE next_run_at <= GREATEST($1, now()) \
@@ -297,8 +301,7 @@ pub(super) fn claim_sql(prefix: &str) -> String {
                  ELSE lease_expires_at <= now() END \
            ORDER BY next_run_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
          UPDATE runs SET lease_owner = $3, lease_token = $4, \
-            lease_expires_at = now() + $5 * interval '1 microsecond', \
-            next_run_at = now() + $5 * interval '1 microsecond' \
+            lease_expires_at = now() + $5 * interval '1 microsecond' \
          FROM c WHERE runs.id = c.id RETURNING {}",
         RUN_COLUMNS
             .split(", ")
