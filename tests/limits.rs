@@ -33,6 +33,11 @@ fn demo_only() -> Vec<(&'static str, String)> {
 async fn exhausted_store_pool_answers_unavailable_without_hanging(pool: PgPool) {
     let t = start_with(&pool, &demo_only(), |c| {
         c.database.max_connections = 2;
+        // The API's reads have a pool of their own: make it as small, and
+        // let its statements wait on the lock longer than the acquire
+        // timeout, so the calls that hold a connection keep it.
+        c.database.api_connections = 2;
+        c.database.api_statement_timeout_ms = 60_000;
         c.schedules.enabled = false;
         c.engine.shutdown_grace_ms = 100;
     })
@@ -112,7 +117,12 @@ async fn exhausted_store_pool_answers_unavailable_without_hanging(pool: PgPool) 
         "pool of 2 exhausted: {calls} calls, {ok} OK, {unavailable} UNAVAILABLE, 0 INTERNAL, all answered within {:?}",
         began.elapsed()
     );
-    assert!(ok <= 2, "at most the pool's two connections were waiting");
+    // GetWorkflow reads through the API's pool, GetLifecycleSummary through
+    // the general one: two connections each could be waiting.
+    assert!(
+        ok <= 4,
+        "at most the two pools' two connections were waiting"
+    );
     // And the server is fine afterwards.
     c.get_workflow(req(pb::GetWorkflowRequest { id: id.clone() }, "crm-a"))
         .await

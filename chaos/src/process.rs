@@ -19,6 +19,8 @@ pub const TENANT: &str = "chaos";
 /// The size of the engines' second pool, the executor's own (claim,
 /// checkpoints, lease renewal), beside the pool `EngineConfig::new` sizes.
 pub const HOT_POOL: u32 = 4;
+/// The API reads' pool of every engine the harness starts.
+pub const API_POOL: u32 = 4;
 pub const OPERATOR: &str = "chaos-operator";
 
 /// The configuration file of one engine, as `sagaflow serve` reads it.
@@ -78,6 +80,7 @@ impl EngineConfig {
                 ("url", database_url.into()),
                 ("max_connections", i64::from(pool).into()),
                 ("hot_connections", i64::from(HOT_POOL).into()),
+                ("api_connections", i64::from(API_POOL).into()),
             ]),
             grpc: table(vec![("addr", "127.0.0.1:0".into())]),
             http: table(vec![

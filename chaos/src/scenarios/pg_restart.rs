@@ -15,7 +15,7 @@ use tokio::sync::Mutex;
 
 use crate::client::{Api, Codes};
 use crate::db::{self, PrivateCluster};
-use crate::process::{Engine, EngineConfig, HOT_POOL, TENANT};
+use crate::process::{API_POOL, Engine, EngineConfig, HOT_POOL, TENANT};
 use crate::report::percentile;
 use crate::scenarios::finish_report;
 use crate::{ChaosError, Options, Report, Result, check, workflows};
@@ -192,8 +192,8 @@ pub async fn run(opts: &Options) -> Result<Report> {
     let peak = peak.load(Ordering::Relaxed);
     report.fact("peak engine connections (pg_stat_activity)", peak);
     report.bar(
-        &format!("peak connections <= pool sizes ({POOL} + {HOT_POOL})"),
-        peak <= u64::from(POOL + HOT_POOL),
+        &format!("peak connections <= pool sizes ({POOL} + {HOT_POOL} + {API_POOL})"),
+        peak <= u64::from(POOL + HOT_POOL + API_POOL),
         format!("{peak}"),
     );
     let alive = engine.alive();
