@@ -190,10 +190,7 @@ async fn every_rpc_and_its_error_codes(pool: sqlx::PgPool) {
     // History shows the operator's action with principal and reason.
     let h = c
         .get_workflow_history(req(
-            pb::GetWorkflowHistoryRequest {
-                id: w.id.clone(),
-                ..Default::default()
-            },
+            pb::GetWorkflowHistoryRequest { id: w.id.clone() },
             "crm-a",
         ))
         .await
@@ -441,10 +438,7 @@ async fn tenants_see_only_their_own_runs(pool: sqlx::PgPool) {
         );
         not_found(
             c.get_workflow_history(req(
-                pb::GetWorkflowHistoryRequest {
-                    id: id.clone(),
-                    ..Default::default()
-                },
+                pb::GetWorkflowHistoryRequest { id: id.clone() },
                 "operator-a",
             ))
             .await

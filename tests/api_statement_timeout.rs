@@ -44,10 +44,7 @@ async fn a_read_past_the_api_statement_timeout_answers_deadline_exceeded(pool: s
         .unwrap();
 
     let call = c.get_workflow_history(req(
-        pb::GetWorkflowHistoryRequest {
-            id: id.clone(),
-            ..Default::default()
-        },
+        pb::GetWorkflowHistoryRequest { id: id.clone() },
         "crm-a",
     ));
     let e = tokio::time::timeout(NO_HANG, call)

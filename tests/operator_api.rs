@@ -24,10 +24,7 @@ fn searchable_demo() -> String {
 async fn history_kinds(t: &mut TestServer, id: &str) -> Vec<String> {
     t.client
         .get_workflow_history(req(
-            pb::GetWorkflowHistoryRequest {
-                id: id.into(),
-                ..Default::default()
-            },
+            pb::GetWorkflowHistoryRequest { id: id.into() },
             "crm-a",
         ))
         .await

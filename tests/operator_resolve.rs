@@ -113,10 +113,7 @@ async fn compensation_failed_run_is_resolved_by_hand_and_frees_its_key(pool: PgP
     assert!(w.finished_at.is_some());
     let h = c
         .get_workflow_history(req(
-            pb::GetWorkflowHistoryRequest {
-                id: stuck.clone(),
-                ..Default::default()
-            },
+            pb::GetWorkflowHistoryRequest { id: stuck.clone() },
             "crm-a",
         ))
         .await

@@ -97,13 +97,7 @@ async fn call(
             .await
             .map(drop),
         "GetWorkflowHistory" => w
-            .get_workflow_history(request(
-                pb::GetWorkflowHistoryRequest {
-                    id,
-                    ..Default::default()
-                },
-                auth,
-            ))
+            .get_workflow_history(request(pb::GetWorkflowHistoryRequest { id }, auth))
             .await
             .map(drop),
         "ListWorkflowDefinitions" => w
@@ -569,10 +563,7 @@ async fn operator_actions_and_schedule_changes_are_audited(pool: PgPool) {
     // The accepted run actions are in the run's history with the actor.
     let h = c
         .get_workflow_history(req(
-            pb::GetWorkflowHistoryRequest {
-                id: run.clone(),
-                ..Default::default()
-            },
+            pb::GetWorkflowHistoryRequest { id: run.clone() },
             "crm-a",
         ))
         .await

@@ -127,10 +127,7 @@ async fn signal_workflow_over_grpc(pool: sqlx::PgPool) {
     assert_eq!(ctx["approval"], json!({"by": "alice"}));
     let history = c
         .get_workflow_history(req(
-            pb::GetWorkflowHistoryRequest {
-                id: id.clone(),
-                ..Default::default()
-            },
+            pb::GetWorkflowHistoryRequest { id: id.clone() },
             "crm-a",
         ))
         .await

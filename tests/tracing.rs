@@ -50,10 +50,7 @@ fn spans_of(exporter: &InMemorySpanExporter, name: &str, id: &str) -> Vec<SpanDa
 async fn history(t: &mut common::TestServer, id: &str) -> Vec<pb::WorkflowEvent> {
     t.client
         .get_workflow_history(req(
-            pb::GetWorkflowHistoryRequest {
-                id: id.into(),
-                ..Default::default()
-            },
+            pb::GetWorkflowHistoryRequest { id: id.into() },
             "crm-a",
         ))
         .await

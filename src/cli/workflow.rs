@@ -43,21 +43,8 @@ pub enum WorkflowCommand {
     /// Follow a run's events until it ends (or stops for an operator); exits
     /// 0 when it COMPLETED, 3 otherwise (FAILED, COMPENSATED, CANCELLED, …).
     Watch { id: String },
-    /// Show a run's history, oldest event first, a page at a time (the
-    /// server's page holds 1000 events unless --page-size says otherwise);
-    /// --all follows the pages to the end.
-    History {
-        id: String,
-        /// Events per page (0: the server's default, 1000; at most 10000).
-        #[arg(long, default_value_t = 0)]
-        page_size: u32,
-        /// The next page: the token the previous page printed.
-        #[arg(long, default_value = "")]
-        page_token: String,
-        /// Follow the pages to the end (from --page-token's, or the first).
-        #[arg(long)]
-        all: bool,
-    },
+    /// Show a run's full history.
+    History { id: String },
     /// Resume a FAILED or COMPENSATION_FAILED run.
     Retry {
         id: String,
@@ -277,36 +264,15 @@ pub async fn workflow(
             print_workflow(&c.inner.rewind_workflow(r).await?.into_inner(), out);
         }
         WorkflowCommand::Bulk(args) => return bulk(c, args, out).await,
-        WorkflowCommand::History {
-            id,
-            page_size,
-            mut page_token,
-            all,
-        } => {
-            let mut events = Vec::new();
-            loop {
-                let r = c.req(pb::GetWorkflowHistoryRequest {
-                    id: id.clone(),
-                    page_size,
-                    page_token,
-                });
-                let page = c.inner.get_workflow_history(r).await?.into_inner();
-                events.extend(page.events);
-                page_token = page.next_page_token;
-                if !all || page_token.is_empty() {
-                    break;
-                }
-            }
+        WorkflowCommand::History { id } => {
+            let r = c.req(pb::GetWorkflowHistoryRequest { id });
+            let events = c.inner.get_workflow_history(r).await?.into_inner().events;
             if out == Output::Json {
                 print_json(&Value::Array(events.iter().map(event_json).collect()));
             } else {
                 for e in &events {
                     print_event(e, out);
                 }
-            }
-            if !page_token.is_empty() {
-                // On stderr, so the JSON on stdout stays one array.
-                eprintln!("more: --page-token {page_token} (or --all)");
             }
         }
         WorkflowCommand::Retry {

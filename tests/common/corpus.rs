@@ -207,10 +207,7 @@ pub fn corpus(good: &str) -> Vec<Case> {
             ),
             (
                 "bad id (history)",
-                Call::History(pb::GetWorkflowHistoryRequest {
-                    id: id.clone(),
-                    ..Default::default()
-                }),
+                Call::History(pb::GetWorkflowHistoryRequest { id: id.clone() }),
             ),
         ];
         for (what, call) in calls {

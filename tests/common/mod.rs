@@ -416,12 +416,6 @@ pub async fn history_of(
     token: &str,
     id: &str,
 ) -> Vec<pb::WorkflowEvent> {
-    let r = req(
-        pb::GetWorkflowHistoryRequest {
-            id: id.into(),
-            ..Default::default()
-        },
-        token,
-    );
+    let r = req(pb::GetWorkflowHistoryRequest { id: id.into() }, token);
     c.get_workflow_history(r).await.unwrap().into_inner().events
 }

@@ -13,7 +13,7 @@ mod bulk;
 
 use super::audit::Audit;
 use super::auth::{Authenticator, Principal, Role};
-use super::{ApiOptions, check_text, convert, history, listing, run_id};
+use super::{ApiOptions, check_text, convert, listing, run_id};
 use crate::Engine;
 use crate::ids::RunId;
 use crate::run::OperatorAction;
@@ -265,24 +265,14 @@ impl WorkflowService for WorkflowApi {
         request: Request<pb::GetWorkflowHistoryRequest>,
     ) -> Result<Response<pb::GetWorkflowHistoryResponse>, Status> {
         let p = self.principal(&request, Role::Crm)?;
-        let r = request.get_ref();
-        let id = run_id("id", &r.id)?;
-        let limit = history::page_size(r.page_size)?;
-        let after = history::decode_token(&r.page_token, id)?;
-        let mut events = self
+        let id = run_id("id", &request.get_ref().id)?;
+        let events = self
             .engine
-            .events_page(&p.tenant, id, after, limit + 1)
+            .events(&p.tenant, id, 0)
             .await
             .map_err(convert::status)?;
-        let more = events.len() > limit as usize;
-        events.truncate(limit as usize);
-        let next_page_token = match events.last() {
-            Some(last) if more => history::encode_token(id, last.seq),
-            _ => String::new(),
-        };
         Ok(Response::new(pb::GetWorkflowHistoryResponse {
             events: events.iter().map(convert::event).collect(),
-            next_page_token,
         }))
     }
 

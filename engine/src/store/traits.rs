@@ -68,16 +68,6 @@ pub trait RunReads: Send + Sync + 'static {
         after: u64,
     ) -> Result<Option<Vec<EventRecord>>>;
 
-    /// At most `limit` events of a run with `seq > after`, in order (a
-    /// page of its history); none if the run is not the tenant's.
-    async fn events_page(
-        &self,
-        tenant: &TenantId,
-        id: RunId,
-        after: u64,
-        limit: u32,
-    ) -> Result<Option<Vec<EventRecord>>>;
-
     /// How many runs are in each state (of one tenant, or of all).
     async fn count_by_state(&self, tenant: Option<&TenantId>) -> Result<Vec<(RunState, u64)>>;
 

@@ -32,10 +32,7 @@ async fn load(
         .await?
         .into_inner();
     let history = api
-        .get_workflow_history(session.request(pb::GetWorkflowHistoryRequest {
-            id: id.into(),
-            ..Default::default()
-        }))
+        .get_workflow_history(session.request(pb::GetWorkflowHistoryRequest { id: id.into() }))
         .await?
         .into_inner()
         .events;

@@ -264,17 +264,22 @@ impl<T: SqlBackend> RunReads for T {
         id: RunId,
         after: u64,
     ) -> Result<Option<Vec<EventRecord>>> {
-        events_after(self, tenant, id, after, None).await
-    }
-
-    async fn events_page(
-        &self,
-        tenant: &TenantId,
-        id: RunId,
-        after: u64,
-        limit: u32,
-    ) -> Result<Option<Vec<EventRecord>>> {
-        events_after(self, tenant, id, after, Some(limit)).await
+        if !tenant_owns(self.reads(), "runs", id.0, tenant).await? {
+            return Ok(None);
+        }
+        let sql = "SELECT run_id, seq, at, kind, step, attempt, run_state, message, actor \
+                   FROM run_events WHERE run_id = $1 AND seq > $2 ORDER BY seq";
+        with_db!(self.reads(), pool, D => {
+            let rows = sqlx::query(sql)
+                .bind(D::id(id.0))
+                .bind(after as i64)
+                .fetch_all(pool)
+                .await?;
+            rows.iter()
+                .map(event_from_row)
+                .collect::<Result<_>>()
+                .map(Some)
+        })
     }
 
     async fn count_by_state(&self, tenant: Option<&TenantId>) -> Result<Vec<(RunState, u64)>> {
@@ -317,32 +322,4 @@ fn parse_counts(rows: Vec<(String, i64)>) -> Result<Vec<(RunState, u64)>> {
                 .map_err(|e: UnknownState| StoreError::Corrupt(e.to_string()))
         })
         .collect()
-}
-
-/// Events of a run with `seq > after`, in order, at most `limit` of them
-/// (all without one): a range of the `(run_id, seq)` key.
-async fn events_after<T: SqlBackend>(
-    store: &T,
-    tenant: &TenantId,
-    id: RunId,
-    after: u64,
-    limit: Option<u32>,
-) -> Result<Option<Vec<EventRecord>>> {
-    if !tenant_owns(store.reads(), "runs", id.0, tenant).await? {
-        return Ok(None);
-    }
-    let sql = "SELECT run_id, seq, at, kind, step, attempt, run_state, message, actor \
-               FROM run_events WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
-    with_db!(store.reads(), pool, D => {
-        let rows = sqlx::query(sql)
-            .bind(D::id(id.0))
-            .bind(i64::try_from(after).unwrap_or(i64::MAX))
-            .bind(limit.map_or(i64::MAX, i64::from))
-            .fetch_all(pool)
-            .await?;
-        rows.iter()
-            .map(event_from_row)
-            .collect::<Result<_>>()
-            .map(Some)
-    })
 }
