@@ -58,6 +58,14 @@ pub(super) fn objects(family: Family) -> &'static str {
     }
 }
 
+/// The field of a family's objects that holds the address.
+pub(super) fn address_field(family: Family) -> &'static str {
+    match family {
+        Family::Ipv4 => "address",
+        Family::Ipv6 => "prefix",
+    }
+}
+
 /// A NetBox tenant slug for a sagaflow tenant: letters, digits, `-`, `_`.
 fn slug(tenant: &str) -> String {
     tenant

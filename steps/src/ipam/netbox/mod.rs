@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::{Mutex, OnceCell};
 
-use self::api::objects;
+use self::api::{address_field, objects};
 use super::backend::{Builtin, IpamBackend};
 use super::repo::{self as ipam, AllocateRequest};
 use super::{IpamError, Pool, Result, reservations};
@@ -205,12 +205,7 @@ impl NetBox {
                     address: address.to_owned(),
                 });
             }
-            let field = if family == Family::Ipv4 {
-                "address"
-            } else {
-                "prefix"
-            };
-            body[field] = json!(wanted);
+            body[address_field(family)] = json!(wanted);
             self.create(objects(family), &body).await
         } else {
             let prefix = self.prefix_id(pool, tenant).await?;
@@ -382,20 +377,13 @@ impl IpamBackend for NetBox {
     ) -> Result<AddressRecord> {
         let family = record.family;
         self.ensure_fields().await?;
-        let lookup = match family {
-            Family::Ipv4 => format!(
-                "{}?address={}&cf_{SUBSCRIBER_FIELD}={}",
-                objects(family),
-                seg(&record.address),
-                seg(&record.subscriber_id)
-            ),
-            Family::Ipv6 => format!(
-                "{}?prefix={}&cf_{SUBSCRIBER_FIELD}={}",
-                objects(family),
-                seg(&record.address),
-                seg(&record.subscriber_id)
-            ),
-        };
+        let lookup = format!(
+            "{}?{}={}&cf_{SUBSCRIBER_FIELD}={}",
+            objects(family),
+            address_field(family),
+            seg(&record.address),
+            seg(&record.subscriber_id)
+        );
         for o in self.list(&lookup).await? {
             if o.field(SUBSCRIBER_FIELD) == Some(record.subscriber_id.as_str())
                 && o.address(family).as_deref() == Some(record.address.as_str())
