@@ -119,6 +119,7 @@ impl Engine {
                 validators,
                 snapshots: std::sync::Mutex::new(snapshots),
                 webhooks: Default::default(),
+                signals: Default::default(),
             }),
         })
     }

@@ -20,6 +20,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info_span, warn};
 
+use super::batcher::{Batcher, Checkpoints};
 use super::shared::Shared;
 use crate::handler::CallKind;
 use crate::ids::{LeaseToken, RunId};
@@ -28,11 +29,9 @@ use crate::store::{Checkpoint, CheckpointAck, RunRecord};
 use crate::telemetry;
 
 mod attempt;
-mod batcher;
 mod signals;
 
 use attempt::LocalDeadline;
-use batcher::Batcher;
 
 /// How an executor behaves. Defaults suit a production replica.
 #[derive(Debug, Clone)]
@@ -108,7 +107,7 @@ struct Lease {
 
 struct Exec {
     shared: Arc<Shared>,
-    batcher: Batcher,
+    batcher: Batcher<Checkpoints>,
     opts: ExecutorOptions,
     leases: std::sync::Mutex<HashMap<RunId, Lease>>,
     /// No new attempt starts once set.
@@ -122,7 +121,7 @@ pub(crate) fn spawn(shared: Arc<Shared>, opts: ExecutorOptions) -> ExecutorHandl
     let stop = CancellationToken::new();
     let exec = Arc::new(Exec {
         batcher: Batcher::spawn(
-            shared.store.clone(),
+            Checkpoints(shared.store.clone()),
             opts.checkpoint_batch,
             opts.checkpoint_writers,
         ),

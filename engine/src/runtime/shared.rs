@@ -8,6 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
+use super::batcher::{Batcher, Signals};
 use crate::clock::Clock;
 use crate::definition::{Definitions, WorkflowDefinition};
 use crate::error::{Error, Result};
@@ -35,7 +36,13 @@ pub(crate) struct Shared {
     pub(super) snapshots: std::sync::Mutex<HashMap<String, Arc<WorkflowDefinition>>>,
     /// The configured run-outcome webhooks.
     pub(super) webhooks: std::sync::RwLock<Arc<Webhooks>>,
+    /// Group commit of signals from every caller (started by the first).
+    pub(super) signals: std::sync::OnceLock<Batcher<Signals>>,
 }
+
+/// Most signals written in one statement, and statements at once.
+const SIGNAL_BATCH: usize = 256;
+const SIGNAL_WRITERS: usize = 2;
 
 /// Shortest time between two NOTIFYs of new work from this process. A
 /// NOTIFY is a transaction of its own (a commit and a WAL flush); a burst
@@ -72,6 +79,19 @@ impl Shared {
                 }
             }
         });
+    }
+
+    /// Stores a signal with the next batch of signals (group commit).
+    pub(super) async fn store_signal(
+        &self,
+        w: crate::store::SignalWrite,
+    ) -> std::result::Result<crate::store::SignalAck, crate::store::StoreError> {
+        self.signals
+            .get_or_init(|| {
+                Batcher::spawn(Signals(self.store.clone()), SIGNAL_BATCH, SIGNAL_WRITERS)
+            })
+            .write(w)
+            .await
     }
 
     /// The configured webhooks (their deliveries are decided per write).

@@ -80,7 +80,7 @@ impl Engine {
             actor: req.actor,
             now: self.shared.clock.now(),
         };
-        let (run, delivered) = match self.shared.store.signal(&w).await? {
+        let (run, delivered) = match self.shared.store_signal(w).await? {
             SignalAck::NotFound => return Err(Error::RunNotFound(req.run_id)),
             SignalAck::Terminal { run } => {
                 return Err(Error::FailedPrecondition(format!(

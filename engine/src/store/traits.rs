@@ -173,7 +173,17 @@ pub trait CheckpointStore: Send + Sync + 'static {
 #[async_trait]
 pub trait SignalStore: Send + Sync + 'static {
     /// Stores a signal for a run (see [`SignalWrite`]).
-    async fn signal(&self, w: &SignalWrite) -> Result<SignalAck>;
+    async fn signal(&self, w: &SignalWrite) -> Result<SignalAck> {
+        self.signal_many(std::slice::from_ref(w))
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("signal returned no answer".into()))
+    }
+
+    /// Stores several signals together (group commit), each answered as
+    /// [`signal`](Self::signal) would; several for one run are stored in
+    /// the order given.
+    async fn signal_many(&self, ws: &[SignalWrite]) -> Result<Vec<SignalAck>>;
 
     /// The run's signals no step has taken yet, oldest first.
     async fn pending_signals(&self, run: RunId) -> Result<Vec<Signal>>;

@@ -1,6 +1,7 @@
 //! Signals on both backends: the [`SignalStore`] of every [`SqlBackend`]
 //! (storing a signal with its event and the wake-up of its run, in one
-//! statement on PostgreSQL and one transaction on SQLite; the signals not
+//! statement per batch on PostgreSQL and one transaction per batch on
+//! SQLite; the signals not
 //! yet taken of a batch of runs; making a released run due), and marking
 //! the signals checkpoints' steps took, inside their transaction.
 
@@ -22,15 +23,22 @@ use super::RUN_COLUMNS;
 
 #[async_trait]
 impl<T: SqlBackend> SignalStore for T {
-    async fn signal(&self, w: &SignalWrite) -> Result<SignalAck> {
-        let stored = match self.writes() {
-            Backed::Postgres(pool) => signal_pg(pool, w).await?,
-            Backed::Sqlite(pool) => signal_sqlite(pool, w).await?,
-        };
-        match stored {
-            Some(run) => Ok(SignalAck::Stored { run: Box::new(run) }),
-            None => signal_not_stored(self, w).await,
+    async fn signal_many(&self, ws: &[SignalWrite]) -> Result<Vec<SignalAck>> {
+        let mut acks: Vec<Option<SignalAck>> = vec![None; ws.len()];
+        for round in rounds(ws) {
+            let writes: Vec<&SignalWrite> = round.iter().map(|&i| &ws[i]).collect();
+            let mut stored = match self.writes() {
+                Backed::Postgres(pool) => signal_pg(pool, &writes).await?,
+                Backed::Sqlite(pool) => signal_sqlite(pool, &writes).await?,
+            };
+            for i in round {
+                acks[i] = Some(match stored.remove(&ws[i].run_id) {
+                    Some(run) => SignalAck::Stored { run: Box::new(run) },
+                    None => signal_not_stored(self, &ws[i]).await?,
+                });
+            }
         }
+        Ok(acks.into_iter().flatten().collect())
     }
 
     async fn pending_signals(&self, run: RunId) -> Result<Vec<Signal>> {
@@ -85,14 +93,32 @@ impl<T: SqlBackend> SignalStore for T {
 /// What the signal's bump sets on its run: one more event, and a RUNNING
 /// run no executor holds made due at once (its waiting step looks at the
 /// signal; a run waiting for something else looks and goes back to waiting).
-fn bump_set() -> String {
+/// `now`: the SQL expression of the signal's time.
+fn bump_set(now: &str) -> String {
     format!(
-        "last_seq = runs.last_seq + 1, updated_at = $3, \
+        "last_seq = runs.last_seq + 1, updated_at = {now}, \
          next_run_at = CASE WHEN runs.state = '{}' AND runs.lease_token IS NULL \
-             AND (runs.next_run_at IS NULL OR runs.next_run_at > $3) THEN $3 \
+             AND (runs.next_run_at IS NULL OR runs.next_run_at > {now}) THEN {now} \
              ELSE runs.next_run_at END",
         RunState::Running.as_str()
     )
+}
+
+/// Splits a batch of signals into rounds in which each run appears once
+/// (one statement bumps a run once), keeping each run's signals in order.
+fn rounds(ws: &[SignalWrite]) -> Vec<Vec<usize>> {
+    let mut rounds: Vec<(std::collections::HashSet<RunId>, Vec<usize>)> = Vec::new();
+    let mut last_round: HashMap<RunId, usize> = HashMap::new();
+    for (i, w) in ws.iter().enumerate() {
+        let r = last_round.get(&w.run_id).map_or(0, |r| r + 1);
+        if rounds.len() <= r {
+            rounds.push(Default::default());
+        }
+        rounds[r].0.insert(w.run_id);
+        rounds[r].1.push(i);
+        last_round.insert(w.run_id, r);
+    }
+    rounds.into_iter().map(|(_, idx)| idx).collect()
 }
 
 const INSERT_SIGNAL: &str = "INSERT INTO run_signals \
@@ -101,52 +127,86 @@ const INSERT_SIGNAL: &str = "INSERT INTO run_signals \
 const INSERT_EVENT: &str = "INSERT INTO run_events \
     (run_id, seq, at, kind, step, attempt, run_state, message, actor)";
 
-/// PostgreSQL: one statement, one round trip. The live run is locked
-/// first; the signal is inserted for it (nothing on a repeated key); only
-/// then is the run bumped and its event appended, so a repeat or a
-/// finished run leaves no trace. The bumped run, or none.
-async fn signal_pg(pool: &sqlx::PgPool, w: &SignalWrite) -> Result<Option<RunRecord>> {
+/// PostgreSQL: one statement, one round trip, for signals to distinct
+/// runs. The live runs are locked first, in id order; the signals are
+/// inserted for them (nothing on a repeated key); only then are the runs
+/// bumped and their events appended, so a repeat or a finished run leaves
+/// no trace. The bumped runs.
+async fn signal_pg(pool: &sqlx::PgPool, ws: &[&SignalWrite]) -> Result<HashMap<RunId, RunRecord>> {
     let columns = RUN_COLUMNS
         .split(", ")
         .map(|c| format!("runs.{c}"))
         .collect::<Vec<_>>()
         .join(", ");
     let sql = format!(
-        "WITH l AS (SELECT id FROM runs WHERE id = $1 AND tenant_id = $2 \
-                AND state NOT IN {terminal} FOR UPDATE), \
-         s AS ({INSERT_SIGNAL} SELECT id, $2, $4, $5, $6, $7, $3 FROM l \
+        "WITH w AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], \
+                $5::text[], $6::jsonb[], $7::text[], $8::text[]) \
+                AS w(run_id, tenant_id, at, name, key, payload, actor, message)), \
+         l AS (SELECT runs.id FROM runs JOIN w ON runs.id = w.run_id AND runs.tenant_id = w.tenant_id \
+                WHERE runs.state NOT IN {terminal} ORDER BY runs.id FOR UPDATE OF runs), \
+         s AS ({INSERT_SIGNAL} SELECT w.run_id, w.tenant_id, w.name, w.key, w.payload, w.actor, w.at \
+                FROM w JOIN l ON l.id = w.run_id \
                 ON CONFLICT (run_id, name, idempotency_key) WHERE idempotency_key <> '' \
                 DO NOTHING RETURNING run_id), \
-         r AS (UPDATE runs SET {bump} FROM s WHERE runs.id = s.run_id RETURNING {columns}), \
-         e AS ({INSERT_EVENT} SELECT id, last_seq, $3, $8, NULL, 0, state, $9, $7 FROM r) \
+         r AS (UPDATE runs SET {bump} FROM s, w WHERE runs.id = s.run_id AND w.run_id = s.run_id \
+                RETURNING {columns}), \
+         e AS ({INSERT_EVENT} SELECT r.id, r.last_seq, w.at, $9, NULL, 0, r.state, w.message, w.actor \
+                FROM r JOIN w ON w.run_id = r.id) \
          SELECT * FROM r",
         terminal = terminal_states(),
-        bump = bump_set(),
+        bump = bump_set("w.at"),
     );
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(w.run_id.0)
-        .bind(w.tenant_id.as_str())
-        .bind(w.now)
-        .bind(&w.name)
-        .bind(&w.idempotency_key)
-        .bind(&w.payload)
-        .bind(&w.actor)
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(ws.iter().map(|w| w.run_id.0).collect::<Vec<_>>())
+        .bind(ws.iter().map(|w| w.tenant_id.as_str()).collect::<Vec<_>>())
+        .bind(ws.iter().map(|w| w.now).collect::<Vec<_>>())
+        .bind(ws.iter().map(|w| w.name.as_str()).collect::<Vec<_>>())
+        .bind(
+            ws.iter()
+                .map(|w| w.idempotency_key.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(ws.iter().map(|w| &w.payload).collect::<Vec<_>>())
+        .bind(ws.iter().map(|w| w.actor.as_str()).collect::<Vec<_>>())
+        .bind(ws.iter().map(|w| received_message(w)).collect::<Vec<_>>())
         .bind(EventKind::SignalReceived.as_str())
-        .bind(received_message(w))
-        .fetch_optional(pool)
+        .fetch_all(pool)
         .await?;
-    row.as_ref().map(run_from_row).transpose()
+    rows.iter()
+        .map(|r| run_from_row(r).map(|run| (run.id, run)))
+        .collect()
 }
 
-/// SQLite (no writes inside `WITH`): the same in one transaction of three
-/// statements, the bump first (it takes the write lock and answers the
-/// run); a repeat rolls the bump back. The bumped run, or none.
-async fn signal_sqlite(pool: &sqlx::SqlitePool, w: &SignalWrite) -> Result<Option<RunRecord>> {
+/// SQLite (no writes inside `WITH`): one transaction for the batch, and
+/// per signal three statements under a savepoint, the bump first (it
+/// answers the run); a repeat rolls its bump back. The bumped runs.
+async fn signal_sqlite(
+    pool: &sqlx::SqlitePool,
+    ws: &[&SignalWrite],
+) -> Result<HashMap<RunId, RunRecord>> {
+    let mut tx = pool.begin().await?;
+    let mut stored = HashMap::new();
+    for w in ws {
+        let mut one = sqlx::Connection::begin(&mut *tx).await?;
+        if let Some(run) = signal_sqlite_one(&mut one, w).await? {
+            one.commit().await?;
+            stored.insert(run.id, run);
+        }
+        // Dropped without a commit: rolled back to the savepoint.
+    }
+    tx.commit().await?;
+    Ok(stored)
+}
+
+async fn signal_sqlite_one(
+    tx: &mut sqlx::SqliteConnection,
+    w: &SignalWrite,
+) -> Result<Option<RunRecord>> {
     type D = crate::store::sqlite::Lite;
     let bump = format!(
         "UPDATE runs SET {} WHERE id = $1 AND tenant_id = $2 AND state NOT IN {} \
          RETURNING {RUN_COLUMNS}",
-        bump_set(),
+        bump_set("$3"),
         terminal_states(),
     );
     let insert = format!(
@@ -155,7 +215,6 @@ async fn signal_sqlite(pool: &sqlx::SqlitePool, w: &SignalWrite) -> Result<Optio
          RETURNING id"
     );
     let event = format!("{INSERT_EVENT} VALUES ($1, $2, $3, $4, NULL, 0, $5, $6, $7)");
-    let mut tx = pool.begin().await?;
     let Some(row) = sqlx::query(sqlx::AssertSqlSafe(bump))
         .bind(D::id(w.run_id.0))
         .bind(w.tenant_id.as_str())
@@ -177,7 +236,7 @@ async fn signal_sqlite(pool: &sqlx::SqlitePool, w: &SignalWrite) -> Result<Optio
         .fetch_optional(&mut *tx)
         .await?;
     if inserted.is_none() {
-        return Ok(None); // a repeat: the bump is rolled back with the transaction
+        return Ok(None); // a repeat: the caller rolls the bump back
     }
     sqlx::query(sqlx::AssertSqlSafe(event))
         .bind(D::id(w.run_id.0))
@@ -189,7 +248,6 @@ async fn signal_sqlite(pool: &sqlx::SqlitePool, w: &SignalWrite) -> Result<Optio
         .bind(&w.actor)
         .execute(&mut *tx)
         .await?;
-    tx.commit().await?;
     Ok(Some(run))
 }
 
