@@ -6,7 +6,7 @@ use anyhow::Context;
 use serde_json::{Value, json};
 
 use crate::setup::Setup;
-use crate::throughput::throughput;
+use crate::throughput::{STARTERS, throughput};
 
 pub(crate) async fn ceiling(
     s: &Setup,
@@ -19,7 +19,7 @@ pub(crate) async fn ceiling(
     let pool =
         s.pg.clone()
             .context("the ceiling scenario needs a postgres:// database")?;
-    let engine = throughput(s, runs, concurrency).await?;
+    let engine = throughput(s, runs, concurrency, STARTERS).await?;
     let ours = engine["step_checkpoints_per_s"].as_f64().unwrap_or(0.0);
     let ids = raw::create_tables(&pool, 10_000).await?;
     let d = Duration::from_secs(seconds);

@@ -32,6 +32,10 @@ pub enum Scenario {
         runs: usize,
         #[arg(long, default_value_t = 256)]
         concurrency: usize,
+        /// Tasks starting the runs, each one start after another (as CRM
+        /// calls arrive); too few make the start rate the bound.
+        #[arg(long, default_value_t = throughput::STARTERS)]
+        starters: usize,
     },
     /// One run at a time: end-to-end and per-step latency.
     Latency {
@@ -114,9 +118,11 @@ pub struct Options {
 pub async fn run(host: Arc<dyn Host>, args: Options) -> anyhow::Result<()> {
     let s = setup::setup(host, &args).await?;
     let v = match args.scenario {
-        Scenario::Throughput { runs, concurrency } => {
-            throughput::throughput(&s, runs, concurrency).await?
-        }
+        Scenario::Throughput {
+            runs,
+            concurrency,
+            starters,
+        } => throughput::throughput(&s, runs, concurrency, starters).await?,
         Scenario::Latency { runs, warmup } => throughput::latency(&s, runs, warmup).await?,
         Scenario::Ceiling {
             runs,

@@ -158,7 +158,16 @@ pub(crate) async fn count(
         .unwrap_or(0))
 }
 
-/// Runs `runs` sagas at `concurrency`; returns the figures.
+/// Waits until no run is active, polling the active runs' partial index
+/// (its cost follows the runs still active, so the poll takes little from
+/// the engine it measures).
+pub(crate) async fn until_none_active(s: &Setup, limit: Duration) -> anyhow::Result<()> {
+    poll_until(limit, "every run finishes", || async {
+        Ok(s.store.count_active().await?.iter().all(|(_, n)| *n == 0))
+    })
+    .await
+}
+
 /// p50/p99/p99.9 and the count of `samples` (milliseconds), as JSON.
 pub(crate) fn summary(mut samples: Vec<f64>) -> Value {
     samples.sort_by(|a, b| a.total_cmp(b));

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::Options;
 use crate::host::{authed, bench_server};
 use crate::setup::{Setup, summary};
-use crate::throughput::throughput;
+use crate::throughput::{STARTERS, throughput};
 
 /// Open loop: StartWorkflow calls are sent on a fixed schedule whatever
 /// the answers take, and each latency counts from the moment its call was
@@ -27,7 +27,7 @@ pub(crate) async fn start(
         Some(r) if r > 0.0 => (r, Value::Null),
         Some(_) => anyhow::bail!("--rate must be above 0"),
         None => {
-            let t = throughput(s, calibrate_runs, 256).await?;
+            let t = throughput(s, calibrate_runs, 256, STARTERS).await?;
             let measured = t["sagas_per_s"].as_f64().unwrap_or(0.0);
             ((measured / 2.0).max(1.0), t)
         }

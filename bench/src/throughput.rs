@@ -9,20 +9,25 @@ use sagaflow_engine::state::RunState;
 use sagaflow_engine::store::{EventKind, RunFilter};
 use serde_json::{Value, json};
 
-use crate::setup::{Setup, count, cpu_seconds, executor, percentile};
+use crate::setup::{Setup, count, cpu_seconds, executor, percentile, until_none_active};
 
-/// Runs `runs` sagas at `concurrency`; returns the figures.
+/// Tasks that start the runs by default.
+pub(crate) const STARTERS: usize = 32;
+
+/// Runs `runs` sagas at `concurrency`, started from `starters` tasks;
+/// returns the figures.
 pub(crate) async fn throughput(
     s: &Setup,
     runs: usize,
     concurrency: usize,
+    starters: usize,
 ) -> anyhow::Result<Value> {
     let tenant = TenantId::new(format!("bench-{}", RunId::new()));
     let exec = s.engine.start_executor(executor(concurrency));
     let (cpu0, pg0) = (cpu_seconds(None), cpu_seconds(Some("postgres")));
     let t0 = Instant::now();
-    // Start the runs from a few tasks, as CRM calls would arrive.
-    let starters = 8;
+    // Start the runs from several tasks, as CRM calls would arrive.
+    let starters = starters.max(1);
     let mut tasks = Vec::new();
     for k in 0..starters {
         let engine = s.engine.clone();
@@ -42,13 +47,9 @@ pub(crate) async fn throughput(
         t.await??;
     }
     let started = t0.elapsed();
-    loop {
-        if count(&s.store, &tenant, RunState::Completed).await? as usize >= runs {
-            break;
-        }
-        // Poll gently: the count is a query on the same database.
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    until_none_active(s, Duration::from_secs(3600)).await?;
+    let completed = count(&s.store, &tenant, RunState::Completed).await? as usize;
+    anyhow::ensure!(completed == runs, "{completed} of {runs} runs completed");
     let elapsed = t0.elapsed().as_secs_f64();
     let (cpu, pg) = (
         cpu_seconds(None) - cpu0,
@@ -87,6 +88,7 @@ pub(crate) async fn throughput(
         "backend": s.backend,
         "runs": runs,
         "concurrency": concurrency,
+        "starters": starters,
         "elapsed_s": elapsed,
         "start_phase_s": started.as_secs_f64(),
         "sagas_per_s": runs as f64 / elapsed,

@@ -13,7 +13,7 @@ use sagaflow_engine::ids::{RunId, TenantId};
 use sagaflow_engine::state::{RunState, StepState};
 use serde_json::{Value, json};
 
-use crate::setup::{Setup, all_runs, count, executor, poll_until};
+use crate::setup::{Setup, all_runs, count, executor, until_none_active};
 
 /// The built-in waiting sagas: a sleep until `/wake_at`, or the signal
 /// `go`, then one no-op step.
@@ -147,12 +147,7 @@ async fn all_completed(
     runs: usize,
 ) -> anyhow::Result<(Duration, Option<DateTime<Utc>>)> {
     let t = Instant::now();
-    // Polled through the active runs' partial index, whose cost follows the
-    // runs still active, so the poll takes little from the engine.
-    poll_until(Duration::from_secs(600), "every run completes", || async {
-        Ok(s.store.count_active().await?.iter().all(|(_, n)| *n == 0))
-    })
-    .await?;
+    until_none_active(s, Duration::from_secs(600)).await?;
     let took = t.elapsed();
     let completed = count(&s.store, tenant, RunState::Completed).await? as usize;
     anyhow::ensure!(completed == runs, "{completed} of {runs} runs completed");
