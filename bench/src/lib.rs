@@ -63,6 +63,10 @@ pub enum Scenario {
         /// Calls timed per query.
         #[arg(long, default_value_t = 300)]
         queries: usize,
+        /// Seed into (and time the calls of) this tenant instead of a new
+        /// one: seed once with `--runs N`, time again later with `--runs 0`.
+        #[arg(long)]
+        tenant: Option<String>,
     },
     /// Two engine processes; SIGKILL one with runs in flight and time
     /// until the other has resumed them all.
@@ -134,7 +138,11 @@ pub async fn run(host: Arc<dyn Host>, args: Options) -> anyhow::Result<()> {
             seconds,
             calibrate_runs,
         } => start::start(&s, &args, rate, seconds, calibrate_runs).await?,
-        Scenario::Scale { runs, queries } => scale::scale(&s, &args, runs, queries).await?,
+        Scenario::Scale {
+            runs,
+            queries,
+            ref tenant,
+        } => scale::scale(&s, &args, runs, queries, tenant.clone()).await?,
         Scenario::Recovery {
             runs,
             lease_ms,

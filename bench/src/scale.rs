@@ -21,13 +21,14 @@ pub(crate) async fn scale(
     args: &Options,
     runs: u64,
     queries: usize,
+    tenant: Option<String>,
 ) -> anyhow::Result<Value> {
     use sagaflow_engine::store::postgres::{PgStore, scale as seed};
     let pool =
         s.pg.clone()
             .context("the scale scenario needs a postgres:// database")?;
     let pg = PgStore::from_pool(pool.clone());
-    let tenant = format!("bench-{}", RunId::new());
+    let tenant = tenant.unwrap_or_else(|| format!("bench-{}", RunId::new()));
     let tid = TenantId::new(tenant.clone());
     let claim = |store: Arc<dyn Store>| async move {
         let now = chrono::Utc::now();
