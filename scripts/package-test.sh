@@ -51,7 +51,8 @@ phase "cargo-deb $CARGO_DEB_VERSION at hand"
 if [ -n "$release" ]; then
   cargo build --release --locked -p sagaflow
   BIN=target/release/sagaflow
-  DEB_FLAGS=()
+  PROFILE=()
+  COMPRESS=()
   phase "release binary built"
 else
   # The same command as CI's test step, without running the tests: its
@@ -59,7 +60,8 @@ else
   # features and rebuild part of the tree).
   cargo test --workspace --locked --no-run
   BIN=target/debug/sagaflow
-  DEB_FLAGS=(--profile dev --fast)
+  PROFILE=(--profile dev)
+  COMPRESS=(--fast)
   phase "debug binary built (as cargo test --workspace builds it)"
 fi
 
@@ -73,11 +75,12 @@ mkdir -p "$ASSETS"
 "$BIN" man | gzip -9n >"$ASSETS/sagaflow.1.gz"
 
 DEB=target/debian/sagaflow.deb
-# The same build as the next Debian revision, to upgrade to.
+# The same build as the next Debian revision, to upgrade to (compressed
+# fast: it is only installed here).
 DEB2=target/debian/sagaflow-upgrade.deb
 rm -f "$DEB" "$DEB2"
-cargo deb -p sagaflow --no-build --locked "${DEB_FLAGS[@]}" --output "$DEB"
-cargo deb -p sagaflow --no-build --locked "${DEB_FLAGS[@]}" --deb-revision 2 --output "$DEB2" >/dev/null 2>&1
+cargo deb -p sagaflow --no-build --locked "${PROFILE[@]}" "${COMPRESS[@]}" --output "$DEB"
+cargo deb -p sagaflow --no-build --locked "${PROFILE[@]}" --fast --deb-revision 2 --output "$DEB2" >/dev/null 2>&1
 phase "package built: $(du -h "$DEB" | cut -f1)"
 
 contents=$(dpkg-deb -c "$DEB")
