@@ -1,15 +1,32 @@
 #!/usr/bin/env bash
-# Builds the Debian package with cargo-deb (the release binary, its shell
+# Builds the Debian package with cargo-deb (the binary, its shell
 # completions and man page generated from it, the shipped workflows, the
 # example /etc/sagaflow/sagaflow.toml, the systemd unit), installs it with
-# dpkg, runs the installed binary's `migrate` and `serve` as the service
-# user with the installed configuration against a fresh database on the
-# local PostgreSQL (the simulators asked for explicitly, secrets from the
-# environment), checks /readyz and /healthz, stops it with SIGTERM, purges
-# the package and checks nothing is left. cargo-deb is installed from
-# crates.io once into ~/.cache/sagaflow/cargo-deb-<version> and reused.
+# dpkg, checks the unit (systemd-analyze), runs the installed binary's
+# `migrate` and `serve` as the service user with the installed
+# configuration against a fresh database on the local PostgreSQL (the
+# simulators asked for explicitly, secrets from the environment), checks
+# /readyz and /healthz, stops it with SIGTERM, purges the package and checks
+# nothing is left. cargo-deb is installed from crates.io once into
+# ~/.cache/sagaflow/cargo-deb-<version> and reused.
+#
+# CI packages the debug build (`cargo deb --profile dev`) to stay in its
+# time budget: the binary `cargo test --workspace` has just built, so the
+# build step is a no-op there. `scripts/package-test.sh --release` (or
+# SAGAFLOW_PACKAGE_RELEASE=1) builds the release binary and packages that,
+# as a release is made. (cargo-deb 3.8 warns that it means to refuse dev
+# profiles one day; the version is pinned below.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root=$PWD
+
+release="${SAGAFLOW_PACKAGE_RELEASE:-}"
+for arg in "$@"; do
+  case "$arg" in
+    --release) release=1 ;;
+    *) echo "usage: scripts/package-test.sh [--release]" >&2; exit 2 ;;
+  esac
+done
 
 if [ "$(id -u)" != 0 ] || ! command -v dpkg >/dev/null || ! command -v setpriv >/dev/null; then
   echo "package-test: needs root, dpkg and setpriv; skipped"
@@ -31,22 +48,39 @@ fi
 export PATH="$CACHE/bin:$PATH"
 phase "cargo-deb $CARGO_DEB_VERSION at hand"
 
-cargo build --release --locked -p sagaflow
-phase "release binary built"
+if [ -n "$release" ]; then
+  cargo build --release --locked -p sagaflow
+  BIN=target/release/sagaflow
+  PROFILE=()
+  COMPRESS=()
+  phase "release binary built"
+else
+  # The same command as CI's test step, without running the tests: its
+  # target/debug/sagaflow (a build of the binary alone would resolve other
+  # features and rebuild part of the tree).
+  cargo test --workspace --locked --no-run
+  BIN=target/debug/sagaflow
+  PROFILE=(--profile dev)
+  COMPRESS=(--fast)
+  phase "debug binary built (as cargo test --workspace builds it)"
+fi
 
 # The generated assets `[package.metadata.deb]` names.
 ASSETS=target/package-assets
 rm -rf "$ASSETS"
 mkdir -p "$ASSETS"
-BIN=target/release/sagaflow
 "$BIN" completions bash >"$ASSETS/sagaflow.bash"
 "$BIN" completions zsh >"$ASSETS/_sagaflow"
 "$BIN" completions fish >"$ASSETS/sagaflow.fish"
 "$BIN" man | gzip -9n >"$ASSETS/sagaflow.1.gz"
 
 DEB=target/debian/sagaflow.deb
-rm -f "$DEB"
-cargo deb -p sagaflow --no-build --output "$DEB"
+# The same build as the next Debian revision, to upgrade to (compressed
+# fast: it is only installed here).
+DEB2=target/debian/sagaflow-upgrade.deb
+rm -f "$DEB" "$DEB2"
+cargo deb -p sagaflow --no-build --locked "${PROFILE[@]}" "${COMPRESS[@]}" --output "$DEB"
+cargo deb -p sagaflow --no-build --locked "${PROFILE[@]}" --fast --deb-revision 2 --output "$DEB2" >/dev/null 2>&1
 phase "package built: $(du -h "$DEB" | cut -f1)"
 
 contents=$(dpkg-deb -c "$DEB")
@@ -94,14 +128,28 @@ files=$(dpkg -L sagaflow)
 [ "$(stat -c %G:%a /etc/sagaflow/sagaflow.toml)" = sagaflow:640 ] \
   || { echo "package-test: /etc/sagaflow/sagaflow.toml is $(stat -c %U:%G:%a /etc/sagaflow/sagaflow.toml)"; exit 1; }
 /usr/bin/sagaflow --version
+# The unit: its own user, restarted on failure, hardened; systemd-analyze
+# (where there is one) parses it and rates its exposure (0 best, 100 worst).
+unit=$(grep -E '^/(usr/)?lib/systemd/system/sagaflow\.service$' <<<"$files")
+for line in User=sagaflow Group=sagaflow 'ExecStart=/usr/bin/sagaflow serve' Restart=on-failure \
+  NoNewPrivileges=yes ProtectSystem=strict ProtectHome=yes PrivateTmp=yes CapabilityBoundingSet=; do
+  grep -qxF "$line" "$unit" || { echo "package-test: $unit lacks $line"; exit 1; }
+done
+if command -v systemd-analyze >/dev/null; then
+  verify=$(systemd-analyze verify "$unit" 2>&1 | grep sagaflow || true)
+  [ -z "$verify" ] || { echo "package-test: systemd-analyze verify: $verify"; exit 1; }
+  systemd-analyze security --offline=yes --threshold=20 "$unit" | tail -n1
+fi
 zcat /usr/share/man/man1/sagaflow.1.gz | grep -c '^\.TH sagaflow 1' >/dev/null
 bash -c 'source /usr/share/bash-completion/completions/sagaflow && complete -p sagaflow' >/dev/null
 
 psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
-# The installed configuration, with this test's database and ports, the
+# As the unit runs it (the user's HOME, as systemd sets it): the installed
+# configuration, with this test's database and ports, the
 # simulators in place of the external systems, and the secret from the
 # environment (as /etc/sagaflow/sagaflow.env gives them to the unit).
 env=(
+  HOME=/var/lib/sagaflow
   SAGAFLOW_CONFIG=/etc/sagaflow/sagaflow.toml
   SAGAFLOW_DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB"
   SAGAFLOW_HTTP_ADDR=127.0.0.1:$PORT_HTTP
@@ -138,6 +186,19 @@ PID=""
 [ "$rc" = 0 ] || { echo "package-test: serve exited $rc on SIGTERM"; exit 1; }
 phase "stopped"
 
+# An upgrade: the edited configuration (a conffile) is kept, the user is
+# not made again, and the new binary's `migrate` finds nothing to do.
+echo "# edited by package-test" >>/etc/sagaflow/sagaflow.toml
+dpkg -i "$root/$DEB2" </dev/null
+[ "$(dpkg-query -W -f '${Version}' sagaflow)" = "$(dpkg-deb -f "$root/$DEB2" Version)" ] \
+  || { echo "package-test: not upgraded"; exit 1; }
+grep -q '^# edited by package-test$' /etc/sagaflow/sagaflow.toml \
+  || { echo "package-test: the upgrade lost the edited configuration"; exit 1; }
+[ "$(stat -c %G:%a /etc/sagaflow/sagaflow.toml)" = sagaflow:640 ] \
+  || { echo "package-test: after the upgrade the configuration is $(stat -c %U:%G:%a /etc/sagaflow/sagaflow.toml)"; exit 1; }
+"${as_service[@]}" /usr/bin/sagaflow migrate
+phase "upgraded in place, configuration kept, migrate again"
+
 dpkg -P sagaflow
 left=""
 while IFS= read -r f; do
@@ -148,4 +209,4 @@ done <<<"$files"
 [ -e /var/lib/sagaflow ] && left="$left /var/lib/sagaflow"
 [ -z "$left" ] || { echo "package-test: left after purge:$left"; exit 1; }
 phase "purged, nothing left"
-echo "package-test: the installed sagaflow migrated, served, answered /readyz and /healthz, stopped and was purged"
+echo "package-test: the installed sagaflow migrated, served, answered /readyz and /healthz, stopped, was upgraded in place and purged"

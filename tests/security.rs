@@ -30,6 +30,7 @@ const RPCS: &[(&str, &str)] = &[
     ("ListWorkflows", "crm"),
     ("WatchWorkflow", "crm"),
     ("GetWorkflowHistory", "crm"),
+    ("ListWorkflowHistory", "crm"),
     ("ListWorkflowDefinitions", "crm"),
     ("RetryWorkflow", "operator"),
     ("CompensateWorkflow", "operator"),
@@ -98,6 +99,16 @@ async fn call(
             .map(drop),
         "GetWorkflowHistory" => w
             .get_workflow_history(request(pb::GetWorkflowHistoryRequest { id }, auth))
+            .await
+            .map(drop),
+        "ListWorkflowHistory" => w
+            .list_workflow_history(request(
+                pb::ListWorkflowHistoryRequest {
+                    id,
+                    ..Default::default()
+                },
+                auth,
+            ))
             .await
             .map(drop),
         "ListWorkflowDefinitions" => w
@@ -359,6 +370,7 @@ async fn another_tenants_ids_answer_like_unknown_ids(pool: PgPool) {
         "GetWorkflow",
         "WatchWorkflow",
         "GetWorkflowHistory",
+        "ListWorkflowHistory",
         "RetryWorkflow",
         "CompensateWorkflow",
         "CancelWorkflow",
@@ -399,9 +411,9 @@ async fn another_tenants_ids_answer_like_unknown_ids(pool: PgPool) {
             }
         }
     }
-    // crm reads 3 RPCs × 2 runs (its operator and schedule calls are refused
-    // by role first); operator 7 × 2; admin 7 × 2 and 5 × 2 schedules.
-    assert_eq!(cross, 6 + 14 + 14 + 10);
+    // crm reads 4 RPCs × 2 runs (its operator and schedule calls are refused
+    // by role first); operator 8 × 2; admin 8 × 2 and 5 × 2 schedules.
+    assert_eq!(cross, 8 + 16 + 16 + 10);
     assert_eq!(fingerprint(&pool).await, before, "tenant b's data changed");
 
     // Lists never show the other tenant's runs or schedules.

@@ -43,8 +43,21 @@ pub enum WorkflowCommand {
     /// Follow a run's events until it ends (or stops for an operator); exits
     /// 0 when it COMPLETED, 3 otherwise (FAILED, COMPENSATED, CANCELLED, …).
     Watch { id: String },
-    /// Show a run's full history.
-    History { id: String },
+    /// Show a run's history, oldest event first: the whole of it, or with
+    /// --page-size/--page-token a page at a time (the next page's token on
+    /// stderr); --all follows the pages to the end.
+    History {
+        id: String,
+        /// Events per page (0: the server's default, 1000; at most 10000).
+        #[arg(long)]
+        page_size: Option<u32>,
+        /// The next page: the token the previous page printed.
+        #[arg(long)]
+        page_token: Option<String>,
+        /// Follow the pages to the end (from --page-token's, or the first).
+        #[arg(long)]
+        all: bool,
+    },
     /// Resume a FAILED or COMPENSATION_FAILED run.
     Retry {
         id: String,
@@ -158,6 +171,51 @@ async fn follow(c: &mut Client, id: &str, print: Option<Output>) -> Result<(), C
     }
 }
 
+/// `sagaflow workflow history`: GetWorkflowHistory without page options,
+/// ListWorkflowHistory's pages with them.
+async fn history(
+    c: &mut Client,
+    id: String,
+    page_size: Option<u32>,
+    page_token: Option<String>,
+    all: bool,
+    out: Output,
+) -> Result<(), ClientError> {
+    let mut events = Vec::new();
+    let mut next = String::new();
+    if page_size.is_none() && page_token.is_none() && !all {
+        let r = c.req(pb::GetWorkflowHistoryRequest { id });
+        events = c.inner.get_workflow_history(r).await?.into_inner().events;
+    } else {
+        next = page_token.unwrap_or_default();
+        loop {
+            let r = c.req(pb::ListWorkflowHistoryRequest {
+                id: id.clone(),
+                page_size: page_size.unwrap_or(0),
+                page_token: next,
+            });
+            let page = c.inner.list_workflow_history(r).await?.into_inner();
+            events.extend(page.events);
+            next = page.next_page_token;
+            if !all || next.is_empty() {
+                break;
+            }
+        }
+    }
+    if out == Output::Json {
+        print_json(&Value::Array(events.iter().map(event_json).collect()));
+    } else {
+        for e in &events {
+            print_event(e, out);
+        }
+    }
+    if !next.is_empty() {
+        // On stderr, so the JSON on stdout stays one array.
+        eprintln!("more: --page-token {next} (or --all)");
+    }
+    Ok(())
+}
+
 pub async fn workflow(
     c: &mut Client,
     cmd: WorkflowCommand,
@@ -264,17 +322,12 @@ pub async fn workflow(
             print_workflow(&c.inner.rewind_workflow(r).await?.into_inner(), out);
         }
         WorkflowCommand::Bulk(args) => return bulk(c, args, out).await,
-        WorkflowCommand::History { id } => {
-            let r = c.req(pb::GetWorkflowHistoryRequest { id });
-            let events = c.inner.get_workflow_history(r).await?.into_inner().events;
-            if out == Output::Json {
-                print_json(&Value::Array(events.iter().map(event_json).collect()));
-            } else {
-                for e in &events {
-                    print_event(e, out);
-                }
-            }
-        }
+        WorkflowCommand::History {
+            id,
+            page_size,
+            page_token,
+            all,
+        } => history(c, id, page_size, page_token, all, out).await?,
         WorkflowCommand::Retry {
             id,
             from_step,

@@ -76,13 +76,23 @@ pub async fn start_with(
     workflows: &[(&str, String)],
     tweak: impl FnOnce(&mut Config),
 ) -> TestServer {
+    start_on(&database_url(pool), workflows, tweak).await
+}
+
+/// An in-process server on the database at `url` (PostgreSQL or SQLite,
+/// migrated on start), with `tweak` applied to the configuration first.
+pub async fn start_on(
+    url: &str,
+    workflows: &[(&str, String)],
+    tweak: impl FnOnce(&mut Config),
+) -> TestServer {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     for (file, text) in workflows {
         std::fs::write(dir.path().join(file), text).unwrap();
     }
     let mut c = Config::default();
-    c.database.url = database_url(pool);
+    c.database.url = url.to_owned();
     c.database.max_connections = 8;
     c.grpc.addr = "127.0.0.1:0".into();
     c.http.addr = "127.0.0.1:0".into();

@@ -166,23 +166,33 @@ pub(super) fn full_view(r: &pb::ListWorkflowsRequest) -> Result<bool, Status> {
     }
 }
 
-/// Keyset page tokens: opaque to clients, `(created_at, id)` inside.
-pub(super) fn encode_page_token(run: &RunRecord) -> String {
-    let raw = format!("{}:{}", run.created_at.timestamp_micros(), run.id);
+/// A page token's text as the opaque token clients see (hex).
+pub(super) fn encode_token_text(raw: &str) -> String {
     raw.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
-fn decode_page_token(token: &str) -> Result<(DateTime<chrono::Utc>, RunId), Status> {
-    let bad = || Status::invalid_argument("page_token is not a token this server gave out");
+/// The text inside a page token; none for anything not made by
+/// [`encode_token_text`] (or longer than any token this server makes).
+pub(super) fn decode_token_text(token: &str) -> Option<String> {
     if token.len() > 200 || !token.len().is_multiple_of(2) {
-        return Err(bad());
+        return None;
     }
     let bytes: Vec<u8> = (0..token.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(token.get(i..i + 2).unwrap_or("zz"), 16))
         .collect::<Result<_, _>>()
-        .map_err(|_| bad())?;
-    let raw = String::from_utf8(bytes).map_err(|_| bad())?;
+        .ok()?;
+    String::from_utf8(bytes).ok()
+}
+
+/// Keyset page tokens: opaque to clients, `(created_at, id)` inside.
+pub(super) fn encode_page_token(run: &RunRecord) -> String {
+    encode_token_text(&format!("{}:{}", run.created_at.timestamp_micros(), run.id))
+}
+
+fn decode_page_token(token: &str) -> Result<(DateTime<chrono::Utc>, RunId), Status> {
+    let bad = || Status::invalid_argument("page_token is not a token this server gave out");
+    let raw = decode_token_text(token).ok_or_else(bad)?;
     let (micros, id) = raw.split_once(':').ok_or_else(bad)?;
     let micros: i64 = micros.parse().map_err(|_| bad())?;
     let at = DateTime::from_timestamp_micros(micros).ok_or_else(bad)?;

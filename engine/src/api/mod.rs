@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod auth;
 pub mod convert;
+pub mod history;
 mod listing;
 mod schedules;
 mod workflows;

@@ -13,7 +13,7 @@ mod bulk;
 
 use super::audit::Audit;
 use super::auth::{Authenticator, Principal, Role};
-use super::{ApiOptions, check_text, convert, listing, run_id};
+use super::{ApiOptions, check_text, convert, history, listing, run_id};
 use crate::Engine;
 use crate::ids::RunId;
 use crate::run::OperatorAction;
@@ -274,6 +274,15 @@ impl WorkflowService for WorkflowApi {
         Ok(Response::new(pb::GetWorkflowHistoryResponse {
             events: events.iter().map(convert::event).collect(),
         }))
+    }
+
+    async fn list_workflow_history(
+        &self,
+        request: Request<pb::ListWorkflowHistoryRequest>,
+    ) -> Result<Response<pb::ListWorkflowHistoryResponse>, Status> {
+        let p = self.principal(&request, Role::Crm)?;
+        let page = history::page(&self.engine, &p.tenant, request.get_ref()).await?;
+        Ok(Response::new(page))
     }
 
     async fn retry_workflow(

@@ -332,6 +332,21 @@ impl Engine {
             .ok_or(Error::RunNotFound(id))
     }
 
+    /// At most `limit` events after `after`: a page of the history.
+    pub async fn events_page(
+        &self,
+        tenant: &TenantId,
+        id: RunId,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<EventRecord>> {
+        self.shared
+            .store
+            .events_page(tenant, id, after, Some(limit))
+            .await?
+            .ok_or(Error::RunNotFound(id))
+    }
+
     /// Applies an operator's action. The write is conditional on the run not
     /// having changed since it was read; on a race the action is decided
     /// again on the new state (and refused if it no longer fits).

@@ -66,6 +66,18 @@ pub trait RunReads: Send + Sync + 'static {
         tenant: &TenantId,
         id: RunId,
         after: u64,
+    ) -> Result<Option<Vec<EventRecord>>> {
+        self.events_page(tenant, id, after, None).await
+    }
+
+    /// [`RunReads::events`], at most `limit` of them (a page of the
+    /// history, a range of the `(run_id, seq)` key).
+    async fn events_page(
+        &self,
+        tenant: &TenantId,
+        id: RunId,
+        after: u64,
+        limit: Option<u32>,
     ) -> Result<Option<Vec<EventRecord>>>;
 
     /// How many runs are in each state (of one tenant, or of all).

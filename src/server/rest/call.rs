@@ -147,7 +147,7 @@ fn query_to_json(
                     .entry(name.to_owned())
                     .or_insert_with(|| Value::Array(Vec::new()));
                 if let Value::Array(l) = list {
-                    l.push(scalar(&field.kind(), &value));
+                    l.push(scalar(&param, &field.kind(), &value)?);
                 }
             }
             None if field.is_map() || obj.contains_key(name) => {
@@ -161,26 +161,39 @@ fn query_to_json(
                 )));
             }
             None => {
-                obj.insert(name.to_owned(), scalar(&field.kind(), &value));
+                obj.insert(name.to_owned(), scalar(&param, &field.kind(), &value)?);
             }
         }
     }
     Ok(obj)
 }
 
-/// A query value as the JSON of its field's kind; what does not parse is
-/// left as text for the decoder to refuse with the field's name.
-fn scalar(kind: &Kind, text: &str) -> Value {
-    match kind {
+/// A query value as the JSON of its field's kind. A 32-bit integer that
+/// is not a whole number in its field's range is refused naming the
+/// parameter; other values that do not parse are left as text for the
+/// decoder to refuse.
+fn scalar(param: &str, kind: &Kind, text: &str) -> Result<Value, Status> {
+    let range = match kind {
+        Kind::Uint32 | Kind::Fixed32 => Some((0, i64::from(u32::MAX))),
+        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
+            Some((i64::from(i32::MIN), i64::from(i32::MAX)))
+        }
+        _ => None,
+    };
+    if let Some((min, max)) = range {
+        return match text.parse::<i64>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(Value::from(n)),
+            _ => Err(Status::invalid_argument(format!(
+                "query parameter {param:?} must be a whole number from {min} to {max}, not {text:?}"
+            ))),
+        };
+    }
+    Ok(match kind {
         Kind::Bool => match text {
             "true" => Value::Bool(true),
             "false" => Value::Bool(false),
             _ => Value::String(text.to_owned()),
         },
-        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 | Kind::Uint32 | Kind::Fixed32 => text
-            .parse::<i64>()
-            .map(Value::from)
-            .unwrap_or_else(|_| Value::String(text.to_owned())),
         Kind::Double | Kind::Float => text
             .parse::<f64>()
             .ok()
@@ -188,7 +201,7 @@ fn scalar(kind: &Kind, text: &str) -> Value {
             .map(Value::Number)
             .unwrap_or_else(|| Value::String(text.to_owned())),
         _ => Value::String(text.to_owned()),
-    }
+    })
 }
 
 /// The `Idempotency-Key` header, for requests with an `idempotency_key`

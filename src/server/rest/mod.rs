@@ -60,7 +60,8 @@ async fn dispatch(
     let Some((route, params)) = found else {
         return error::no_route(&allowed);
     };
-    let span = tracing::info_span!("http_rpc", rpc = route.rpc, tenant = tracing::field::Empty);
+    let (rpc, call) = route.answered_by(uri.query());
+    let span = tracing::info_span!("http_rpc", rpc, tenant = tracing::field::Empty);
     let limit = apis.workflows.options().max_request_bytes();
     async move {
         let body = match axum::body::to_bytes(body, limit).await {
@@ -73,7 +74,17 @@ async fn dispatch(
                 return resp;
             }
         };
-        match answer(&apis, route, params, &headers, uri.query(), &body).await {
+        match answer(
+            &apis,
+            route,
+            (rpc, call),
+            params,
+            &headers,
+            uri.query(),
+            &body,
+        )
+        .await
+        {
             Ok(resp) => resp,
             Err(status) => error::error_response(&status),
         }
@@ -85,15 +96,16 @@ async fn dispatch(
 async fn answer(
     apis: &Apis,
     route: &Route,
+    (rpc, call): (&'static str, Call),
     params: Vec<(String, String)>,
     headers: &HeaderMap,
     query: Option<&str>,
     body: &[u8],
 ) -> Result<Response, Status> {
-    let method = sagaflow_proto::mapping::method(route.rpc)
-        .ok_or_else(|| Status::unimplemented(format!("{} is not in the API", route.rpc)))?;
+    let method = sagaflow_proto::mapping::method(rpc)
+        .ok_or_else(|| Status::unimplemented(format!("{rpc} is not in the API")))?;
     let inv = Invocation::new(route, method, params, headers, query, body)?;
-    match route.call {
+    match call {
         Call::Unary(f) => {
             let json = f(apis, inv).await?;
             // A started run: 201 when created, 200 when the key matched.

@@ -92,6 +92,7 @@ fn build() -> Value {
 fn operation(route: &Route, method: &prost_reflect::MethodDescriptor, s: &mut Schemas) -> Value {
     let input = method.input();
     let output = method.output();
+    let paging = route.pages.and_then(|p| mapping::method(p.rpc));
     let path_params = path_params(route.path);
     let mut params: Vec<Value> = path_params
         .iter()
@@ -103,8 +104,18 @@ fn operation(route: &Route, method: &prost_reflect::MethodDescriptor, s: &mut Sc
         "summary".into(),
         json!(format!("{} (gRPC {})", method.name(), method.full_name())),
     );
-    if let Some(c) = comments(method.parent_file(), method.path()) {
-        op.insert("description".into(), json!(c));
+    let mut description = comments(method.parent_file(), method.path());
+    if let Some(p) = paging.as_ref() {
+        // A paged route says what its page parameters turn it into.
+        let paged = comments(p.parent_file(), p.path()).unwrap_or_default();
+        let own = description.take().unwrap_or_default();
+        description = Some(format!(
+            "{own} With page_size or page_token in the query it is {} instead: {paged}",
+            p.name()
+        ));
+    }
+    if let Some(c) = description {
+        op.insert("description".into(), json!(c.trim()));
     }
     op.insert("tags".into(), json!([method.parent_service().name()]));
     if route.takes_query() {
@@ -125,6 +136,9 @@ fn operation(route: &Route, method: &prost_reflect::MethodDescriptor, s: &mut Sc
                 p["description"] = json!(c);
             }
             params.push(p);
+        }
+        if let Some(paging) = paging.as_ref() {
+            page_params(&input, paging, &mut params, s);
         }
     } else {
         let mut body = s.message_schema(&input);
@@ -216,7 +230,12 @@ fn operation(route: &Route, method: &prost_reflect::MethodDescriptor, s: &mut Sc
             }));
         }
         Call::Unary(_) => {
-            let schema = s.message(&output);
+            let mut schema = s.message(&output);
+            // Asked for a page, the paging method's answer (the whole
+            // answer's fields and the next page's token).
+            if let Some(paging) = paging.as_ref() {
+                schema = json!({"anyOf": [schema, s.message(&paging.output())]});
+            }
             responses.insert(
                 "200".into(),
                 json!({"description": output.name(), "content": {"application/json": {"schema": schema}}}),
@@ -236,6 +255,32 @@ fn operation(route: &Route, method: &prost_reflect::MethodDescriptor, s: &mut Sc
     op.insert("parameters".into(), Value::Array(params));
     op.insert("responses".into(), Value::Object(responses));
     Value::Object(op)
+}
+
+/// The query parameters that ask a paged route for a page: the fields of
+/// the paging method's request that the route's own request lacks.
+fn page_params(
+    own: &MessageDescriptor,
+    paging: &prost_reflect::MethodDescriptor,
+    params: &mut Vec<Value>,
+    s: &mut Schemas,
+) {
+    for f in paging.input().fields() {
+        if own.get_field_by_name(f.name()).is_some() {
+            continue;
+        }
+        let mut p = json!({"name": f.name(), "in": "query", "schema": s.field(&f)});
+        let page = format!(
+            "given, the answer is a page ({}: {})",
+            paging.name(),
+            paging.output().name()
+        );
+        p["description"] = json!(match comments(f.parent_file(), f.path()) {
+            Some(c) => format!("{c}; {page}"),
+            None => page,
+        });
+        params.push(p);
+    }
 }
 
 /// An IPv4 or IPv6 range (or nothing, for UpdatePool's "unchanged").

@@ -37,6 +37,19 @@ pub struct Route {
     /// `state` for the repeated `states`).
     pub query_names: &'static [(&'static str, &'static str)],
     pub call: Call,
+    /// The method that answers instead when the query asks for a page.
+    pub pages: Option<Pages>,
+}
+
+/// A route whose answer may come in pages: `rpc` answers when the query
+/// names a field of its request that the route's own method lacks
+/// (`page_size`, `page_token`); without one the route's method answers
+/// the whole, as it always did.
+#[derive(Clone, Copy)]
+pub struct Pages {
+    /// `Service/Method` of `sagaflow.v1`.
+    pub rpc: &'static str,
+    pub call: Call,
 }
 
 impl Route {
@@ -44,6 +57,28 @@ impl Route {
     /// than in a JSON body.
     pub fn takes_query(&self) -> bool {
         self.method == Method::GET || self.method == Method::DELETE
+    }
+
+    /// The method that answers the query `query`: its `Service/Method` and
+    /// call (the paging method when the query asks for a page).
+    pub fn answered_by(&self, query: Option<&str>) -> (&'static str, Call) {
+        let paged = self.pages.filter(|p| {
+            let (Some(own), Some(paging)) = (
+                sagaflow_proto::mapping::method(self.rpc),
+                sagaflow_proto::mapping::method(p.rpc),
+            ) else {
+                return false;
+            };
+            let (own, paging) = (own.input(), paging.input());
+            form_urlencoded::parse(query.unwrap_or("").as_bytes()).any(|(param, _)| {
+                own.get_field_by_name(&param).is_none()
+                    && paging.get_field_by_name(&param).is_some()
+            })
+        });
+        match paged {
+            Some(p) => (p.rpc, p.call),
+            None => (self.rpc, self.call),
+        }
     }
 
     /// The request field a query parameter sets.
@@ -87,6 +122,13 @@ macro_rules! route {
             rpc: $rpc,
             query_names: $names,
             call: $call,
+            pages: None,
+        }
+    };
+    ($method:ident $path:literal => $rpc:literal, $call:expr, pages $prpc:literal => $pcall:expr) => {
+        Route {
+            pages: Some(Pages { rpc: $prpc, call: $pcall }),
+            ..route!($method $path => $rpc, $call)
         }
     };
 }
@@ -107,7 +149,7 @@ pub fn routes() -> &'static [Route] {
             route!(POST "/v1/workflows" => "WorkflowService/StartWorkflow", unary!(workflows, start_workflow)),
             route!(GET "/v1/workflows" => "WorkflowService/ListWorkflows", unary!(workflows, list_workflows), &[("state", "states")]),
             route!(GET "/v1/workflows/{id}" => "WorkflowService/GetWorkflow", unary!(workflows, get_workflow)),
-            route!(GET "/v1/workflows/{id}/history" => "WorkflowService/GetWorkflowHistory", unary!(workflows, get_workflow_history)),
+            route!(GET "/v1/workflows/{id}/history" => "WorkflowService/GetWorkflowHistory", unary!(workflows, get_workflow_history), pages "WorkflowService/ListWorkflowHistory" => unary!(workflows, list_workflow_history)),
             route!(GET "/v1/workflows/{id}/events" => "WorkflowService/WatchWorkflow", Call::Watch),
             route!(POST "/v1/workflows/{id}:retry" => "WorkflowService/RetryWorkflow", unary!(workflows, retry_workflow)),
             route!(POST "/v1/workflows/{id}:compensate" => "WorkflowService/CompensateWorkflow", unary!(workflows, compensate_workflow)),
@@ -208,11 +250,29 @@ mod tests {
     #[test]
     fn every_route_names_a_method_of_the_api() {
         for r in routes() {
-            assert!(
-                sagaflow_proto::mapping::method(r.rpc).is_some(),
-                "{}",
-                r.rpc
-            );
+            for rpc in std::iter::once(r.rpc).chain(r.pages.map(|p| p.rpc)) {
+                assert!(sagaflow_proto::mapping::method(rpc).is_some(), "{rpc}");
+            }
         }
+    }
+
+    #[test]
+    fn the_history_route_pages_only_when_asked() {
+        let r = routes()
+            .iter()
+            .find(|r| r.path == "/v1/workflows/{id}/history")
+            .unwrap();
+        let rpc = |q: Option<&str>| r.answered_by(q).0;
+        assert_eq!(rpc(None), "WorkflowService/GetWorkflowHistory");
+        assert_eq!(rpc(Some("")), "WorkflowService/GetWorkflowHistory");
+        assert_eq!(
+            rpc(Some("page_size=0")),
+            "WorkflowService/ListWorkflowHistory"
+        );
+        assert_eq!(
+            rpc(Some("page_token=ab")),
+            "WorkflowService/ListWorkflowHistory"
+        );
+        assert_eq!(rpc(Some("nope=1")), "WorkflowService/GetWorkflowHistory");
     }
 }

@@ -258,21 +258,23 @@ impl<T: SqlBackend> RunReads for T {
         })
     }
 
-    async fn events(
+    async fn events_page(
         &self,
         tenant: &TenantId,
         id: RunId,
         after: u64,
+        limit: Option<u32>,
     ) -> Result<Option<Vec<EventRecord>>> {
         if !tenant_owns(self.reads(), "runs", id.0, tenant).await? {
             return Ok(None);
         }
         let sql = "SELECT run_id, seq, at, kind, step, attempt, run_state, message, actor \
-                   FROM run_events WHERE run_id = $1 AND seq > $2 ORDER BY seq";
+                   FROM run_events WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
         with_db!(self.reads(), pool, D => {
             let rows = sqlx::query(sql)
                 .bind(D::id(id.0))
-                .bind(after as i64)
+                .bind(i64::try_from(after).unwrap_or(i64::MAX))
+                .bind(limit.map_or(i64::MAX, i64::from))
                 .fetch_all(pool)
                 .await?;
             rows.iter()
