@@ -33,7 +33,10 @@ python_venv() {
 # removed on exit), `db` (its database URL), `api` (the HTTP base URL) and
 # `grpc` (the gRPC address) once it is ready. Stopped on exit.
 start_dev() {
-  cargo build --quiet --bin sagaflow
+  # The binary as `cargo test --workspace` builds it (same features): right
+  # after CI's test step this builds nothing, where `cargo build --bin`
+  # would relink it with other features.
+  cargo test --workspace --locked --no-run --quiet
   bin="$PWD/${CARGO_TARGET_DIR:-target}/debug/sagaflow"
   work=$(mktemp -d)
   db="sqlite://$work/dev.db"
