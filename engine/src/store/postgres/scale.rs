@@ -79,11 +79,23 @@ pub async fn seed_finished(
 
 /// Up to `n` random run ids of `tenant`.
 pub async fn sample_ids(pool: &PgPool, tenant: &str, n: i64) -> Result<Vec<uuid::Uuid>> {
-    Ok(sqlx::query_scalar(
+    // A 1 % sample of the pages spreads the reads over a large table; on a
+    // small one it can hold none of the tenant's runs: then the first ones.
+    let sampled: Vec<uuid::Uuid> = sqlx::query_scalar(
         "SELECT id FROM runs TABLESAMPLE SYSTEM (1) WHERE tenant_id = $1 LIMIT $2",
     )
     .bind(tenant)
     .bind(n)
     .fetch_all(pool)
-    .await?)
+    .await?;
+    if !sampled.is_empty() {
+        return Ok(sampled);
+    }
+    Ok(
+        sqlx::query_scalar("SELECT id FROM runs WHERE tenant_id = $1 LIMIT $2")
+            .bind(tenant)
+            .bind(n)
+            .fetch_all(pool)
+            .await?,
+    )
 }
