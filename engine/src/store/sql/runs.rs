@@ -7,10 +7,13 @@ use serde_json::Value;
 use sqlx::{Database, Encode, QueryBuilder, Type};
 use uuid::Uuid;
 
-use super::{Conn, Db, Dialect, ReadRow, SqlBackend, event_from_row, run_from_row, with_db};
+use super::{
+    Backed, Conn, Db, Dialect, ReadRow, SqlBackend, event_from_row, run_from_row, with_db,
+};
 use crate::definition::{LoadedDefinition, WorkflowDefinition};
 use crate::ids::{RunId, TenantId};
 use crate::run::state::{RunState, UnknownState};
+use crate::store::postgres::partitions::DAYS_AHEAD;
 use crate::store::sql_terms::active_states;
 use crate::store::{
     Backend, CreateOutcome, DefinitionStore, EventRecord, NewRun, Result, RunFilter, RunReads,
@@ -174,6 +177,11 @@ impl<T: SqlBackend> StoreAdmin for T {
 
     async fn migrate(&self) -> Result<()> {
         with_db!(self.writes(), pool, _D => T::migrator().run(pool).await?);
+        // PostgreSQL: the days of events ahead (migration 0019).
+        if let Backed::Postgres(pool) = self.writes() {
+            let today = chrono::Utc::now().date_naive();
+            crate::store::postgres::partitions::add_days(pool, today, DAYS_AHEAD).await?;
+        }
         Ok(())
     }
 
