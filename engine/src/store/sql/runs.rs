@@ -272,15 +272,22 @@ impl<T: SqlBackend> RunReads for T {
         id: RunId,
         after: u64,
     ) -> Result<Option<Vec<EventRecord>>> {
-        if !tenant_owns(self.reads(), "runs", id.0, tenant).await? {
+        let sql = "SELECT created_at FROM runs WHERE id = $1 AND tenant_id = $2".to_owned();
+        let Some(created) =
+            tenant_row(self.reads(), sql, id.0, tenant, |r| r.time("created_at")).await?
+        else {
             return Ok(None);
-        }
+        };
+        // Bounded by the run's start (less a day for clocks that disagree),
+        // so that PostgreSQL reads only the days of events since then.
+        let since = created - chrono::Duration::days(1);
         let sql = "SELECT run_id, seq, at, kind, step, attempt, run_state, message, actor \
-                   FROM run_events WHERE run_id = $1 AND seq > $2 ORDER BY seq";
+                   FROM run_events WHERE run_id = $1 AND seq > $2 AND at >= $3 ORDER BY seq";
         with_db!(self.reads(), pool, D => {
             let rows = sqlx::query(sql)
                 .bind(D::id(id.0))
                 .bind(after as i64)
+                .bind(D::ts(since))
                 .fetch_all(pool)
                 .await?;
             rows.iter()
