@@ -183,7 +183,7 @@ async fn retention_by_its_ages(w: World) {
             "batches": 4 + 11 + 7 + 4 + 3 + 4,
             // No day of events is old enough to drop (PostgreSQL's are
             // today's and the next ones; SQLite has none).
-            "event_days_dropped": 0, "events_dropped_with_days": 0, "events_moved": 0,
+            "event_days_dropped": 0, "events_dropped_with_days": 0, "events_kept": 0,
             "longest_day_lock_ms": 0,
         })
     );

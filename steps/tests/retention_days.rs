@@ -1,10 +1,10 @@
 //! PostgreSQL's daily partitions of `run_events` (migration 0019) and the
 //! `run_retention` workflow that drops them: the days ahead exist after
 //! migrate; a day past the age is dropped whole, with exact counts, after
-//! the events of the runs still kept (unresolved, kept longer by their
-//! workflow, still running, another tenant's not yet purged) were moved
-//! out of it; their histories stay complete and gapless; a newer day is
-//! left alone; a live run's writes never wait a second meanwhile (the
+//! the events of the runs still stored (unresolved, kept longer by their
+//! workflow, still running, another tenant's not yet purged) were kept in
+//! a kept day; their histories stay complete and gapless; a newer day is
+//! left alone; the kept day shrinks as its runs go, and goes with them; a live run's writes never wait a second meanwhile (the
 //! lock-time sampler of `retention.rs`). SQLite has no partitions: its
 //! row deletes are tested in `retention.rs`.
 #![allow(clippy::unwrap_used)]
@@ -23,6 +23,7 @@ use sagaflow_engine::state::RunState;
 use sagaflow_steps::DomainDb;
 use serde_json::json;
 use support::{OTHER_TENANT, TENANT, World};
+use uuid::Uuid;
 
 fn partition(day: NaiveDate) -> String {
     format!("run_events_p{}", day.format("%Y%m%d"))
@@ -40,6 +41,16 @@ async fn add_day(db: &DomainDb, day: NaiveDate) {
         vec![],
     )
     .await;
+}
+
+/// Counts the rows of `day`'s kept day (there must be one).
+fn kept_day(day: NaiveDate) -> String {
+    format!(
+        "SELECT count(*) FROM run_events e JOIN pg_class c ON c.oid = e.tableoid \
+         WHERE c.relname LIKE 'run_events_k{}%' \
+         HAVING count(DISTINCT c.relname) = 1",
+        day.format("%Y%m%d")
+    )
 }
 
 async fn exists(db: &DomainDb, table: &str) -> bool {
@@ -79,9 +90,12 @@ async fn retention_drops_a_day_of_events_and_keeps_what_runs_still_need(pool: sq
         (TENANT, "provision_subscriber", Running, 2, 2),    // still active
         (OTHER_TENANT, "provision_subscriber", Completed, 8, 3), // not this tenant's
     ];
-    let mut kept = Vec::new();
+    let (mut kept, mut failed) = (Vec::new(), Vec::new());
     for (i, (tenant, wf, state, n, events)) in seeded.into_iter().enumerate() {
         let ids = runs(&db, tenant, wf, state, age, n, events, now).await;
+        if i == 1 {
+            failed.clone_from(&ids);
+        }
         if i > 0 {
             kept.extend(ids.into_iter().map(|id| (tenant, id)));
         }
@@ -154,7 +168,7 @@ async fn retention_drops_a_day_of_events_and_keeps_what_runs_still_need(pool: sq
             "address_audit_deleted": 0, "progress_deleted": 0,
             "event_days_dropped": 1,
             "events_dropped_with_days": 90 + 24 + 14 + 4 + 24 + 3,
-            "events_moved": 24 + 14 + 4 + 24 + 3,
+            "events_kept": 24 + 14 + 4 + 24 + 3,
         })
     );
     println!(
@@ -167,16 +181,17 @@ async fn retention_drops_a_day_of_events_and_keeps_what_runs_still_need(pool: sq
     assert!(longest_lock < 1.0, "{longest_lock:.3} s");
 
     // Where it lands: the old day is gone, the recent one and today stay.
+    // The old day is gone; its kept day holds the events still needed.
     assert!(!exists(&db, &partition(old)).await);
-    assert!(!exists(&db, &format!("{}_kept", partition(old))).await);
     assert!(exists(&db, &partition(recent)).await);
+    assert_eq!(count(&db, &kept_day(old)).await, 24 + 14 + 4 + 24 + 3);
     let seeded_events = "SELECT count(*) FROM run_events WHERE actor = 'seed'";
     assert_eq!(
         count(&db, seeded_events).await,
         (24 + 14 + 4 + 24 + 3) + 2 + 2 + 1
     );
-    let in_default = "SELECT count(*) FROM run_events_default WHERE actor = 'seed'";
-    assert_eq!(count(&db, in_default).await, 24 + 14 + 4 + 24 + 3);
+    let in_default = "SELECT count(*) FROM run_events_default";
+    assert_eq!(count(&db, in_default).await, 0);
     let orphans = "SELECT count(*) FROM run_events e WHERE NOT EXISTS \
                    (SELECT 1 FROM runs r WHERE r.id = e.run_id)";
     assert_eq!(count(&db, orphans).await, 0);
@@ -196,10 +211,36 @@ async fn retention_drops_a_day_of_events_and_keeps_what_runs_still_need(pool: sq
         5
     );
 
-    // The next run finds no day to drop.
+    // The next run finds no day to drop, and the kept day unchanged.
     let again = w.run("run_retention", json!({})).await;
     let out = again.steps[0].output.clone().unwrap();
     assert_eq!(out["event_days_dropped"], json!(0));
     assert_eq!(out["runs_deleted"], json!(0));
+
+    // Once the FAILED runs are gone, their events leave the kept day; once
+    // no run of that day is stored, the kept day goes.
+    let gone = |ids: Vec<Uuid>| {
+        let list = ids.iter().map(|u| format!("'{u}'")).collect::<Vec<_>>();
+        format!("DELETE FROM runs WHERE id IN ({})", list.join(", "))
+    };
+    exec(&db, &gone(failed), vec![]).await;
+    let out = w.run("run_retention", json!({})).await.steps[0]
+        .output
+        .clone()
+        .unwrap();
+    assert_eq!(out["event_days_dropped"], json!(1));
+    assert_eq!(out["events_dropped_with_days"], json!(24 + 14 + 4 + 24 + 3));
+    assert_eq!(out["events_kept"], json!(14 + 4 + 24 + 3));
+    assert_eq!(count(&db, &kept_day(old)).await, 14 + 4 + 24 + 3);
+    let rest: Vec<Uuid> = kept.iter().map(|(_, id)| *id).collect();
+    exec(&db, &gone(rest), vec![]).await;
+    let out = w.run("run_retention", json!({})).await.steps[0]
+        .output
+        .clone()
+        .unwrap();
+    assert_eq!(out["event_days_dropped"], json!(1));
+    assert_eq!(out["events_kept"], json!(0));
+    let kept_days = "SELECT count(*) FROM pg_class WHERE relname LIKE 'run\\_events\\_k%'";
+    assert_eq!(count(&db, kept_days).await, 0);
     w.shutdown().await;
 }

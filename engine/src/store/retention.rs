@@ -46,15 +46,15 @@ pub enum EventRows {
     OutsideDailyPartitions,
 }
 
-/// A day of events dropped: its partition, the events it held and those
-/// of runs still kept that were moved out of it first.
+/// A partition of a day of events replaced: the events it held and those
+/// of runs still stored, kept in a kept day's partition (0: none needed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DroppedDay {
     pub partition: String,
     pub events: u64,
     pub moved: u64,
-    /// The time the partitioned table was locked exclusively (detach, move,
-    /// drop), in milliseconds.
+    /// The time the partitioned table was locked exclusively (detach,
+    /// attach, drop), in milliseconds.
     pub locked_ms: u64,
 }
 
@@ -90,10 +90,15 @@ pub trait RetentionStore: Send + Sync + 'static {
     async fn add_event_days(&self, today: chrono::NaiveDate, ahead: u32) -> Result<u32>;
 
     /// Drops the oldest daily event partition if it ends at or before
-    /// `before`, after moving the events of runs still stored (not yet
-    /// purged: unresolved, kept longer, still active) to the default
+    /// `before`; the events in it of runs still stored (not yet purged:
+    /// unresolved, kept longer, still active) stay, in a kept day's
     /// partition. `None` when there is no such day (always on SQLite).
     async fn drop_event_day(&self, before: DateTime<Utc>) -> Result<Option<DroppedDay>>;
+
+    /// Rewrites the kept days whose runs are not all stored any more, and
+    /// drops those none of whose runs is; returns what it replaced (always
+    /// empty on SQLite).
+    async fn recheck_kept_days(&self) -> Result<Vec<DroppedDay>>;
 }
 
 impl std::fmt::Debug for dyn RetentionStore {

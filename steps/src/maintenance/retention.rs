@@ -165,12 +165,13 @@ pub struct RetentionCounts {
     pub progress_deleted: u64,
     pub batches: u64,
     pub longest_batch_ms: u64,
-    /// PostgreSQL: days of events dropped, the events they held, those of
-    /// kept runs moved out first, and the longest exclusive lock a drop
-    /// took on `run_events`.
+    /// PostgreSQL: partitions of days of events replaced (days past the
+    /// age, and kept days rechecked), the events they held, those of runs
+    /// still stored kept in a kept day, and the longest exclusive lock a
+    /// replacement took on `run_events`.
     pub event_days_dropped: u64,
     pub events_dropped_with_days: u64,
-    pub events_moved: u64,
+    pub events_kept: u64,
     pub longest_day_lock_ms: u64,
 }
 
@@ -185,7 +186,7 @@ impl RetentionCounts {
     fn add_day(&mut self, d: &DroppedDay) {
         self.event_days_dropped += 1;
         self.events_dropped_with_days += d.events;
-        self.events_moved += d.moved;
+        self.events_kept += d.moved;
         self.longest_day_lock_ms = self.longest_day_lock_ms.max(d.locked_ms);
     }
 }
@@ -306,6 +307,17 @@ impl Maintenance {
         }
     }
 
+    /// PostgreSQL: rechecks the kept days (one batch).
+    async fn recheck_kept_days(&self, req: &StepRequest, c: &mut RetentionCounts) -> Result<()> {
+        let started = self.batch_start(req)?;
+        let days = self.store()?.recheck_kept_days().await?;
+        days.iter().for_each(|d| c.add_day(d));
+        if !days.is_empty() {
+            self.batch_end(req, c, started, days.len() as u64).await?;
+        }
+        Ok(())
+    }
+
     /// Deletes the tenant's rows of `kind` older than `days`.
     async fn purge_kind(
         &self,
@@ -365,6 +377,7 @@ impl Maintenance {
         self.purge_runs(req, &mut c, others, ages.default_days, events)
             .await?;
         if let Some(days) = event_days {
+            self.recheck_kept_days(req, &mut c).await?;
             self.drop_event_days(req, &mut c, days).await?;
         }
         self.purge_kind(req, &mut c, Kind::Fires, cfg.fires_days)
@@ -395,7 +408,7 @@ impl Maintenance {
             ("runs", c.runs_deleted),
             (
                 "events",
-                c.events_deleted + c.events_dropped_with_days.saturating_sub(c.events_moved),
+                c.events_deleted + c.events_dropped_with_days.saturating_sub(c.events_kept),
             ),
             ("fires", c.fires_deleted),
             ("snapshots", c.snapshots_deleted),

@@ -1,9 +1,12 @@
 //! The daily partitions of `run_events` (migration 0019): adding the days
 //! ahead ([`add_days`]) and dropping the oldest day once retention no
 //! longer keeps it ([`drop_oldest_day`]). A day is `run_events_pYYYYMMDD`,
-//! holding the events whose `at` falls in that UTC day; anything else lands
-//! in `run_events_default`. Both run under one advisory lock, so replicas
-//! doing the same upkeep take turns.
+//! holding the events whose `at` falls in that UTC day; anything no day
+//! covers lands in `run_events_default`. A dropped day's events of runs
+//! still stored stay in a kept day (`run_events_kYYYYMMDD_…`, the same
+//! range), rechecked by [`recheck_kept_days`] until none is needed. All of
+//! it runs under one advisory lock, so replicas doing the same upkeep take
+//! turns.
 
 use std::time::Instant;
 
@@ -26,13 +29,20 @@ const UPKEEP_LOCK: i64 = 0x7275_6e5f_6576_656e;
 /// (it retries the next time), so no write queues behind it for longer.
 const LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '500ms'";
 
+/// A day's partition: `run_events_pYYYYMMDD`.
+const DAY: &str = "run_events_p";
+/// A kept day: the events of a dropped day whose runs were still stored,
+/// `run_events_kYYYYMMDD_<micros written>`.
+const KEPT: &str = "run_events_k";
+
 fn name(day: NaiveDate) -> String {
-    format!("run_events_p{}", day.format("%Y%m%d"))
+    format!("{DAY}{}", day.format("%Y%m%d"))
 }
 
-/// The day a partition's name stands for.
+/// The day a day's or a kept day's partition name stands for.
 fn day_of(name: &str) -> Option<NaiveDate> {
-    NaiveDate::parse_from_str(name.strip_prefix("run_events_p")?, "%Y%m%d").ok()
+    let rest = name.strip_prefix(DAY).or_else(|| name.strip_prefix(KEPT))?;
+    NaiveDate::parse_from_str(rest.get(..8)?, "%Y%m%d").ok()
 }
 
 fn start(day: NaiveDate) -> DateTime<Utc> {
@@ -102,32 +112,86 @@ pub(crate) async fn add_days(pool: &PgPool, today: NaiveDate, ahead: u32) -> Res
     Ok(created)
 }
 
-/// Drops the oldest day if it ends at or before `before`. The events of
-/// runs still stored are first copied aside (no lock on `run_events`);
-/// then, in one short transaction, the day is detached, those events are
-/// written back (to the default partition, the day being gone) and the
-/// day's table is dropped.
+/// The attached partitions named `{prefix}…`, by name.
+async fn attached(pool: &PgPool, prefix: &str) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+         WHERE i.inhparent = 'run_events'::regclass AND starts_with(c.relname::text, $1) \
+         ORDER BY c.relname",
+    )
+    .bind(prefix)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Drops the oldest day if it ends at or before `before`, keeping the
+/// events of the runs still stored in a kept day ([`swap`]).
 pub(crate) async fn drop_oldest_day(
     pool: &PgPool,
     before: DateTime<Utc>,
 ) -> Result<Option<DroppedDay>> {
-    let oldest: Option<String> = sqlx::query_scalar(
-        "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
-         WHERE i.inhparent = 'run_events'::regclass AND c.relname LIKE 'run\\_events\\_p%' \
-         ORDER BY c.relname LIMIT 1",
-    )
-    .fetch_optional(pool)
-    .await?;
-    let Some((table, day)) = oldest.and_then(|t| day_of(&t).map(|d| (t, d))) else {
+    let days = attached(pool, DAY).await?;
+    let Some((table, day)) = days
+        .into_iter()
+        .next()
+        .and_then(|t| day_of(&t).map(|d| (t, d)))
+    else {
         return Ok(None);
     };
     if start(next(day)) > before {
         return Ok(None);
     }
-    let aside = format!("{table}_kept");
+    swap(pool, &table, day, true).await
+}
 
-    // Copy aside the events of runs still stored: a scan of the day, under
-    // no lock anyone else's statements wait for.
+/// Rewrites each kept day whose runs are not all stored any more (purged
+/// since), or drops it when none is; unchanged ones stay. Also drops the
+/// tables a swap interrupted an hour or more ago left behind.
+pub(crate) async fn recheck_kept_days(pool: &PgPool) -> Result<Vec<DroppedDay>> {
+    let hour_ago = Utc::now().timestamp_micros() - 3_600_000_000;
+    let stale: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_class c WHERE c.relkind = 'r' \
+         AND starts_with(c.relname::text, $1) \
+         AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid)",
+    )
+    .bind(KEPT)
+    .fetch_all(pool)
+    .await?;
+    for t in stale {
+        let written = t.rsplit('_').next().and_then(|n| n.parse::<i64>().ok());
+        if written.is_some_and(|w| w < hour_ago) {
+            sqlx::query(AssertSqlSafe(format!("DROP TABLE IF EXISTS {t}")))
+                .execute(pool)
+                .await?;
+        }
+    }
+    let mut out = Vec::new();
+    for table in attached(pool, KEPT).await? {
+        if let Some(day) = day_of(&table) {
+            out.extend(swap(pool, &table, day, false).await?);
+        }
+    }
+    Ok(out)
+}
+
+/// Replaces the partition `table` of `day` by a kept day holding only the
+/// events of runs still stored, or by nothing when there are none. The
+/// copy is made first, under no lock anyone waits for; then one short
+/// transaction detaches `table`, attaches the copy for the same day (its
+/// CHECK constraint spares the scan) and drops `table`. With `always`
+/// unset, a table whose events are all still needed is left as it is.
+async fn swap(
+    pool: &PgPool,
+    table: &str,
+    day: NaiveDate,
+    always: bool,
+) -> Result<Option<DroppedDay>> {
+    let (from, to) = (start(day).to_rfc3339(), start(next(day)).to_rfc3339());
+    let kept = format!(
+        "{KEPT}{}_{}",
+        day.format("%Y%m%d"),
+        Utc::now().timestamp_micros()
+    );
     let mut tx = locked(pool).await?;
     sqlx::query("SET LOCAL statement_timeout = 0")
         .execute(&mut *tx)
@@ -135,29 +199,41 @@ pub(crate) async fn drop_oldest_day(
     let events: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
         .fetch_one(&mut *tx)
         .await?;
-    sqlx::query(AssertSqlSafe(format!("DROP TABLE IF EXISTS {aside}")))
-        .execute(&mut *tx)
+    for sql in [
+        format!("CREATE TABLE {kept} (LIKE run_events INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"),
+        format!(
+            "INSERT INTO {kept} SELECT e.* FROM {table} e \
+             WHERE EXISTS (SELECT 1 FROM runs r WHERE r.id = e.run_id)"
+        ),
+    ] {
+        sqlx::query(AssertSqlSafe(sql)).execute(&mut *tx).await?;
+    }
+    let moved: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {kept}")))
+        .fetch_one(&mut *tx)
         .await?;
+    if !always && moved == events {
+        return Ok(None); // rolled back: nothing to do
+    }
     sqlx::query(AssertSqlSafe(format!(
-        "CREATE TABLE {aside} AS SELECT e.* FROM {table} e \
-         WHERE EXISTS (SELECT 1 FROM runs r WHERE r.id = e.run_id)"
+        "ALTER TABLE {kept} ADD CONSTRAINT {kept}_day CHECK (at >= '{from}' AND at < '{to}'), \
+         ADD PRIMARY KEY (run_id, seq, at)"
     )))
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
 
-    // Detach, write back, drop: the only exclusive lock on run_events.
+    // Detach, attach the copy, drop: the only exclusive lock on run_events.
     let mut tx = locked(pool).await?;
-    let attached: bool = sqlx::query_scalar(
+    let still: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass($1) \
          AND inhparent = 'run_events'::regclass)",
     )
-    .bind(&table)
+    .bind(table)
     .fetch_one(&mut *tx)
     .await?;
-    if !attached {
-        // Another replica dropped it meanwhile.
-        sqlx::query(AssertSqlSafe(format!("DROP TABLE IF EXISTS {aside}")))
+    if !still {
+        // Another replica swapped it meanwhile.
+        sqlx::query(AssertSqlSafe(format!("DROP TABLE {kept}")))
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -165,29 +241,25 @@ pub(crate) async fn drop_oldest_day(
     }
     sqlx::query(LOCK_TIMEOUT).execute(&mut *tx).await?;
     let locked_at = Instant::now();
-    sqlx::query(AssertSqlSafe(format!(
-        "ALTER TABLE run_events DETACH PARTITION {table}"
-    )))
-    .execute(&mut *tx)
-    .await?;
-    // Runs purged since the copy are left out.
-    let moved = sqlx::query(AssertSqlSafe(format!(
-        "INSERT INTO run_events SELECT k.* FROM {aside} k \
-         WHERE EXISTS (SELECT 1 FROM runs r WHERE r.id = k.run_id)"
-    )))
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    sqlx::query(AssertSqlSafe(format!("DROP TABLE {table}, {aside}")))
-        .execute(&mut *tx)
-        .await?;
+    let mut steps = vec![format!("ALTER TABLE run_events DETACH PARTITION {table}")];
+    if moved > 0 {
+        steps.push(format!(
+            "ALTER TABLE run_events ATTACH PARTITION {kept} FOR VALUES FROM ('{from}') TO ('{to}')"
+        ));
+        steps.push(format!("DROP TABLE {table}"));
+    } else {
+        steps.push(format!("DROP TABLE {table}, {kept}"));
+    }
+    for sql in steps {
+        sqlx::query(AssertSqlSafe(sql)).execute(&mut *tx).await?;
+    }
     tx.commit().await?;
     let locked_ms = locked_at.elapsed().as_millis() as u64;
     tracing::info!(partition = %table, events, moved, locked_ms, "event partition dropped");
     Ok(Some(DroppedDay {
-        partition: table,
+        partition: table.to_owned(),
         events: events as u64,
-        moved,
+        moved: moved as u64,
         locked_ms,
     }))
 }
@@ -202,6 +274,7 @@ mod tests {
         assert_eq!(name(d), "run_events_p20261203");
         assert_eq!(day_of(&name(d)), Some(d));
         assert_eq!(day_of("run_events_default"), None);
+        assert_eq!(day_of("run_events_k20261203_1764720000000000"), Some(d));
         assert_eq!(start(next(d)).to_rfc3339(), "2026-12-04T00:00:00+00:00");
     }
 }

@@ -125,4 +125,11 @@ impl<T: SqlBackend> RetentionStore for T {
             Backed::Sqlite(_) => Ok(None),
         }
     }
+
+    async fn recheck_kept_days(&self) -> Result<Vec<DroppedDay>> {
+        match self.writes() {
+            Backed::Postgres(pool) => partitions::recheck_kept_days(pool).await,
+            Backed::Sqlite(_) => Ok(Vec::new()),
+        }
+    }
 }
