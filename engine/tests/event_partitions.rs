@@ -3,7 +3,8 @@
 //! (same key, daily partitions from the oldest event's day to 7 days ahead,
 //! every event in its day, none lost); the engine adds the days ahead at
 //! migrate, and leaves a day whose events already sit in the default
-//! partition to it rather than failing; a run's history is read whole.
+//! partition to it rather than failing; what an interrupted drop leaves
+//! behind is cleared; a run's history is read whole.
 #![allow(clippy::unwrap_used)]
 
 use std::borrow::Cow;
@@ -203,4 +204,27 @@ async fn the_days_ahead_are_added_and_a_day_already_in_default_is_left_there(poo
     // No day older than a year to drop.
     let year_ago = Utc::now() - chrono::Duration::days(365);
     assert_eq!(store.drop_event_day(year_ago).await.unwrap(), None);
+
+    // What an interrupted drop leaves (a detached past day, a kept day
+    // written two hours ago and never attached) goes at the next recheck;
+    // a kept day written just now (a drop under way) stays.
+    let two_hours_ago = Utc::now().timestamp_micros() - 7_200_000_000;
+    let now_us = Utc::now().timestamp_micros();
+    let left = [
+        "run_events_p20200101".to_owned(),
+        format!("run_events_k20200101_{two_hours_ago}"),
+        format!("run_events_k20200102_{now_us}"),
+    ];
+    for t in &left {
+        let sql = format!("CREATE TABLE {t} (LIKE run_events)");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.recheck_kept_days().await.unwrap(), Vec::new());
+    let exists = |t: &str| format!("SELECT count(to_regclass('{t}'))");
+    assert_eq!(scalar(&pool, &exists(&left[0])).await, 0);
+    assert_eq!(scalar(&pool, &exists(&left[1])).await, 0);
+    assert_eq!(scalar(&pool, &exists(&left[2])).await, 1);
 }

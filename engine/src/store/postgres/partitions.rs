@@ -145,21 +145,31 @@ pub(crate) async fn drop_oldest_day(
 }
 
 /// Rewrites each kept day whose runs are not all stored any more (purged
-/// since), or drops it when none is; unchanged ones stay. Also drops the
-/// tables a swap interrupted an hour or more ago left behind.
+/// since), or drops it when none is; unchanged ones stay. Also drops what
+/// an interrupted swap left behind: a detached past day, a kept day
+/// written an hour or more ago and never attached.
 pub(crate) async fn recheck_kept_days(pool: &PgPool) -> Result<Vec<DroppedDay>> {
-    let hour_ago = Utc::now().timestamp_micros() - 3_600_000_000;
+    let now = Utc::now();
+    let hour_ago = now.timestamp_micros() - 3_600_000_000;
     let stale: Vec<String> = sqlx::query_scalar(
         "SELECT c.relname::text FROM pg_class c WHERE c.relkind = 'r' \
-         AND starts_with(c.relname::text, $1) \
+         AND (starts_with(c.relname::text, $1) OR starts_with(c.relname::text, $2)) \
          AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid)",
     )
     .bind(KEPT)
+    .bind(DAY)
     .fetch_all(pool)
     .await?;
     for t in stale {
-        let written = t.rsplit('_').next().and_then(|n| n.parse::<i64>().ok());
-        if written.is_some_and(|w| w < hour_ago) {
+        let leftover = match t.strip_prefix(KEPT) {
+            Some(_) => t
+                .rsplit('_')
+                .next()
+                .and_then(|n| n.parse::<i64>().ok())
+                .is_some_and(|w| w < hour_ago),
+            None => day_of(&t).is_some_and(|d| d < now.date_naive()),
+        };
+        if leftover {
             sqlx::query(AssertSqlSafe(format!("DROP TABLE IF EXISTS {t}")))
                 .execute(pool)
                 .await?;
@@ -177,8 +187,8 @@ pub(crate) async fn recheck_kept_days(pool: &PgPool) -> Result<Vec<DroppedDay>> 
 /// Replaces the partition `table` of `day` by a kept day holding only the
 /// events of runs still stored, or by nothing when there are none. The
 /// copy is made first, under no lock anyone waits for; then one short
-/// transaction detaches `table`, attaches the copy for the same day (its
-/// CHECK constraint spares the scan) and drops `table`. With `always`
+/// transaction detaches `table` and attaches the copy for the same day
+/// (its CHECK constraint spares the scan); `table` is dropped after. With `always`
 /// unset, a table whose events are all still needed is left as it is.
 async fn swap(
     pool: &PgPool,
@@ -246,15 +256,19 @@ async fn swap(
         steps.push(format!(
             "ALTER TABLE run_events ATTACH PARTITION {kept} FOR VALUES FROM ('{from}') TO ('{to}')"
         ));
-        steps.push(format!("DROP TABLE {table}"));
-    } else {
-        steps.push(format!("DROP TABLE {table}, {kept}"));
     }
     for sql in steps {
         sqlx::query(AssertSqlSafe(sql)).execute(&mut *tx).await?;
     }
     tx.commit().await?;
     let locked_ms = locked_at.elapsed().as_millis() as u64;
+    // Detached, the day is no part of run_events: dropping it (unlinking
+    // its files) waits for nothing and holds nothing anyone waits for.
+    let drop = match moved {
+        0 => format!("DROP TABLE IF EXISTS {table}, {kept}"),
+        _ => format!("DROP TABLE IF EXISTS {table}"),
+    };
+    sqlx::query(AssertSqlSafe(drop)).execute(pool).await?;
     tracing::info!(partition = %table, events, moved, locked_ms, "event partition dropped");
     Ok(Some(DroppedDay {
         partition: table.to_owned(),
