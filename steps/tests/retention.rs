@@ -133,7 +133,24 @@ async fn retention_by_its_ages(w: World) {
             gone.extend(ids);
         }
     }
-    // A deleted run's signals and webhook deliveries go with it.
+    // A deleted run's signals, webhook deliveries and search attributes go
+    // with it; a kept run's search attribute stays.
+    for run in gone.iter().take(5) {
+        exec(
+            &db,
+            "INSERT INTO run_search (run_id, tenant_id, key, value) \
+             VALUES ($1, $2, 'subscriber_id', 's-1')",
+            vec![Val::Id(*run), Val::Text(TENANT.into())],
+        )
+        .await;
+    }
+    exec(
+        &db,
+        "INSERT INTO run_search (run_id, tenant_id, key, value) \
+         SELECT id, tenant_id, 'subscriber_id', 's-2' FROM runs WHERE tenant_id = $1",
+        vec![Val::Text(OTHER_TENANT.into())],
+    )
+    .await;
     for (i, run) in gone.iter().take(3).enumerate() {
         exec(
             &db,
@@ -212,6 +229,8 @@ async fn retention_by_its_ages(w: World) {
                    (SELECT 1 FROM runs r WHERE r.id = e.run_id)";
     assert_eq!(count(&db, orphans).await, 0);
     assert_eq!(count(&db, "SELECT count(*) FROM run_signals").await, 0);
+    let search = "SELECT count(*) FROM run_search";
+    assert_eq!(count(&db, search).await, 8, "the other tenant's runs' only");
     assert_eq!(
         count(&db, "SELECT count(*) FROM webhook_deliveries").await,
         0

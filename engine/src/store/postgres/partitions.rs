@@ -188,8 +188,8 @@ pub(crate) async fn recheck_kept_days(pool: &PgPool) -> Result<Vec<DroppedDay>> 
 /// events of runs still stored, or by nothing when there are none. The
 /// copy is made first, under no lock anyone waits for; then one short
 /// transaction detaches `table` and attaches the copy for the same day
-/// (its CHECK constraint spares the scan); `table` is dropped after. With `always`
-/// unset, a table whose events are all still needed is left as it is.
+/// (its CHECK constraint spares the scan); `table` is dropped after. With
+/// `always` unset, a table whose events are all still needed stays.
 async fn swap(
     pool: &PgPool,
     table: &str,
@@ -232,7 +232,7 @@ async fn swap(
     .await?;
     tx.commit().await?;
 
-    // Detach, attach the copy, drop: the only exclusive lock on run_events.
+    // Detach, attach the copy: the only exclusive lock on run_events.
     let mut tx = locked(pool).await?;
     let still: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass($1) \

@@ -20,7 +20,12 @@ use crate::store::retention::{
 use crate::store::sql_terms::terminal_states;
 
 /// The tables that hold rows of a run, by run id, deleted before the run.
-const RUN_CHILDREN: [&str; 3] = ["run_events", "run_signals", "webhook_deliveries"];
+const RUN_CHILDREN: [&str; 4] = [
+    "run_events",
+    "run_signals",
+    "webhook_deliveries",
+    "run_search",
+];
 
 #[async_trait]
 impl<T: SqlBackend> RetentionStore for T {
@@ -74,12 +79,13 @@ impl<T: SqlBackend> RetentionStore for T {
                 d.push(")");
                 d
             };
-            for (i, table) in RUN_CHILDREN.into_iter().enumerate() {
+            for table in RUN_CHILDREN {
                 let n = delete(table).build().execute(&mut *tx).await?.rows_affected();
-                match i {
-                    0 => out.events = n,
-                    1 => out.signals = n,
-                    _ => out.deliveries = n,
+                match table {
+                    "run_events" => out.events = n,
+                    "run_signals" => out.signals = n,
+                    "webhook_deliveries" => out.deliveries = n,
+                    _ => {} // search attributes: not counted
                 }
             }
             out.runs = delete("runs").build().execute(&mut *tx).await?.rows_affected();
