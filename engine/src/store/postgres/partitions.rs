@@ -4,9 +4,9 @@
 //! holding the events whose `at` falls in that UTC day; anything no day
 //! covers lands in `run_events_default`. A dropped day's events of runs
 //! still stored stay in a kept day (`run_events_kYYYYMMDD_…`, the same
-//! range), rechecked by [`recheck_kept_days`] until none is needed. All of
-//! it runs under one advisory lock, so replicas doing the same upkeep take
-//! turns.
+//! range), rechecked by [`recheck_kept_days`] until none is needed.
+//! Adding and dropping each run under an advisory lock of their own, so
+//! replicas doing the same upkeep take turns.
 
 use std::time::Instant;
 
@@ -22,8 +22,11 @@ pub(crate) const DEFAULT_PARTITION: &str = "run_events_default";
 /// Days created ahead of today by the engine at each migrate.
 pub const DAYS_AHEAD: u32 = 7;
 
-/// The advisory lock the upkeep of the partitions takes ("run_events").
-const UPKEEP_LOCK: i64 = 0x7275_6e5f_6576_656e;
+/// The advisory lock adding days takes, so replicas take turns.
+const ADD_LOCK: i64 = 0x7275_6e5f_6576_6e61;
+/// The advisory lock dropping days takes: another, so that adding days
+/// (at every start) never waits for a drop copying a day.
+const DROP_LOCK: i64 = 0x7275_6e5f_6576_6e64;
 
 /// The longest the upkeep waits for a lock on `run_events` before giving up
 /// (it retries the next time), so no write queues behind it for longer.
@@ -53,10 +56,10 @@ fn next(day: NaiveDate) -> NaiveDate {
     day.checked_add_days(Days::new(1)).unwrap_or(day)
 }
 
-async fn locked(pool: &PgPool) -> Result<Transaction<'static, Postgres>> {
+async fn locked(pool: &PgPool, key: i64) -> Result<Transaction<'static, Postgres>> {
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(UPKEEP_LOCK)
+        .bind(key)
         .execute(&mut *tx)
         .await?;
     Ok(tx)
@@ -74,7 +77,7 @@ pub(crate) async fn add_days(pool: &PgPool, today: NaiveDate, ahead: u32) -> Res
         let table = name(day);
         let (from, to) = (start(day), start(next(day)));
         day = next(day);
-        let mut tx = locked(pool).await?;
+        let mut tx = locked(pool, ADD_LOCK).await?;
         let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
             .bind(&table)
             .fetch_one(&mut *tx)
@@ -202,7 +205,7 @@ async fn swap(
         day.format("%Y%m%d"),
         Utc::now().timestamp_micros()
     );
-    let mut tx = locked(pool).await?;
+    let mut tx = locked(pool, DROP_LOCK).await?;
     sqlx::query("SET LOCAL statement_timeout = 0")
         .execute(&mut *tx)
         .await?;
@@ -233,7 +236,7 @@ async fn swap(
     tx.commit().await?;
 
     // Detach, attach the copy: the only exclusive lock on run_events.
-    let mut tx = locked(pool).await?;
+    let mut tx = locked(pool, DROP_LOCK).await?;
     let still: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass($1) \
          AND inhparent = 'run_events'::regclass)",
