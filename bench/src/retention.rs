@@ -4,7 +4,8 @@
 //! deletes those runs in batches and drops their days of events, as the
 //! `run_retention` workflow does. Prints the runs deleted per second, each
 //! day's drop and its exclusive lock, the longest locks seen on `runs` and
-//! `run_events`, and the load's end-to-end latency both times.
+//! `run_events`, and the load's end-to-end latency each time (and alone
+//! once more after retention).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -86,6 +87,8 @@ pub(crate) async fn retention(s: &Setup, z: Sizes) -> anyhow::Result<Value> {
     }
     sqlx::query("ANALYZE run_events").execute(&pool).await?;
     let seed_s = t.elapsed().as_secs_f64();
+    // Write the seeded pages out now, not under the first load.
+    sqlx::query("CHECKPOINT").execute(&pool).await?;
 
     let exec = s.engine.start_executor(executor(256));
     let (alone, _) = load(s, z.rate, z.seconds, None).await?;
@@ -111,6 +114,9 @@ pub(crate) async fn retention(s: &Setup, z: Sizes) -> anyhow::Result<Value> {
     let dropping = window(Some(purged_at), dropped_at);
     stop.store(true, Ordering::SeqCst);
     let (longest_any_s, longest_exclusive_s) = sampler.await??;
+    // The load alone again, so a baseline disturbed by the machine shows.
+    sqlx::query("CHECKPOINT").execute(&pool).await?;
+    let (after, _) = load(s, z.rate, z.seconds, None).await?;
     exec.shutdown().await;
 
     let p99 = |v: &Value| v["p99_ms"].as_f64().unwrap_or(0.0);
@@ -123,6 +129,7 @@ pub(crate) async fn retention(s: &Setup, z: Sizes) -> anyhow::Result<Value> {
         "days": z.days,
         "seed_s": seed_s,
         "load_alone": alone,
+        "load_alone_after": after,
         "load_during_retention": under,
         "p99_change_pct": change(&under["latency"]),
         "latency_while_deleting_runs": purging,
