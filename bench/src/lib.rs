@@ -4,13 +4,14 @@
 //! The binary hands the harness a [`Host`]: how to open a store and start
 //! the real server. One file per scenario group: `throughput.rs`
 //! (throughput, latency), `start.rs`, `scale.rs`, `ceiling.rs`,
-//! `recovery.rs`, `waits.rs`; `setup.rs` builds the engine they share, `report.rs`
+//! `recovery.rs`, `waits.rs`, `retention.rs`; `setup.rs` builds the engine they share, `report.rs`
 //! prints the figures.
 
 mod ceiling;
 mod host;
 mod recovery;
 mod report;
+mod retention;
 mod scale;
 mod setup;
 mod start;
@@ -67,6 +68,25 @@ pub enum Scenario {
         /// one: seed once with `--runs N`, time again later with `--runs 0`.
         #[arg(long)]
         tenant: Option<String>,
+    },
+    /// PostgreSQL: finished runs with their events seeded over past days,
+    /// then sagas at a fixed rate, alone and while retention deletes those
+    /// runs and drops their days of events.
+    Retention {
+        #[arg(long, default_value_t = 1_000_000)]
+        runs: u64,
+        /// Days the seeded runs are spread over (one partition each).
+        #[arg(long, default_value_t = 10)]
+        days: u32,
+        /// Events per seeded run.
+        #[arg(long, default_value_t = 20)]
+        events: u32,
+        /// Sagas started per second.
+        #[arg(long, default_value_t = 200.0)]
+        rate: f64,
+        /// Seconds of load alone, and at least as long during retention.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
     },
     /// Two engine processes; SIGKILL one with runs in flight and time
     /// until the other has resumed them all.
@@ -143,6 +163,22 @@ pub async fn run(host: Arc<dyn Host>, args: Options) -> anyhow::Result<()> {
             queries,
             ref tenant,
         } => scale::scale(&s, &args, runs, queries, tenant.clone()).await?,
+        Scenario::Retention {
+            runs,
+            days,
+            events,
+            rate,
+            seconds,
+        } => {
+            let z = retention::Sizes {
+                runs,
+                days,
+                events,
+                rate,
+                seconds,
+            };
+            retention::retention(&s, z).await?
+        }
         Scenario::Recovery {
             runs,
             lease_ms,

@@ -4,6 +4,9 @@
 //! webhook deliveries) and of schedule fires, one short transaction per
 //! batch. Only terminal runs are ever deleted: FAILED and
 //! COMPENSATION_FAILED runs wait for an operator and are kept however old.
+//! On PostgreSQL `run_events` is partitioned by day: [`EventRows`] says
+//! whether a purge leaves the events in daily partitions to
+//! [`RetentionStore::drop_event_day`], which drops a whole day at once.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -28,6 +31,31 @@ pub struct RunPurge {
     pub scope: WorkflowScope,
     pub finished_before: DateTime<Utc>,
     pub limit: u32,
+    /// Which of the runs' events the batch deletes.
+    pub events: EventRows,
+}
+
+/// Which events of the purged runs a batch deletes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventRows {
+    /// All of them (SQLite always; PostgreSQL when no day is dropped).
+    All,
+    /// On PostgreSQL only those outside the daily partitions (in the
+    /// default one): the rest go with their day's partition. SQLite has no
+    /// partitions and deletes them all.
+    OutsideDailyPartitions,
+}
+
+/// A partition of a day of events replaced: the events it held and those
+/// of runs still stored, kept in a kept day's partition (0: none needed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DroppedDay {
+    pub partition: String,
+    pub events: u64,
+    pub moved: u64,
+    /// The time the partitioned table was locked exclusively (detach,
+    /// attach, drop), in milliseconds.
+    pub locked_ms: u64,
 }
 
 /// What one batch deleted.
@@ -55,6 +83,22 @@ pub trait RetentionStore: Send + Sync + 'static {
         before: DateTime<Utc>,
         limit: u32,
     ) -> Result<u64>;
+
+    /// Creates the daily event partitions from `today` to `ahead` days
+    /// after it that are missing; returns how many it created (always 0
+    /// on SQLite, which has none).
+    async fn add_event_days(&self, today: chrono::NaiveDate, ahead: u32) -> Result<u32>;
+
+    /// Drops the oldest daily event partition if it ends at or before
+    /// `before`; the events in it of runs still stored (not yet purged:
+    /// unresolved, kept longer, still active) stay, in a kept day's
+    /// partition. `None` when there is no such day (always on SQLite).
+    async fn drop_event_day(&self, before: DateTime<Utc>) -> Result<Option<DroppedDay>>;
+
+    /// Rewrites the kept days whose runs are not all stored any more, and
+    /// drops those none of whose runs is; returns what it replaced (always
+    /// empty on SQLite).
+    async fn recheck_kept_days(&self) -> Result<Vec<DroppedDay>>;
 }
 
 impl std::fmt::Debug for dyn RetentionStore {

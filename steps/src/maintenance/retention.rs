@@ -5,6 +5,9 @@
 //! events, schedule fires, lifecycle snapshots, address audit rows and
 //! maintenance progress older than their own ages. FAILED and
 //! COMPENSATION_FAILED runs wait for an operator and are never deleted.
+//! On PostgreSQL it also adds the days of events ahead and drops whole days
+//! of events past [`RetentionConfig::event_days`] instead of deleting them
+//! run by run.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,7 +16,10 @@ use std::time::Instant;
 use chrono::{DateTime, Duration, Utc};
 use sagaflow_engine::handler::StepRequest;
 use sagaflow_engine::ids::TenantId;
-use sagaflow_engine::store::{Purged, RetentionStore, RunPurge, WorkflowScope};
+use sagaflow_engine::store::postgres::partitions::DAYS_AHEAD;
+use sagaflow_engine::store::{
+    DroppedDay, EventRows, Purged, RetentionStore, RunPurge, WorkflowScope,
+};
 use serde::{Deserialize, Serialize};
 
 use super::handlers::Maintenance;
@@ -101,6 +107,28 @@ impl RetentionConfig {
         Ok(())
     }
 
+    /// PostgreSQL: the age in days past which a whole day of events is
+    /// dropped: one more than the longest age of a tenant's runs (each
+    /// tenant's runs of that day were deletable in the previous day's
+    /// retention), so only the events of runs kept longer by their
+    /// workflow, unresolved or still active are moved out first. `None`
+    /// (events deleted run by run) when some tenant keeps its runs for ever.
+    pub fn event_days(&self) -> Option<u32> {
+        let mut days = self.runs_days;
+        for d in std::iter::once(self.runs_days).chain(
+            self.runs
+                .iter()
+                .filter(|r| r.workflow.is_none())
+                .map(|r| r.days),
+        ) {
+            if d == 0 {
+                return None;
+            }
+            days = days.max(d);
+        }
+        Some(days + 1)
+    }
+
     /// The ages of `tenant`'s runs.
     pub fn run_ages(&self, tenant: &str) -> TenantRunAges {
         let of = |t: Option<&str>, w: Option<&str>| {
@@ -137,6 +165,14 @@ pub struct RetentionCounts {
     pub progress_deleted: u64,
     pub batches: u64,
     pub longest_batch_ms: u64,
+    /// PostgreSQL: partitions of days of events replaced (days past the
+    /// age, and kept days rechecked), the events they held, those of runs
+    /// still stored kept in a kept day, and the longest exclusive lock a
+    /// replacement took on `run_events`.
+    pub event_days_dropped: u64,
+    pub events_dropped_with_days: u64,
+    pub events_kept: u64,
+    pub longest_day_lock_ms: u64,
 }
 
 impl RetentionCounts {
@@ -145,6 +181,13 @@ impl RetentionCounts {
         self.events_deleted += p.events;
         self.signals_deleted += p.signals;
         self.deliveries_deleted += p.deliveries;
+    }
+
+    fn add_day(&mut self, d: &DroppedDay) {
+        self.event_days_dropped += 1;
+        self.events_dropped_with_days += d.events;
+        self.events_kept += d.moved;
+        self.longest_day_lock_ms = self.longest_day_lock_ms.max(d.locked_ms);
     }
 }
 
@@ -221,6 +264,7 @@ impl Maintenance {
         c: &mut RetentionCounts,
         scope: WorkflowScope,
         days: u32,
+        events: EventRows,
     ) -> Result<()> {
         let Some(before) = cutoff(self.now(), days) else {
             return Ok(());
@@ -230,6 +274,7 @@ impl Maintenance {
             scope,
             finished_before: before,
             limit: self.limit(),
+            events,
         };
         loop {
             let started = self.batch_start(req)?;
@@ -239,6 +284,38 @@ impl Maintenance {
                 return Ok(());
             }
         }
+    }
+
+    /// PostgreSQL: drops the days of events older than `days`, one per
+    /// batch.
+    async fn drop_event_days(
+        &self,
+        req: &StepRequest,
+        c: &mut RetentionCounts,
+        days: u32,
+    ) -> Result<()> {
+        let Some(before) = cutoff(self.now(), days) else {
+            return Ok(());
+        };
+        loop {
+            let started = self.batch_start(req)?;
+            let Some(d) = self.store()?.drop_event_day(before).await? else {
+                return Ok(());
+            };
+            c.add_day(&d);
+            self.batch_end(req, c, started, 1).await?;
+        }
+    }
+
+    /// PostgreSQL: rechecks the kept days (one batch).
+    async fn recheck_kept_days(&self, req: &StepRequest, c: &mut RetentionCounts) -> Result<()> {
+        let started = self.batch_start(req)?;
+        let days = self.store()?.recheck_kept_days().await?;
+        days.iter().for_each(|d| c.add_day(d));
+        if !days.is_empty() {
+            self.batch_end(req, c, started, days.len() as u64).await?;
+        }
+        Ok(())
     }
 
     /// Deletes the tenant's rows of `kind` older than `days`.
@@ -283,14 +360,26 @@ impl Maintenance {
             None => RetentionCounts::default(),
         };
         let cfg = self.cfg().retention.clone();
+        self.store()?
+            .add_event_days(self.now().date_naive(), DAYS_AHEAD)
+            .await?;
+        let event_days = cfg.event_days();
+        let events = match event_days {
+            Some(_) => EventRows::OutsideDailyPartitions,
+            None => EventRows::All,
+        };
         let ages = cfg.run_ages(tenant);
         for (w, days) in &ages.workflows {
-            self.purge_runs(req, &mut c, WorkflowScope::Only(w.clone()), *days)
-                .await?;
+            let scope = WorkflowScope::Only(w.clone());
+            self.purge_runs(req, &mut c, scope, *days, events).await?;
         }
         let others = WorkflowScope::AllExcept(ages.workflows.keys().cloned().collect());
-        self.purge_runs(req, &mut c, others, ages.default_days)
+        self.purge_runs(req, &mut c, others, ages.default_days, events)
             .await?;
+        if let Some(days) = event_days {
+            self.recheck_kept_days(req, &mut c).await?;
+            self.drop_event_days(req, &mut c, days).await?;
+        }
         self.purge_kind(req, &mut c, Kind::Fires, cfg.fires_days)
             .await?;
         self.purge_kind(
@@ -317,7 +406,10 @@ impl Maintenance {
         self.save_retention(req, &c, true).await?;
         for (kind, n) in [
             ("runs", c.runs_deleted),
-            ("events", c.events_deleted),
+            (
+                "events",
+                c.events_deleted + c.events_dropped_with_days.saturating_sub(c.events_kept),
+            ),
             ("fires", c.fires_deleted),
             ("snapshots", c.snapshots_deleted),
             ("address_audit", c.address_audit_deleted),
@@ -369,6 +461,27 @@ mod tests {
             other.workflows,
             BTreeMap::from([("capacity_check".to_owned(), 7)])
         );
+    }
+
+    #[test]
+    fn days_of_events_go_a_day_after_the_longest_tenant_age() {
+        let mut cfg = RetentionConfig {
+            runs: vec![
+                rule(None, Some("capacity_check"), 400),
+                rule(Some("acme"), None, 120),
+            ],
+            ..RetentionConfig::default()
+        };
+        assert_eq!(
+            cfg.event_days(),
+            Some(121),
+            "a workflow's own age does not count"
+        );
+        cfg.runs.push(rule(Some("other"), None, 0));
+        assert_eq!(cfg.event_days(), None, "a tenant keeps its runs for ever");
+        cfg.runs.clear();
+        cfg.runs_days = 0;
+        assert_eq!(cfg.event_days(), None);
     }
 
     #[test]

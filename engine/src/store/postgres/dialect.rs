@@ -24,6 +24,7 @@ impl Dialect for Pg {
     type Int = i32;
 
     const UNPAUSED: &'static str = "NOT s.paused";
+    const PARTITIONED_EVENTS: bool = true;
     fn id(u: Uuid) -> Uuid {
         u
     }

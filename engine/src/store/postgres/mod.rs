@@ -21,6 +21,7 @@ use crate::store::sql_terms;
 pub mod ceiling;
 mod checkpoint;
 mod dialect;
+pub mod partitions;
 mod runs;
 pub mod scale;
 mod store_impl;

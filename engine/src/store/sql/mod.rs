@@ -89,6 +89,9 @@ pub(crate) trait Dialect {
     /// index is written.
     const UNPAUSED: &'static str;
 
+    /// Whether `run_events` is partitioned by day (PostgreSQL).
+    const PARTITIONED_EVENTS: bool;
+
     fn id(u: Uuid) -> Self::Id;
     fn ts(t: DateTime<Utc>) -> Self::Ts;
     fn json(v: &Value) -> Self::Json<'_>;

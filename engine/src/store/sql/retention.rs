@@ -2,21 +2,30 @@
 //! every [`SqlBackend`]. A batch picks the oldest finished runs by the
 //! `runs_finished` index and deletes them with their events, signals and
 //! webhook deliveries in one transaction; no live run's row is touched, so
-//! no write of a running saga waits for it.
+//! no write of a running saga waits for it. On PostgreSQL the days of
+//! events are added and dropped by [`crate::store::postgres::partitions`].
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::QueryBuilder;
 use uuid::Uuid;
 
-use super::{Dialect, ReadRow, SqlBackend, with_db};
+use super::{Backed, Dialect, ReadRow, SqlBackend, with_db};
 use crate::ids::TenantId;
 use crate::store::Result;
-use crate::store::retention::{Purged, RetentionStore, RunPurge, WorkflowScope};
+use crate::store::postgres::partitions;
+use crate::store::retention::{
+    DroppedDay, EventRows, Purged, RetentionStore, RunPurge, WorkflowScope,
+};
 use crate::store::sql_terms::terminal_states;
 
 /// The tables that hold rows of a run, by run id, deleted before the run.
-const RUN_CHILDREN: [&str; 3] = ["run_events", "run_signals", "webhook_deliveries"];
+const RUN_CHILDREN: [&str; 4] = [
+    "run_events",
+    "run_signals",
+    "webhook_deliveries",
+    "run_search",
+];
 
 #[async_trait]
 impl<T: SqlBackend> RetentionStore for T {
@@ -52,6 +61,13 @@ impl<T: SqlBackend> RetentionStore for T {
                 return Ok(out);
             }
             let delete = |table: &str| {
+                // PostgreSQL's daily partitions of events go with their day.
+                let table = match (table, p.events, D::PARTITIONED_EVENTS) {
+                    ("run_events", EventRows::OutsideDailyPartitions, true) => {
+                        partitions::DEFAULT_PARTITION
+                    }
+                    _ => table,
+                };
                 let mut d = QueryBuilder::<<D as Dialect>::Db>::new(format!(
                     "DELETE FROM {table} WHERE {} IN (",
                     if table == "runs" { "id" } else { "run_id" }
@@ -63,12 +79,13 @@ impl<T: SqlBackend> RetentionStore for T {
                 d.push(")");
                 d
             };
-            for (i, table) in RUN_CHILDREN.into_iter().enumerate() {
+            for table in RUN_CHILDREN {
                 let n = delete(table).build().execute(&mut *tx).await?.rows_affected();
-                match i {
-                    0 => out.events = n,
-                    1 => out.signals = n,
-                    _ => out.deliveries = n,
+                match table {
+                    "run_events" => out.events = n,
+                    "run_signals" => out.signals = n,
+                    "webhook_deliveries" => out.deliveries = n,
+                    _ => {} // search attributes: not counted
                 }
             }
             out.runs = delete("runs").build().execute(&mut *tx).await?.rows_affected();
@@ -99,5 +116,26 @@ impl<T: SqlBackend> RetentionStore for T {
                 .rows_affected()
         });
         Ok(n)
+    }
+
+    async fn add_event_days(&self, today: chrono::NaiveDate, ahead: u32) -> Result<u32> {
+        match self.writes() {
+            Backed::Postgres(pool) => partitions::add_days(pool, today, ahead).await,
+            Backed::Sqlite(_) => Ok(0),
+        }
+    }
+
+    async fn drop_event_day(&self, before: DateTime<Utc>) -> Result<Option<DroppedDay>> {
+        match self.writes() {
+            Backed::Postgres(pool) => partitions::drop_oldest_day(pool, before).await,
+            Backed::Sqlite(_) => Ok(None),
+        }
+    }
+
+    async fn recheck_kept_days(&self) -> Result<Vec<DroppedDay>> {
+        match self.writes() {
+            Backed::Postgres(pool) => partitions::recheck_kept_days(pool).await,
+            Backed::Sqlite(_) => Ok(Vec::new()),
+        }
     }
 }

@@ -25,6 +25,7 @@ impl Dialect for Lite {
     type Int = i64;
 
     const UNPAUSED: &'static str = "s.paused = 0";
+    const PARTITIONED_EVENTS: bool = false;
     fn id(u: Uuid) -> String {
         u.to_string()
     }
