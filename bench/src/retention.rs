@@ -69,26 +69,20 @@ pub(crate) async fn retention(s: &Setup, z: Sizes) -> anyhow::Result<Value> {
             .and_hms_opt(0, 0, 0)
             .unwrap_or_default()
             .and_utc();
-        events += sqlx::query(
-            "INSERT INTO run_events (run_id, seq, at, kind, step, attempt, run_state, actor) \
-             SELECT r.id, s, r.created_at + s * interval '1 ms', 'step_succeeded', 'step' || s, 1, \
-                r.state, 'bench' \
-             FROM runs r, generate_series(1, $4::int8) AS s \
-             WHERE r.tenant_id = $1 AND r.created_at >= $2 AND r.created_at < $3",
+        events += seed::seed_events(
+            &pool,
+            &tenant,
+            day,
+            day + chrono::Duration::days(1),
+            i64::from(z.events),
         )
-        .bind(&tenant)
-        .bind(day)
-        .bind(day + chrono::Duration::days(1))
-        .bind(i64::from(z.events))
-        .execute(&pool)
-        .await?
-        .rows_affected();
+        .await?;
         eprintln!("seeded {events} events");
     }
-    sqlx::query("ANALYZE run_events").execute(&pool).await?;
+    seed::analyze_events(&pool).await?;
     let seed_s = t.elapsed().as_secs_f64();
     // Write the seeded pages out now, not under the first load.
-    sqlx::query("CHECKPOINT").execute(&pool).await?;
+    seed::checkpoint(&pool).await?;
 
     let exec = s.engine.start_executor(executor(256));
     let (alone, _) = load(s, z.rate, z.seconds, None).await?;
@@ -115,7 +109,7 @@ pub(crate) async fn retention(s: &Setup, z: Sizes) -> anyhow::Result<Value> {
     stop.store(true, Ordering::SeqCst);
     let (longest_any_s, longest_exclusive_s) = sampler.await??;
     // The load alone again, so a baseline disturbed by the machine shows.
-    sqlx::query("CHECKPOINT").execute(&pool).await?;
+    seed::checkpoint(&pool).await?;
     let (after, _) = load(s, z.rate, z.seconds, None).await?;
     exec.shutdown().await;
 
@@ -263,18 +257,7 @@ async fn load(
 async fn sample_locks(pool: sqlx::PgPool, stop: Arc<AtomicBool>) -> anyhow::Result<(f64, f64)> {
     let (mut any, mut exclusive) = (0.0f64, 0.0f64);
     while !stop.load(Ordering::SeqCst) {
-        let (a, e): (f64, f64) = sqlx::query_as(
-            "SELECT coalesce(max(age), 0)::float8, \
-                coalesce(max(age) FILTER (WHERE mode IN ('ShareLock', 'ShareRowExclusiveLock', \
-                    'ExclusiveLock', 'AccessExclusiveLock')), 0)::float8 \
-             FROM (SELECT extract(epoch FROM clock_timestamp() - a.xact_start) AS age, l.mode \
-                   FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
-                   WHERE l.locktype = 'relation' \
-                   AND l.relation IN ('runs'::regclass, 'run_events'::regclass) \
-                   AND l.granted AND a.pid <> pg_backend_pid()) x",
-        )
-        .fetch_one(&pool)
-        .await?;
+        let (a, e) = seed::held_locks(&pool).await?;
         (any, exclusive) = (any.max(a), exclusive.max(e));
         tokio::time::sleep(Duration::from_millis(5)).await; // lock-sampling poll interval
     }

@@ -99,3 +99,58 @@ pub async fn sample_ids(pool: &PgPool, tenant: &str, n: i64) -> Result<Vec<uuid:
             .await?,
     )
 }
+
+/// Seeds `per_run` `step_succeeded` events for each of `tenant`'s runs
+/// created in `[from, to)` (one statement); how many were written.
+pub async fn seed_events(
+    pool: &PgPool,
+    tenant: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    per_run: i64,
+) -> Result<u64> {
+    Ok(sqlx::query(
+        "INSERT INTO run_events (run_id, seq, at, kind, step, attempt, run_state, actor) \
+         SELECT r.id, s, r.created_at + s * interval '1 ms', 'step_succeeded', 'step' || s, 1, \
+            r.state, 'bench' \
+         FROM runs r, generate_series(1, $4::int8) AS s \
+         WHERE r.tenant_id = $1 AND r.created_at >= $2 AND r.created_at < $3",
+    )
+    .bind(tenant)
+    .bind(from)
+    .bind(to)
+    .bind(per_run)
+    .execute(pool)
+    .await?
+    .rows_affected())
+}
+
+/// `ANALYZE run_events` after seeding.
+pub async fn analyze_events(pool: &PgPool) -> Result<()> {
+    sqlx::query("ANALYZE run_events").execute(pool).await?;
+    Ok(())
+}
+
+/// `CHECKPOINT`: dirty pages written out now.
+pub async fn checkpoint(pool: &PgPool) -> Result<()> {
+    sqlx::query("CHECKPOINT").execute(pool).await?;
+    Ok(())
+}
+
+/// The longest any other transaction now holds a lock on `runs` or
+/// `run_events` (any mode), and the longest it holds one that blocks
+/// writes (share modes and stronger), in seconds.
+pub async fn held_locks(pool: &PgPool) -> Result<(f64, f64)> {
+    Ok(sqlx::query_as(
+        "SELECT coalesce(max(age), 0)::float8, \
+            coalesce(max(age) FILTER (WHERE mode IN ('ShareLock', 'ShareRowExclusiveLock', \
+                'ExclusiveLock', 'AccessExclusiveLock')), 0)::float8 \
+         FROM (SELECT extract(epoch FROM clock_timestamp() - a.xact_start) AS age, l.mode \
+               FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+               WHERE l.locktype = 'relation' \
+               AND l.relation IN ('runs'::regclass, 'run_events'::regclass) \
+               AND l.granted AND a.pid <> pg_backend_pid()) x",
+    )
+    .fetch_one(pool)
+    .await?)
+}

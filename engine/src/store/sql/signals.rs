@@ -1,9 +1,9 @@
 //! Signals on both backends: the [`SignalStore`] of every [`SqlBackend`]
-//! (storing a signal with its event and the wake-up of its run, in one
+//! (storing signals with their events and the wake-up of their runs, one
 //! statement per batch on PostgreSQL and one transaction per batch on
-//! SQLite; the signals not
-//! yet taken of a batch of runs; making a released run due), and marking
-//! the signals checkpoints' steps took, inside their transaction.
+//! SQLite; the signals not yet taken of a batch of runs; making a released
+//! run due), and marking the signals checkpoints' steps took, inside their
+//! transaction.
 
 use std::collections::HashMap;
 
@@ -107,18 +107,17 @@ fn bump_set(now: &str) -> String {
 /// Splits a batch of signals into rounds in which each run appears once
 /// (one statement bumps a run once), keeping each run's signals in order.
 fn rounds(ws: &[SignalWrite]) -> Vec<Vec<usize>> {
-    let mut rounds: Vec<(std::collections::HashSet<RunId>, Vec<usize>)> = Vec::new();
+    let mut rounds: Vec<Vec<usize>> = Vec::new();
     let mut last_round: HashMap<RunId, usize> = HashMap::new();
     for (i, w) in ws.iter().enumerate() {
         let r = last_round.get(&w.run_id).map_or(0, |r| r + 1);
         if rounds.len() <= r {
-            rounds.push(Default::default());
+            rounds.push(Vec::new());
         }
-        rounds[r].0.insert(w.run_id);
-        rounds[r].1.push(i);
+        rounds[r].push(i);
         last_round.insert(w.run_id, r);
     }
-    rounds.into_iter().map(|(_, idx)| idx).collect()
+    rounds
 }
 
 const INSERT_SIGNAL: &str = "INSERT INTO run_signals \
