@@ -87,6 +87,13 @@ pub enum Scenario {
         /// Seconds of load alone, and at least as long during retention.
         #[arg(long, default_value_t = 30)]
         seconds: u64,
+        /// Runs deleted per transaction (`domain.maintenance.batch_size`).
+        #[arg(long, default_value_t = 1_000)]
+        batch: u32,
+        /// The most of its time retention spends writing
+        /// (`domain.maintenance.retention.busy_percent`); 100 never pauses.
+        #[arg(long, default_value_t = 25)]
+        busy_percent: u32,
     },
     /// Two engine processes; SIGKILL one with runs in flight and time
     /// until the other has resumed them all.
@@ -169,6 +176,8 @@ pub async fn run(host: Arc<dyn Host>, args: Options) -> anyhow::Result<()> {
             events,
             rate,
             seconds,
+            batch,
+            busy_percent,
         } => {
             let z = retention::Sizes {
                 runs,
@@ -176,6 +185,8 @@ pub async fn run(host: Arc<dyn Host>, args: Options) -> anyhow::Result<()> {
                 events,
                 rate,
                 seconds,
+                batch,
+                busy_percent,
             };
             retention::retention(&s, z).await?
         }

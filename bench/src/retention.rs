@@ -17,7 +17,7 @@ use sagaflow_engine::engine::StartRequest;
 use sagaflow_engine::ids::{RunId, TenantId};
 use sagaflow_engine::state::RunState;
 use sagaflow_engine::store::postgres::{PgStore, scale as seed};
-use sagaflow_engine::store::{EventRows, RetentionStore, RunPurge, WorkflowScope};
+use sagaflow_engine::store::{EventRows, Pace, RetentionStore, RunPurge, WorkflowScope};
 use serde_json::{Value, json};
 
 use crate::setup::{Setup, all_runs, count, executor, poll_until, summary};
@@ -29,11 +29,12 @@ pub(crate) struct Sizes {
     pub events: u32,
     pub rate: f64,
     pub seconds: u64,
+    pub batch: u32,
+    pub busy_percent: u32,
 }
 
 /// The age retention keeps runs for, as the default configuration.
 const AGE_DAYS: u64 = 90;
-const BATCH: u32 = 1_000;
 
 pub(crate) async fn retention(s: &Setup, z: Sizes) -> anyhow::Result<Value> {
     let pool =
@@ -91,7 +92,14 @@ pub(crate) async fn retention(s: &Setup, z: Sizes) -> anyhow::Result<Value> {
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = tokio::spawn(sample_locks(pool.clone(), stop.clone()));
     let store = Arc::new(pg);
-    let deleting = tokio::spawn(delete(store, TenantId::new(tenant), done.clone()));
+    let pace = Pace::new(z.busy_percent);
+    let deleting = tokio::spawn(delete(
+        store,
+        TenantId::new(tenant),
+        z.batch.max(1),
+        pace,
+        done.clone(),
+    ));
     let (under, samples) = load(s, z.rate, z.seconds, Some(done)).await?;
     let (deleted, purged_at, dropped_at) = deleting.await??;
     // The sagas started while runs were deleted, and while days were dropped.
@@ -121,6 +129,8 @@ pub(crate) async fn retention(s: &Setup, z: Sizes) -> anyhow::Result<Value> {
         "runs_seeded": z.runs,
         "events_seeded": events,
         "days": z.days,
+        "batch": z.batch,
+        "busy_percent": pace.busy_percent(),
         "seed_s": seed_s,
         "load_alone": alone,
         "load_alone_after": after,
@@ -136,12 +146,14 @@ pub(crate) async fn retention(s: &Setup, z: Sizes) -> anyhow::Result<Value> {
     }))
 }
 
-/// Deletes the seeded runs in batches, then drops their days of events;
-/// sets `done` when finished. Returns the figures, and when each part
-/// ended.
+/// Deletes the seeded runs in batches, then drops their days of events,
+/// paced as `run_retention` paces them; sets `done` when finished.
+/// Returns the figures, and when each part ended.
 async fn delete(
     store: Arc<PgStore>,
     tenant: TenantId,
+    batch: u32,
+    pace: Pace,
     done: Arc<AtomicBool>,
 ) -> anyhow::Result<(Value, DateTime<Utc>, DateTime<Utc>)> {
     let now = Utc::now();
@@ -149,19 +161,23 @@ async fn delete(
         tenant,
         scope: WorkflowScope::AllExcept(Vec::new()),
         finished_before: now - chrono::Duration::days(AGE_DAYS as i64),
-        limit: BATCH,
+        limit: batch,
         events: EventRows::OutsideDailyPartitions,
     };
     let t = Instant::now();
     let (mut runs, mut events, mut batches, mut longest_batch) = (0, 0, 0, 0.0f64);
+    let mut busy_s = 0.0;
     loop {
         let b = Instant::now();
         let p = store.purge_runs(&purge).await?;
-        longest_batch = longest_batch.max(b.elapsed().as_secs_f64() * 1000.0);
+        let took = b.elapsed();
+        busy_s += took.as_secs_f64();
+        longest_batch = longest_batch.max(took.as_secs_f64() * 1000.0);
         (runs, events, batches) = (runs + p.runs, events + p.events, batches + 1);
-        if p.runs < u64::from(BATCH) {
+        if p.runs < u64::from(batch) {
             break;
         }
+        pace.rest(took).await;
     }
     let purge_s = t.elapsed().as_secs_f64();
     let purged_at = Utc::now();
@@ -169,7 +185,7 @@ async fn delete(
     let mut drops = Vec::new();
     loop {
         let d = Instant::now();
-        let Some(day) = store.drop_event_day(before).await? else {
+        let Some(day) = store.drop_event_day(before, pace).await? else {
             break;
         };
         drops.push(json!({
@@ -187,6 +203,7 @@ async fn delete(
         "longest_batch_ms": longest_batch,
         "purge_s": purge_s,
         "runs_per_s": runs as f64 / purge_s.max(f64::MIN_POSITIVE),
+        "runs_per_busy_s": runs as f64 / busy_s.max(f64::MIN_POSITIVE),
         "days_dropped": drops,
         "total_s": total_s,
     });

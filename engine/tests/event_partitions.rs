@@ -4,15 +4,17 @@
 //! every event in its day, none lost); the engine adds the days ahead at
 //! migrate, and leaves a day whose events already sit in the default
 //! partition to it rather than failing; what an interrupted drop leaves
-//! behind is cleared; a run's history is read whole.
+//! behind is cleared, not while another replica drops; a day's kept events
+//! are copied in chunks, exactly; a run's history is read whole.
 #![allow(clippy::unwrap_used)]
 
 use std::borrow::Cow;
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use sagaflow_engine::ids::{RunId, TenantId};
+use sagaflow_engine::store::postgres::partitions::DROP_LOCK;
 use sagaflow_engine::store::postgres::{MIGRATOR, PgStore};
-use sagaflow_engine::store::{RetentionStore, RunReads};
+use sagaflow_engine::store::{Pace, RetentionStore, RunReads};
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use uuid::Uuid;
@@ -26,6 +28,20 @@ async fn scalar(pool: &PgPool, sql: &str) -> i64 {
         .fetch_one(pool)
         .await
         .unwrap()
+}
+
+/// Takes (or releases) the drop lock on `conn`, as a replica dropping a
+/// day holds it.
+async fn drop_lock(conn: &mut sqlx::PgConnection, take: bool) {
+    let sql = match take {
+        true => "SELECT pg_advisory_lock($1)",
+        false => "SELECT pg_advisory_unlock($1)",
+    };
+    sqlx::query(sql)
+        .bind(DROP_LOCK)
+        .execute(conn)
+        .await
+        .unwrap();
 }
 
 /// The partitions of `run_events`, by name.
@@ -203,16 +219,17 @@ async fn the_days_ahead_are_added_and_a_day_already_in_default_is_left_there(poo
     );
     // No day older than a year to drop.
     let year_ago = Utc::now() - chrono::Duration::days(365);
-    assert_eq!(store.drop_event_day(year_ago).await.unwrap(), None);
+    assert_eq!(
+        store.drop_event_day(year_ago, Pace::FULL).await.unwrap(),
+        None
+    );
 
     // What an interrupted drop leaves (a detached past day, a kept day
-    // written two hours ago and never attached) goes at the next recheck;
-    // a kept day written just now (a drop under way) stays.
-    let two_hours_ago = Utc::now().timestamp_micros() - 7_200_000_000;
+    // never attached) goes at the next recheck; not while another replica
+    // holds the drop lock (its drop is under way, the kept day its copy).
     let now_us = Utc::now().timestamp_micros();
     let left = [
         "run_events_p20200101".to_owned(),
-        format!("run_events_k20200101_{two_hours_ago}"),
         format!("run_events_k20200102_{now_us}"),
     ];
     for t in &left {
@@ -222,9 +239,113 @@ async fn the_days_ahead_are_added_and_a_day_already_in_default_is_left_there(poo
             .await
             .unwrap();
     }
-    assert_eq!(store.recheck_kept_days().await.unwrap(), Vec::new());
     let exists = |t: &str| format!("SELECT count(to_regclass('{t}'))");
-    assert_eq!(scalar(&pool, &exists(&left[0])).await, 0);
-    assert_eq!(scalar(&pool, &exists(&left[1])).await, 0);
-    assert_eq!(scalar(&pool, &exists(&left[2])).await, 1);
+    let mut other = pool.acquire().await.unwrap();
+    drop_lock(&mut other, true).await;
+    assert_eq!(
+        store.recheck_kept_days(Pace::FULL).await.unwrap(),
+        Vec::new()
+    );
+    for t in &left {
+        assert_eq!(scalar(&pool, &exists(t)).await, 1, "{t} kept while locked");
+    }
+    drop_lock(&mut other, false).await;
+    drop(other);
+    assert_eq!(
+        store.recheck_kept_days(Pace::FULL).await.unwrap(),
+        Vec::new()
+    );
+    for t in &left {
+        assert_eq!(scalar(&pool, &exists(t)).await, 0, "{t} dropped");
+    }
+}
+
+/// A day of 45,000 events of 4,500 runs, of which every seventh is still
+/// stored: dropped (paced, in chunks of 20,000 events), the day holds
+/// exactly the stored runs' events, in a kept day; while another replica
+/// holds the drop lock, a drop leaves the day alone.
+#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+async fn a_day_is_copied_in_chunks_keeping_exactly_the_stored_runs_events(pool: PgPool) {
+    let store = PgStore::from_pool(pool.clone());
+    let day = Utc::now().date_naive() - Days::new(200);
+    store.add_event_days(day, 0).await.unwrap();
+    let noon = day.and_hms_opt(12, 0, 0).unwrap().and_utc();
+    sqlx::query(
+        "INSERT INTO workflow_definitions (id, name, version, body) VALUES ('w@v1#x', 'w', 1, '{}')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO runs (id, tenant_id, workflow_name, workflow_version, definition_id, state, \
+            input, input_hash, context, steps, last_seq, created_at, updated_at, finished_at) \
+         SELECT gen_random_uuid(), 't', 'w', 1, 'w@v1#x', 'COMPLETED', jsonb_build_object('g', g), \
+            'h', '{}', '[]', 10, $1, $1, $1 FROM generate_series(1, 4500) AS g",
+    )
+    .bind(noon)
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO run_events (run_id, seq, at, kind, attempt, run_state, actor) \
+         SELECT r.id, s, r.created_at + s * interval '1 ms', 'step_succeeded', 0, 'COMPLETED', 'seed' \
+         FROM runs r, generate_series(1, 10) AS s",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("DELETE FROM runs WHERE (input->>'g')::int % 7 <> 0")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let stored = scalar(&pool, "SELECT count(*) FROM runs").await;
+    assert_eq!(stored, 642);
+
+    let before = Utc::now() - chrono::Duration::days(100);
+    let mut other = pool.acquire().await.unwrap();
+    drop_lock(&mut other, true).await;
+    assert_eq!(
+        store.drop_event_day(before, Pace::FULL).await.unwrap(),
+        None
+    );
+    assert!(partitions(&pool).await.contains(&partition(day)));
+    drop_lock(&mut other, false).await;
+    drop(other);
+
+    let dropped = store
+        .drop_event_day(before, Pace::new(50))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(dropped.partition, partition(day));
+    assert_eq!((dropped.events, dropped.moved), (45_000, 6_420));
+    let names = partitions(&pool).await;
+    assert!(!names.contains(&partition(day)), "{names:?}");
+    let kept = format!("run_events_k{}_", day.format("%Y%m%d"));
+    assert_eq!(names.iter().filter(|n| n.starts_with(&kept)).count(), 1);
+    // Every stored run has its ten events; no other run has any.
+    let (from, to) = (
+        noon - chrono::Duration::hours(12),
+        noon + chrono::Duration::hours(12),
+    );
+    let per_run: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE r.id IS NULL) FROM run_events e \
+         LEFT JOIN runs r ON r.id = e.run_id WHERE e.at >= $1 AND e.at < $2 GROUP BY e.run_id",
+    )
+    .bind(from)
+    .bind(to)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(per_run.len(), 642);
+    assert!(per_run.iter().all(|&(n, orphan)| n == 10 && orphan == 0));
+    // Nothing left over, and nothing to recheck: every kept event is needed.
+    assert_eq!(
+        store.drop_event_day(before, Pace::FULL).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.recheck_kept_days(Pace::FULL).await.unwrap(),
+        Vec::new()
+    );
 }

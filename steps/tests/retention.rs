@@ -189,6 +189,8 @@ async fn retention_by_its_ages(w: World) {
     let mut out: Value = run.steps[0].output.clone().unwrap();
     let longest = out.as_object_mut().unwrap().remove("longest_batch_ms");
     assert!(longest.unwrap().as_u64().unwrap() < 1000);
+    // The pauses between batches (busy_percent, 25 by default) take time.
+    assert!(out.as_object_mut().unwrap().remove("paused_ms").is_some());
     // Batches of 4: runs 12 (capacity_check) + 40 (others), fires 25,
     // snapshots 15, audit 9, progress 15 — each kind ends with a short batch.
     assert_eq!(

@@ -24,7 +24,7 @@ mod writes;
 pub use claimed::PARK_UNDECODABLE;
 pub use error::{Result, StoreError, unreachable_database};
 pub use queue_expiry::QueueExpired;
-pub use retention::{DroppedDay, EventRows, Purged, RetentionStore, RunPurge, WorkflowScope};
+pub use retention::{DroppedDay, EventRows, Pace, Purged, RetentionStore, RunPurge, WorkflowScope};
 pub use signals::{Signal, SignalAck, SignalTaken, SignalWrite};
 pub use traits::{
     CheckpointStore, DefinitionStore, LeaseStore, RunReads, RunWrites, ScheduleStore, SignalStore,

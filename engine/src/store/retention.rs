@@ -7,6 +7,10 @@
 //! On PostgreSQL `run_events` is partitioned by day: [`EventRows`] says
 //! whether a purge leaves the events in daily partitions to
 //! [`RetentionStore::drop_event_day`], which drops a whole day at once.
+//! [`Pace`] is how retention spaces its writes so that it takes a bounded
+//! share of the database from the runs in flight.
+
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -67,6 +71,50 @@ pub struct Purged {
     pub deliveries: u64,
 }
 
+/// How retention spaces its work: after each batch (a transaction of
+/// deletes, a chunk of a day's kept events copied) that took `t`, it
+/// pauses `t × (100 − busy_percent) / busy_percent`, so that it is busy at
+/// most `busy_percent` % of the time and the WAL it writes comes in short
+/// bursts the runs' commits are not queued behind for long. 100 never
+/// pauses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pace {
+    busy_percent: u32,
+}
+
+impl Pace {
+    /// No pauses: as fast as the database goes.
+    pub const FULL: Pace = Pace { busy_percent: 100 };
+
+    /// The longest single pause, whatever a batch took.
+    const MAX_PAUSE: Duration = Duration::from_secs(30);
+
+    /// Busy at most `busy_percent` % of the time (clamped to 1–100).
+    pub fn new(busy_percent: u32) -> Self {
+        Self {
+            busy_percent: busy_percent.clamp(1, 100),
+        }
+    }
+
+    pub fn busy_percent(&self) -> u32 {
+        self.busy_percent
+    }
+
+    /// The pause after a batch that took `took`.
+    pub fn pause_after(&self, took: Duration) -> Duration {
+        let idle = 100 - self.busy_percent;
+        (took * idle / self.busy_percent).min(Self::MAX_PAUSE)
+    }
+
+    /// Waits the pause after a batch that took `took`.
+    pub async fn rest(&self, took: Duration) {
+        let pause = self.pause_after(took);
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await; // the pacing itself, not a wait for an event
+        }
+    }
+}
+
 /// Deleting what retention no longer keeps, in batches: each call is one
 /// short transaction that touches only rows no live run writes.
 #[async_trait]
@@ -92,17 +140,37 @@ pub trait RetentionStore: Send + Sync + 'static {
     /// Drops the oldest daily event partition if it ends at or before
     /// `before`; the events in it of runs still stored (not yet purged:
     /// unresolved, kept longer, still active) stay, in a kept day's
-    /// partition. `None` when there is no such day (always on SQLite).
-    async fn drop_event_day(&self, before: DateTime<Utc>) -> Result<Option<DroppedDay>>;
+    /// partition, copied in chunks spaced by `pace`. `None` when there is
+    /// no such day, or another replica is dropping one (always on SQLite).
+    async fn drop_event_day(&self, before: DateTime<Utc>, pace: Pace)
+    -> Result<Option<DroppedDay>>;
 
     /// Rewrites the kept days whose runs are not all stored any more, and
     /// drops those none of whose runs is; returns what it replaced (always
-    /// empty on SQLite).
-    async fn recheck_kept_days(&self) -> Result<Vec<DroppedDay>>;
+    /// empty on SQLite, or when another replica is at it).
+    async fn recheck_kept_days(&self, pace: Pace) -> Result<Vec<DroppedDay>>;
 }
 
 impl std::fmt::Debug for dyn RetentionStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("RetentionStore")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pace_pauses_in_proportion_to_the_work() {
+        let t = Duration::from_millis(100);
+        assert_eq!(Pace::FULL.pause_after(t), Duration::ZERO);
+        assert_eq!(Pace::new(25).pause_after(t), Duration::from_millis(300));
+        assert_eq!(Pace::new(50).pause_after(t), Duration::from_millis(100));
+        assert_eq!(Pace::new(0).busy_percent(), 1, "clamped");
+        assert_eq!(
+            Pace::new(1).pause_after(Duration::from_secs(5)),
+            Pace::MAX_PAUSE
+        );
     }
 }

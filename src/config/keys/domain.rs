@@ -125,6 +125,7 @@ pub(super) const KEYS: &[Key] = &[
     k("domain.maintenance.retention.address_audit_days"),
     k("domain.maintenance.retention.progress_days"),
     k("domain.maintenance.retention.runs"),
+    k("domain.maintenance.retention.busy_percent"),
     k("domain.notify.webhook_url")
         .env("SAGAFLOW_NOTIFY_WEBHOOK_URL")
         .text(|c, _, v| {

@@ -18,7 +18,7 @@ use sagaflow_engine::handler::StepRequest;
 use sagaflow_engine::ids::TenantId;
 use sagaflow_engine::store::postgres::partitions::DAYS_AHEAD;
 use sagaflow_engine::store::{
-    DroppedDay, EventRows, Purged, RetentionStore, RunPurge, WorkflowScope,
+    DroppedDay, EventRows, Pace, Purged, RetentionStore, RunPurge, WorkflowScope,
 };
 use serde::{Deserialize, Serialize};
 
@@ -46,6 +46,11 @@ pub struct RetentionConfig {
     /// wins: tenant and workflow, then workflow, then tenant, then
     /// `runs_days`.
     pub runs: Vec<RunRetentionRule>,
+    /// The most of its time retention spends writing, in percent (1–100):
+    /// after each batch it pauses three times as long as the batch took at
+    /// 25, so that the runs in flight keep their latency while it deletes
+    /// (see docs/operations.md); 100 never pauses.
+    pub busy_percent: u32,
 }
 
 impl Default for RetentionConfig {
@@ -57,6 +62,7 @@ impl Default for RetentionConfig {
             address_audit_days: 365,
             progress_days: 90,
             runs: Vec::new(),
+            busy_percent: 25,
         }
     }
 }
@@ -87,6 +93,12 @@ pub struct TenantRunAges {
 impl RetentionConfig {
     /// Checks the rules; the message names what to fix.
     pub fn validate(&self) -> std::result::Result<(), String> {
+        if !(1..=100).contains(&self.busy_percent) {
+            return Err(format!(
+                "domain.maintenance.retention.busy_percent must be between 1 and 100, got {}",
+                self.busy_percent
+            ));
+        }
         let mut seen = std::collections::BTreeSet::new();
         for r in &self.runs {
             if r.tenant.is_none() && r.workflow.is_none() {
@@ -173,6 +185,9 @@ pub struct RetentionCounts {
     pub events_dropped_with_days: u64,
     pub events_kept: u64,
     pub longest_day_lock_ms: u64,
+    /// The time spent pausing between batches (`busy_percent`).
+    #[serde(default)]
+    pub paused_ms: u64,
 }
 
 impl RetentionCounts {
@@ -214,7 +229,7 @@ impl Maintenance {
 
     /// Records a batch that deleted `n` rows (its time; the counts, saved
     /// so that a repeated step continues from them); true when another
-    /// batch is needed (this one was full).
+    /// batch is needed (this one was full), after the pause the pace asks.
     async fn batch_end(
         &self,
         req: &StepRequest,
@@ -222,12 +237,26 @@ impl Maintenance {
         started: Instant,
         n: u64,
     ) -> Result<bool> {
+        let took = started.elapsed();
         c.batches += 1;
-        c.longest_batch_ms = c.longest_batch_ms.max(started.elapsed().as_millis() as u64);
+        c.longest_batch_ms = c.longest_batch_ms.max(took.as_millis() as u64);
         if n > 0 {
             self.save_retention(req, c, false).await?;
         }
-        Ok(n >= u64::from(self.limit()))
+        let more = n >= u64::from(self.limit());
+        if more {
+            let pause = self.pace().pause_after(took);
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {} // the pace, not a wait for an event
+                _ = req.cancel.cancelled() => return Err(MaintenanceError::Cancelled),
+            }
+            c.paused_ms += pause.as_millis() as u64;
+        }
+        Ok(more)
+    }
+
+    fn pace(&self) -> Pace {
+        Pace::new(self.cfg().retention.busy_percent)
     }
 
     fn limit(&self) -> u32 {
@@ -299,7 +328,7 @@ impl Maintenance {
         };
         loop {
             let started = self.batch_start(req)?;
-            let Some(d) = self.store()?.drop_event_day(before).await? else {
+            let Some(d) = self.store()?.drop_event_day(before, self.pace()).await? else {
                 return Ok(());
             };
             c.add_day(&d);
@@ -310,7 +339,7 @@ impl Maintenance {
     /// PostgreSQL: rechecks the kept days (one batch).
     async fn recheck_kept_days(&self, req: &StepRequest, c: &mut RetentionCounts) -> Result<()> {
         let started = self.batch_start(req)?;
-        let days = self.store()?.recheck_kept_days().await?;
+        let days = self.store()?.recheck_kept_days(self.pace()).await?;
         days.iter().for_each(|d| c.add_day(d));
         if !days.is_empty() {
             self.batch_end(req, c, started, days.len() as u64).await?;

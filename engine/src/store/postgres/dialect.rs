@@ -25,6 +25,8 @@ impl Dialect for Pg {
 
     const UNPAUSED: &'static str = "NOT s.paused";
     const PARTITIONED_EVENTS: bool = true;
+    const UNFLUSHED_COMMIT: Option<&'static str> = Some("SET LOCAL synchronous_commit = off");
+
     fn id(u: Uuid) -> Uuid {
         u
     }
@@ -44,6 +46,12 @@ impl Dialect for Pg {
     fn push_states(q: &mut QueryBuilder<Postgres>, states: &[RunState]) {
         let states: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
         q.push(" AND state = ANY(").push_bind(states).push(")");
+    }
+
+    fn push_in_ids(q: &mut QueryBuilder<Postgres>, col: &str, ids: &[Uuid]) {
+        q.push(format!(" {col} = ANY("))
+            .push_bind(ids.to_vec())
+            .push(")");
     }
 
     fn push_before(q: &mut QueryBuilder<Postgres>, t: DateTime<Utc>, id: RunId) {

@@ -4,17 +4,20 @@
 //! holding the events whose `at` falls in that UTC day; anything no day
 //! covers lands in `run_events_default`. A dropped day's events of runs
 //! still stored stay in a kept day (`run_events_kYYYYMMDD_…`, the same
-//! range), rechecked by [`recheck_kept_days`] until none is needed.
-//! Adding and dropping each run under an advisory lock of their own, so
-//! replicas doing the same upkeep take turns.
+//! range), rechecked by [`recheck_kept_days`] until none is needed; the
+//! kept events are copied in chunks, paced ([`Pace`]). Adding and dropping
+//! each run under an advisory lock of their own, so replicas doing the
+//! same upkeep take turns (a replica finding the drop lock taken leaves
+//! the drop to the holder).
 
 use std::time::Instant;
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
-use sqlx::{AssertSqlSafe, PgPool, Postgres, Transaction};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool, Postgres, Row, Transaction};
+use uuid::Uuid;
 
 use crate::store::Result;
-use crate::store::retention::DroppedDay;
+use crate::store::retention::{DroppedDay, Pace};
 
 /// The partition of the events no day holds.
 pub(crate) const DEFAULT_PARTITION: &str = "run_events_default";
@@ -25,8 +28,9 @@ pub const DAYS_AHEAD: u32 = 7;
 /// The advisory lock adding days takes, so replicas take turns.
 const ADD_LOCK: i64 = 0x7275_6e5f_6576_6e61;
 /// The advisory lock dropping days takes: another, so that adding days
-/// (at every start) never waits for a drop copying a day.
-const DROP_LOCK: i64 = 0x7275_6e5f_6576_6e64;
+/// (at every start) never waits for a drop copying a day. Held by a
+/// session for a whole drop or recheck.
+pub const DROP_LOCK: i64 = 0x7275_6e5f_6576_6e64;
 
 /// The longest the upkeep waits for a lock on `run_events` before giving up
 /// (it retries the next time), so no write queues behind it for longer.
@@ -115,16 +119,39 @@ pub(crate) async fn add_days(pool: &PgPool, today: NaiveDate, ahead: u32) -> Res
     Ok(created)
 }
 
+/// The attached partitions named `$1…`, by name.
+const ATTACHED: &str = "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+     WHERE i.inhparent = 'run_events'::regclass AND starts_with(c.relname::text, $1) \
+     ORDER BY c.relname";
+
 /// The attached partitions named `{prefix}…`, by name.
 async fn attached(pool: &PgPool, prefix: &str) -> Result<Vec<String>> {
-    Ok(sqlx::query_scalar(
-        "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
-         WHERE i.inhparent = 'run_events'::regclass AND starts_with(c.relname::text, $1) \
-         ORDER BY c.relname",
-    )
-    .bind(prefix)
-    .fetch_all(pool)
-    .await?)
+    Ok(sqlx::query_scalar(ATTACHED)
+        .bind(prefix)
+        .fetch_all(pool)
+        .await?)
+}
+
+/// A connection of its own holding the drop lock for a whole drop or
+/// recheck (several transactions), taken out of the pool: however the
+/// work ends (an error, a cancelled step), the connection is closed, not
+/// returned, and the lock goes with it. `None` when another replica holds
+/// the lock (it is doing the same work).
+async fn drop_lock(pool: &PgPool) -> Result<Option<PgConnection>> {
+    let mut conn = pool.acquire().await?.detach();
+    let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(DROP_LOCK)
+        .fetch_one(&mut conn)
+        .await?;
+    if !got {
+        conn.close().await?;
+        return Ok(None);
+    }
+    // A chunk is short; the whole drop is not one statement.
+    sqlx::query("SET statement_timeout = 0")
+        .execute(&mut conn)
+        .await?;
+    Ok(Some(conn))
 }
 
 /// Drops the oldest day if it ends at or before `before`, keeping the
@@ -132,6 +159,7 @@ async fn attached(pool: &PgPool, prefix: &str) -> Result<Vec<String>> {
 pub(crate) async fn drop_oldest_day(
     pool: &PgPool,
     before: DateTime<Utc>,
+    pace: Pace,
 ) -> Result<Option<DroppedDay>> {
     let days = attached(pool, DAY).await?;
     let Some((table, day)) = days
@@ -144,16 +172,29 @@ pub(crate) async fn drop_oldest_day(
     if start(next(day)) > before {
         return Ok(None);
     }
-    swap(pool, &table, day, true).await
+    let Some(mut conn) = drop_lock(pool).await? else {
+        return Ok(None);
+    };
+    let out = swap(&mut conn, &table, day, true, pace).await;
+    conn.close().await?;
+    out
 }
 
 /// Rewrites each kept day whose runs are not all stored any more (purged
 /// since), or drops it when none is; unchanged ones stay. Also drops what
-/// an interrupted swap left behind: a detached past day, a kept day
-/// written an hour or more ago and never attached.
-pub(crate) async fn recheck_kept_days(pool: &PgPool) -> Result<Vec<DroppedDay>> {
-    let now = Utc::now();
-    let hour_ago = now.timestamp_micros() - 3_600_000_000;
+/// an interrupted drop left behind: a detached past day, a kept day never
+/// attached (with the lock held, no copy is in progress).
+pub(crate) async fn recheck_kept_days(pool: &PgPool, pace: Pace) -> Result<Vec<DroppedDay>> {
+    let Some(mut conn) = drop_lock(pool).await? else {
+        return Ok(Vec::new());
+    };
+    let out = recheck(&mut conn, pace).await;
+    conn.close().await?;
+    out
+}
+
+async fn recheck(conn: &mut PgConnection, pace: Pace) -> Result<Vec<DroppedDay>> {
+    let today = Utc::now().date_naive();
     let stale: Vec<String> = sqlx::query_scalar(
         "SELECT c.relname::text FROM pg_class c WHERE c.relkind = 'r' \
          AND (starts_with(c.relname::text, $1) OR starts_with(c.relname::text, $2)) \
@@ -161,43 +202,84 @@ pub(crate) async fn recheck_kept_days(pool: &PgPool) -> Result<Vec<DroppedDay>> 
     )
     .bind(KEPT)
     .bind(DAY)
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?;
     for t in stale {
-        let leftover = match t.strip_prefix(KEPT) {
-            Some(_) => t
-                .rsplit('_')
-                .next()
-                .and_then(|n| n.parse::<i64>().ok())
-                .is_some_and(|w| w < hour_ago),
-            None => day_of(&t).is_some_and(|d| d < now.date_naive()),
-        };
-        if leftover {
+        if t.starts_with(KEPT) || day_of(&t).is_some_and(|d| d < today) {
             sqlx::query(AssertSqlSafe(format!("DROP TABLE IF EXISTS {t}")))
-                .execute(pool)
+                .execute(&mut *conn)
                 .await?;
         }
     }
+    let kept: Vec<String> = sqlx::query_scalar(ATTACHED)
+        .bind(KEPT)
+        .fetch_all(&mut *conn)
+        .await?;
     let mut out = Vec::new();
-    for table in attached(pool, KEPT).await? {
+    for table in kept {
         if let Some(day) = day_of(&table) {
-            out.extend(swap(pool, &table, day, false).await?);
+            out.extend(swap(conn, &table, day, false, pace).await?);
         }
     }
     Ok(out)
 }
 
+/// Events copied per statement (one chunk) into a kept day.
+const CHUNK: i64 = 20_000;
+
+/// Copies the events of `table` whose runs are still stored into `kept`,
+/// a chunk per statement in the primary key's order, resting between
+/// chunks as `pace` says. Returns the events read and those copied.
+async fn copy_kept(
+    conn: &mut PgConnection,
+    table: &str,
+    kept: &str,
+    pace: Pace,
+) -> Result<(i64, i64)> {
+    let sql = format!(
+        "WITH c AS (SELECT * FROM {table} e WHERE (e.run_id, e.seq, e.at) > ($1, $2, $3) \
+                    ORDER BY e.run_id, e.seq, e.at LIMIT $4), \
+              i AS (INSERT INTO {kept} SELECT c.* FROM c \
+                    WHERE EXISTS (SELECT 1 FROM runs r WHERE r.id = c.run_id) RETURNING 1) \
+         SELECT l.run_id, l.seq, l.at, (SELECT count(*) FROM c) AS n, \
+                (SELECT count(*) FROM i) AS copied \
+         FROM (SELECT run_id, seq, at FROM c ORDER BY run_id DESC, seq DESC, at DESC LIMIT 1) l"
+    );
+    // Before every event: no run id is nil.
+    let mut last = (Uuid::nil(), i64::MIN, DateTime::<Utc>::UNIX_EPOCH);
+    let (mut events, mut moved) = (0, 0);
+    loop {
+        let started = Instant::now();
+        let Some(row) = sqlx::query(AssertSqlSafe(sql.as_str()))
+            .bind(last.0)
+            .bind(last.1)
+            .bind(last.2)
+            .bind(CHUNK)
+            .fetch_optional(&mut *conn)
+            .await?
+        else {
+            return Ok((events, moved));
+        };
+        last = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        events += row.try_get::<i64, _>(3)?;
+        moved += row.try_get::<i64, _>(4)?;
+        pace.rest(started.elapsed()).await;
+    }
+}
+
 /// Replaces the partition `table` of `day` by a kept day holding only the
 /// events of runs still stored, or by nothing when there are none. The
-/// copy is made first, under no lock anyone waits for; then one short
-/// transaction detaches `table` and attaches the copy for the same day
-/// (its CHECK constraint spares the scan); `table` is dropped after. With
-/// `always` unset, a table whose events are all still needed stays.
+/// copy is made first, in chunks ([`copy_kept`]) under no lock anyone
+/// waits for; then one short transaction detaches `table` and attaches the
+/// copy for the same day (its CHECK constraint spares the scan); `table`
+/// is dropped after. With `always` unset, a table whose events are all
+/// still needed stays. The caller holds the drop lock on `conn`.
 async fn swap(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     table: &str,
     day: NaiveDate,
     always: bool,
+    pace: Pace,
 ) -> Result<Option<DroppedDay>> {
     let (from, to) = (start(day).to_rfc3339(), start(next(day)).to_rfc3339());
     let kept = format!(
@@ -205,38 +287,27 @@ async fn swap(
         day.format("%Y%m%d"),
         Utc::now().timestamp_micros()
     );
-    let mut tx = locked(pool, DROP_LOCK).await?;
-    sqlx::query("SET LOCAL statement_timeout = 0")
-        .execute(&mut *tx)
-        .await?;
-    let events: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
-        .fetch_one(&mut *tx)
-        .await?;
-    for sql in [
-        format!("CREATE TABLE {kept} (LIKE run_events INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"),
-        format!(
-            "INSERT INTO {kept} SELECT e.* FROM {table} e \
-             WHERE EXISTS (SELECT 1 FROM runs r WHERE r.id = e.run_id)"
-        ),
-    ] {
-        sqlx::query(AssertSqlSafe(sql)).execute(&mut *tx).await?;
-    }
-    let moved: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {kept}")))
-        .fetch_one(&mut *tx)
-        .await?;
+    sqlx::query(AssertSqlSafe(format!(
+        "CREATE TABLE {kept} (LIKE run_events INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+    )))
+    .execute(&mut *conn)
+    .await?;
+    let (events, moved) = copy_kept(conn, table, &kept, pace).await?;
     if !always && moved == events {
-        return Ok(None); // rolled back: nothing to do
+        sqlx::query(AssertSqlSafe(format!("DROP TABLE {kept}")))
+            .execute(&mut *conn)
+            .await?;
+        return Ok(None);
     }
     sqlx::query(AssertSqlSafe(format!(
         "ALTER TABLE {kept} ADD CONSTRAINT {kept}_day CHECK (at >= '{from}' AND at < '{to}'), \
          ADD PRIMARY KEY (run_id, seq, at)"
     )))
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
-    tx.commit().await?;
 
     // Detach, attach the copy: the only exclusive lock on run_events.
-    let mut tx = locked(pool, DROP_LOCK).await?;
+    let mut tx = conn.begin().await?;
     let still: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass($1) \
          AND inhparent = 'run_events'::regclass)",
@@ -245,7 +316,7 @@ async fn swap(
     .fetch_one(&mut *tx)
     .await?;
     if !still {
-        // Another replica swapped it meanwhile.
+        // Detached meanwhile by hand.
         sqlx::query(AssertSqlSafe(format!("DROP TABLE {kept}")))
             .execute(&mut *tx)
             .await?;
@@ -271,7 +342,7 @@ async fn swap(
         0 => format!("DROP TABLE IF EXISTS {table}, {kept}"),
         _ => format!("DROP TABLE IF EXISTS {table}"),
     };
-    sqlx::query(AssertSqlSafe(drop)).execute(pool).await?;
+    sqlx::query(AssertSqlSafe(drop)).execute(&mut *conn).await?;
     tracing::info!(partition = %table, events, moved, locked_ms, "event partition dropped");
     Ok(Some(DroppedDay {
         partition: table.to_owned(),

@@ -102,6 +102,15 @@ pub(crate) trait Dialect {
 
     /// Appends the keyset condition: runs strictly older than `(t, id)`.
     fn push_before(q: &mut QueryBuilder<Self::Db>, t: DateTime<Utc>, id: RunId);
+
+    /// Appends ` {col}` in `ids` (one array parameter where the backend
+    /// has arrays, so a statement of a thousand ids is planned as one).
+    fn push_in_ids(q: &mut QueryBuilder<Self::Db>, col: &str, ids: &[Uuid]);
+
+    /// The statement that lets the current transaction commit without
+    /// waiting for its flush, where the backend has one: for writes that
+    /// are safe to lose in a crash (they are made again).
+    const UNFLUSHED_COMMIT: Option<&'static str>;
 }
 
 /// Reading a column of a row, as the backend stores it.

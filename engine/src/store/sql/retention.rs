@@ -15,7 +15,7 @@ use crate::ids::TenantId;
 use crate::store::Result;
 use crate::store::postgres::partitions;
 use crate::store::retention::{
-    DroppedDay, EventRows, Purged, RetentionStore, RunPurge, WorkflowScope,
+    DroppedDay, EventRows, Pace, Purged, RetentionStore, RunPurge, WorkflowScope,
 };
 use crate::store::sql_terms::terminal_states;
 
@@ -68,17 +68,15 @@ impl<T: SqlBackend> RetentionStore for T {
                     }
                     _ => table,
                 };
-                let mut d = QueryBuilder::<<D as Dialect>::Db>::new(format!(
-                    "DELETE FROM {table} WHERE {} IN (",
-                    if table == "runs" { "id" } else { "run_id" }
-                ));
-                let mut sep = d.separated(", ");
-                for id in &ids {
-                    sep.push_bind(D::id(*id));
-                }
-                d.push(")");
+                let mut d =
+                    QueryBuilder::<<D as Dialect>::Db>::new(format!("DELETE FROM {table} WHERE"));
+                D::push_in_ids(&mut d, if table == "runs" { "id" } else { "run_id" }, &ids);
                 d
             };
+            // Lost in a crash, a batch is simply deleted again.
+            if let Some(sql) = D::UNFLUSHED_COMMIT {
+                sqlx::query(sql).execute(&mut *tx).await?;
+            }
             for table in RUN_CHILDREN {
                 let n = delete(table).build().execute(&mut *tx).await?.rows_affected();
                 match table {
@@ -125,16 +123,20 @@ impl<T: SqlBackend> RetentionStore for T {
         }
     }
 
-    async fn drop_event_day(&self, before: DateTime<Utc>) -> Result<Option<DroppedDay>> {
+    async fn drop_event_day(
+        &self,
+        before: DateTime<Utc>,
+        pace: Pace,
+    ) -> Result<Option<DroppedDay>> {
         match self.writes() {
-            Backed::Postgres(pool) => partitions::drop_oldest_day(pool, before).await,
+            Backed::Postgres(pool) => partitions::drop_oldest_day(pool, before, pace).await,
             Backed::Sqlite(_) => Ok(None),
         }
     }
 
-    async fn recheck_kept_days(&self) -> Result<Vec<DroppedDay>> {
+    async fn recheck_kept_days(&self, pace: Pace) -> Result<Vec<DroppedDay>> {
         match self.writes() {
-            Backed::Postgres(pool) => partitions::recheck_kept_days(pool).await,
+            Backed::Postgres(pool) => partitions::recheck_kept_days(pool, pace).await,
             Backed::Sqlite(_) => Ok(Vec::new()),
         }
     }

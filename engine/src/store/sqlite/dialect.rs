@@ -26,6 +26,17 @@ impl Dialect for Lite {
 
     const UNPAUSED: &'static str = "s.paused = 0";
     const PARTITIONED_EVENTS: bool = false;
+    const UNFLUSHED_COMMIT: Option<&'static str> = None;
+
+    fn push_in_ids(q: &mut QueryBuilder<Sqlite>, col: &str, ids: &[Uuid]) {
+        q.push(format!(" {col} IN ("));
+        let mut sep = q.separated(", ");
+        for id in ids {
+            sep.push_bind(id.to_string());
+        }
+        q.push(")");
+    }
+
     fn id(u: Uuid) -> String {
         u.to_string()
     }
