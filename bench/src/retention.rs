@@ -157,10 +157,11 @@ async fn delete(
     done: Arc<AtomicBool>,
 ) -> anyhow::Result<(Value, DateTime<Utc>, DateTime<Utc>)> {
     let now = Utc::now();
-    let purge = RunPurge {
+    let mut purge = RunPurge {
         tenant,
         scope: WorkflowScope::AllExcept(Vec::new()),
         finished_before: now - chrono::Duration::days(AGE_DAYS as i64),
+        from: None,
         limit: batch,
         events: EventRows::OutsideDailyPartitions,
     };
@@ -170,6 +171,7 @@ async fn delete(
     loop {
         let b = Instant::now();
         let p = store.purge_runs(&purge).await?;
+        purge.from = p.last_finished;
         let took = b.elapsed();
         busy_s += took.as_secs_f64();
         longest_batch = longest_batch.max(took.as_secs_f64() * 1000.0);

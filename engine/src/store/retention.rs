@@ -28,12 +28,17 @@ pub enum WorkflowScope {
 }
 
 /// One batch of a purge: the tenant's terminal runs of `scope` that
-/// finished before `finished_before`, oldest first, at most `limit`.
+/// finished before `finished_before` (and at or after `from`), oldest
+/// first, at most `limit`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunPurge {
     pub tenant: TenantId,
     pub scope: WorkflowScope,
     pub finished_before: DateTime<Utc>,
+    /// Where the previous batch of the same purge ended ([`Purged::last_finished`]):
+    /// the index is read from there, not again over the entries of the
+    /// runs it deleted (dead until vacuumed).
+    pub from: Option<DateTime<Utc>>,
     pub limit: u32,
     /// Which of the runs' events the batch deletes.
     pub events: EventRows,
@@ -69,6 +74,9 @@ pub struct Purged {
     pub events: u64,
     pub signals: u64,
     pub deliveries: u64,
+    /// When the last run deleted finished: the next batch's
+    /// [`RunPurge::from`].
+    pub last_finished: Option<DateTime<Utc>>,
 }
 
 /// How retention spaces its work: after each batch (a transaction of

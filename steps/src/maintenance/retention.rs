@@ -298,16 +298,18 @@ impl Maintenance {
         let Some(before) = cutoff(self.now(), days) else {
             return Ok(());
         };
-        let purge = RunPurge {
+        let mut purge = RunPurge {
             tenant: TenantId::new(req.tenant_id.as_str()),
             scope,
             finished_before: before,
+            from: None,
             limit: self.limit(),
             events,
         };
         loop {
             let started = self.batch_start(req)?;
             let p = self.store()?.purge_runs(&purge).await?;
+            purge.from = p.last_finished;
             c.add_runs(p);
             if !self.batch_end(req, c, started, p.runs).await? {
                 return Ok(());

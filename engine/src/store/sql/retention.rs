@@ -34,11 +34,14 @@ impl<T: SqlBackend> RetentionStore for T {
         with_db!(self.writes(), pool, D => {
             let mut tx = pool.begin().await?;
             let mut q = QueryBuilder::<<D as Dialect>::Db>::new(
-                "SELECT id FROM runs WHERE tenant_id = ",
+                "SELECT id, finished_at FROM runs WHERE tenant_id = ",
             );
             q.push_bind(p.tenant.as_str().to_owned());
             q.push(" AND finished_at IS NOT NULL AND finished_at < ")
                 .push_bind(D::ts(p.finished_before));
+            if let Some(from) = p.from {
+                q.push(" AND finished_at >= ").push_bind(D::ts(from));
+            }
             q.push(format!(" AND state IN {}", terminal_states()));
             match &p.scope {
                 WorkflowScope::Only(w) => {
@@ -57,9 +60,10 @@ impl<T: SqlBackend> RetentionStore for T {
             q.push(" ORDER BY finished_at LIMIT ").push_bind(i64::from(p.limit));
             let rows = q.build().fetch_all(&mut *tx).await?;
             let ids = rows.iter().map(|r| r.uuid("id")).collect::<Result<Vec<Uuid>>>()?;
-            if ids.is_empty() {
+            let Some(last) = rows.last() else {
                 return Ok(out);
-            }
+            };
+            out.last_finished = Some(last.time("finished_at")?);
             let delete = |table: &str| {
                 // PostgreSQL's daily partitions of events go with their day.
                 let table = match (table, p.events, D::PARTITIONED_EVENTS) {
