@@ -56,6 +56,10 @@ async fn every_scenario_prints_its_figures(pool: sqlx::PgPool) {
         positive(&t, k);
     }
     assert!(t["e2e_p99_ms"].as_f64() >= t["e2e_p50_ms"].as_f64());
+    // The engine's memory idle and with runs in flight.
+    positive(&t, "rss_mib_idle");
+    assert!(t["rss_mib_in_flight"].as_f64() >= t["rss_mib_idle"].as_f64());
+    assert!(t["rss_kib_per_in_flight_run"].as_f64() >= Some(0.0));
 
     let l = bench(Some(&url), &["latency", "--runs", "5", "--warmup", "1"]);
     for k in ["e2e_p50_ms", "e2e_p99_ms", "step_p50_ms", "step_p99_ms"] {

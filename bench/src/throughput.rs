@@ -1,5 +1,7 @@
 //! Throughput (many runs at a concurrency) and latency (one run at a time)
-//! of the in-process engine.
+//! of the in-process engine. Throughput also reads the engine's memory
+//! (RSS) idle and with its `concurrency` runs in flight (see
+//! [`MemorySampler`]).
 
 use std::time::{Duration, Instant};
 
@@ -9,7 +11,7 @@ use sagaflow_engine::state::RunState;
 use sagaflow_engine::store::{EventKind, RunFilter};
 use serde_json::{Value, json};
 
-use crate::setup::{Setup, count, cpu_seconds, executor, percentile, until_none_active};
+use crate::setup::{Setup, count, cpu_seconds, executor, percentile, rss_mib, until_none_active};
 
 /// Tasks that start the runs by default.
 pub(crate) const STARTERS: usize = 32;
@@ -24,6 +26,8 @@ pub(crate) async fn throughput(
 ) -> anyhow::Result<Value> {
     let tenant = TenantId::new(format!("bench-{}", RunId::new()));
     let exec = s.engine.start_executor(executor(concurrency));
+    let rss_idle = rss_mib();
+    let memory = MemorySampler::start(s);
     let (cpu0, pg0) = (cpu_seconds(None), cpu_seconds(Some("postgres")));
     let t0 = Instant::now();
     // Start the runs from several tasks, as CRM calls would arrive.
@@ -48,6 +52,7 @@ pub(crate) async fn throughput(
     }
     let started = t0.elapsed();
     until_none_active(s, Duration::from_secs(3600)).await?;
+    let samples = memory.stop().await;
     let completed = count(&s.store, &tenant, RunState::Completed).await? as usize;
     anyhow::ensure!(completed == runs, "{completed} of {runs} runs completed");
     let elapsed = t0.elapsed().as_secs_f64();
@@ -83,6 +88,20 @@ pub(crate) async fn throughput(
     }
     lat.sort_by(|a, b| a.total_cmp(b));
     let steps = runs as f64 * 10.0;
+    // The highest RSS while every slot was taken (the runs still to
+    // finish at least the concurrency), else the highest of all.
+    let full: Vec<f64> = samples
+        .iter()
+        .filter(|(_, active)| *active >= concurrency as u64)
+        .map(|(rss, _)| *rss)
+        .collect();
+    let busy = if full.is_empty() {
+        samples.iter().map(|(rss, _)| *rss).collect()
+    } else {
+        full.clone()
+    };
+    let rss_busy = busy.iter().fold(rss_idle, |m, r| m.max(*r));
+    let per_run_kib = (rss_busy - rss_idle) * 1024.0 / concurrency.max(1) as f64;
     Ok(json!({
         "scenario": "throughput",
         "backend": s.backend,
@@ -98,7 +117,50 @@ pub(crate) async fn throughput(
         "engine_cpu_s_per_1000_steps": cpu / steps * 1000.0,
         "engine_cpu_s": cpu,
         "postgres_cpu_s": pg,
+        "rss_mib_idle": rss_idle,
+        "rss_mib_in_flight": rss_busy,
+        "rss_samples_all_slots_taken": full.len(),
+        "rss_kib_per_in_flight_run": per_run_kib,
     }))
+}
+
+/// Samples the engine's RSS every [`MemorySampler::EVERY`] with the number
+/// of runs still active (started, not finished): while that is at least
+/// the concurrency, every executor slot holds a run.
+struct MemorySampler {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Vec<(f64, u64)>>,
+}
+
+impl MemorySampler {
+    const EVERY: Duration = Duration::from_millis(200);
+
+    fn start(s: &Setup) -> Self {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let store = s.store.clone();
+        let task = tokio::spawn(async move {
+            let mut samples = Vec::new();
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => return samples,
+                    () = tokio::time::sleep(Self::EVERY) => {} // sampling interval
+                }
+                let rss = rss_mib();
+                // A failed count skips the sample (the figures say how
+                // many were taken).
+                if let Ok(active) = store.count_active().await {
+                    samples.push((rss, active.iter().map(|(_, n)| n).sum()));
+                }
+            }
+        });
+        Self { stop, task }
+    }
+
+    /// The samples: (RSS in MiB, runs active).
+    async fn stop(self) -> Vec<(f64, u64)> {
+        let _ = self.stop.send(());
+        self.task.await.unwrap_or_default()
+    }
 }
 
 pub(crate) async fn latency(s: &Setup, runs: usize, warmup: usize) -> anyhow::Result<Value> {

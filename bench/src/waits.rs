@@ -13,7 +13,7 @@ use sagaflow_engine::ids::{RunId, TenantId};
 use sagaflow_engine::state::{RunState, StepState};
 use serde_json::{Value, json};
 
-use crate::setup::{Setup, all_runs, count, executor, until_none_active};
+use crate::setup::{Setup, all_runs, count, executor, rss_mib, until_none_active};
 
 /// The built-in waiting sagas: a sleep until `/wake_at`, or the signal
 /// `go`, then one no-op step.
@@ -41,18 +41,6 @@ pub fn wait_definitions() -> [(String, &'static str); 2] {
             "bench_wait_signal (built in)",
         ),
     ]
-}
-
-/// This process's resident memory, in MiB (0 where /proc is missing).
-fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
 }
 
 /// Connections the store's pool holds open, and of those the ones in use.

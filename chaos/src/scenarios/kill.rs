@@ -154,6 +154,18 @@ pub async fn run(opts: &Options) -> Result<Report> {
         &unexpected,
     );
     report.fact("simulator effects", snap.effects.len());
+    report.fact("CPE informs delivered", snap.informs.len());
+    // Every run reaches its cpe_inform step alive (the billing conflict
+    // comes after it), so no inform may be refused or given up.
+    let lost: Vec<String> = snap
+        .informs_lost
+        .iter()
+        .map(|l| format!("run {}: {}", l.inform.run_id, l.reason))
+        .collect();
+    report.bar_list(
+        "every CPE inform delivered (none refused or given up)",
+        &lost,
+    );
     report.bar("the last engine is still running", alive, "");
     st.finish(&mut report, &check::sim_effects(&snap)).await?;
     sims.shutdown().await;

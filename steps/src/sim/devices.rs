@@ -66,6 +66,15 @@ pub struct Inform {
     pub payload: Value,
 }
 
+/// An inform that was not delivered: refused, or given up after
+/// [`TRIES`] tries.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LostInform {
+    pub inform: Inform,
+    /// The refusal, or the last try's error.
+    pub reason: String,
+}
+
 /// Why an inform was not delivered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InformError {
@@ -135,7 +144,8 @@ impl Inner {
 
     /// A CPE was configured for `target`'s run: its inform is sent after
     /// the delay (unless it is silent), retried until delivered, refused or
-    /// [`TRIES`] tries; delivered ones are in the snapshot's `informs`.
+    /// [`TRIES`] tries; delivered ones are in the snapshot's `informs`, the
+    /// others in its `informs_lost`.
     pub(super) fn cpe_configured(
         self: &Arc<Self>,
         tenant: &str,
@@ -169,6 +179,7 @@ impl Inner {
 
     async fn send_inform(&self, inform: Inform, delay: Duration) {
         tokio::time::sleep(delay).await;
+        let mut last = String::new();
         for _ in 0..TRIES {
             let hook = self.hook.lock().unwrap_or_else(|e| e.into_inner()).clone();
             let result = match hook {
@@ -183,15 +194,22 @@ impl Inner {
                 }
                 Err(InformError::Refused(e)) => {
                     tracing::warn!(run = %inform.run_id, error = %e, "CPE inform refused");
-                    return;
+                    return self.lost(inform, format!("refused: {e}"));
                 }
                 Err(InformError::Retry(e)) => {
                     tracing::debug!(run = %inform.run_id, error = %e, "CPE inform not delivered yet");
+                    last = e;
                 }
             }
             tokio::time::sleep(RETRY_EVERY).await; // the hook's retry interval
         }
-        tracing::warn!(run = %inform.run_id, "CPE inform given up");
+        tracing::warn!(run = %inform.run_id, error = %last, "CPE inform given up");
+        self.lost(inform, format!("given up after {TRIES} tries: {last}"));
+    }
+
+    fn lost(&self, inform: Inform, reason: String) {
+        let mut data = self.data.lock().unwrap_or_else(|e| e.into_inner());
+        data.snap.informs_lost.push(LostInform { inform, reason });
     }
 }
 

@@ -2,7 +2,8 @@
 //! inform is signalled to the run that configured it with sagaflow's
 //! `SignalWorkflow`, as a real ACS's hook does (docs/domain.md), with the
 //! tenant's bearer token. The address can change while running (a harness
-//! whose engine restarts elsewhere).
+//! whose engine restarts elsewhere). Only the server's own refusal gives an
+//! inform up ([`outcome`]); anything else is tried again.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -70,15 +71,72 @@ impl InformHook for GrpcInform {
             .await
         {
             Ok(_) => Ok(()),
-            Err(s) => match s.code() {
-                Code::Unavailable
-                | Code::Unknown
-                | Code::Internal
-                | Code::DeadlineExceeded
-                | Code::ResourceExhausted
-                | Code::Aborted => Err(InformError::Retry(s.to_string())),
-                _ => Err(InformError::Refused(s.to_string())),
-            },
+            Err(s) => Err(outcome(&s)),
+        }
+    }
+}
+
+/// What a failed `SignalWorkflow` means for the inform: refused for good
+/// only when the server answered that it never will take it (the run is
+/// finished or unknown, the request or token is bad); tried again
+/// otherwise. CANCELLED is among the retried: the client answers it when
+/// the connection closed before the request went out (the engine was
+/// killed as the inform was sent), which says nothing of the run.
+fn outcome(s: &tonic::Status) -> InformError {
+    match s.code() {
+        Code::InvalidArgument
+        | Code::NotFound
+        | Code::AlreadyExists
+        | Code::PermissionDenied
+        | Code::FailedPrecondition
+        | Code::OutOfRange
+        | Code::Unimplemented
+        | Code::Unauthenticated => InformError::Refused(s.to_string()),
+        Code::Ok
+        | Code::Cancelled
+        | Code::Unknown
+        | Code::DeadlineExceeded
+        | Code::ResourceExhausted
+        | Code::Aborted
+        | Code::Internal
+        | Code::Unavailable
+        | Code::DataLoss => InformError::Retry(s.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic::{Code, Status};
+
+    use super::{InformError, outcome};
+
+    #[test]
+    fn a_connection_lost_as_the_inform_is_sent_is_tried_again() {
+        for code in [
+            Code::Cancelled,
+            Code::Unknown,
+            Code::Unavailable,
+            Code::Internal,
+            Code::DeadlineExceeded,
+            Code::ResourceExhausted,
+            Code::Aborted,
+        ] {
+            let got = outcome(&Status::new(code, "connection closed"));
+            assert!(matches!(got, InformError::Retry(_)), "{code:?}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn only_the_servers_refusal_gives_an_inform_up() {
+        for code in [
+            Code::FailedPrecondition,
+            Code::NotFound,
+            Code::InvalidArgument,
+            Code::Unauthenticated,
+            Code::PermissionDenied,
+        ] {
+            let got = outcome(&Status::new(code, "refused"));
+            assert!(matches!(got, InformError::Refused(_)), "{code:?}: {got:?}");
         }
     }
 }

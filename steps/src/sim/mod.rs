@@ -30,7 +30,7 @@ mod fault;
 mod grpc_inform;
 mod onu;
 
-pub use devices::{Devices, EngineInform, Inform, InformError, InformHook};
+pub use devices::{Devices, EngineInform, Inform, InformError, InformHook, LostInform};
 use fault::AfterApply;
 pub use fault::Fault;
 pub use grpc_inform::GrpcInform;
@@ -151,6 +151,8 @@ pub struct SimSnapshot {
     pub effects: Vec<SimEffect>,
     /// The CPE informs delivered, in order.
     pub informs: Vec<Inform>,
+    /// The CPE informs refused or given up, in order.
+    pub informs_lost: Vec<LostInform>,
 }
 
 /// One effect applied by a simulator.

@@ -549,6 +549,7 @@ fn strip(mut s: SimSnapshot) -> SimSnapshot {
     s.lost_acks.clear();
     s.effects.clear();
     s.informs.clear();
+    s.informs_lost.clear();
     s
 }
 
