@@ -261,7 +261,7 @@ async fn the_days_ahead_are_added_and_a_day_already_in_default_is_left_there(poo
 }
 
 /// A day of 45,000 events of 4,500 runs, of which every seventh is still
-/// stored: dropped (paced, in chunks of 256 pages: three here), the day holds
+/// stored: dropped (paced, in chunks of 64 pages: several here), the day holds
 /// exactly the stored runs' events, in a kept day; while another replica
 /// holds the drop lock, a drop leaves the day alone.
 #[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]

@@ -26,7 +26,10 @@ pub(super) async fn checkpoint_batch(
     let mut expected: Vec<u64> = cps.iter().map(|c| c.expected_seq).collect();
     let mut todo: Vec<usize> = (0..cps.len()).collect();
     for round in 0..3 {
-        let batch: Vec<(&Checkpoint, u64)> = todo.iter().map(|&i| (&cps[i], expected[i])).collect();
+        let mut batch: Vec<(&Checkpoint, u64)> =
+            todo.iter().map(|&i| (&cps[i], expected[i])).collect();
+        batch.sort_unstable_by_key(|(c, _)| c.run_id.0); // see write_batch
+
         let applied = write_batch(conn, &batch).await?;
         let missing: Vec<usize> = todo
             .iter()
@@ -98,7 +101,14 @@ pub(super) async fn checkpoint_batch(
 /// and applied only where the run's `last_seq` is the one the checkpoint
 /// was computed from) and appends their events, numbered after it. Returns
 /// the runs written, with their cancellation requests. Each checkpoint
-/// comes with the `last_seq` it applies on.
+/// comes with the `last_seq` it applies on. The caller hands the runs in
+/// id order: the plan (a nested loop over the arrays, by the primary key)
+/// then updates them in that order, the order in which lease renewals and
+/// signal batches lock runs, so none of them waits for another crosswise.
+/// On a table of a handful of runs the planner may scan it whole instead,
+/// in the table's order; a deadlock there costs a second and the batch is
+/// written run by run, nothing is lost. (Locking the runs explicitly first,
+/// as a renewal does, cost 14 % of the throughput on this hot path.)
 async fn write_batch(
     conn: &mut sqlx::PgConnection,
     cps: &[(&Checkpoint, u64)],

@@ -201,6 +201,18 @@ impl PgStore {
     }
 }
 
+/// The runs whose ids are in the array parameter `ids` (e.g. `$1`), locked
+/// in id order: a CTE body for the statements that update many runs at
+/// once off the hot path (lease renewals and releases; signal batches lock
+/// the same way, checkpoint batches update in id order). Left to the
+/// join's plan, a renewal of many runs would lock them in the table's
+/// order, and with a checkpoint batch sharing two of its runs each could
+/// wait for the other until the deadlock detector broke one (a second's
+/// stall for every run in it).
+pub(super) fn lock_runs_in_id_order(ids: &str) -> String {
+    format!("SELECT id FROM runs WHERE id = ANY({ids}::uuid[]) ORDER BY id FOR NO KEY UPDATE")
+}
+
 /// A duration in whole microseconds, for SQL that adds it to the
 /// database's clock.
 pub(super) fn micros(d: Duration) -> i64 {

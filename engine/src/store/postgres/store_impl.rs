@@ -140,18 +140,22 @@ impl LeaseStore for PgStore {
         }
         let ids: Vec<Uuid> = leases.iter().map(|l| l.0.0).collect();
         let tokens: Vec<Uuid> = leases.iter().map(|l| l.1.0).collect();
-        let kept: Vec<Uuid> = sqlx::query_scalar(
-            "UPDATE runs SET lease_expires_at = now() + $3 * interval '1 microsecond', \
+        let kept: Vec<Uuid> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "WITH k AS ({}) \
+             UPDATE runs SET lease_expires_at = now() + $3 * interval '1 microsecond', \
                 next_run_at = now() + $3 * interval '1 microsecond' \
-             FROM unnest($1::uuid[], $2::uuid[]) AS l(id, token) \
-             WHERE runs.id = l.id AND runs.lease_token = l.token AND runs.lease_expires_at > now() \
+             FROM unnest($1::uuid[], $2::uuid[]) AS l(id, token), k \
+             WHERE runs.id = l.id AND k.id = l.id AND runs.lease_token = l.token \
+                AND runs.lease_expires_at > now() \
              RETURNING runs.id",
-        )
+            super::lock_runs_in_id_order("$1")
+        )))
         .bind(&ids)
         .bind(&tokens)
         .bind(micros(lease))
         .fetch_all(&self.hot)
         .await?;
+        let kept: std::collections::HashSet<Uuid> = kept.into_iter().collect();
         Ok(ids
             .into_iter()
             .filter(|id| !kept.contains(id))
@@ -169,12 +173,14 @@ impl LeaseStore for PgStore {
         }
         let ids: Vec<Uuid> = leases.iter().map(|l| l.0.0).collect();
         let tokens: Vec<Uuid> = leases.iter().map(|l| l.1.0).collect();
-        sqlx::query(
-            "UPDATE runs SET lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, \
+        sqlx::query(AssertSqlSafe(format!(
+            "WITH k AS ({}) \
+             UPDATE runs SET lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, \
                 next_run_at = LEAST($3, now()) \
-             FROM unnest($1::uuid[], $2::uuid[]) AS l(id, token) \
-             WHERE runs.id = l.id AND runs.lease_token = l.token",
-        )
+             FROM unnest($1::uuid[], $2::uuid[]) AS l(id, token), k \
+             WHERE runs.id = l.id AND k.id = l.id AND runs.lease_token = l.token",
+            super::lock_runs_in_id_order("$1")
+        )))
         .bind(&ids)
         .bind(&tokens)
         .bind(now)
