@@ -409,3 +409,37 @@ impl PausableReplica {
         }
     }
 }
+
+/// An aborted executor (a crash, as far as the database can tell) renews
+/// nothing any more: the lease of the run it was driving runs out, so
+/// another replica can take the run over.
+#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+async fn an_aborted_executor_stops_renewing_its_leases(pool: sqlx::PgPool) {
+    let store = postgres(pool);
+    let log = Log::default();
+    let behave: Behaviour = Arc::new(|_, _| Ok(Duration::from_secs(60)));
+    let a = engine(store.clone(), "a", &log, behave, Arc::new(SystemClock)).await;
+    let exec = a.start_executor(opts("a", 600));
+    let id = start(&a, json!({})).await;
+    poll("the first step to start", Duration::from_secs(10), || {
+        let log = log.clone();
+        async move { (!log.all().is_empty()).then_some(()) }
+    })
+    .await;
+    exec.abort();
+    let aborted = chrono::Utc::now();
+    // Renewed every 200 ms while the executor lived; the lease must run out.
+    let expired = poll("the lease to run out", Duration::from_secs(10), || {
+        let store = store.clone();
+        async move {
+            let run = store.get_run(&tenant(), id).await.unwrap().unwrap();
+            let until = run.lease_expires_at?;
+            (until < chrono::Utc::now()).then_some(until)
+        }
+    })
+    .await;
+    assert!(
+        expired < aborted + chrono::Duration::milliseconds(1_000),
+        "renewed after the abort: the lease ran to {expired}, aborted at {aborted}"
+    );
+}

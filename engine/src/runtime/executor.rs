@@ -96,6 +96,9 @@ impl ExecutorHandle {
     /// the leases expire and other replicas take the runs over.
     pub fn abort(self) {
         self.task.abort();
+        // The lease renewal and the listener run beside the executor's
+        // task: stop them too, or the leases would never run out.
+        self.stop.cancel();
     }
 }
 
