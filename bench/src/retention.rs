@@ -93,11 +93,13 @@ pub(crate) async fn retention(s: &Setup, z: Sizes) -> anyhow::Result<Value> {
     // A first load alone, not compared: the seeded pages are still being
     // read into the cache and the first checkpoints after seeding written.
     let (warmup, _) = load(s, z.rate, z.seconds.min(WARMUP_S), None).await?;
+    // The lock sampler (a query of pg_locks every 5 ms, not free on two
+    // cores) runs through every compared load, not only during retention.
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = tokio::spawn(sample_locks(pool.clone(), stop.clone()));
     let (alone, _) = load(s, z.rate, z.seconds, None).await?;
 
     let done = Arc::new(AtomicBool::new(false));
-    let stop = Arc::new(AtomicBool::new(false));
-    let sampler = tokio::spawn(sample_locks(pool.clone(), stop.clone()));
     let store = Arc::new(pg);
     let pace = Pace::new(z.busy_percent);
     let deleting = tokio::spawn(delete(
@@ -121,11 +123,11 @@ pub(crate) async fn retention(s: &Setup, z: Sizes) -> anyhow::Result<Value> {
     };
     let purging = window(None, purged_at);
     let dropping = window(Some(purged_at), dropped_at);
-    stop.store(true, Ordering::SeqCst);
-    let (longest_any_s, longest_exclusive_s) = sampler.await??;
     // The load alone again, so a baseline disturbed by the machine shows.
     seed::checkpoint(&pool).await?;
     let (after, _) = load(s, z.rate, z.seconds, None).await?;
+    stop.store(true, Ordering::SeqCst);
+    let (longest_any_s, longest_exclusive_s) = sampler.await??;
     exec.shutdown().await;
 
     let p99 = |v: &Value| v["p99_ms"].as_f64().unwrap_or(0.0);
