@@ -34,6 +34,9 @@ pub(crate) struct Sizes {
     pub busy_percent: u32,
 }
 
+/// The slowest sagas during retention listed with their start times.
+const SLOWEST: usize = 20;
+
 /// The longest warm-up load, in seconds.
 const WARMUP_S: u64 = 30;
 
@@ -121,6 +124,16 @@ pub(crate) async fn retention(s: &Setup, z: Sizes) -> anyhow::Result<Value> {
                 .collect(),
         )
     };
+    // The slowest sagas of the load during retention, by start: set
+    // against the days' `from`/`to` they show which part of a drop was
+    // running when they were slowed.
+    let mut slowest: Vec<&(DateTime<Utc>, f64)> = samples.iter().collect();
+    slowest.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let slowest: Vec<Value> = slowest
+        .iter()
+        .take(SLOWEST)
+        .map(|(at, ms)| json!({ "started": at, "ms": ms }))
+        .collect();
     let purging = window(None, purged_at);
     let dropping = window(Some(purged_at), dropped_at);
     // The load alone again, so a baseline disturbed by the machine shows.
@@ -149,6 +162,8 @@ pub(crate) async fn retention(s: &Setup, z: Sizes) -> anyhow::Result<Value> {
         "latency_while_deleting_runs": purging,
         "p99_change_while_deleting_runs_pct": change(&purging),
         "latency_while_dropping_days": dropping,
+        "slowest_during_retention": slowest,
+        "purged_at": purged_at,
         "p99_change_while_dropping_days_pct": change(&dropping),
         "retention": deleted,
         "longest_lock_any_s": longest_any_s,
@@ -196,13 +211,14 @@ async fn delete(
     let before = now - chrono::Duration::days(AGE_DAYS as i64 + 1);
     let mut drops = Vec::new();
     loop {
-        let d = Instant::now();
+        let (d, from) = (Instant::now(), Utc::now());
         let Some(day) = store.drop_event_day(before, pace).await? else {
             break;
         };
         drops.push(json!({
             "partition": day.partition, "events": day.events, "kept": day.moved,
             "locked_ms": day.locked_ms, "took_ms": d.elapsed().as_millis() as u64,
+            "from": from, "to": Utc::now(),
         }));
     }
     let total_s = t.elapsed().as_secs_f64();
