@@ -101,7 +101,7 @@ where
             async move {
                 let n: i64 = sqlx::query_scalar(
                     "SELECT count(*) FROM pg_stat_activity \
-                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                     WHERE datname = current_database() AND wait_event_type = 'Lock'",
                 )
                 .fetch_one(&waiting)
                 .await

@@ -24,12 +24,11 @@ pub(super) async fn checkpoint_batch(
 ) -> Result<Vec<CheckpointAck>> {
     let mut acks: Vec<Option<CheckpointAck>> = vec![None; cps.len()];
     let mut expected: Vec<u64> = cps.iter().map(|c| c.expected_seq).collect();
+    // In run id order (see write_batch); the rounds after keep it.
     let mut todo: Vec<usize> = (0..cps.len()).collect();
+    todo.sort_unstable_by_key(|&i| cps[i].run_id.0);
     for round in 0..3 {
-        let mut batch: Vec<(&Checkpoint, u64)> =
-            todo.iter().map(|&i| (&cps[i], expected[i])).collect();
-        batch.sort_unstable_by_key(|(c, _)| c.run_id.0); // see write_batch
-
+        let batch: Vec<(&Checkpoint, u64)> = todo.iter().map(|&i| (&cps[i], expected[i])).collect();
         let applied = write_batch(conn, &batch).await?;
         let missing: Vec<usize> = todo
             .iter()
