@@ -63,8 +63,14 @@ pub struct DroppedDay {
     pub events: u64,
     pub moved: u64,
     /// The time the partitioned table was locked exclusively (detach,
-    /// attach, drop), in milliseconds.
+    /// attach), in milliseconds.
     pub locked_ms: u64,
+    /// The time each phase took, in milliseconds: the paced copy of the
+    /// kept events (its rests included), the kept day's constraints, the
+    /// swap ([`DroppedDay::locked_ms`] of it) and the old day's drop.
+    pub copy_ms: u64,
+    pub index_ms: u64,
+    pub drop_ms: u64,
 }
 
 /// What one batch deleted.

@@ -127,18 +127,22 @@ impl PgStore {
         Self::connect_opts(url.parse()?, &opts).await
     }
 
-    /// Connects the three pools as `o` says.
+    /// Connects the three pools as `o` says. Every connection has the pages
+    /// it writes out flushed every 256 kB (`backend_flush_after`), as
+    /// PostgreSQL's own background writer and checkpointer do: a backend
+    /// evicting pages another dirtied (retention's deletes) otherwise
+    /// leaves them to the kernel, which writes hundreds of MB back in one
+    /// burst that every commit's WAL flush then waits behind.
     pub async fn connect_opts(conn: PgConnectOptions, o: &PgOptions) -> Result<Self> {
         let open = |max: u32, timeout: Duration, name: &str| {
             let ms = timeout.as_millis().to_string();
             PgPoolOptions::new()
                 .max_connections(max.max(1))
                 .acquire_timeout(o.acquire_timeout)
-                .connect_with(
-                    conn.clone()
-                        .application_name(name)
-                        .options([("statement_timeout", ms.as_str())]),
-                )
+                .connect_with(conn.clone().application_name(name).options([
+                    ("statement_timeout", ms.as_str()),
+                    ("backend_flush_after", "256kB"),
+                ]))
         };
         let pool = open(o.max_connections, o.statement_timeout, "sagaflow").await?;
         let api = open(o.api_connections, o.api_statement_timeout, "sagaflow-api").await?;

@@ -146,10 +146,15 @@ async fn drop_lock(pool: &PgPool) -> Result<Option<PgConnection>> {
         conn.close().await?;
         return Ok(None);
     }
-    // A chunk is short; the whole drop is not one statement.
-    sqlx::query("SET statement_timeout = 0")
-        .execute(&mut conn)
-        .await?;
+    // A chunk is short; the whole drop is not one statement. The pages it
+    // writes are flushed every 256 kB as it goes (see the dialect's
+    // UNFLUSHED_COMMIT): no burst of write-back for the sagas to wait on.
+    sqlx::query(
+        "SELECT set_config('statement_timeout', '0', false), \
+                set_config('backend_flush_after', '256kB', false)",
+    )
+    .execute(&mut conn)
+    .await?;
     Ok(Some(conn))
 }
 
@@ -294,19 +299,23 @@ async fn swap(
     )))
     .execute(&mut *conn)
     .await?;
+    let copying = Instant::now();
     let (events, moved) = copy_kept(conn, table, &kept, pace).await?;
+    let copy_ms = copying.elapsed().as_millis() as u64;
     if !always && moved == events {
         sqlx::query(AssertSqlSafe(format!("DROP TABLE {kept}")))
             .execute(&mut *conn)
             .await?;
         return Ok(None);
     }
+    let indexing = Instant::now();
     sqlx::query(AssertSqlSafe(format!(
         "ALTER TABLE {kept} ADD CONSTRAINT {kept}_day CHECK (at >= '{from}' AND at < '{to}'), \
          ADD PRIMARY KEY (run_id, seq, at)"
     )))
     .execute(&mut *conn)
     .await?;
+    let index_ms = indexing.elapsed().as_millis() as u64;
 
     // Detach, attach the copy: the only exclusive lock on run_events.
     let mut tx = conn.begin().await?;
@@ -344,13 +353,21 @@ async fn swap(
         0 => format!("DROP TABLE IF EXISTS {table}, {kept}"),
         _ => format!("DROP TABLE IF EXISTS {table}"),
     };
+    let dropping = Instant::now();
     sqlx::query(AssertSqlSafe(drop)).execute(&mut *conn).await?;
-    tracing::info!(partition = %table, events, moved, locked_ms, "event partition dropped");
+    let drop_ms = dropping.elapsed().as_millis() as u64;
+    tracing::info!(
+        partition = %table, events, moved, copy_ms, index_ms, locked_ms, drop_ms,
+        "event partition dropped"
+    );
     Ok(Some(DroppedDay {
         partition: table.to_owned(),
         events: events as u64,
         moved: moved as u64,
         locked_ms,
+        copy_ms,
+        index_ms,
+        drop_ms,
     }))
 }
 
