@@ -65,11 +65,12 @@ pub struct DroppedDay {
     /// The time the partitioned table was locked exclusively (detach,
     /// attach), in milliseconds.
     pub locked_ms: u64,
-    /// The time each phase took, in milliseconds: the paced copy of the
-    /// kept events (its rests included), the kept day's constraints, the
-    /// swap ([`DroppedDay::locked_ms`] of it) and the old day's drop.
+    /// The paced copy of the kept events, its rests included, in
+    /// milliseconds.
     pub copy_ms: u64,
+    /// The kept day's CHECK constraint and primary key, in milliseconds.
     pub index_ms: u64,
+    /// The old day's `DROP TABLE` after the swap, in milliseconds.
     pub drop_ms: u64,
 }
 

@@ -25,14 +25,7 @@ impl Dialect for Pg {
 
     const UNPAUSED: &'static str = "NOT s.paused";
     const PARTITIONED_EVENTS: bool = true;
-    // The pages the batch dirties and its backend writes out are flushed
-    // to disk every 256 kB as it goes (as partitions::drop_lock's
-    // connection does), not left for the kernel to write back in one
-    // burst of hundreds of MB that the sagas' commits wait behind.
-    const UNFLUSHED_COMMIT: Option<&'static str> = Some(
-        "SELECT set_config('synchronous_commit', 'off', true), \
-                set_config('backend_flush_after', '256kB', true)",
-    );
+    const UNFLUSHED_COMMIT: Option<&'static str> = Some("SET LOCAL synchronous_commit = off");
 
     fn id(u: Uuid) -> Uuid {
         u

@@ -132,7 +132,8 @@ impl PgStore {
     /// PostgreSQL's own background writer and checkpointer do: a backend
     /// evicting pages another dirtied (retention's deletes) otherwise
     /// leaves them to the kernel, which writes hundreds of MB back in one
-    /// burst that every commit's WAL flush then waits behind.
+    /// burst that every commit's WAL flush then waits behind. Retention
+    /// and the domain use these connections too (`pool()`).
     pub async fn connect_opts(conn: PgConnectOptions, o: &PgOptions) -> Result<Self> {
         let open = |max: u32, timeout: Duration, name: &str| {
             let ms = timeout.as_millis().to_string();

@@ -146,15 +146,10 @@ async fn drop_lock(pool: &PgPool) -> Result<Option<PgConnection>> {
         conn.close().await?;
         return Ok(None);
     }
-    // A chunk is short; the whole drop is not one statement. The pages it
-    // writes are flushed every 256 kB as it goes (see the dialect's
-    // UNFLUSHED_COMMIT): no burst of write-back for the sagas to wait on.
-    sqlx::query(
-        "SELECT set_config('statement_timeout', '0', false), \
-                set_config('backend_flush_after', '256kB', false)",
-    )
-    .execute(&mut conn)
-    .await?;
+    // A chunk is short; the whole drop is not one statement.
+    sqlx::query("SET statement_timeout = 0")
+        .execute(&mut conn)
+        .await?;
     Ok(Some(conn))
 }
 

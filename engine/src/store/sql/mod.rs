@@ -109,8 +109,7 @@ pub(crate) trait Dialect {
 
     /// The statement that lets the current transaction commit without
     /// waiting for its flush, where the backend has one: for writes that
-    /// are safe to lose in a crash (they are made again). On PostgreSQL it
-    /// also has the pages it writes flushed as it goes (background work).
+    /// are safe to lose in a crash (they are made again).
     const UNFLUSHED_COMMIT: Option<&'static str>;
 }
 
