@@ -2,7 +2,8 @@
 //! every run an executor drives, the signals of every caller) are collected
 //! and written together, one statement and one commit per batch. While
 //! batches are being written the next one fills up, so the batch size
-//! follows the load by itself.
+//! follows the load by itself. Writes nobody waits for any more are
+//! dropped before they are written.
 
 use std::sync::Arc;
 
@@ -69,8 +70,18 @@ impl<W: BatchWrite> Batcher<W> {
     }
 }
 
+/// Writes a batch. A write whose caller stopped waiting for it (an attempt
+/// that gave up on its lease while the store was away) is left out: nobody
+/// would act on its answer, and the run it belongs to may have been taken
+/// over since.
 async fn write_batch<W: BatchWrite>(writer: &W, batch: Vec<(W::Item, Reply<W::Ack>)>) {
-    let (items, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+    let (items, replies): (Vec<_>, Vec<_>) = batch
+        .into_iter()
+        .filter(|(_, reply)| !reply.is_closed())
+        .unzip();
+    if items.is_empty() {
+        return;
+    }
     match writer.write_many(&items).await {
         Ok(acks) => {
             for (reply, ack) in replies.into_iter().zip(acks) {
@@ -123,5 +134,69 @@ impl BatchWrite for Signals {
     }
     async fn write_one(&self, item: &SignalWrite) -> Result<SignalAck, StoreError> {
         self.0.signal(item).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
+    use std::sync::Mutex;
+
+    use tokio::sync::Notify;
+
+    use super::*;
+
+    /// Records every batch; the first one waits until `gate` is opened.
+    #[derive(Default)]
+    struct Recorder {
+        batches: Mutex<Vec<Vec<u32>>>,
+        entered: Notify,
+        gate: Notify,
+    }
+
+    #[async_trait]
+    impl BatchWrite for Arc<Recorder> {
+        type Item = u32;
+        type Ack = u32;
+        const WHAT: &'static str = "test";
+        async fn write_many(&self, items: &[u32]) -> Result<Vec<u32>, StoreError> {
+            let first = {
+                let mut b = self.batches.lock().unwrap();
+                b.push(items.to_vec());
+                b.len() == 1
+            };
+            if first {
+                self.entered.notify_one();
+                self.gate.notified().await;
+            }
+            Ok(items.to_vec())
+        }
+        async fn write_one(&self, item: &u32) -> Result<u32, StoreError> {
+            Ok(*item)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_nobody_waits_for_is_not_written() {
+        let rec = Arc::new(Recorder::default());
+        let batcher = Arc::new(Batcher::spawn(rec.clone(), 8, 1));
+        let b = batcher.clone();
+        let first = tokio::spawn(async move { b.write(1).await });
+        rec.entered.notified().await;
+        // Handed in while the only writer is busy, then given up on.
+        let mut abandoned = Box::pin(batcher.write(2));
+        tokio::select! {
+            biased;
+            _ = &mut abandoned => panic!("written while the writer was busy"),
+            _ = std::future::ready(()) => {}
+        }
+        drop(abandoned);
+        let b = batcher.clone();
+        let kept = tokio::spawn(async move { b.write(3).await });
+        rec.gate.notify_one();
+        assert_eq!(first.await.unwrap().unwrap(), 1);
+        assert_eq!(kept.await.unwrap().unwrap(), 3);
+        assert_eq!(*rec.batches.lock().unwrap(), vec![vec![1], vec![3]]);
     }
 }

@@ -29,9 +29,11 @@ use crate::store::{Checkpoint, CheckpointAck, RunRecord};
 use crate::telemetry;
 
 mod attempt;
+mod leases;
 mod signals;
 
 use attempt::LocalDeadline;
+use leases::{Lease, forget_lease, lock, renew_loop, self_fence};
 
 /// How an executor behaves. Defaults suit a production replica.
 #[derive(Debug, Clone)]
@@ -100,12 +102,6 @@ impl ExecutorHandle {
         // task: stop them too, or the leases would never run out.
         self.stop.cancel();
     }
-}
-
-struct Lease {
-    token: LeaseToken,
-    cancel: CancellationToken,
-    deadline: Arc<LocalDeadline>,
 }
 
 struct Exec {
@@ -219,7 +215,7 @@ async fn run(exec: Arc<Exec>, stop: CancellationToken) {
                 };
                 let cancel = CancellationToken::new();
                 let deadline = LocalDeadline::new(sent, exec.valid_for());
-                lock(&exec.leases).insert(
+                let stale = lock(&exec.leases).insert(
                     r.id,
                     Lease {
                         token,
@@ -227,6 +223,12 @@ async fn run(exec: Arc<Exec>, stop: CancellationToken) {
                         deadline: deadline.clone(),
                     },
                 );
+                if let Some(stale) = stale {
+                    // The run was claimed again: the lease an attempt here
+                    // still held has run out in the store. Stop that attempt.
+                    telemetry::lease_lost(telemetry::LeaseLoss::Fenced);
+                    stale.cancel.cancel();
+                }
                 let e = exec.clone();
                 let span = info_span!("run", run_id = %r.id, workflow = %r.workflow_name, tenant = %r.tenant_id);
                 telemetry::join_trace(
@@ -238,7 +240,7 @@ async fn run(exec: Arc<Exec>, stop: CancellationToken) {
                     async move {
                         let id = r.id;
                         drive(&e, r, token, cancel, deadline, read).await;
-                        lock(&e.leases).remove(&id);
+                        forget_lease(&e, id, token);
                         drop(permit);
                     }
                     .instrument(span),
@@ -315,61 +317,6 @@ async fn expire_queued(exec: &Exec) {
 
 /// Queued runs expired per poll at most (the rest at the next poll).
 const EXPIRE_BATCH: u32 = 500;
-
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-async fn renew_loop(exec: Arc<Exec>, stop: CancellationToken) {
-    let every = exec.opts.lease / 3;
-    // After a failed renewal, try again soon: the local deadlines are
-    // running out.
-    let retry = (exec.opts.lease / 10).max(Duration::from_millis(10));
-    let mut wait = every;
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(wait) => {}
-        }
-        wait = every;
-        let held: Vec<(RunId, LeaseToken)> = lock(&exec.leases)
-            .iter()
-            .map(|(id, l)| (*id, l.token))
-            .collect();
-        if held.is_empty() {
-            continue;
-        }
-        let sent = tokio::time::Instant::now();
-        let renewed = tokio::time::timeout(
-            every,
-            exec.shared.store.renew_leases(&held, exec.opts.lease),
-        )
-        .await;
-        match renewed {
-            Ok(Ok(lost)) => {
-                let leases = lock(&exec.leases);
-                for (id, _) in &held {
-                    let Some(l) = leases.get(id) else { continue };
-                    if lost.contains(id) {
-                        warn!(run_id = %id, "lease lost; abandoning the run");
-                        telemetry::lease_lost(telemetry::LeaseLoss::Renewal);
-                        l.cancel.cancel();
-                    } else {
-                        l.deadline.confirm(sent, exec.valid_for());
-                    }
-                }
-            }
-            Ok(Err(e)) => {
-                warn!(error = %e, "renewing leases failed");
-                wait = retry;
-            }
-            Err(_) => {
-                warn!("renewing leases timed out");
-                wait = retry;
-            }
-        }
-    }
-}
 
 /// Drives one claimed run until it stops, waits, or the lease is lost.
 /// `read_with_batch`: its signals, read with its claimed batch.
@@ -596,15 +543,5 @@ async fn write_checkpoint(
                 delay = (delay * 2).min(Duration::from_secs(2));
             }
         }
-    }
-}
-
-/// The lease could not be confirmed in time: stop the run's work here
-/// before another replica may take it over.
-fn self_fence(run: RunId, lease_lost: &CancellationToken) {
-    if !lease_lost.is_cancelled() {
-        warn!(run_id = %run, "lease not confirmed in time; stopping the run's attempts");
-        telemetry::lease_lost(telemetry::LeaseLoss::SelfFence);
-        lease_lost.cancel();
     }
 }

@@ -7,6 +7,12 @@
 //! appended twice and `last_seq` moves once. A run whose `last_seq` moved
 //! under a live lease for another reason (an operator's cancellation
 //! appends an event) gets the checkpoint applied after it.
+//!
+//! A batch may hold two checkpoints of one run: a stale one, handed in by
+//! an attempt whose lease ran out, and the live one of the replica or task
+//! that took the run over. Each checkpoint is answered by its own id, and
+//! its events are appended only if its own row update applied: the stale
+//! one is fenced and leaves nothing behind.
 
 use std::collections::HashMap;
 
@@ -33,7 +39,7 @@ pub(super) async fn checkpoint_batch(
         let missing: Vec<usize> = todo
             .iter()
             .copied()
-            .filter(|&i| match applied.get(&cps[i].run_id.0) {
+            .filter(|&i| match applied.get(&cps[i].id) {
                 Some(cancel_request) => {
                     acks[i] = Some(CheckpointAck::Applied {
                         cancel_request: *cancel_request,
@@ -98,8 +104,11 @@ pub(super) async fn checkpoint_batch(
 
 /// One statement updates every run of the batch (each fenced by its lease,
 /// and applied only where the run's `last_seq` is the one the checkpoint
-/// was computed from) and appends their events, numbered after it. Returns
-/// the runs written, with their cancellation requests. Each checkpoint
+/// was computed from) and appends their events, numbered after it: the
+/// events of a checkpoint join its own applied update, by checkpoint id, so
+/// a fenced checkpoint of a run that another checkpoint of the batch
+/// updated appends nothing. Returns the ids of the checkpoints applied,
+/// with their runs' cancellation requests. Each checkpoint
 /// comes with the `last_seq` it applies on. The caller hands the runs in
 /// id order: the plan (a nested loop over the arrays, by the primary key)
 /// then updates them in that order, the order in which lease renewals and
@@ -127,7 +136,7 @@ async fn write_batch(
     let mut nows = Vec::with_capacity(n);
     let mut counts = Vec::with_capacity(n);
     let mut leases = Vec::with_capacity(n);
-    let mut ev_runs = Vec::new();
+    let mut ev_cps = Vec::new();
     let mut ev_ords = Vec::new();
     let mut all_events = Vec::new();
     for &(cp, expected_seq) in cps {
@@ -146,7 +155,7 @@ async fn write_batch(
         counts.push(cp.events.len() as i64);
         leases.push(cp.keep_lease.map(micros));
         for (i, e) in cp.events.iter().enumerate() {
-            ev_runs.push(cp.run_id.0);
+            ev_cps.push(cp.id);
             ev_ords.push(i as i64 + 1);
             all_events.push(e);
         }
@@ -172,15 +181,15 @@ async fn write_batch(
                 last_checkpoint = c.cid \
               FROM c WHERE runs.id = c.id AND runs.lease_token = c.token AND runs.lease_expires_at > now() \
                 AND runs.last_seq = c.expected \
-              RETURNING runs.id, runs.last_seq, runs.cancel_request, c.n), \
+              RETURNING runs.id, runs.last_seq, runs.cancel_request, c.n, c.cid), \
          e AS (INSERT INTO run_events (run_id, seq, at, kind, step, attempt, run_state, message, actor) \
-              SELECT ev.run_id, r.last_seq - r.n + ev.ord, ev.at, ev.kind, ev.step, ev.attempt, ev.run_state, \
+              SELECT r.id, r.last_seq - r.n + ev.ord, ev.at, ev.kind, ev.step, ev.attempt, ev.run_state, \
                      ev.message, ev.actor \
               FROM unnest($13::uuid[], $14::int8[], $15::text[], $16::text[], $17::int4[], $18::text[], \
                           $19::text[], $20::text[], $21::timestamptz[]) \
-                   AS ev(run_id, ord, kind, step, attempt, run_state, message, actor, at) \
-              JOIN r ON r.id = ev.run_id) \
-         SELECT id, cancel_request FROM r",
+                   AS ev(cid, ord, kind, step, attempt, run_state, message, actor, at) \
+              JOIN r ON r.cid = ev.cid) \
+         SELECT cid, cancel_request FROM r",
         cancel_states = sql_terms::cancel_carried_out_states()
     )))
     .bind(&ids)
@@ -195,7 +204,7 @@ async fn write_batch(
     .bind(&nows)
     .bind(&counts)
     .bind(&leases)
-    .bind(&ev_runs)
+    .bind(&ev_cps)
     .bind(&ev_ords);
     let rows = bind_events(q, &ev)
         .bind(&cids)
@@ -204,9 +213,9 @@ async fn write_batch(
         .await?;
     let mut applied = HashMap::with_capacity(rows.len());
     for row in &rows {
-        let id: Uuid = row.try_get("id")?;
+        let cid: Uuid = row.try_get("cid")?;
         let c: Option<String> = row.try_get("cancel_request")?;
-        applied.insert(id, c.as_deref().map(CancelRequest::parse).transpose()?);
+        applied.insert(cid, c.as_deref().map(CancelRequest::parse).transpose()?);
     }
     Ok(applied)
 }
