@@ -63,8 +63,12 @@ pub(super) async fn renew_loop(exec: Arc<Exec>, stop: CancellationToken) {
         match renewed {
             Ok(Ok(lost)) => {
                 let leases = lock(&exec.leases);
-                for (id, _) in &held {
-                    let Some(l) = leases.get(id) else { continue };
+                for (id, token) in &held {
+                    // The run may have been claimed again meanwhile: this
+                    // answer is about the lease renewed, not the newer one.
+                    let Some(l) = leases.get(id).filter(|l| l.token == *token) else {
+                        continue;
+                    };
                     if lost.contains(id) {
                         warn!(run_id = %id, "lease lost; abandoning the run");
                         telemetry::lease_lost(telemetry::LeaseLoss::Renewal);
