@@ -225,9 +225,8 @@ async fn run(exec: Arc<Exec>, stop: CancellationToken) {
                 );
                 if let Some(stale) = stale {
                     // The run was claimed again: the lease an attempt here
-                    // still held has run out in the store. Stop that attempt.
-                    telemetry::lease_lost(telemetry::LeaseLoss::Fenced);
-                    stale.cancel.cancel();
+                    // still held ran out unconfirmed. Stop that attempt.
+                    self_fence(r.id, &stale.cancel);
                 }
                 let e = exec.clone();
                 let span = info_span!("run", run_id = %r.id, workflow = %r.workflow_name, tenant = %r.tenant_id);
