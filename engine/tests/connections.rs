@@ -1,12 +1,20 @@
 //! The settings every connection of the store's pools starts with: its
 //! statement timeout, and the pages it writes flushed every 256 kB
 //! (`backend_flush_after`) so that the kernel never holds a burst of
-//! write-back for the sagas' commits to wait behind.
+//! write-back for the sagas' commits to wait behind; and the checkpoint
+//! writes' connections, which are not pinged before each use.
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
+mod support;
+
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
+use sagaflow_engine::state::RunState;
 use sagaflow_engine::store::postgres::{PgOptions, PgStore};
+use serde_json::json;
+use support::*;
 
 #[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
 async fn store_connections_flush_what_they_write_as_they_go(pool: sqlx::PgPool) {
@@ -34,4 +42,58 @@ async fn store_connections_flush_what_they_write_as_they_go(pool: sqlx::PgPool) 
         .await
         .unwrap();
     assert_eq!(other, "0");
+}
+
+/// The checkpoint writes' connections are not pinged before each use: a
+/// write that meets a connection the server closed fails, and the run's
+/// checkpoint is written again on another. Here every checkpoint
+/// connection is closed by the server while a step runs; the run ends
+/// with each step called once and a gapless history.
+#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+async fn a_checkpoint_connection_the_server_closed_costs_nothing(pool: sqlx::PgPool) {
+    let pg = PgStore::connect_opts((*pool.connect_options()).clone(), &PgOptions::default())
+        .await
+        .unwrap();
+    let h = Harness::new(Arc::new(pg), &[saga_toml("closed", 1, 3, "")]).await;
+    let started = h.start("closed", json!({"sleep_ms": {"s2": 1500}})).await;
+    let id = started.run.id;
+    // s2 runs: the checkpoint that recorded its start was written on a
+    // checkpoint connection.
+    poll("s2 to start", Duration::from_secs(30), || {
+        let pool = pool.clone();
+        async move {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM run_events WHERE run_id = $1 AND kind = 'step_started' AND step = 's2'",
+            )
+            .bind(id.0)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            (n == 1).then_some(())
+        }
+    })
+    .await;
+    let closed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE application_name = 'sagaflow-checkpoints' AND datname = current_database()) t",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(closed >= 1, "no checkpoint connection was open");
+    h.wait_state(id, RunState::Completed).await;
+    let mut per_step: HashMap<String, u32> = HashMap::new();
+    for c in h.script.calls() {
+        *per_step.entry(c.step).or_default() += 1;
+    }
+    assert_eq!(per_step.len(), 3);
+    assert!(per_step.values().all(|n| *n == 1), "{per_step:?}");
+    let seqs: Vec<i64> =
+        sqlx::query_scalar("SELECT seq FROM run_events WHERE run_id = $1 ORDER BY seq")
+            .bind(id.0)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
+    h.shutdown().await;
 }

@@ -49,12 +49,17 @@ impl StoreError {
 }
 
 /// Whether a query failed because the database could not be reached or no
-/// pool connection came free in time (not because the statement failed).
+/// pool connection came free in time (not because the statement failed):
+/// also when the server ended the connection (SQLSTATE class 08, and
+/// 57P01–57P03: shut down, crashed, not accepting connections yet).
 pub fn unreachable_database(e: &sqlx::Error) -> bool {
-    matches!(
-        e,
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
-    )
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
+        _ => false,
+    }
 }
 
 // Decoding a stored name is the store's concern: a name it does not know is

@@ -47,12 +47,20 @@ pub struct PgStore {
     /// The reads of runs, events and definitions ([`SqlBackend::reads`]):
     /// the API's, with a short `statement_timeout` of their own.
     api: PgPool,
-    /// The executor's hot path only (claim, checkpoint, renewal, release),
-    /// so no load on the API can take the connections leases depend on.
+    /// The executor's hot path only (claim, renewal, release), so no load
+    /// on the API can take the connections leases depend on.
     hot: PgPool,
+    /// The executor's checkpoint writes, sized like `hot`. Its statements
+    /// run generic plans: planning the checkpoint statement anew for its
+    /// parameters took twice as long as executing it, on every write. The
+    /// claim stays on `hot`, whose plans follow their parameters (its
+    /// generic plan reads a large table's due index much longer). Nor is a
+    /// connection pinged before it is handed out: a write that meets a
+    /// connection the server closed fails, and is retried on another.
+    checkpoints: PgPool,
 }
 
-/// How the store's three pools are sized and bounded.
+/// How the store's four pools are sized and bounded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PgOptions {
     /// Connections of the general pool (writes, watches, scheduler,
@@ -60,8 +68,8 @@ pub struct PgOptions {
     pub max_connections: u32,
     /// Connections of the pool the reads of runs and histories use.
     pub api_connections: u32,
-    /// Connections of the executor's own pool (claim, checkpoint, renewal,
-    /// release).
+    /// Connections of each of the executor's own two pools (claim, renewal
+    /// and release; checkpoints).
     pub hot_connections: u32,
     /// Longest wait for a free connection, in either pool.
     pub acquire_timeout: Duration,
@@ -127,7 +135,7 @@ impl PgStore {
         Self::connect_opts(url.parse()?, &opts).await
     }
 
-    /// Connects the three pools as `o` says. Every connection has the pages
+    /// Connects the four pools as `o` says. Every connection has the pages
     /// it writes out flushed every 256 kB (`backend_flush_after`), as
     /// PostgreSQL's own background writer and checkpointer do: a backend
     /// evicting pages another dirtied (retention's deletes) otherwise
@@ -137,12 +145,22 @@ impl PgStore {
     pub async fn connect_opts(conn: PgConnectOptions, o: &PgOptions) -> Result<Self> {
         let open = |max: u32, timeout: Duration, name: &str| {
             let ms = timeout.as_millis().to_string();
+            let checkpoints = name == CHECKPOINTS;
             PgPoolOptions::new()
                 .max_connections(max.max(1))
                 .acquire_timeout(o.acquire_timeout)
+                .test_before_acquire(!checkpoints)
                 .connect_with(conn.clone().application_name(name).options([
                     ("statement_timeout", ms.as_str()),
                     ("backend_flush_after", "256kB"),
+                    (
+                        "plan_cache_mode",
+                        if checkpoints {
+                            "force_generic_plan"
+                        } else {
+                            "auto"
+                        },
+                    ),
                 ]))
         };
         let pool = open(o.max_connections, o.statement_timeout, "sagaflow").await?;
@@ -153,7 +171,13 @@ impl PgStore {
             "sagaflow-executor",
         )
         .await?;
-        Ok(Self { pool, api, hot })
+        let checkpoints = open(o.hot_connections, o.hot_statement_timeout, CHECKPOINTS).await?;
+        Ok(Self {
+            pool,
+            api,
+            hot,
+            checkpoints,
+        })
     }
 
     /// Wraps an existing pool, for every use (tests use the one
@@ -161,6 +185,7 @@ impl PgStore {
     pub fn from_pool(pool: PgPool) -> Self {
         Self {
             hot: pool.clone(),
+            checkpoints: pool.clone(),
             api: pool.clone(),
             pool,
         }
@@ -223,5 +248,8 @@ pub(super) fn lock_runs_in_id_order(ids: &str) -> String {
 pub(super) fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
+
+/// The application name of the checkpoint writes' connections.
+const CHECKPOINTS: &str = "sagaflow-checkpoints";
 
 const EXPLAIN: &str = "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) ";
