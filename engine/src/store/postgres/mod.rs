@@ -50,13 +50,12 @@ pub struct PgStore {
     /// The executor's hot path only (claim, renewal, release), so no load
     /// on the API can take the connections leases depend on.
     hot: PgPool,
-    /// The executor's checkpoint writes, sized like `hot`. Its statements
-    /// run generic plans: planning the checkpoint statement anew for its
-    /// parameters took twice as long as executing it, on every write. The
-    /// claim stays on `hot`, whose plans follow their parameters (its
-    /// generic plan reads a large table's due index much longer). Nor is a
-    /// connection pinged before it is handed out: a write that meets a
-    /// connection the server closed fails, and is retried on another.
+    /// The executor's checkpoint writes, sized like `hot`. Unlike the other
+    /// pools it does not ping a connection before handing it out (a round
+    /// trip before every write): a write that meets a connection the
+    /// server closed fails, and the executor writes it again on another.
+    /// A claim that failed so would wait for the next poll, so `hot` keeps
+    /// the ping.
     checkpoints: PgPool,
 }
 
@@ -145,32 +144,22 @@ impl PgStore {
     pub async fn connect_opts(conn: PgConnectOptions, o: &PgOptions) -> Result<Self> {
         let open = |max: u32, timeout: Duration, name: &str| {
             let ms = timeout.as_millis().to_string();
-            let checkpoints = name == CHECKPOINTS;
+            let mut settings = vec![
+                ("statement_timeout", ms.as_str()),
+                ("backend_flush_after", "256kB"),
+            ];
+            if name == HOT || name == CHECKPOINTS {
+                settings.extend([("plan_cache_mode", "force_generic_plan"), ("jit", "off")]);
+            }
             PgPoolOptions::new()
                 .max_connections(max.max(1))
                 .acquire_timeout(o.acquire_timeout)
-                .test_before_acquire(!checkpoints)
-                .connect_with(conn.clone().application_name(name).options([
-                    ("statement_timeout", ms.as_str()),
-                    ("backend_flush_after", "256kB"),
-                    (
-                        "plan_cache_mode",
-                        if checkpoints {
-                            "force_generic_plan"
-                        } else {
-                            "auto"
-                        },
-                    ),
-                ]))
+                .test_before_acquire(name != CHECKPOINTS)
+                .connect_with(conn.clone().application_name(name).options(settings))
         };
         let pool = open(o.max_connections, o.statement_timeout, "sagaflow").await?;
         let api = open(o.api_connections, o.api_statement_timeout, "sagaflow-api").await?;
-        let hot = open(
-            o.hot_connections,
-            o.hot_statement_timeout,
-            "sagaflow-executor",
-        )
-        .await?;
+        let hot = open(o.hot_connections, o.hot_statement_timeout, HOT).await?;
         let checkpoints = open(o.hot_connections, o.hot_statement_timeout, CHECKPOINTS).await?;
         Ok(Self {
             pool,
@@ -249,7 +238,14 @@ pub(super) fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
-/// The application name of the checkpoint writes' connections.
+/// The application names of the executor's two pools. Their statements
+/// (claim, checkpoint, renewal, release) are few, keyed by ids or by the
+/// due index, and each has one right plan whatever its parameters: they
+/// run generic plans, planned once per connection (planning the checkpoint
+/// statement for its parameters cost twice its execution, on every write),
+/// and never JIT-compiled (a generic plan's cost estimate on a large table
+/// passes `jit_above_cost`, and compiling took 10 ms per claim).
+const HOT: &str = "sagaflow-executor";
 const CHECKPOINTS: &str = "sagaflow-checkpoints";
 
 const EXPLAIN: &str = "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) ";
