@@ -16,8 +16,8 @@ use crate::{ChaosError, Result};
 /// [`TENANT`].
 pub const TOKENS: [(&str, &str); 2] = [("chaos-crm", "crm"), ("chaos-operator", "operator")];
 pub const TENANT: &str = "chaos";
-/// The size of each of the executor's own two pools (claim and lease
-/// renewal; checkpoints), beside the pool `EngineConfig::new` sizes.
+/// The size of the engines' second pool, the executor's own (claim,
+/// checkpoints, lease renewal), beside the pool `EngineConfig::new` sizes.
 pub const HOT_POOL: u32 = 4;
 /// The API reads' pool of every engine the harness starts.
 pub const API_POOL: u32 = 4;

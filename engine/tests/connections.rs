@@ -1,8 +1,8 @@
 //! The settings every connection of the store's pools starts with: its
 //! statement timeout, and the pages it writes flushed every 256 kB
 //! (`backend_flush_after`) so that the kernel never holds a burst of
-//! write-back for the sagas' commits to wait behind; and the checkpoint
-//! writes' connections, which are not pinged before each use.
+//! write-back for the sagas' commits to wait behind; and what a connection
+//! the server ended costs the executor (nothing).
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 mod support;
@@ -44,11 +44,10 @@ async fn store_connections_flush_what_they_write_as_they_go(pool: sqlx::PgPool) 
     assert_eq!(other, "0");
 }
 
-/// The checkpoint writes' connections are not pinged before each use: a
-/// write that meets a connection the server closed fails, and the run's
-/// checkpoint is written again on another. Here every checkpoint
-/// connection is closed by the server while a step runs; the run ends
-/// with each step called once and a gapless history.
+/// Every connection of the executor's pool is ended by the server
+/// (`pg_terminate_backend`, as an operator or a failover does) while a
+/// step runs: the run's next checkpoint is written on a connection opened
+/// again, the run ends with each step called once and a gapless history.
 #[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
 async fn a_checkpoint_connection_the_server_closed_costs_nothing(pool: sqlx::PgPool) {
     let pg = PgStore::connect_opts((*pool.connect_options()).clone(), &PgOptions::default())
@@ -57,8 +56,8 @@ async fn a_checkpoint_connection_the_server_closed_costs_nothing(pool: sqlx::PgP
     let h = Harness::new(Arc::new(pg), &[saga_toml("closed", 1, 3, "")]).await;
     let started = h.start("closed", json!({"sleep_ms": {"s2": 1500}})).await;
     let id = started.run.id;
-    // s2 runs: the checkpoint that recorded its start was written on a
-    // checkpoint connection.
+    // s2 runs: the checkpoint that recorded its start was written on an
+    // executor connection.
     poll("s2 to start", Duration::from_secs(30), || {
         let pool = pool.clone();
         async move {
@@ -75,12 +74,12 @@ async fn a_checkpoint_connection_the_server_closed_costs_nothing(pool: sqlx::PgP
     .await;
     let closed: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-         WHERE application_name = 'sagaflow-checkpoints' AND datname = current_database()) t",
+         WHERE application_name = 'sagaflow-executor' AND datname = current_database()) t",
     )
     .fetch_one(&pool)
     .await
     .unwrap();
-    assert!(closed >= 1, "no checkpoint connection was open");
+    assert!(closed >= 1, "no executor connection was open");
     h.wait_state(id, RunState::Completed).await;
     let mut per_step: HashMap<String, u32> = HashMap::new();
     for c in h.script.calls() {
@@ -96,4 +95,22 @@ async fn a_checkpoint_connection_the_server_closed_costs_nothing(pool: sqlx::PgP
             .unwrap();
     assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
     h.shutdown().await;
+}
+
+/// A statement whose connection the server ends under it (SQLSTATE 57P01,
+/// as at a shutdown or a failover) failed because the database went away,
+/// not because of the statement: the executor retries it, the API answers
+/// UNAVAILABLE.
+#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+async fn a_connection_the_server_ends_counts_as_the_database_unreachable(pool: sqlx::PgPool) {
+    let mut conn = pool.acquire().await.unwrap();
+    let err = sqlx::query("SELECT pg_terminate_backend(pg_backend_pid())")
+        .execute(&mut *conn)
+        .await
+        .unwrap_err();
+    assert!(
+        sagaflow_engine::store::unreachable_database(&err),
+        "not counted as unreachable: {err:?}"
+    );
+    assert!(sagaflow_engine::store::StoreError::Database(err).is_unavailable());
 }

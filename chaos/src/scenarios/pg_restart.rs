@@ -192,8 +192,8 @@ pub async fn run(opts: &Options) -> Result<Report> {
     let peak = peak.load(Ordering::Relaxed);
     report.fact("peak engine connections (pg_stat_activity)", peak);
     report.bar(
-        &format!("peak connections <= pool sizes ({POOL} + 2 × {HOT_POOL} + {API_POOL})"),
-        peak <= u64::from(POOL + 2 * HOT_POOL + API_POOL),
+        &format!("peak connections <= pool sizes ({POOL} + {HOT_POOL} + {API_POOL})"),
+        peak <= u64::from(POOL + HOT_POOL + API_POOL),
         format!("{peak}"),
     );
     let alive = engine.alive();

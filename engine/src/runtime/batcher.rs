@@ -2,13 +2,10 @@
 //! every run an executor drives, the signals of every caller) are collected
 //! and written together, one statement and one commit per batch. While
 //! batches are being written the next one fills up, so the batch size
-//! follows the load by itself. A write handed in while nothing is being
-//! written or waiting is written at once by its caller, without the hand-off
-//! to the batching task (a lone run's latency). Writes nobody waits for any
-//! more are dropped before they are written.
+//! follows the load by itself. Writes nobody waits for any more are
+//! dropped before they are written.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use tokio::sync::Semaphore;
@@ -33,13 +30,6 @@ type Reply<A> = tokio::sync::oneshot::Sender<Result<A, StoreError>>;
 /// Hands writes to a background task that writes them in batches.
 pub(crate) struct Batcher<W: BatchWrite> {
     tx: tokio::sync::mpsc::UnboundedSender<(W::Item, Reply<W::Ack>)>,
-    writer: Arc<W>,
-    /// One permit per batch being written; the batching task holds one
-    /// more while it waits for writes.
-    writers: Arc<Semaphore>,
-    idle_permits: usize,
-    /// Writes handed to the batching task and not yet taken into a batch.
-    queued: Arc<AtomicUsize>,
 }
 
 impl<W: BatchWrite> Batcher<W> {
@@ -47,87 +37,36 @@ impl<W: BatchWrite> Batcher<W> {
     pub(crate) fn spawn(writer: W, max_batch: usize, writers: usize) -> Self {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(W::Item, Reply<W::Ack>)>();
         let writer = Arc::new(writer);
-        let permits = writers.max(1);
-        let writers = Arc::new(Semaphore::new(permits));
-        let queued = Arc::new(AtomicUsize::new(0));
+        let writers = Arc::new(Semaphore::new(writers.max(1)));
         let max_batch = max_batch.max(1);
-        {
-            let (writer, writers, queued) = (writer.clone(), writers.clone(), queued.clone());
-            tokio::spawn(async move {
-                let mut buf = Vec::with_capacity(max_batch);
-                loop {
-                    let Ok(permit) = writers.clone().acquire_owned().await else {
-                        return;
-                    };
-                    let n = rx.recv_many(&mut buf, max_batch).await;
-                    if n == 0 {
-                        return; // every sender is gone
-                    }
-                    queued.fetch_sub(n, Ordering::AcqRel);
-                    let batch = std::mem::take(&mut buf);
-                    let writer = writer.clone();
-                    tokio::spawn(async move {
-                        write_batch(&*writer, batch).await;
-                        drop(permit);
-                    });
+        tokio::spawn(async move {
+            let mut buf = Vec::with_capacity(max_batch);
+            loop {
+                let Ok(permit) = writers.clone().acquire_owned().await else {
+                    return;
+                };
+                if rx.recv_many(&mut buf, max_batch).await == 0 {
+                    return; // every sender is gone
                 }
-            });
-        }
-        Self {
-            tx,
-            writer,
-            writers,
-            idle_permits: permits - 1,
-            queued,
-        }
+                let batch = std::mem::take(&mut buf);
+                let writer = writer.clone();
+                tokio::spawn(async move {
+                    write_batch(&*writer, batch).await;
+                    drop(permit);
+                });
+            }
+        });
+        Self { tx }
     }
 
-    /// Writes `item` with the next batch, or at once when nothing is being
-    /// written or waiting; its own answer.
+    /// Writes `item` with the next batch; its own answer.
     pub(crate) async fn write(&self, item: W::Item) -> Result<W::Ack, StoreError> {
-        if let Some(_permit) = self.idle_permit() {
-            return write_alone(&*self.writer, item).await;
-        }
         let (reply, rx) = tokio::sync::oneshot::channel();
-        self.queued.fetch_add(1, Ordering::AcqRel);
-        if let Err(e) = self.tx.send((item, reply)) {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
-            drop(e);
-            return Err(StoreError::Corrupt(format!(
-                "the {} writer stopped",
-                W::WHAT
-            )));
-        }
+        self.tx
+            .send((item, reply))
+            .map_err(|_| StoreError::Corrupt(format!("the {} writer stopped", W::WHAT)))?;
         rx.await
             .map_err(|_| StoreError::Corrupt(format!("the {} writer dropped a write", W::WHAT)))?
-    }
-
-    /// A writer's permit, when no batch is being written and no write waits
-    /// for one. Two callers may both find the writer idle and write side by
-    /// side, as two batches would.
-    fn idle_permit(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
-        if self.idle_permits == 0
-            || self.writers.available_permits() < self.idle_permits
-            || self.queued.load(Ordering::Acquire) > 0
-        {
-            return None;
-        }
-        self.writers.try_acquire().ok()
-    }
-}
-
-/// Writes one item as a batch of its own.
-async fn write_alone<W: BatchWrite>(writer: &W, item: W::Item) -> Result<W::Ack, StoreError> {
-    match writer.write_many(std::slice::from_ref(&item)).await {
-        Ok(acks) => acks
-            .into_iter()
-            .next()
-            .ok_or_else(|| StoreError::Corrupt(format!("the {} batch answered nothing", W::WHAT))),
-        Err(e) if e.is_unavailable() => Err(StoreError::Unavailable(e.to_string())),
-        Err(e) => {
-            warn!(error = %e, "{} failed; writing it alone", W::WHAT);
-            writer.write_one(&item).await
-        }
     }
 }
 
@@ -236,23 +175,6 @@ mod tests {
         async fn write_one(&self, item: &u32) -> Result<u32, StoreError> {
             Ok(*item)
         }
-    }
-
-    #[tokio::test]
-    async fn a_write_while_nothing_is_written_is_written_by_its_caller() {
-        let rec = Arc::new(Recorder::default());
-        let batcher = Batcher::spawn(rec.clone(), 8, 4);
-        let mut lone = Box::pin(batcher.write(1));
-        // One poll on this one-threaded runtime: the batching task has not
-        // run, so only the caller itself can have written it.
-        tokio::select! {
-            biased;
-            _ = &mut lone => panic!("answered before the writer was let go"),
-            _ = std::future::ready(()) => {}
-        }
-        assert_eq!(*rec.batches.lock().unwrap(), vec![vec![1]]);
-        rec.gate.notify_one();
-        assert_eq!(lone.await.unwrap(), 1);
     }
 
     #[tokio::test]

@@ -47,19 +47,12 @@ pub struct PgStore {
     /// The reads of runs, events and definitions ([`SqlBackend::reads`]):
     /// the API's, with a short `statement_timeout` of their own.
     api: PgPool,
-    /// The executor's hot path only (claim, renewal, release), so no load
-    /// on the API can take the connections leases depend on.
+    /// The executor's hot path only (claim, checkpoint, renewal, release),
+    /// so no load on the API can take the connections leases depend on.
     hot: PgPool,
-    /// The executor's checkpoint writes, sized like `hot`. Unlike the other
-    /// pools it does not ping a connection before handing it out (a round
-    /// trip before every write): a write that meets a connection the
-    /// server closed fails, and the executor writes it again on another.
-    /// A claim that failed so would wait for the next poll, so `hot` keeps
-    /// the ping.
-    checkpoints: PgPool,
 }
 
-/// How the store's four pools are sized and bounded.
+/// How the store's three pools are sized and bounded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PgOptions {
     /// Connections of the general pool (writes, watches, scheduler,
@@ -67,8 +60,8 @@ pub struct PgOptions {
     pub max_connections: u32,
     /// Connections of the pool the reads of runs and histories use.
     pub api_connections: u32,
-    /// Connections of each of the executor's own two pools (claim, renewal
-    /// and release; checkpoints).
+    /// Connections of the executor's own pool (claim, checkpoint, renewal,
+    /// release).
     pub hot_connections: u32,
     /// Longest wait for a free connection, in either pool.
     pub acquire_timeout: Duration,
@@ -134,7 +127,7 @@ impl PgStore {
         Self::connect_opts(url.parse()?, &opts).await
     }
 
-    /// Connects the four pools as `o` says. Every connection has the pages
+    /// Connects the three pools as `o` says. Every connection has the pages
     /// it writes out flushed every 256 kB (`backend_flush_after`), as
     /// PostgreSQL's own background writer and checkpointer do: a backend
     /// evicting pages another dirtied (retention's deletes) otherwise
@@ -144,29 +137,23 @@ impl PgStore {
     pub async fn connect_opts(conn: PgConnectOptions, o: &PgOptions) -> Result<Self> {
         let open = |max: u32, timeout: Duration, name: &str| {
             let ms = timeout.as_millis().to_string();
-            let mut settings = vec![
-                ("statement_timeout", ms.as_str()),
-                ("backend_flush_after", "256kB"),
-            ];
-            if name == HOT || name == CHECKPOINTS {
-                settings.extend([("plan_cache_mode", "force_generic_plan"), ("jit", "off")]);
-            }
             PgPoolOptions::new()
                 .max_connections(max.max(1))
                 .acquire_timeout(o.acquire_timeout)
-                .test_before_acquire(name != CHECKPOINTS)
-                .connect_with(conn.clone().application_name(name).options(settings))
+                .connect_with(conn.clone().application_name(name).options([
+                    ("statement_timeout", ms.as_str()),
+                    ("backend_flush_after", "256kB"),
+                ]))
         };
         let pool = open(o.max_connections, o.statement_timeout, "sagaflow").await?;
         let api = open(o.api_connections, o.api_statement_timeout, "sagaflow-api").await?;
-        let hot = open(o.hot_connections, o.hot_statement_timeout, HOT).await?;
-        let checkpoints = open(o.hot_connections, o.hot_statement_timeout, CHECKPOINTS).await?;
-        Ok(Self {
-            pool,
-            api,
-            hot,
-            checkpoints,
-        })
+        let hot = open(
+            o.hot_connections,
+            o.hot_statement_timeout,
+            "sagaflow-executor",
+        )
+        .await?;
+        Ok(Self { pool, api, hot })
     }
 
     /// Wraps an existing pool, for every use (tests use the one
@@ -174,7 +161,6 @@ impl PgStore {
     pub fn from_pool(pool: PgPool) -> Self {
         Self {
             hot: pool.clone(),
-            checkpoints: pool.clone(),
             api: pool.clone(),
             pool,
         }
@@ -237,15 +223,5 @@ pub(super) fn lock_runs_in_id_order(ids: &str) -> String {
 pub(super) fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
-
-/// The application names of the executor's two pools. Their statements
-/// (claim, checkpoint, renewal, release) are few, keyed by ids or by the
-/// due index, and each has one right plan whatever its parameters: they
-/// run generic plans, planned once per connection (planning the checkpoint
-/// statement for its parameters cost twice its execution, on every write),
-/// and never JIT-compiled (a generic plan's cost estimate on a large table
-/// passes `jit_above_cost`, and compiling took 10 ms per claim).
-const HOT: &str = "sagaflow-executor";
-const CHECKPOINTS: &str = "sagaflow-checkpoints";
 
 const EXPLAIN: &str = "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) ";

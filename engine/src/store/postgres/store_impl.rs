@@ -258,10 +258,10 @@ impl CheckpointStore for PgStore {
         let delivering = cps.iter().any(|c| !c.deliveries.is_empty());
         if !in_tx && !delivering {
             // The common case: one statement, one round trip, one commit.
-            let mut conn = self.checkpoints.acquire().await?;
+            let mut conn = self.hot.acquire().await?;
             return super::checkpoint::checkpoint_batch(&mut conn, cps).await;
         }
-        let mut tx = self.checkpoints.begin().await?;
+        let mut tx = self.hot.begin().await?;
         let acks = super::checkpoint::checkpoint_batch(&mut tx, cps).await?;
         let applied: Vec<Uuid> = cps
             .iter()
