@@ -49,7 +49,7 @@ async fn store_connections_flush_what_they_write_as_they_go(pool: sqlx::PgPool) 
 /// step runs: the run's next checkpoint is written on a connection opened
 /// again, the run ends with each step called once and a gapless history.
 #[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
-async fn a_checkpoint_connection_the_server_closed_costs_nothing(pool: sqlx::PgPool) {
+async fn an_executor_connection_the_server_ended_costs_nothing(pool: sqlx::PgPool) {
     let pg = PgStore::connect_opts((*pool.connect_options()).clone(), &PgOptions::default())
         .await
         .unwrap();

@@ -50,14 +50,17 @@ impl StoreError {
 
 /// Whether a query failed because the database could not be reached or no
 /// pool connection came free in time (not because the statement failed):
-/// also when the server ended the connection (SQLSTATE class 08, and
+/// also when the server ended the connection (SQLSTATE class 08 but
+/// 08P01, a protocol violation, which retrying would not mend; and
 /// 57P01–57P03: shut down, crashed, not accepting connections yet).
 pub fn unreachable_database(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
-        sqlx::Error::Database(d) => d
-            .code()
-            .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| match &*c {
+            "08P01" => false,
+            "57P01" | "57P02" | "57P03" => true,
+            c => c.starts_with("08"),
+        }),
         _ => false,
     }
 }
