@@ -218,6 +218,11 @@ pub fn operate(
                 .apply(StepEvent::Skip)
                 .map_err(|e| ActionError::Precondition(e.to_string()))?;
             s.finished_at = Some(now);
+            // The operator takes the step over with whatever its attempts
+            // may have left: a skipped step is never compensated, and
+            // should it run again (a retry from it) the engine's account of
+            // its effect starts afresh.
+            s.effect_uncertain = false;
             if let Some(out) = &output {
                 s.output = Some(Value::Object(out.clone()));
                 merge_into(&mut run.context, out);
