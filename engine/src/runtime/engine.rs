@@ -120,6 +120,7 @@ impl Engine {
                 snapshots: std::sync::Mutex::new(snapshots),
                 webhooks: Default::default(),
                 signals: Default::default(),
+                intakes: Default::default(),
             }),
         })
     }
@@ -193,14 +194,34 @@ impl Engine {
             })
     }
 
-    /// Starts a run (or returns the one its idempotency key names).
+    /// Starts a run (or returns the one its idempotency key names). A run
+    /// due at once goes straight to an executor of this process with room,
+    /// leased by its insert (an eager start); otherwise executors are woken
+    /// to claim it.
     pub async fn start(&self, req: StartRequest) -> Result<Started> {
-        let new = self.prepare_run(req)?;
+        let mut new = self.prepare_run(req)?;
+        // A run with a concurrency key may have to queue: left to claims.
+        let slot = new
+            .concurrency
+            .is_none()
+            .then(|| self.shared.reserve_slot())
+            .flatten();
+        new.lease = slot.as_ref().map(|s| s.lease().clone());
         match self.shared.store.create_run(&new).await? {
             CreateOutcome::Created(run) => {
                 crate::telemetry::run_started(&run.workflow_name);
-                if run.next_run_at.is_some() {
-                    self.wake();
+                match slot.map(|s| s.hand(run.clone())) {
+                    Some(Ok(())) => {}
+                    Some(Err(token)) => {
+                        // The executor stopped meanwhile: give the run back.
+                        self.shared
+                            .store
+                            .release_leases(&[(run.id, token)], self.shared.clock.now())
+                            .await?;
+                        self.wake();
+                    }
+                    None if run.next_run_at.is_some() => self.wake(),
+                    None => {}
                 }
                 Ok(Started { run, created: true })
             }
@@ -282,6 +303,7 @@ impl Engine {
             trace_id,
             actor: req.actor,
             now: self.shared.clock.now(),
+            lease: None,
         })
     }
 

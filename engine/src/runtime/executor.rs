@@ -29,8 +29,11 @@ use crate::store::{Checkpoint, CheckpointAck, RunRecord};
 use crate::telemetry;
 
 mod attempt;
+mod intake;
 mod leases;
 mod signals;
+
+pub(crate) use intake::{Intake, Slot};
 
 use attempt::LocalDeadline;
 use leases::{Lease, forget_lease, lock, renew_loop, self_fence};
@@ -84,12 +87,14 @@ impl Default for ExecutorOptions {
 pub struct ExecutorHandle {
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
+    intake: Arc<Intake>,
 }
 
 impl ExecutorHandle {
     /// Stops claiming, drains attempts in flight (up to the grace period)
     /// and releases every lease still held.
     pub async fn shutdown(self) {
+        self.intake.close();
         self.stop.cancel();
         let _ = self.task.await;
     }
@@ -97,6 +102,7 @@ impl ExecutorHandle {
     /// Stops at once without draining or releasing anything, like a crash:
     /// the leases expire and other replicas take the runs over.
     pub fn abort(self) {
+        self.intake.close();
         self.task.abort();
         // The lease renewal and the listener run beside the executor's
         // task: stop them too, or the leases would never run out.
@@ -114,10 +120,20 @@ struct Exec {
     /// The last claim filled its batch: there may be more due work.
     maybe_more: AtomicBool,
     wake: Arc<Notify>,
+    /// One per run driven at once.
+    permits: Arc<Semaphore>,
 }
 
 pub(crate) fn spawn(shared: Arc<Shared>, opts: ExecutorOptions) -> ExecutorHandle {
     let stop = CancellationToken::new();
+    let permits = Arc::new(Semaphore::new(opts.max_in_flight));
+    let (intake, handed) = Intake::new(
+        permits.clone(),
+        opts.max_in_flight,
+        opts.owner.clone(),
+        opts.lease,
+    );
+    shared.add_intake(intake.clone());
     let exec = Arc::new(Exec {
         batcher: Batcher::spawn(
             Checkpoints(shared.store.clone()),
@@ -130,13 +146,19 @@ pub(crate) fn spawn(shared: Arc<Shared>, opts: ExecutorOptions) -> ExecutorHandl
         leases: Default::default(),
         draining: AtomicBool::new(false),
         maybe_more: AtomicBool::new(true),
+        permits,
     });
-    let task = tokio::spawn(run(exec, stop.clone()));
-    ExecutorHandle { stop, task }
+    let task = tokio::spawn(run(exec, stop.clone(), intake.clone(), handed));
+    ExecutorHandle { stop, task, intake }
 }
 
-async fn run(exec: Arc<Exec>, stop: CancellationToken) {
-    let permits = Arc::new(Semaphore::new(exec.opts.max_in_flight));
+async fn run(
+    exec: Arc<Exec>,
+    stop: CancellationToken,
+    intake: Arc<Intake>,
+    mut handed: tokio::sync::mpsc::UnboundedReceiver<intake::Handed>,
+) {
+    let permits = exec.permits.clone();
     let mut tasks = JoinSet::new();
     let listen_stop = stop.child_token();
     let listener = {
@@ -157,6 +179,12 @@ async fn run(exec: Arc<Exec>, stop: CancellationToken) {
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = exec.wake.notified() => {}
+            Some(h) = handed.recv() => {
+                // A run a start inserted leased to this executor.
+                let deadline = LocalDeadline::new(h.sent, exec.valid_for());
+                adopt(&exec, &mut tasks, h.run, h.token, deadline, h.permit, None);
+                continue;
+            }
             _ = poll.tick() => polled = true,
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {
                 // More due work: claim it in batches, not one run per
@@ -213,45 +241,24 @@ async fn run(exec: Arc<Exec>, stop: CancellationToken) {
                 let Ok(permit) = permits.clone().try_acquire_owned() else {
                     break;
                 };
-                let cancel = CancellationToken::new();
                 let deadline = LocalDeadline::new(sent, exec.valid_for());
-                let stale = lock(&exec.leases).insert(
-                    r.id,
-                    Lease {
-                        token,
-                        cancel: cancel.clone(),
-                        deadline: deadline.clone(),
-                    },
-                );
-                if let Some(stale) = stale {
-                    // The run was claimed again: the lease an attempt here
-                    // still held ran out unconfirmed. Stop that attempt.
-                    self_fence(r.id, &stale.cancel);
-                }
-                let e = exec.clone();
-                let span = info_span!("run", run_id = %r.id, workflow = %r.workflow_name, tenant = %r.tenant_id);
-                telemetry::join_trace(
-                    &span,
-                    &telemetry::run_traceparent(r.id, r.traceparent.as_deref()),
-                );
                 let read = batch_signals.remove(&r.id);
-                tasks.spawn(
-                    async move {
-                        let id = r.id;
-                        drive(&e, r, token, cancel, deadline, read).await;
-                        forget_lease(&e, id, token);
-                        drop(permit);
-                    }
-                    .instrument(span),
-                );
+                adopt(&exec, &mut tasks, r, token, deadline, permit, read);
             }
             if got < want {
                 break;
             }
         }
     }
-    // Shutdown: no new attempts; let those in flight finish.
+    // Shutdown: no new attempts; let those in flight finish. Runs handed
+    // over but not yet taken up are given back with the leases below.
     exec.draining.store(true, Ordering::SeqCst);
+    intake.close();
+    handed.close();
+    let mut not_taken_up = Vec::new();
+    while let Ok(h) = handed.try_recv() {
+        not_taken_up.push((h.run.id, h.token));
+    }
     listen_stop.cancel();
     let drained = tokio::time::timeout(exec.opts.shutdown_grace, async {
         while tasks.join_next().await.is_some() {}
@@ -270,6 +277,7 @@ async fn run(exec: Arc<Exec>, stop: CancellationToken) {
     let held: Vec<(RunId, LeaseToken)> = lock(&exec.leases)
         .drain()
         .map(|(id, l)| (id, l.token))
+        .chain(not_taken_up)
         .collect();
     if let Err(e) = exec
         .shared
@@ -279,6 +287,49 @@ async fn run(exec: Arc<Exec>, stop: CancellationToken) {
     {
         warn!(error = %e, "releasing leases at shutdown failed; they will expire");
     }
+}
+
+/// Drives a run leased to this executor (claimed, or handed over by a
+/// start) in a task of its own, holding `permit` until it stops.
+fn adopt(
+    exec: &Arc<Exec>,
+    tasks: &mut JoinSet<()>,
+    r: RunRecord,
+    token: LeaseToken,
+    deadline: Arc<LocalDeadline>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    read: Option<Vec<crate::store::Signal>>,
+) {
+    let cancel = CancellationToken::new();
+    let stale = lock(&exec.leases).insert(
+        r.id,
+        Lease {
+            token,
+            cancel: cancel.clone(),
+            deadline: deadline.clone(),
+        },
+    );
+    if let Some(stale) = stale {
+        // The run was claimed again: the lease an attempt here still held
+        // ran out unconfirmed. Stop that attempt.
+        self_fence(r.id, &stale.cancel);
+    }
+    let e = exec.clone();
+    let span =
+        info_span!("run", run_id = %r.id, workflow = %r.workflow_name, tenant = %r.tenant_id);
+    telemetry::join_trace(
+        &span,
+        &telemetry::run_traceparent(r.id, r.traceparent.as_deref()),
+    );
+    tasks.spawn(
+        async move {
+            let id = r.id;
+            drive(&e, r, token, cancel, deadline, read).await;
+            forget_lease(&e, id, token);
+            drop(permit);
+        }
+        .instrument(span),
+    );
 }
 
 impl Exec {

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
 use super::batcher::{Batcher, Signals};
+use super::executor::{Intake, Slot};
 use crate::clock::Clock;
 use crate::definition::{Definitions, WorkflowDefinition};
 use crate::error::{Error, Result};
@@ -38,6 +39,8 @@ pub(crate) struct Shared {
     pub(super) webhooks: std::sync::RwLock<Arc<Webhooks>>,
     /// Group commit of signals from every caller (started by the first).
     pub(super) signals: std::sync::OnceLock<Batcher<Signals>>,
+    /// Where this process's executors take eager starts.
+    pub(super) intakes: std::sync::Mutex<Vec<Arc<Intake>>>,
 }
 
 /// Most signals written in one statement, and statements at once.
@@ -79,6 +82,22 @@ impl Shared {
                 }
             }
         });
+    }
+
+    /// Lets starts hand runs to an executor of this process.
+    pub(super) fn add_intake(&self, intake: Arc<Intake>) {
+        self.intakes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(intake);
+    }
+
+    /// A slot in an executor of this process with room for a run about to
+    /// be started (see `executor::intake`), if one has it.
+    pub(super) fn reserve_slot(&self) -> Option<Slot> {
+        let mut intakes = self.intakes.lock().unwrap_or_else(|e| e.into_inner());
+        intakes.retain(|i| i.is_open());
+        intakes.iter().find_map(|i| i.reserve())
     }
 
     /// Stores a signal with the next batch of signals (group commit).

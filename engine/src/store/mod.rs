@@ -31,7 +31,8 @@ pub use traits::{
     Store, StoreAdmin,
 };
 pub use writes::{
-    Checkpoint, CheckpointAck, CreateOutcome, NewRun, OperatorWrite, RunFilter, StoredDefinition,
+    Checkpoint, CheckpointAck, CreateOutcome, NewRun, OperatorWrite, RunFilter, StartLease,
+    StoredDefinition,
 };
 
 pub use webhooks::{

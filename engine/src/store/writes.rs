@@ -30,6 +30,19 @@ pub struct NewRun {
     pub trace_id: Option<String>,
     pub actor: String,
     pub now: DateTime<Utc>,
+    /// Taken by the insert itself for an executor of this process that has
+    /// a free slot (an eager start): the run needs no claim.
+    pub lease: Option<StartLease>,
+}
+
+/// A lease a start takes on the run it inserts, for the executor the run is
+/// handed to. It runs out on the database's clock, `lease` after the
+/// insert, like a claimed one.
+#[derive(Debug, Clone)]
+pub struct StartLease {
+    pub owner: String,
+    pub token: LeaseToken,
+    pub lease: std::time::Duration,
 }
 
 impl NewRun {
@@ -69,7 +82,7 @@ impl NewRun {
             cancel_request: None,
             last_seq: 1,
             next_run_at: Some(self.now),
-            lease_owner: None,
+            lease_owner: self.lease.as_ref().map(|l| l.owner.clone()),
             lease_expires_at: None,
             created_at: self.now,
             updated_at: self.now,

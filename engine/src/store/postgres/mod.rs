@@ -50,6 +50,50 @@ pub struct PgStore {
     /// The executor's hot path only (claim, checkpoint, renewal, release),
     /// so no load on the API can take the connections leases depend on.
     hot: PgPool,
+    /// Connections of `hot` the checkpoint writers keep between batches.
+    held: HeldConnections,
+}
+
+/// A few connections of a pool kept out of it between uses by the
+/// checkpoint writers: taking one back from the pool and giving it back
+/// each cost a round trip of their own (sqlx pings a connection on both),
+/// which on the hot path is one round trip in three. A connection whose
+/// statement failed is given back to the pool, which closes it if it is
+/// broken. At most half of the executor's pool is kept, so the claims,
+/// renewals and releases always have connections; none is kept from a
+/// pool the store shares with other users ([`PgStore::from_pool`]).
+#[derive(Debug, Clone, Default)]
+struct HeldConnections {
+    kept: std::sync::Arc<std::sync::Mutex<Vec<sqlx::pool::PoolConnection<Postgres>>>>,
+    max: usize,
+}
+
+impl HeldConnections {
+    /// Keeps at most as many connections as the executor has checkpoint
+    /// writers by default, and half of a pool of `connections`.
+    fn of_pool(connections: u32) -> Self {
+        Self {
+            kept: Default::default(),
+            max: 4.min(connections as usize / 2),
+        }
+    }
+
+    /// A kept connection, or one taken from `pool`.
+    async fn take(&self, pool: &PgPool) -> Result<sqlx::pool::PoolConnection<Postgres>> {
+        let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        match kept {
+            Some(c) => Ok(c),
+            None => Ok(pool.acquire().await?),
+        }
+    }
+
+    /// Keeps `conn` for the next batch if there is room.
+    fn keep(&self, conn: sqlx::pool::PoolConnection<Postgres>) {
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.len() < self.max {
+            kept.push(conn);
+        }
+    }
 }
 
 /// How the store's three pools are sized and bounded.
@@ -153,7 +197,12 @@ impl PgStore {
             "sagaflow-executor",
         )
         .await?;
-        Ok(Self { pool, api, hot })
+        Ok(Self {
+            pool,
+            api,
+            hot,
+            held: HeldConnections::of_pool(o.hot_connections),
+        })
     }
 
     /// Wraps an existing pool, for every use (tests use the one
@@ -161,6 +210,7 @@ impl PgStore {
     pub fn from_pool(pool: PgPool) -> Self {
         Self {
             hot: pool.clone(),
+            held: HeldConnections::default(),
             api: pool.clone(),
             pool,
         }

@@ -134,8 +134,10 @@ pub(super) async fn insert_run(tx: &mut sqlx::PgConnection, new: &NewRun) -> Res
     let sql = format!(
         "WITH r AS (INSERT INTO runs (id, tenant_id, workflow_name, workflow_version, definition_id, state, \
             input, input_hash, context, steps, idempotency_key, concurrency_key, schedule_id, trace_id, \
-            traceparent, last_seq, next_run_at, created_at, updated_at, queue_expires_at) \
-          VALUES ($1, $2, $3, $4, $5, 'PENDING', $6, $7, $6, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $17) \
+            traceparent, last_seq, next_run_at, created_at, updated_at, queue_expires_at, \
+            lease_owner, lease_token, lease_expires_at) \
+          VALUES ($1, $2, $3, $4, $5, 'PENDING', $6, $7, $6, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $17, \
+            $27, $28, now() + $29 * interval '1 microsecond') \
           ON CONFLICT (tenant_id, workflow_name, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
           RETURNING id, last_seq), \
           s AS (INSERT INTO run_search (run_id, tenant_id, key, value) \
@@ -168,7 +170,15 @@ pub(super) async fn insert_run(tx: &mut sqlx::PgConnection, new: &NewRun) -> Res
         .bind(if queued { new.queue_expires_at() } else { None })
         .bind(&search_keys)
         .bind(&search_values);
-    let inserted = bind_events(q, &ev).execute(&mut *tx).await?.rows_affected();
+    // A queued run waits for its key, not for an executor: never leased.
+    let lease = new.lease.as_ref().filter(|_| !queued);
+    let inserted = bind_events(q, &ev)
+        .bind(lease.map(|l| l.owner.as_str()))
+        .bind(lease.map(|l| l.token.0))
+        .bind(lease.map(|l| micros(l.lease)))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
     Ok(if inserted == 0 {
         RunInsert::Duplicate
     } else {

@@ -257,9 +257,12 @@ impl CheckpointStore for PgStore {
             .any(|c| c.release_concurrency_key || c.take_signal.is_some());
         let delivering = cps.iter().any(|c| !c.deliveries.is_empty());
         if !in_tx && !delivering {
-            // The common case: one statement, one round trip, one commit.
-            let mut conn = self.hot.acquire().await?;
-            return super::checkpoint::checkpoint_batch(&mut conn, cps).await;
+            // The common case: one statement, one round trip, one commit,
+            // on a connection kept from the batch before.
+            let mut conn = self.held.take(&self.hot).await?;
+            let acks = super::checkpoint::checkpoint_batch(&mut conn, cps).await?;
+            self.held.keep(conn);
+            return Ok(acks);
         }
         let mut tx = self.hot.begin().await?;
         let acks = super::checkpoint::checkpoint_batch(&mut tx, cps).await?;

@@ -147,12 +147,16 @@ pub(super) async fn insert_run(tx: &mut SqliteConnection, new: &NewRun) -> Resul
     }
     let events = crate::run::start::start_events(&new.actor, new.now, queued);
     let input = new.input.to_string();
-    sqlx::query(
+    // A queued run waits for its key, not for an executor: never leased.
+    let lease = new.lease.as_ref().filter(|_| !queued);
+    sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO runs (id, tenant_id, workflow_name, workflow_version, definition_id, state, \
             input, input_hash, context, steps, idempotency_key, concurrency_key, schedule_id, trace_id, \
-            traceparent, last_seq, next_run_at, created_at, updated_at, queue_expires_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, 'PENDING', ?6, ?7, ?6, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?16, ?17)",
-    )
+            traceparent, last_seq, next_run_at, created_at, updated_at, queue_expires_at, \
+            lease_owner, lease_token, lease_expires_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, 'PENDING', ?6, ?7, ?6, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?16, ?17, \
+            ?18, ?19, {DB_NOW} + ?20)"
+    )))
     .bind(new.id.to_string())
     .bind(new.tenant_id.as_str())
     .bind(&def.name)
@@ -170,6 +174,9 @@ pub(super) async fn insert_run(tx: &mut SqliteConnection, new: &NewRun) -> Resul
     .bind(if queued { None } else { Some(micros(new.now)) })
     .bind(micros(new.now))
     .bind(if queued { opt_micros(new.queue_expires_at()) } else { None })
+    .bind(lease.map(|l| l.owner.as_str()))
+    .bind(lease.map(|l| l.token.to_string()))
+    .bind(lease.map(|l| duration_micros(l.lease)))
     .execute(&mut *tx)
     .await?;
     insert_events(&mut *tx, new.id, events.len() as i64, &events).await?;
