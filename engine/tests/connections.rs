@@ -114,3 +114,56 @@ async fn a_connection_the_server_ends_counts_as_the_database_unreachable(pool: s
     );
     assert!(sagaflow_engine::store::StoreError::Database(err).is_unavailable());
 }
+
+/// Starts keep their connection between inserts, unpinged while it is
+/// fresh. A kept connection the server ended while it sat idle (a restart,
+/// an operator) is not used once it is older than a second: the next start
+/// takes a pinged one and succeeds.
+#[sqlx::test(migrator = "sagaflow_engine::store::postgres::MIGRATOR")]
+async fn a_start_after_the_server_ended_the_kept_connections_succeeds(pool: sqlx::PgPool) {
+    let pg = PgStore::connect_opts((*pool.connect_options()).clone(), &PgOptions::default())
+        .await
+        .unwrap();
+    let h = Harness::new(Arc::new(pg), &[saga_toml("kept", 1, 2, "")]).await;
+    let first = h
+        .start("kept", json!({"sleep_ms": {"s1": 1500}}))
+        .await
+        .run
+        .id;
+    let closed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE application_name = 'sagaflow' AND datname = current_database()) t",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(closed >= 1, "no connection of the general pool was open");
+    // The first run's first step takes 1.5 s: once it is done, the kept
+    // connection has sat unused for longer than a second.
+    poll("s1 of the first run to succeed", Duration::from_secs(30), || {
+        let pool = pool.clone();
+        async move {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM run_events WHERE run_id = $1 AND kind = 'step_succeeded' AND step = 's1'",
+            )
+            .bind(first.0)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            (n == 1).then_some(())
+        }
+    })
+    .await;
+    let second = h
+        .engine
+        .start(sagaflow_engine::engine::StartRequest::new(
+            TENANT,
+            "kept",
+            json!({}),
+        ))
+        .await
+        .expect("a start on a connection opened again");
+    h.wait_state(first, RunState::Completed).await;
+    h.wait_state(second.run.id, RunState::Completed).await;
+    h.shutdown().await;
+}

@@ -21,6 +21,7 @@ use crate::store::sql_terms;
 pub mod ceiling;
 mod checkpoint;
 mod dialect;
+mod held;
 pub mod partitions;
 mod runs;
 pub mod scale;
@@ -28,6 +29,7 @@ mod store_impl;
 pub(in crate::store) mod webhooks;
 
 pub(crate) use dialect::Pg;
+use held::HeldConnections;
 use runs::*;
 use store_impl::*;
 
@@ -52,48 +54,8 @@ pub struct PgStore {
     hot: PgPool,
     /// Connections of `hot` the checkpoint writers keep between batches.
     held: HeldConnections,
-}
-
-/// A few connections of a pool kept out of it between uses by the
-/// checkpoint writers: taking one back from the pool and giving it back
-/// each cost a round trip of their own (sqlx pings a connection on both),
-/// which on the hot path is one round trip in three. A connection whose
-/// statement failed is given back to the pool, which closes it if it is
-/// broken. At most half of the executor's pool is kept, so the claims,
-/// renewals and releases always have connections; none is kept from a
-/// pool the store shares with other users ([`PgStore::from_pool`]).
-#[derive(Debug, Clone, Default)]
-struct HeldConnections {
-    kept: std::sync::Arc<std::sync::Mutex<Vec<sqlx::pool::PoolConnection<Postgres>>>>,
-    max: usize,
-}
-
-impl HeldConnections {
-    /// Keeps at most as many connections as the executor has checkpoint
-    /// writers by default, and half of a pool of `connections`.
-    fn of_pool(connections: u32) -> Self {
-        Self {
-            kept: Default::default(),
-            max: 4.min(connections as usize / 2),
-        }
-    }
-
-    /// A kept connection, or one taken from `pool`.
-    async fn take(&self, pool: &PgPool) -> Result<sqlx::pool::PoolConnection<Postgres>> {
-        let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        match kept {
-            Some(c) => Ok(c),
-            None => Ok(pool.acquire().await?),
-        }
-    }
-
-    /// Keeps `conn` for the next batch if there is room.
-    fn keep(&self, conn: sqlx::pool::PoolConnection<Postgres>) {
-        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
-        if kept.len() < self.max {
-            kept.push(conn);
-        }
-    }
+    /// Connections of `pool` starts keep between inserts.
+    held_starts: HeldConnections,
 }
 
 /// How the store's three pools are sized and bounded.
@@ -202,6 +164,7 @@ impl PgStore {
             api,
             hot,
             held: HeldConnections::of_pool(o.hot_connections),
+            held_starts: HeldConnections::of_pool(o.max_connections),
         })
     }
 
@@ -211,6 +174,7 @@ impl PgStore {
         Self {
             hot: pool.clone(),
             held: HeldConnections::default(),
+            held_starts: HeldConnections::default(),
             api: pool.clone(),
             pool,
         }

@@ -12,9 +12,11 @@ impl RunWrites for PgStore {
             // Without a concurrency key the insert is one statement: atomic
             // on its own, one round trip, and the record is known already.
             let inserted = {
-                let mut conn = self.pool.acquire().await?;
-                insert_run(&mut conn, new).await?
-            }; // the connection goes back before any further query
+                let mut conn = self.held_starts.take(&self.pool).await?;
+                let inserted = insert_run(&mut conn, new).await?;
+                self.held_starts.keep(conn);
+                inserted
+            }; // the connection is kept or goes back before any further query
             return match inserted {
                 RunInsert::Created => Ok(CreateOutcome::Created(new.record())),
                 RunInsert::Duplicate | RunInsert::KeyHeld { .. } => Ok(self
