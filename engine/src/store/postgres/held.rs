@@ -30,9 +30,12 @@ const FRESH: Duration = Duration::from_secs(1);
 /// Most connections kept (the executor's checkpoint writers by default).
 const MOST: usize = 4;
 
+/// A kept connection and when its last statement ended.
+type Kept = (PoolConnection<Postgres>, Instant);
+
 #[derive(Debug, Clone, Default)]
 pub(super) struct HeldConnections {
-    kept: Arc<Mutex<Vec<(PoolConnection<Postgres>, Instant)>>>,
+    kept: Arc<Mutex<Vec<Kept>>>,
     max: usize,
 }
 
