@@ -28,6 +28,11 @@ pub(crate) async fn start(
         Some(_) => anyhow::bail!("--rate must be above 0"),
         None => {
             let t = throughput(s, calibrate_runs, 256, STARTERS).await?;
+            if let Some(pg) = &s.pg {
+                // What autovacuum would have done after the calibration's
+                // runs (off on some machines): see `analyze_runs`.
+                sagaflow_engine::store::postgres::scale::analyze_runs(pg).await?;
+            }
             let measured = t["sagas_per_s"].as_f64().unwrap_or(0.0);
             ((measured / 2.0).max(1.0), t)
         }

@@ -162,3 +162,14 @@ pub async fn held_locks(pool: &PgPool) -> Result<(f64, f64)> {
     .fetch_one(pool)
     .await?)
 }
+
+/// `ANALYZE runs`, as autovacuum would have done after the thousands of
+/// runs a calibration wrote (it analyzes a table once a tenth of it has
+/// changed). Without it (autovacuum off), the executor's prepared batch
+/// statements keep the generic plans PostgreSQL made while the table was
+/// nearly empty, which scan all of `runs` on every checkpoint; the new
+/// statistics make it plan them again (docs/performance.md).
+pub async fn analyze_runs(pool: &PgPool) -> Result<()> {
+    sqlx::query("ANALYZE runs").execute(pool).await?;
+    Ok(())
+}
