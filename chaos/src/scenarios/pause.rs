@@ -1,4 +1,5 @@
-//! Scenario 2, pause a replica: two engines share the runs; one is
+//! Scenario 2, pause a replica: two engines share the runs (half are
+//! started through each, which drives them); one is
 //! SIGSTOPped for three lease lengths while it holds runs with attempts in
 //! flight, the other takes its runs over, then the paused one is SIGCONTed.
 //! Its late writes must be refused (fencing) and its handlers stopped: the
@@ -34,6 +35,7 @@ pub async fn run(opts: &Options) -> Result<Report> {
     let a = Engine::start(&opts.bin, &config, "pause-a", &st.log("pause-a")).await?;
     let mut b = Engine::start(&opts.bin, &config, "pause-b", &st.log("pause-b")).await?;
     let api = Api::new(&b.grpc, "chaos-crm", st.codes.clone())?;
+    let api_a = Api::new(&a.grpc, "chaos-crm", st.codes.clone())?;
     let inputs: Vec<_> = (0..n)
         .map(|i| {
             let fail = i % 5 == 0;
@@ -43,7 +45,11 @@ pub async fn run(opts: &Options) -> Result<Report> {
             )
         })
         .collect();
-    start_all(&api, "ledger_saga", &inputs).await?;
+    // Half through each replica: a replica with room drives the runs
+    // started through it (eager starts), so both hold runs.
+    let (to_a, to_b) = inputs.split_at(n / 2);
+    start_all(&api_a, "ledger_saga", to_a).await?;
+    start_all(&api, "ledger_saga", to_b).await?;
 
     // Wait until A holds runs, then stop it in the middle of its attempts.
     let held = |owner: &'static str| {
