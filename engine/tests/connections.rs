@@ -60,25 +60,10 @@ async fn an_executor_connection_the_server_ended_costs_nothing(pool: sqlx::PgPoo
     // executor connection.
     poll("s2 to start", Duration::from_secs(30), || {
         let pool = pool.clone();
-        async move {
-            let n: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM run_events WHERE run_id = $1 AND kind = 'step_started' AND step = 's2'",
-            )
-            .bind(id.0)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-            (n == 1).then_some(())
-        }
+        async move { (events(&pool, id, "step_started", "s2").await == 1).then_some(()) }
     })
     .await;
-    let closed: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-         WHERE application_name = 'sagaflow-executor' AND datname = current_database()) t",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let closed = terminate(&pool, "sagaflow-executor").await;
     assert!(closed >= 1, "no executor connection was open");
     h.wait_state(id, RunState::Completed).await;
     let mut per_step: HashMap<String, u32> = HashMap::new();
@@ -130,29 +115,18 @@ async fn a_start_after_the_server_ended_the_kept_connections_succeeds(pool: sqlx
         .await
         .run
         .id;
-    let closed: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-         WHERE application_name = 'sagaflow' AND datname = current_database()) t",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let closed = terminate(&pool, "sagaflow").await;
     assert!(closed >= 1, "no connection of the general pool was open");
     // The first run's first step takes 1.5 s: once it is done, the kept
     // connection has sat unused for longer than a second.
-    poll("s1 of the first run to succeed", Duration::from_secs(30), || {
-        let pool = pool.clone();
-        async move {
-            let n: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM run_events WHERE run_id = $1 AND kind = 'step_succeeded' AND step = 's1'",
-            )
-            .bind(first.0)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-            (n == 1).then_some(())
-        }
-    })
+    poll(
+        "s1 of the first run to succeed",
+        Duration::from_secs(30),
+        || {
+            let pool = pool.clone();
+            async move { (events(&pool, first, "step_succeeded", "s1").await == 1).then_some(()) }
+        },
+    )
     .await;
     let second = h
         .engine
@@ -166,4 +140,35 @@ async fn a_start_after_the_server_ended_the_kept_connections_succeeds(pool: sqlx
     h.wait_state(first, RunState::Completed).await;
     h.wait_state(second.run.id, RunState::Completed).await;
     h.shutdown().await;
+}
+
+/// How many events of `kind` for `step` run `id` has, read where they land.
+async fn events(
+    pool: &sqlx::PgPool,
+    id: sagaflow_engine::ids::RunId,
+    kind: &str,
+    step: &str,
+) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM run_events WHERE run_id = $1 AND kind = $2 AND step = $3",
+    )
+    .bind(id.0)
+    .bind(kind)
+    .bind(step)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// Ends every connection of this database named `application` on the
+/// server's side (as an operator or a failover does); how many.
+async fn terminate(pool: &sqlx::PgPool, application: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE application_name = $1 AND datname = current_database()) t",
+    )
+    .bind(application)
+    .fetch_one(pool)
+    .await
+    .unwrap()
 }

@@ -8,13 +8,16 @@
 //!
 //! - A connection whose statement failed is not kept: it goes back to the
 //!   pool, which closes it if it is broken.
-//! - A connection kept unused for longer than [`FRESH`] is given back to
-//!   the pool and a pinged one taken instead, so a connection the server
-//!   ended while it sat idle (a restart) costs no statement; under load a
-//!   kept connection is reused within milliseconds.
-//! - At most half of a pool is kept, so the claims, renewals, releases
-//!   and everything else on it always have connections; none is kept from
-//!   a pool the store shares with other users ([`super::PgStore::from_pool`]).
+//! - A connection kept unused for longer than [`FRESH`] is not used again:
+//!   a task gives it back to the pool within another [`FRESH`], and a
+//!   start or batch in between takes a pinged one instead. So a connection
+//!   the server ended while it sat idle (a restart) costs no statement, and
+//!   a quiet engine holds no connection out of its pools for long; under
+//!   load a kept connection is reused within milliseconds.
+//! - At most a share of a pool is kept (half of the executor's own, a
+//!   quarter of the general one, and at most [`MOST`]), so everything else
+//!   on it still has connections; none is kept from a pool the store
+//!   shares with other users ([`super::PgStore::from_pool`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -40,12 +43,28 @@ pub(super) struct HeldConnections {
 }
 
 impl HeldConnections {
-    /// Keeps connections of a pool of `connections` (see the module).
-    pub(super) fn of_pool(connections: u32) -> Self {
-        Self {
+    /// Keeps up to `1 / share` of a pool of `connections` (see the
+    /// module), and starts the task that gives stale ones back.
+    pub(super) fn of_pool(connections: u32, share: usize) -> Self {
+        let held = Self {
             kept: Default::default(),
-            max: MOST.min(connections as usize / 2),
+            max: MOST.min(connections as usize / share.max(1)),
+        };
+        if held.max > 0 {
+            let kept = Arc::downgrade(&held.kept);
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(FRESH);
+                loop {
+                    every.tick().await;
+                    // Ends with the store.
+                    let Some(kept) = kept.upgrade() else { return };
+                    kept.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .retain(|(_, at)| at.elapsed() < FRESH);
+                }
+            });
         }
+        held
     }
 
     /// A kept connection used within [`FRESH`], or one taken from `pool`.

@@ -163,8 +163,8 @@ impl PgStore {
             pool,
             api,
             hot,
-            held: HeldConnections::of_pool(o.hot_connections),
-            held_starts: HeldConnections::of_pool(o.max_connections),
+            held: HeldConnections::of_pool(o.hot_connections, 2),
+            held_starts: HeldConnections::of_pool(o.max_connections, 4),
         })
     }
 
