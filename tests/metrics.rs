@@ -238,6 +238,14 @@ async fn runs_and_compensations_move_the_counters_and_histograms(pool: PgPool) {
             >= 3.0,
         "two runs, one claimed again after the operator's compensate"
     );
+    for via in ["claim", "start"] {
+        assert!(
+            value(&after, "sagaflow_runs_claimed_total", &[("via", via)])
+                - value(&before, "sagaflow_runs_claimed_total", &[("via", via)])
+                >= 1.0,
+            "runs leased via {via}: the starts found the executor idle, the compensation was claimed"
+        );
+    }
     assert_eq!(start_ok(&after) - grpc_before, 2.0);
     let code = |s: &[Sample], m: &str, c: &str| {
         value(

@@ -78,7 +78,10 @@ pub fn describe() {
         COMPENSATIONS,
         "Compensations finished, by workflow, step and outcome (succeeded, failed)."
     );
-    describe_counter!(RUNS_CLAIMED, "Runs claimed under a lease by this replica.");
+    describe_counter!(
+        RUNS_CLAIMED,
+        "Runs leased by this replica: claimed (via=claim), or leased by a start made through it (via=start)."
+    );
     describe_histogram!(
         CLAIM_DURATION,
         metrics::Unit::Seconds,
@@ -118,7 +121,9 @@ pub fn zero_series(defs: &Definitions) {
         counter!(WEBHOOK_DELIVERIES, "outcome" => outcome).increment(0);
     }
     counter!(UNDECODABLE_RUNS).increment(0);
-    counter!(RUNS_CLAIMED).increment(0);
+    for via in ["claim", "start"] {
+        counter!(RUNS_CLAIMED, "via" => via).increment(0);
+    }
     for d in defs.all() {
         let w = d.definition.name.clone();
         counter!(RUNS_STARTED, "workflow" => w.clone()).increment(0);
@@ -284,7 +289,13 @@ fn run_finished(workflow: &str, state: &'static str) {
 /// A claim statement took `elapsed` and leased `claimed` runs.
 pub fn claimed(elapsed: Duration, claimed: usize) {
     histogram!(CLAIM_DURATION).record(elapsed.as_secs_f64());
-    counter!(RUNS_CLAIMED).increment(claimed as u64);
+    counter!(RUNS_CLAIMED, "via" => "claim").increment(claimed as u64);
+}
+
+/// A run a start inserted leased to this replica's executor was handed to
+/// it (an eager start: no claim).
+pub fn handed_over() {
+    counter!(RUNS_CLAIMED, "via" => "start").increment(1);
 }
 
 /// Why a lease was lost.

@@ -181,6 +181,7 @@ async fn run(
             _ = exec.wake.notified() => {}
             Some(h) = handed.recv() => {
                 // A run a start inserted leased to this executor.
+                telemetry::handed_over();
                 let deadline = LocalDeadline::new(h.sent, exec.valid_for());
                 adopt(&exec, &mut tasks, h.run, h.token, deadline, h.permit, None);
                 continue;
