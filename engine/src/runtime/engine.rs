@@ -214,10 +214,18 @@ impl Engine {
                     Some(Ok(())) => {}
                     Some(Err(token)) => {
                         // The executor stopped meanwhile: give the run back.
-                        self.shared
+                        // The run is created whatever happens here; should
+                        // the release fail, its lease runs out and a claim
+                        // takes it then.
+                        if let Err(e) = self
+                            .shared
                             .store
                             .release_leases(&[(run.id, token)], self.shared.clock.now())
-                            .await?;
+                            .await
+                        {
+                            tracing::warn!(run_id = %run.id, error = %e,
+                                "giving back a run the stopping executor did not take failed; it waits for its lease to run out");
+                        }
                         self.wake();
                     }
                     None if run.next_run_at.is_some() => self.wake(),

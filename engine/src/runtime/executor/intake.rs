@@ -9,8 +9,10 @@
 //! - The run's lease runs out on the database's clock like a claimed one;
 //!   the local deadline counts from before the insert was sent.
 //! - A run handed over while the executor stops is given back (its lease
-//!   released) by whichever side sees the stop, so it is never left leased
-//!   to nobody until its lease runs out.
+//!   released) by whichever side sees the stop, so it is not left leased
+//!   to nobody until its lease runs out. (A start whose insert committed
+//!   but whose answer was lost does leave it so: like a replica that died
+//!   after a claim, the run waits for its lease to run out.)
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
